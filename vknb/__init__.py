@@ -1,0 +1,132 @@
+"""vknb: write and run Vulkan compute kernels from Jupyter, numpy in and out.
+
+``import vknb`` is cheap: the Vulkan binding is loaded, the instance created and the session
+device chosen only when first needed.
+
+Example
+-------
+>>> import numpy as np, vknb
+>>> k = vknb.compile('''
+... layout(local_size_x = 64) in;
+... layout(set = 0, binding = 0) buffer X { float x[]; };
+... layout(set = 0, binding = 1) buffer Y { float y[]; };
+... layout(push_constant) uniform P { float a; };
+... void main() { uint i = gl_GlobalInvocationID.x; if (i < x.length()) y[i] += a * x[i]; }
+... ''', name="saxpy")
+>>> x = np.random.rand(1000).astype(np.float32); y = np.zeros_like(x)
+>>> rec = k(x, y, a=2.0, grid=x.size)
+>>> bool(np.allclose(y, 2 * x))
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    AllocationFailed,
+    BufferFailed,
+    BufferTooSmall,
+    CommandBufferError,
+    DeviceCreationFailed,
+    DeviceLost,
+    ExecutionFailed,
+    InitializationFailed,
+    NoComputeQueue,
+    NoDeviceFound,
+    NotAvailable,
+    NotMapped,
+    ObjectClosed,
+    PipelineCreationFailed,
+    ShaderCompileError,
+    SpirvCompilationFailed,
+    SpirvError,
+    SyncError,
+    ValidationError,
+    VulkanError,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first access (PEP 562).
+_LAZY = {
+    "devices": "instance",
+    "DeviceInfo": "instance",
+    "Device": "_device",
+    "device": "_device",
+    "use": "_device",
+    "reset": "_device",
+    "synchronize": "_device",
+    "Submission": "_device",
+    "Buffer": "buffer",
+    "Array": "buffer",
+    "asarray": "buffer",
+    "empty": "buffer",
+    "zeros": "buffer",
+    "compile_glsl": "compiler",
+    "clear_cache": "compiler",
+    "reflect": "spirv",
+    "Reflection": "spirv",
+    "compile": "kernel",
+    "Kernel": "kernel",
+    "timings": "timing",
+    "clear_timings": "timing",
+    "DispatchRecord": "timing",
+    "Batch": "batch",
+    "batch": "batch",
+}
+
+__all__ = [
+    "AllocationFailed",
+    "BufferFailed",
+    "BufferTooSmall",
+    "CommandBufferError",
+    "DeviceCreationFailed",
+    "DeviceLost",
+    "ExecutionFailed",
+    "InitializationFailed",
+    "NoComputeQueue",
+    "NoDeviceFound",
+    "NotAvailable",
+    "NotMapped",
+    "ObjectClosed",
+    "PipelineCreationFailed",
+    "ShaderCompileError",
+    "SpirvCompilationFailed",
+    "SpirvError",
+    "SyncError",
+    "ValidationError",
+    "VulkanError",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'vknb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext vknb``: register the ``%%glsl`` and ``%vknb`` magics (and nothing else)."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext vknb``."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

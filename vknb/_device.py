@@ -1,0 +1,695 @@
+"""The logical device, its queues and submissions, and the session's shared device.
+
+A :class:`Device` owns a ``VkDevice`` with a compute queue (and a dedicated transfer queue where
+the hardware has one), a command pool per queue, fences, a pipeline cache persisted on disk and
+the memory allocator.  Submissions are serialized by a lock and each waits on its own fence,
+with a timeout (``VKNB_TIMEOUT_S``, default 60 s) so that a runaway kernel raises instead of
+freezing the notebook.
+
+Example
+-------
+>>> import vknb
+>>> dev = vknb.device()
+>>> dev.info.name                                            # doctest: +SKIP
+'llvmpipe (LLVM 15.0.6, 256 bits)'
+>>> dev.memory_stats().allocated >= 0
+True
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import struct
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from . import _vk
+from . import errors as E
+from .instance import DeviceInfo, get_instance, select_device_index
+from .memory import Allocator, MemoryStats
+
+log = logging.getLogger("vknb")
+
+COMPUTE = 0x2
+TRANSFER = 0x4
+GRAPHICS = 0x1
+
+
+def timeout_s() -> float:
+    """The submission timeout in seconds (``VKNB_TIMEOUT_S``, default 60)."""
+    try:
+        return float(os.environ.get("VKNB_TIMEOUT_S", "60"))
+    except ValueError:
+        return 60.0
+
+
+class Submission:
+    """A submitted command buffer; holds what it uses alive until its fence signals.
+
+    Returned by asynchronous calls (``kernel(..., wait=False)``).
+
+    Example
+    -------
+    >>> s = k(x, y, grid=n, wait=False)                      # doctest: +SKIP
+    >>> s.wait()                                             # doctest: +SKIP
+    """
+
+    __slots__ = ("__weakref__", "_done", "_on_done", "cmd", "device", "fence", "keep", "label",
+                 "transfer")
+
+    def __init__(self, device: Device, cmd: Any, fence: Any, keep: Any, label: str,
+                 on_done: Callable[[], Any] | None = None) -> None:
+        self.device = device
+        self.cmd = cmd
+        self.fence = fence
+        self.keep = keep
+        self.label = label
+        self._done = False
+        self._on_done = on_done
+        self.transfer = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the GPU has finished (does not block)."""
+        if self._done:
+            return True
+        res = _vk.lib.vkGetFenceStatus(self.device.handle, self.fence)
+        if res == _vk.SUCCESS:
+            self.wait()
+            return True
+        _vk.check(res, "vkGetFenceStatus", self.label)
+        return False
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the GPU is done; raise ExecutionFailed on timeout."""
+        if self._done:
+            return None
+        self.device._wait_fence(self.fence, self.label, timeout)
+        self._done = True
+        result = self._on_done() if self._on_done is not None else None
+        self.device._retire(self)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<Submission {self.label} {'done' if self._done else 'pending'}>"
+
+
+class Device:
+    """A logical Vulkan device (use :func:`vknb.device` for the shared session device).
+
+    Parameters
+    ----------
+    index : int, optional
+        Physical device index (see :func:`vknb.devices`); default: the best-scored one, or the
+        one ``VKNB_DEVICE`` names.
+
+    Example
+    -------
+    >>> with vknb.Device(0) as dev:                          # doctest: +SKIP
+    ...     a = vknb.asarray(np.arange(4.0, dtype=np.float32), device=dev)
+    """
+
+    def __init__(self, index: int | None = None) -> None:
+        inst = get_instance()
+        infos = inst.physical_devices()
+        if index is None:
+            index, reason = select_device_index(infos)
+        else:
+            if not 0 <= index < len(infos):
+                raise E.NoDeviceFound(
+                    f"no device {index}: there are {len(infos)} "
+                    f"({', '.join(f'{d.index}: {d.name}' for d in infos)})"
+                )
+            reason = f"chosen by index {index}"
+        self.instance = inst
+        self.info: DeviceInfo = infos[index]
+        self.index = index
+        self.reason = reason
+        self.label = f"Device({index}: {self.info.name})"
+        self._closed = False
+        self._lock = threading.RLock()
+        self._children: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._pending: list[Submission] = []
+        self._free_cmds: list[tuple[Any, Any]] = []  # (command buffer, fence) ready for reuse
+        self._create()
+        self.allocator = Allocator(self)
+        self._buffers = 0
+        self._staging: Any = None
+        self._finalizer = weakref.finalize(self, Device._final_close, weakref.ref(self))
+
+    # -- creation -------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        info = self.info
+        keep = _vk.Keep()
+        fams = info.queue_families
+        compute = [q for q in fams if q.flags & COMPUTE]
+        if not compute:
+            raise E.NoComputeQueue(f"{self.label} has no queue family with compute support")
+        # Prefer a compute family without graphics (async compute), else the first one.
+        self.compute_family = next((q for q in compute if not q.flags & GRAPHICS), compute[0]).index
+        dedicated = [q for q in fams if q.flags & TRANSFER and not q.flags & (COMPUTE | GRAPHICS)]
+        self.transfer_family = dedicated[0].index if dedicated else None
+        self.timestamp_bits = fams[self.compute_family].timestamp_valid_bits
+
+        prio = keep(ffi.new("float[]", [1.0]))
+        qinfos = [
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+                "queueFamilyIndex": self.compute_family,
+                "queueCount": 1,
+                "pQueuePriorities": prio,
+            }
+        ]
+        if self.transfer_family is not None:
+            qinfos.append({**qinfos[0], "queueFamilyIndex": self.transfer_family})
+        qarr = keep(ffi.new("VkDeviceQueueCreateInfo[]", qinfos))
+
+        exts = [e for e in ("VK_EXT_memory_budget",) if e in info.extensions]
+        if "VK_KHR_portability_subset" in info.extensions:
+            exts.append("VK_KHR_portability_subset")
+        ext_c = [keep(_vk.cstr(e)) for e in exts]
+
+        # Enable every core feature the device has (compute shaders opt into what they use),
+        # except robustBufferAccess, which costs speed on some GPUs.
+        api = min(self.instance.api_version, _vk.make_version(*map(int, info.api_version.split(".")[:2])))
+        chain = ffi.NULL
+        if api >= _vk.make_version(1, 2):
+            f11 = keep(_vk.new("VkPhysicalDeviceVulkan11Features",
+                               {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES}))
+            f12 = keep(_vk.new("VkPhysicalDeviceVulkan12Features",
+                               {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                                "pNext": f11}))
+            chain = f12
+            if api >= _vk.make_version(1, 3):
+                f13 = keep(_vk.new("VkPhysicalDeviceVulkan13Features",
+                                   {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
+                                    "pNext": f12}))
+                chain = f13
+        feats2 = keep(_vk.new("VkPhysicalDeviceFeatures2",
+                              {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": chain}))
+        if api >= _vk.make_version(1, 1):
+            lib.vkGetPhysicalDeviceFeatures2(info.handle, feats2)
+        else:
+            lib.vkGetPhysicalDeviceFeatures(info.handle, ffi.addressof(feats2.features))
+        feats2.features.robustBufferAccess = 0
+        if chain != ffi.NULL and api >= _vk.make_version(1, 2):
+            # Features that need a surface or another extension enabled too.
+            f11.protectedMemory = 0
+            f12.bufferDeviceAddressCaptureReplay = 0
+            f12.bufferDeviceAddressMultiDevice = 0
+        if api >= _vk.make_version(1, 3) and chain != ffi.NULL:
+            f13.robustImageAccess = 0
+        self.api_version = api
+        dinfo = _vk.new(
+            "VkDeviceCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                "pNext": feats2 if api >= _vk.make_version(1, 1) else ffi.NULL,
+                "queueCreateInfoCount": len(qinfos),
+                "pQueueCreateInfos": qarr,
+                "enabledExtensionCount": len(exts),
+                "ppEnabledExtensionNames": keep(ffi.new("char*[]", ext_c)) if exts else ffi.NULL,
+                "pEnabledFeatures": ffi.NULL
+                if api >= _vk.make_version(1, 1)
+                else ffi.addressof(feats2.features),
+            },
+        )
+        p = ffi.new("VkDevice*")
+        _vk.check(lib.vkCreateDevice(info.handle, dinfo, ffi.NULL, p), "vkCreateDevice", self.label)
+        self.handle = p[0]
+        self.features = {
+            "float64": bool(feats2.features.shaderFloat64),
+            "int64": bool(feats2.features.shaderInt64),
+        }
+        q = ffi.new("VkQueue*")
+        lib.vkGetDeviceQueue(self.handle, self.compute_family, 0, q)
+        self.compute_queue = q[0]
+        if self.transfer_family is not None:
+            lib.vkGetDeviceQueue(self.handle, self.transfer_family, 0, q)
+            self.transfer_queue = q[0]
+        else:
+            self.transfer_queue = self.compute_queue
+        self.compute_pool = self._make_pool(self.compute_family)
+        self.transfer_pool = (
+            self._make_pool(self.transfer_family) if self.transfer_family is not None else None
+        )
+        self._transfer_free: list[tuple[Any, Any]] = []
+        self.pipeline_cache = self._load_pipeline_cache()
+
+    def _make_pool(self, family: int) -> Any:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        info = _vk.new(
+            "VkCommandPoolCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                "flags": vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                "queueFamilyIndex": family,
+            },
+        )
+        p = ffi.new("VkCommandPool*")
+        _vk.check(lib.vkCreateCommandPool(self.handle, info, ffi.NULL, p), "vkCreateCommandPool",
+                  self.label)
+        return p[0]
+
+    # -- pipeline cache ------------------------------------------------------------------
+
+    def pipeline_cache_path(self) -> Path:
+        """Where this device's pipeline cache is saved (keyed by vendor, device, driver, UUID)."""
+        from .compiler import cache_dir
+
+        i = self.info
+        return (
+            cache_dir()
+            / "pipelines"
+            / f"{i.vendor_id:04x}-{i.device_id:04x}-{i.driver_version:x}-{i.pipeline_cache_uuid.hex()}.bin"
+        )
+
+    def _valid_cache_header(self, data: bytes) -> bool:
+        if len(data) < 32:
+            return False
+        size, version, vendor, dev = struct.unpack_from("<IIII", data, 0)
+        uuid = data[16:32]
+        i = self.info
+        return (
+            size >= 32
+            and version == 1
+            and vendor == i.vendor_id
+            and dev == i.device_id
+            and uuid == i.pipeline_cache_uuid
+        )
+
+    def _load_pipeline_cache(self) -> Any:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        data = b""
+        try:
+            path = self.pipeline_cache_path()
+            if path.exists():
+                data = path.read_bytes()
+                if not self._valid_cache_header(data):
+                    warnings.warn(
+                        f"vknb: ignoring pipeline cache {path} (header does not match "
+                        f"{self.info.name}); it will be rebuilt",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    data = b""
+        except OSError as e:
+            log.info("pipeline cache not readable: %s", e)
+            data = b""
+        self._pipeline_cache_loaded = len(data)
+        buf = ffi.from_buffer(data) if data else ffi.NULL
+        info = _vk.new(
+            "VkPipelineCacheCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+                "initialDataSize": len(data),
+                "pInitialData": buf,
+            },
+        )
+        p = ffi.new("VkPipelineCache*")
+        res = lib.vkCreatePipelineCache(self.handle, info, ffi.NULL, p)
+        if res < 0 and data:  # a driver that still rejects the data: start empty
+            info.initialDataSize = 0
+            info.pInitialData = ffi.NULL
+            res = lib.vkCreatePipelineCache(self.handle, info, ffi.NULL, p)
+        _vk.check(res, "vkCreatePipelineCache", self.label)
+        return p[0]
+
+    def save_pipeline_cache(self) -> Path | None:
+        """Write the pipeline cache to disk (atomically); done automatically on close.
+
+        Example
+        -------
+        >>> vknb.device().save_pipeline_cache()             # doctest: +SKIP
+        PosixPath('/root/.cache/vknb/pipelines/10005-0000-1-....bin')
+        """
+        if self._closed:
+            return None
+        ffi, lib = _vk.ffi, _vk.lib
+        n = ffi.new("size_t*")
+        if lib.vkGetPipelineCacheData(self.handle, self.pipeline_cache, n, ffi.NULL) < 0 or n[0] == 0:
+            return None
+        buf = ffi.new("char[]", n[0])
+        if lib.vkGetPipelineCacheData(self.handle, self.pipeline_cache, n, buf) < 0:
+            return None
+        data = bytes(ffi.buffer(buf, n[0]))
+        try:
+            path = self.pipeline_cache_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            return path
+        except OSError as e:
+            log.info("could not save the pipeline cache: %s", e)
+            return None
+
+    # -- command buffers and submission ---------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise E.ObjectClosed(f"{self.label} is closed")
+
+    def _new_cmd(self, pool: Any) -> tuple[Any, Any]:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        info = _vk.new(
+            "VkCommandBufferAllocateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                "commandPool": pool,
+                "level": vk.VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                "commandBufferCount": 1,
+            },
+        )
+        p = ffi.new("VkCommandBuffer*")
+        _vk.check(lib.vkAllocateCommandBuffers(self.handle, info, p), "vkAllocateCommandBuffers",
+                  self.label)
+        return p[0], self.new_fence()
+
+    def new_fence(self) -> Any:
+        """A new unsignaled fence owned by the caller (destroy with :meth:`destroy_fence`)."""
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        finfo = _vk.new("VkFenceCreateInfo", {"sType": vk.VK_STRUCTURE_TYPE_FENCE_CREATE_INFO})
+        pf = ffi.new("VkFence*")
+        _vk.check(lib.vkCreateFence(self.handle, finfo, ffi.NULL, pf), "vkCreateFence", self.label)
+        return pf[0]
+
+    def destroy_fence(self, fence: Any) -> None:
+        if not self._closed:
+            _vk.lib.vkDestroyFence(self.handle, fence, _vk.ffi.NULL)
+
+    def _wait_fence(self, fence: Any, label: str, timeout: float | None = None) -> None:
+        ffi, lib = _vk.ffi, _vk.lib
+        t = timeout_s() if timeout is None else timeout
+        ns = min(int(t * 1e9), _vk.UINT64_MAX)
+        pf = ffi.new("VkFence*", fence)
+        res = lib.vkWaitForFences(self.handle, 1, pf, 1, ns)
+        if res == _vk.TIMEOUT:
+            raise E.ExecutionFailed(
+                f"{label} did not finish within {t:g} s on {self.label}. A kernel may loop "
+                "forever or be far too large; raise VKNB_TIMEOUT_S for long kernels, or call "
+                "vknb.reset() to start a fresh device.",
+                function="vkWaitForFences",
+                label=label,
+                result=res,
+            )
+        _vk.check(res, "vkWaitForFences", label)
+
+    def submit(
+        self,
+        record: Callable[[Any], None],
+        *,
+        label: str = "commands",
+        keep: Any = None,
+        wait: bool = True,
+        transfer: bool = False,
+        on_done: Callable[[], Any] | None = None,
+    ) -> Submission:
+        """Record a one-shot command buffer with ``record(cmd)``, submit it, and (by default) wait.
+
+        ``keep`` is held alive until the GPU is done.  Returns the :class:`Submission`.
+
+        Example
+        -------
+        >>> dev = vknb.device()
+        >>> dev.submit(lambda cmd: None, label="nothing").done
+        True
+        """
+        self._check_open()
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        use_transfer = transfer and self.transfer_pool is not None
+        queue = self.transfer_queue if use_transfer else self.compute_queue
+        with self._lock:
+            free = self._transfer_free if use_transfer else self._free_cmds
+            cmd, fence = free.pop() if free else self._new_cmd(
+                self.transfer_pool if use_transfer else self.compute_pool
+            )
+            try:
+                begin = _vk.new(
+                    "VkCommandBufferBeginInfo",
+                    {
+                        "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+                        "flags": vk.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+                    },
+                )
+                _vk.check(lib.vkBeginCommandBuffer(cmd, begin), "vkBeginCommandBuffer", label)
+                record(cmd)
+                _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", label)
+                self._submit_locked(cmd, fence, queue, label)
+            except BaseException:
+                lib.vkResetCommandBuffer(cmd, 0)
+                free.append((cmd, fence))
+                raise
+            sub = Submission(self, cmd, fence, keep, label, on_done)
+            sub.transfer = use_transfer
+        if wait:
+            sub.wait()
+        else:
+            self._pending.append(sub)
+        return sub
+
+    def _submit_locked(self, cmd: Any, fence: Any, queue: Any, label: str) -> None:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        pc = ffi.new("VkCommandBuffer*", cmd)
+        info = _vk.new(
+            "VkSubmitInfo",
+            {"sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, "commandBufferCount": 1,
+             "pCommandBuffers": pc},
+        )
+        pf = ffi.new("VkFence*", fence)
+        _vk.check(lib.vkResetFences(self.handle, 1, pf), "vkResetFences", label)
+        _vk.check(lib.vkQueueSubmit(queue, 1, info, fence), "vkQueueSubmit", label)
+
+    def _retire(self, sub: Submission) -> None:
+        """Give a finished one-shot submission's command buffer and fence back for reuse."""
+        with self._lock:
+            if sub in self._pending:
+                self._pending.remove(sub)
+            if sub.cmd is not None and not self._closed:
+                (self._transfer_free if sub.transfer else self._free_cmds).append(
+                    (sub.cmd, sub.fence)
+                )
+            sub.cmd = None
+            sub.keep = None
+
+    def synchronize(self) -> None:
+        """Wait for every pending asynchronous submission on this device.
+
+        Example
+        -------
+        >>> vknb.device().synchronize()
+        """
+        while self._pending:
+            self._pending[0].wait()
+
+    def wait_idle(self) -> None:
+        """``vkDeviceWaitIdle``: wait until the device has nothing left to do."""
+        if not self._closed:
+            _vk.check(_vk.lib.vkDeviceWaitIdle(self.handle), "vkDeviceWaitIdle", self.label)
+
+    # -- children and statistics ---------------------------------------------------------
+
+    def _adopt(self, child: Any) -> None:
+        self._children.add(child)
+
+    def memory_stats(self) -> MemoryStats:
+        """Memory statistics: per-heap size, driver budget/usage, vknb's allocated/used bytes.
+
+        Example
+        -------
+        >>> s = vknb.device().memory_stats()
+        >>> s.allocated >= s.used >= 0
+        True
+        """
+        self._check_open()
+        return self.allocator.stats(self._buffers)
+
+    def live_objects(self) -> dict[str, int]:
+        """Counts of live vknb objects on this device by class (for leak checks)."""
+        out: dict[str, int] = {}
+        for c in list(self._children):
+            n = type(c).__name__
+            out[n] = out.get(n, 0) + 1
+        return out
+
+    # -- teardown ------------------------------------------------------------------------
+
+    @staticmethod
+    def _final_close(ref: Any) -> None:
+        dev = ref()
+        if dev is not None:
+            dev.close()
+
+    def close(self) -> None:
+        """Wait idle, close every child (arrays, kernels), save the pipeline cache, destroy.
+
+        Idempotent; never raises (problems are logged).
+        """
+        if self._closed:
+            return
+        ffi, lib = _vk.ffi, _vk.lib
+        try:
+            lib.vkDeviceWaitIdle(self.handle)
+            for sub in list(self._pending):
+                sub._done = True
+                sub.keep = None
+            self._pending.clear()
+            for child in list(self._children):
+                try:
+                    child.close()
+                except Exception:  # pragma: no cover
+                    log.exception("closing %r failed", child)
+            if self._staging is not None:
+                self._staging.close()
+                self._staging = None
+            self.save_pipeline_cache()
+            self._closed = True
+            self.allocator.close()
+            for cmd_fence in self._free_cmds + self._transfer_free:
+                lib.vkDestroyFence(self.handle, cmd_fence[1], ffi.NULL)
+            self._free_cmds.clear()
+            self._transfer_free.clear()
+            lib.vkDestroyPipelineCache(self.handle, self.pipeline_cache, ffi.NULL)
+            lib.vkDestroyCommandPool(self.handle, self.compute_pool, ffi.NULL)
+            if self.transfer_pool is not None:
+                lib.vkDestroyCommandPool(self.handle, self.transfer_pool, ffi.NULL)
+            lib.vkDestroyDevice(self.handle, ffi.NULL)
+        except Exception:  # pragma: no cover - never raise from cleanup
+            log.exception("closing %s failed", self.label)
+        finally:
+            self._closed = True
+            self._finalizer.detach()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return self._closed
+
+    def __enter__(self) -> Device:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<vknb.Device {self.index}: {self.info.name} ({self.info.type}, score {self.info.score}){state}>"
+
+    def _repr_html_(self) -> str:
+        from .display import device_html
+
+        return device_html(self)
+
+
+# --- the session device ----------------------------------------------------------------------
+
+_session: Device | None = None
+_session_lock = threading.Lock()
+_session_generation = 0
+
+
+def device() -> Device:
+    """The session's shared device, created on first use.
+
+    The best-scored physical device, unless ``VKNB_DEVICE`` (an index or a name substring) or
+    :func:`use` says otherwise.  ``vknb.device().reason`` says why it was chosen.
+
+    Example
+    -------
+    >>> dev = vknb.device()
+    >>> dev is vknb.device()
+    True
+    """
+    global _session
+    d = _session
+    if d is not None and not d._closed:
+        return d
+    with _session_lock:
+        if _session is None or _session._closed:
+            _session = Device()
+        return _session
+
+
+def use(index: int | str) -> Device:
+    """Make physical device ``index`` (or the first whose name contains the string) the session device.
+
+    Kernels compiled for the previous device keep working on it; compile again (or re-run the
+    cell) to build them for the new one.
+
+    Example
+    -------
+    >>> vknb.use(0)                                          # doctest: +SKIP
+    <vknb.Device 0: llvmpipe ...>
+    """
+    global _session, _session_generation
+    infos = get_instance().physical_devices()
+    i, reason = select_device_index(infos, str(index))
+    with _session_lock:
+        if _session is not None and not _session._closed and _session.index == i:
+            return _session
+        old = _session
+        _session = Device(i)
+        _session.reason = f"vknb.use({index!r})" if reason else reason
+        _session_generation += 1
+    if old is not None:
+        old.synchronize()
+    return _session
+
+
+def reset() -> Device:
+    """Close the session device (freeing everything on it) and bring up a fresh one.
+
+    For a lost device or after a runaway kernel.  Kernels compiled before are rebuilt from the
+    SPIR-V cache when next called.
+
+    Example
+    -------
+    >>> dev = vknb.reset()                                   # doctest: +SKIP
+    """
+    global _session, _session_generation
+    with _session_lock:
+        old = _session
+        idx = old.index if old is not None else None
+        _session = None
+        _session_generation += 1
+    if old is not None:
+        old.close()
+    with _session_lock:
+        _session = Device(idx)
+        return _session
+
+
+def session_generation() -> int:
+    """Increments whenever the session device changes (kernels use it to rebuild)."""
+    return _session_generation
+
+
+def synchronize() -> None:
+    """Wait for every asynchronous submission on the session device.
+
+    Example
+    -------
+    >>> vknb.synchronize()
+    """
+    d = _session
+    if d is not None and not d._closed:
+        d.synchronize()
+
+
+def _close_session_at_exit() -> None:
+    d = _session
+    if d is not None:
+        d.close()
+
+
+atexit.register(_close_session_at_exit)
+

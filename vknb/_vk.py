@@ -1,0 +1,213 @@
+"""The one module that talks to the ``vulkan`` cffi binding.
+
+vknb calls the binding's raw cffi functions (``vulkan.lib``) rather than its Python wrappers: the
+wrappers cost microseconds per call, drop the result code into bare exception classes and build
+structs that can be collected before the call returns.  Everything goes through :func:`check`,
+which turns a negative ``VkResult`` into a :class:`~vknb.errors.VulkanError` subclass naming the
+function, the object's label and the result code.
+
+Structs are built with :func:`new` (``ffi.new("VkXxx*", {...})``); whatever a struct points to
+must be kept referenced by the caller until the call returns (see :class:`Keep`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import errors as E
+
+_lock = threading.Lock()
+_mod: Any = None
+
+# Filled by :func:`load`.
+ffi: Any = None
+lib: Any = None
+vk: Any = None  # the `vulkan` module, for its constants
+
+# Result codes that are outcomes, not failures (STYLE 9).
+SUCCESS = 0
+NOT_READY = 1
+TIMEOUT = 2
+INCOMPLETE = 5
+
+WHOLE_SIZE = (1 << 64) - 1
+UINT64_MAX = (1 << 64) - 1
+
+
+def load() -> Any:
+    """Import the binding and dlopen the Vulkan loader once; raise NotAvailable with a fix."""
+    global _mod, ffi, lib, vk
+    if _mod is not None:
+        return _mod
+    with _lock:
+        if _mod is not None:
+            return _mod
+        try:
+            import vulkan as mod
+        except OSError as e:
+            raise E.NotAvailable(
+                "The Vulkan loader (libvulkan.so.1) was not found. Install it and a driver: "
+                "`apt-get install libvulkan1 mesa-vulkan-drivers` (mesa-vulkan-drivers provides "
+                "lavapipe, a CPU driver, where there is no GPU)."
+            ) from e
+        except ImportError as e:  # pragma: no cover - a broken install
+            raise E.NotAvailable(
+                "The Python package `vulkan` is missing: `pip install vulkan`."
+            ) from e
+        ffi, lib, vk = mod.ffi, mod.lib, mod
+        _mod = mod
+    return _mod
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+# Which error class a failed function raises, when its result code does not say more.
+_FUNCTION_ERRORS: dict[str, type[E.VulkanError]] = {
+    "vkCreateInstance": E.InitializationFailed,
+    "vkEnumeratePhysicalDevices": E.InitializationFailed,
+    "vkCreateDevice": E.DeviceCreationFailed,
+    "vkAllocateMemory": E.AllocationFailed,
+    "vkCreateBuffer": E.BufferFailed,
+    "vkBindBufferMemory": E.BufferFailed,
+    "vkMapMemory": E.NotMapped,
+    "vkCreateShaderModule": E.PipelineCreationFailed,
+    "vkCreateComputePipelines": E.PipelineCreationFailed,
+    "vkCreatePipelineLayout": E.PipelineCreationFailed,
+    "vkCreateDescriptorSetLayout": E.PipelineCreationFailed,
+    "vkCreatePipelineCache": E.PipelineCreationFailed,
+    "vkQueueSubmit": E.ExecutionFailed,
+    "vkWaitForFences": E.SyncError,
+    "vkResetFences": E.SyncError,
+    "vkCreateFence": E.SyncError,
+    "vkDeviceWaitIdle": E.SyncError,
+    "vkBeginCommandBuffer": E.CommandBufferError,
+    "vkEndCommandBuffer": E.CommandBufferError,
+    "vkAllocateCommandBuffers": E.CommandBufferError,
+    "vkResetCommandBuffer": E.CommandBufferError,
+    "vkCreateCommandPool": E.CommandBufferError,
+}
+
+_HINTS = {
+    -1: "the host is out of memory",
+    -2: "the device is out of memory: free Arrays you no longer need (del / .close())",
+    -4: "the device was lost (a fault or a timeout in a kernel): call vknb.reset()",
+    -7: "the driver lacks a required extension",
+    -9: "no compatible Vulkan driver: `apt-get install mesa-vulkan-drivers` for lavapipe",
+}
+
+
+def error_for(result: int, function: str, label: str | None = None, detail: str = "") -> E.VulkanError:
+    """Build (not raise) the exception for a failed call."""
+    name = E.result_name(result)
+    cls: type[E.VulkanError]
+    if result == -4:
+        cls = E.DeviceLost
+    elif result in (-1, -2) and function in ("vkAllocateMemory", "vkCreateBuffer"):
+        cls = E.AllocationFailed
+    else:
+        cls = _FUNCTION_ERRORS.get(function, E.VulkanError)
+    where = f" for {label}" if label else ""
+    msg = f"{function}{where} failed with {name}"
+    hint = _HINTS.get(result)
+    if detail:
+        msg += f": {detail}"
+    if hint:
+        msg += f" ({hint})"
+    return cls(msg, function=function, label=label, result=result)
+
+
+def check(result: int, function: str, label: str | None = None, detail: str = "") -> int:
+    """Raise for a negative ``VkResult``; return non-negative results (TIMEOUT, NOT_READY...).
+
+    Also raises a pending validation error recorded during the call (VKNB_VALIDATION=1).
+    """
+    if result < 0:
+        raise error_for(result, function, label, detail)
+    if _validation_pending:
+        raise_validation(function, label)
+    return result
+
+
+def after_void(function: str, label: str | None = None) -> None:
+    """For calls that return void: surface any validation error they caused."""
+    if _validation_pending:
+        raise_validation(function, label)
+
+
+# --- validation messages, filled by the instance's debug messenger ---------------------------
+
+_validation_pending: list[tuple[int, str]] = []
+validation_counts: dict[str, int] = {"error": 0, "warning": 0}
+
+
+def raise_validation(function: str, label: str | None) -> None:
+    import warnings
+
+    pending = list(_validation_pending)
+    _validation_pending.clear()
+    errors_ = [m for sev, m in pending if sev >= 0x1000]
+    for sev, m in pending:
+        if sev < 0x1000:
+            warnings.warn(f"Vulkan validation ({function}): {m}", RuntimeWarning, stacklevel=3)
+    if errors_:
+        where = f" for {label}" if label else ""
+        raise E.ValidationError(
+            f"validation error in {function}{where}: {errors_[0]}"
+            + (f" (+{len(errors_) - 1} more)" if len(errors_) > 1 else ""),
+            function=function,
+            label=label,
+        )
+
+
+# --- struct helpers -------------------------------------------------------------------------
+
+
+def new(ctype: str, init: dict[str, Any] | None = None) -> Any:
+    """``ffi.new("ctype*", init)``: a pointer to a zero-initialised struct."""
+    return ffi.new(ctype + "*", init) if init is not None else ffi.new(ctype + "*")
+
+
+def array(ctype: str, items: Any) -> Any:
+    """``ffi.new("ctype[]", items)``."""
+    return ffi.new(ctype + "[]", items)
+
+
+class Keep(list):
+    """Holds cdata that a struct points to until the call that reads it returns."""
+
+    def __call__(self, obj: Any) -> Any:
+        self.append(obj)
+        return obj
+
+
+def cstr(s: str) -> Any:
+    return ffi.new("char[]", s.encode())
+
+
+def to_str(c: Any) -> str:
+    return ffi.string(c).decode(errors="replace")
+
+
+def instance_proc(instance: Any, name: str) -> Any:
+    """An instance-level extension function, or None where the loader has none."""
+    fn = lib.vkGetInstanceProcAddr(instance, name.encode())
+    if fn == ffi.NULL:
+        return None
+    return ffi.cast("PFN_" + name, fn)
+
+
+def device_proc(device: Any, name: str) -> Any:
+    """A device-level function resolved for ``device`` (skips the loader's trampoline)."""
+    fn = lib.vkGetDeviceProcAddr(device, name.encode())
+    if fn == ffi.NULL:
+        return None
+    return ffi.cast("PFN_" + name, fn)
+
+
+def version_str(v: int) -> str:
+    return f"{(v >> 22) & 0x7F}.{(v >> 12) & 0x3FF}.{v & 0xFFF}"
+
+
+def make_version(major: int, minor: int, patch: int = 0) -> int:
+    return (major << 22) | (minor << 12) | patch

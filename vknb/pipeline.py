@@ -1,0 +1,413 @@
+"""Compute pipelines: shader module, layouts from reflection, descriptor sets, dispatch.
+
+A :class:`ComputePipeline` owns its shader module, descriptor-set layouts, pipeline layout (with
+the push-constant range), the pipeline (built through the device's persisted pipeline cache), a
+descriptor pool whose sets are cached per set of bound buffers, a timestamp query pool and a small
+ring of command buffers.  A repeated call with the same buffers, push constants and group counts
+resubmits the already-recorded command buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _vk
+from . import errors as E
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .buffer import Buffer
+    from ._device import Device
+    from .spirv import Reflection
+
+log = logging.getLogger("vknb")
+
+DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pipeline
+_STAGE_COMPUTE = 0x20
+
+
+def pack_spec_values(reflection: Reflection, values: dict[int, Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """Pack specialization values (by id) into bytes + (id, offset, size) map entries."""
+    by_id = {s.id: s for s in reflection.spec_constants}
+    data = bytearray()
+    entries = []
+    for sid in sorted(values):
+        spec = by_id.get(sid)
+        v = values[sid]
+        if spec is None:
+            # LocalSizeId / WorkgroupSize ids always take uint32.
+            raw = struct.pack("<I", int(v))
+        elif spec.dtype == np.bool_:
+            raw = struct.pack("<I", 1 if v else 0)
+        else:
+            raw = np.asarray(v, dtype=spec.dtype).tobytes()
+        entries.append((sid, len(data), len(raw)))
+        data += raw
+    return bytes(data), entries
+
+
+class _Slot:
+    """One command buffer + fence + two timestamp queries, reused across calls."""
+
+    __slots__ = ("busy", "cmd", "fence", "key", "pcmd", "pfence", "query", "submit_info")
+
+    def __init__(self, cmd: Any, fence: Any, query: int) -> None:
+        ffi, vk = _vk.ffi, _vk.vk
+        self.cmd = cmd
+        self.fence = fence
+        self.query = query
+        self.key: Any = None
+        self.busy = False
+        self.pcmd = ffi.new("VkCommandBuffer*", cmd)
+        self.pfence = ffi.new("VkFence*", fence)
+        self.submit_info = _vk.new(
+            "VkSubmitInfo",
+            {"sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, "commandBufferCount": 1,
+             "pCommandBuffers": self.pcmd},
+        )
+
+
+class ComputePipeline:
+    """A compute pipeline built from SPIR-V and its reflection.
+
+    Parameters
+    ----------
+    device : Device
+    spirv : bytes
+    reflection : Reflection
+    spec_values : dict of id -> value
+        Specialization constants (including workgroup-size ids).
+    label : str
+
+    Example
+    -------
+    >>> p = vknb.Kernel  # pipelines are built by vknb.compile; use the Kernel they belong to
+    """
+
+    MAX_SLOTS = 8
+
+    def __init__(self, device: Device, spirv: bytes, reflection: Reflection,
+                 spec_values: dict[int, Any] | None = None, label: str = "kernel") -> None:
+        device._check_open()
+        self.device = device
+        self.reflection = reflection
+        self.label = label
+        self._closed = False
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        dh = device.handle
+        keep = _vk.Keep()
+        self._handles: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        try:
+            # Shader module
+            if len(spirv) % 4:
+                raise E.PipelineCreationFailed(f"{label}: SPIR-V size {len(spirv)} is not a multiple of 4")
+            code = keep(ffi.from_buffer("uint32_t[]", bytearray(spirv)))
+            info = _vk.new("VkShaderModuleCreateInfo", {
+                "sType": vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                "codeSize": len(spirv), "pCode": code})
+            p = ffi.new("VkShaderModule*")
+            _vk.check(lib.vkCreateShaderModule(dh, info, ffi.NULL, p), "vkCreateShaderModule", label)
+            self._handles["module"] = p[0]
+
+            # Descriptor-set layouts: one per set number up to the highest used (gaps get empty ones).
+            bindings = reflection.bindings
+            nsets = max((b.set for b in bindings), default=-1) + 1
+            layouts = []
+            self._type_counts: dict[int, int] = {}
+            for s in range(nsets):
+                mine = [b for b in bindings if b.set == s]
+                arr = keep(ffi.new("VkDescriptorSetLayoutBinding[]", [
+                    {"binding": b.binding, "descriptorType": b.descriptor_type,
+                     "descriptorCount": max(1, b.count), "stageFlags": _STAGE_COMPUTE}
+                    for b in mine
+                ])) if mine else ffi.NULL
+                for b in mine:
+                    self._type_counts[b.descriptor_type] = (
+                        self._type_counts.get(b.descriptor_type, 0) + max(1, b.count))
+                linfo = _vk.new("VkDescriptorSetLayoutCreateInfo", {
+                    "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                    "bindingCount": len(mine), "pBindings": arr})
+                pl = ffi.new("VkDescriptorSetLayout*")
+                _vk.check(lib.vkCreateDescriptorSetLayout(dh, linfo, ffi.NULL, pl),
+                          "vkCreateDescriptorSetLayout", label)
+                layouts.append(pl[0])
+                self._handles.setdefault("set_layouts", []).append(pl[0])
+            self.nsets = nsets
+            self._layout_array = ffi.new("VkDescriptorSetLayout[]", layouts) if layouts else ffi.NULL
+
+            # Pipeline layout with the push-constant range.
+            pc = reflection.push_constants
+            self.push_size = pc.size if pc is not None else 0
+            prange = keep(_vk.new("VkPushConstantRange", {
+                "stageFlags": _STAGE_COMPUTE, "offset": 0, "size": self.push_size}))
+            plinfo = _vk.new("VkPipelineLayoutCreateInfo", {
+                "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                "setLayoutCount": nsets, "pSetLayouts": self._layout_array,
+                "pushConstantRangeCount": 1 if self.push_size else 0,
+                "pPushConstantRanges": prange if self.push_size else ffi.NULL})
+            ppl = ffi.new("VkPipelineLayout*")
+            _vk.check(lib.vkCreatePipelineLayout(dh, plinfo, ffi.NULL, ppl),
+                      "vkCreatePipelineLayout", label)
+            self._handles["layout"] = ppl[0]
+            self.layout = ppl[0]
+
+            # Specialization.
+            spec_values = dict(spec_values or {})
+            data, entries = pack_spec_values(reflection, spec_values)
+            spec_info = ffi.NULL
+            if entries:
+                ents = keep(ffi.new("VkSpecializationMapEntry[]", [
+                    {"constantID": i, "offset": o, "size": n} for i, o, n in entries]))
+                dbuf = keep(ffi.from_buffer(bytearray(data)))
+                spec_info = keep(_vk.new("VkSpecializationInfo", {
+                    "mapEntryCount": len(entries), "pMapEntries": ents,
+                    "dataSize": len(data), "pData": dbuf}))
+            name = keep(_vk.cstr(reflection.entry_point))
+            cinfo = _vk.new("VkComputePipelineCreateInfo", {
+                "sType": vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+                "stage": {
+                    "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                    "stage": _STAGE_COMPUTE, "module": self._handles["module"],
+                    "pName": name, "pSpecializationInfo": spec_info},
+                "layout": self.layout, "basePipelineIndex": -1})
+            pp = ffi.new("VkPipeline*")
+            _vk.check(lib.vkCreateComputePipelines(dh, device.pipeline_cache, 1, cinfo, ffi.NULL, pp),
+                      "vkCreateComputePipelines", label)
+            self._handles["pipeline"] = pp[0]
+            self.handle = pp[0]
+
+            # Descriptor pool (sets are cached per tuple of bound buffers).
+            self._make_pool()
+            # Timestamp queries: two per slot.
+            self.timestamps = device.timestamp_bits > 0
+            if self.timestamps:
+                qinfo = _vk.new("VkQueryPoolCreateInfo", {
+                    "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                    "queryType": vk.VK_QUERY_TYPE_TIMESTAMP, "queryCount": 2 * self.MAX_SLOTS})
+                pq = ffi.new("VkQueryPool*")
+                _vk.check(lib.vkCreateQueryPool(dh, qinfo, ffi.NULL, pq), "vkCreateQueryPool", label)
+                self._handles["query_pool"] = pq[0]
+                self.query_pool = pq[0]
+                bits = device.timestamp_bits
+                self._ts_mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
+                self._ts_period = device.info.limits["timestamp_period_ns"]
+                self._ts_buf = ffi.new("uint64_t[2]")
+        except BaseException:
+            _destroy_pipeline(device, self._handles, [])
+            raise
+        self.create_ms = (time.perf_counter() - t0) * 1e3
+        self._slots: list[_Slot] = []
+        self._sets: OrderedDict[Any, Any] = OrderedDict()
+        self._begin = _vk.new("VkCommandBufferBeginInfo", {
+            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO})
+        self._barrier = _vk.new("VkMemoryBarrier", {
+            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT,
+            "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT | vk.VK_ACCESS_TRANSFER_READ_BIT
+            | vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT
+            | vk.VK_ACCESS_TRANSFER_WRITE_BIT})
+        self._push = ffi.new("char[]", max(4, self.push_size))
+        device._adopt(self)
+        self._finalizer = weakref.finalize(self, _destroy_pipeline, device, self._handles, self._slots)
+
+    # -- descriptors ---------------------------------------------------------------------
+
+    def _make_pool(self) -> None:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        n = max(1, self.nsets) * DESCRIPTOR_CACHE
+        sizes = [{"type": t, "descriptorCount": c * DESCRIPTOR_CACHE}
+                 for t, c in self._type_counts.items()] or [{"type": 7, "descriptorCount": 1}]
+        arr = ffi.new("VkDescriptorPoolSize[]", sizes)
+        info = _vk.new("VkDescriptorPoolCreateInfo", {
+            "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+            "maxSets": n, "poolSizeCount": len(sizes), "pPoolSizes": arr})
+        p = ffi.new("VkDescriptorPool*")
+        _vk.check(lib.vkCreateDescriptorPool(self.device.handle, info, ffi.NULL, p),
+                  "vkCreateDescriptorPool", self.label)
+        self._handles["descriptor_pool"] = p[0]
+
+    def descriptor_sets(self, resources: list[tuple[Any, Buffer, int]]) -> Any:
+        """``VkDescriptorSet[nsets]`` for ``[(binding, buffer, range), ...]``, cached by buffers.
+
+        ``range`` is the byte range to bind (clamped to the device's limits by the caller).
+        """
+        key = tuple((b.binding, buf._serial, rng) for b, buf, rng in resources)
+        sets = self._sets.get(key)
+        if sets is not None:
+            self._sets.move_to_end(key)
+            return sets
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        dh = self.device.handle
+        if len(self._sets) >= DESCRIPTOR_CACHE:
+            # Free every cached set at once; wait first, since pending work may still use them.
+            self.device.synchronize()
+            self._wait_slots()
+            lib.vkResetDescriptorPool(dh, self._handles["descriptor_pool"], 0)
+            self._sets.clear()
+            for s in self._slots:
+                s.key = None
+        sets = ffi.new("VkDescriptorSet[]", max(1, self.nsets))
+        if self.nsets:
+            ainfo = _vk.new("VkDescriptorSetAllocateInfo", {
+                "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                "descriptorPool": self._handles["descriptor_pool"],
+                "descriptorSetCount": self.nsets, "pSetLayouts": self._layout_array})
+            _vk.check(lib.vkAllocateDescriptorSets(dh, ainfo, sets), "vkAllocateDescriptorSets",
+                      self.label)
+        keep = []
+        writes = []
+        for b, buf, rng in resources:
+            bi = ffi.new("VkDescriptorBufferInfo*", {"buffer": buf.handle, "offset": 0, "range": rng})
+            keep.append(bi)
+            writes.append({"sType": vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                           "dstSet": sets[b.set], "dstBinding": b.binding, "dstArrayElement": 0,
+                           "descriptorCount": 1, "descriptorType": b.descriptor_type,
+                           "pBufferInfo": bi})
+        if writes:
+            warr = ffi.new("VkWriteDescriptorSet[]", writes)
+            lib.vkUpdateDescriptorSets(dh, len(writes), warr, 0, ffi.NULL)
+            _vk.after_void("vkUpdateDescriptorSets", self.label)
+        self._sets[key] = sets
+        return sets
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _slot(self) -> _Slot:
+        for s in self._slots:
+            if not s.busy:
+                return s
+        if len(self._slots) >= self.MAX_SLOTS:
+            self.device.synchronize()
+            self._wait_slots()
+            return self._slots[0]
+        cmd, fence = self.device._new_cmd(self.device.compute_pool)
+        s = _Slot(cmd, fence, 2 * len(self._slots))
+        self._slots.append(s)
+        return s
+
+    def _wait_slots(self) -> None:
+        for s in self._slots:
+            if s.busy:
+                self.device._wait_fence(s.fence, self.label)
+                s.busy = False
+
+    def record(self, cmd: Any, sets: Any, push: bytes, groups: tuple[int, int, int],
+               query: int | None) -> None:
+        """Record bind + push + dispatch (+ timestamps around it when ``query`` is given)."""
+        lib, ffi, vk = _vk.lib, _vk.ffi, _vk.vk
+        if query is not None:
+            lib.vkCmdResetQueryPool(cmd, self.query_pool, query, 2)
+            lib.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, self.query_pool, query)
+        lib.vkCmdBindPipeline(cmd, 1, self.handle)  # VK_PIPELINE_BIND_POINT_COMPUTE
+        if self.nsets:
+            lib.vkCmdBindDescriptorSets(cmd, 1, self.layout, 0, self.nsets, sets, 0, ffi.NULL)
+        if self.push_size:
+            ffi.memmove(self._push, push, self.push_size)
+            lib.vkCmdPushConstants(cmd, self.layout, _STAGE_COMPUTE, 0, self.push_size, self._push)
+        lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
+        if query is not None:
+            lib.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, self.query_pool,
+                                    query + 1)
+
+    def dispatch(self, sets: Any, push: bytes, groups: tuple[int, int, int], keep: Any,
+                 wait: bool = True) -> _Slot:
+        """Submit one dispatch; with ``wait`` block until done. Returns the slot used."""
+        if self._closed:
+            raise E.ObjectClosed(f"{self.label}: pipeline is closed")
+        dev = self.device
+        dev._check_open()
+        lib, vk = _vk.lib, _vk.vk
+        with dev._lock:
+            slot = self._slot()
+            key = (id(sets), push, groups)
+            if slot.key != key:
+                slot.key = None
+                cmd = slot.cmd
+                _vk.check(lib.vkBeginCommandBuffer(cmd, self._begin), "vkBeginCommandBuffer", self.label)
+                self.record(cmd, sets, push, groups, slot.query if self.timestamps else None)
+                lib.vkCmdPipelineBarrier(
+                    cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                    vk.VK_PIPELINE_STAGE_HOST_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+                    | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                    0, 1, self._barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL)
+                _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", self.label)
+                slot.key = key
+            _vk.check(lib.vkResetFences(dev.handle, 1, slot.pfence), "vkResetFences", self.label)
+            _vk.check(lib.vkQueueSubmit(dev.compute_queue, 1, slot.submit_info, slot.fence),
+                      "vkQueueSubmit", self.label)
+            slot.busy = True
+        if wait:
+            self.wait(slot)
+        return slot
+
+    def wait(self, slot: _Slot) -> None:
+        """Wait for a slot's submission."""
+        if slot.busy:
+            self.device._wait_fence(slot.fence, self.label)
+            slot.busy = False
+
+    def gpu_ms(self, slot: _Slot) -> float | None:
+        """GPU time of the slot's last dispatch from its timestamps (None without timestamps)."""
+        if not self.timestamps:
+            return None
+        lib = _vk.lib
+        res = lib.vkGetQueryPoolResults(self.device.handle, self.query_pool, slot.query, 2, 16,
+                                        self._ts_buf, 8, 0x1)  # VK_QUERY_RESULT_64_BIT
+        if res != 0:
+            return None
+        t0 = self._ts_buf[0] & self._ts_mask
+        t1 = self._ts_buf[1] & self._ts_mask
+        return ((t1 - t0) & self._ts_mask) * self._ts_period * 1e-6
+
+    # -- teardown ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Destroy the pipeline and everything it owns (waits for its pending work)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        return f"<vknb.ComputePipeline {self.label}{' closed' if self._closed else ''}>"
+
+
+def _destroy_pipeline(device: Device, handles: dict[str, Any], slots: list[_Slot]) -> None:
+    """Finalizer: wait for the slots, then destroy handles in reverse order of creation."""
+    if device._closed and not handles:
+        return
+    ffi, lib = _vk.ffi, _vk.lib
+    try:
+        if device._closed:
+            return  # vkDestroyDevice took them along? No: the device destroys children first.
+        dh = device.handle
+        for s in slots:
+            if s.busy:
+                lib.vkWaitForFences(dh, 1, s.pfence, 1, _vk.UINT64_MAX)
+                s.busy = False
+        with device._lock:
+            for s in slots:
+                lib.vkFreeCommandBuffers(dh, device.compute_pool, 1, s.pcmd)
+                lib.vkDestroyFence(dh, s.fence, ffi.NULL)
+            slots.clear()
+        if "query_pool" in handles:
+            lib.vkDestroyQueryPool(dh, handles.pop("query_pool"), ffi.NULL)
+        if "descriptor_pool" in handles:
+            lib.vkDestroyDescriptorPool(dh, handles.pop("descriptor_pool"), ffi.NULL)
+        if "pipeline" in handles:
+            lib.vkDestroyPipeline(dh, handles.pop("pipeline"), ffi.NULL)
+        if "layout" in handles:
+            lib.vkDestroyPipelineLayout(dh, handles.pop("layout"), ffi.NULL)
+        for sl in handles.pop("set_layouts", []):
+            lib.vkDestroyDescriptorSetLayout(dh, sl, ffi.NULL)
+        if "module" in handles:
+            lib.vkDestroyShaderModule(dh, handles.pop("module"), ffi.NULL)
+    except Exception:  # pragma: no cover - never raise from cleanup
+        log.exception("destroying a pipeline failed")

@@ -1,0 +1,1515 @@
+"""Pure-Python SPIR-V parser and compute-shader reflection.
+
+:func:`reflect` reads a SPIR-V module (1.0 to 1.6, either byte order) and returns a
+:class:`Reflection`: the compute entry point, its workgroup size (and the specialization constants
+that drive it), every descriptor binding with the byte layout of its block, the push-constant
+block and the specialization constants. It decodes only what reflection needs, in one pass over
+the words, and raises :class:`~vknb.errors.SpirvError` (naming the fault and its word offset) for
+anything malformed.
+
+Numpy dtypes
+------------
+Every layout is given as a little-endian numpy dtype whose offsets and itemsizes are exactly the
+SPIR-V ``Offset`` / ``ArrayStride`` / ``MatrixStride`` decorations, so ``np.zeros(n, dtype)``
+is a byte-exact host image of the GPU data:
+
+* Scalars map to ``float32``, ``float64``, ``float16``, ``int8`` ... ``uint64``. A ``bool`` (which
+  only appears in blocks as a 32-bit value) is ``uint32`` with type name ``'bool'``.
+* A vector is a subarray ``np.dtype((base, (n,)))``: ``vec4 -> ('<f4', (4,))``.
+* A column-major matrix of C columns of R rows is ``(base, (C, R))`` (indexed ``[column][row]``,
+  like GLSL) when its ``MatrixStride`` equals ``R * itemsize``; a ``row_major`` one is
+  ``(base, (R, C))`` (indexed ``[row][column]``) when the stride equals ``C * itemsize``.
+* A struct is a structured dtype: one field per member (named after the member; ``_m<k>`` where
+  the name was stripped), at the member's offset, with itemsize == the struct's size (the end of
+  its highest-offset member, as spirv-cross computes ``block_size``).
+* **Padding.** Where a stride is larger than the value it separates (an array element or a
+  matrix column/row), the value is wrapped in a one-field struct whose field is named ``'v'``
+  (:data:`PAD_FIELD`) and whose itemsize is the stride. So a std140 ``float a[4]`` element is
+  ``{'names': ['v'], 'formats': ['<f4'], 'offsets': [0], 'itemsize': 16}``, a std430 ``vec3``
+  array element is the same around ``('<f4', (3,))``, and a std140 ``mat3`` is
+  ``(pad(vec3, 16), (3,))``: ``x['m']['v']`` is then a ``(3, 3)`` float view of the columns.
+  A struct array element is not wrapped: its own dtype gets itemsize == ``ArrayStride``.
+* A fixed-size array member is a subarray field ``(element, (n,))``, where ``element`` is padded
+  to the ``ArrayStride`` as above; ``Member.dtype`` of an array is the dtype of ONE (padded)
+  element of its outermost dimension.
+* A block's dtype covers its fixed part only: a trailing runtime array is left out and is given
+  by :attr:`Block.runtime_array`. :attr:`Binding.dtype` is the runtime array's (padded) element
+  dtype when the block ends in one, else the block's dtype.
+* A buffer reference (``PhysicalStorageBuffer`` pointer) is an 8-byte address: ``uint64``,
+  typed with the referenced block's name, with no members.
+
+Example
+-------
+>>> from vknb.spirv import reflect
+>>> r = reflect(spirv_bytes)                        # doctest: +SKIP
+>>> r.local_size, [b.name for b in r.bindings]      # doctest: +SKIP
+((64, 1, 1), ['x', 'y'])
+>>> r.binding("y").dtype                            # doctest: +SKIP
+dtype('float32')
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+import sys
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import SpirvError
+
+__all__ = [
+    "PAD_FIELD",
+    "Binding",
+    "Block",
+    "Member",
+    "Reflection",
+    "SpecConstant",
+    "dtype_to_json",
+    "reflect",
+]
+
+#: Name of the single field of the struct that pads a value up to its stride.
+PAD_FIELD = "v"
+
+MAGIC = 0x07230203
+_SWAPPED_MAGIC = 0x03022307
+_MAX_BOUND = 0x3FFFFF  # SPIR-V universal limit on the <id> bound (4,194,303)
+_MAX_DEPTH = 64  # nesting of structs and arrays
+
+# --- opcodes ---------------------------------------------------------------------------------
+_OP_NAME = 5
+_OP_MEMBER_NAME = 6
+_OP_ENTRY_POINT = 15
+_OP_EXECUTION_MODE = 16
+_OP_TYPE_BOOL = 20
+_OP_TYPE_INT = 21
+_OP_TYPE_FLOAT = 22
+_OP_TYPE_VECTOR = 23
+_OP_TYPE_MATRIX = 24
+_OP_TYPE_IMAGE = 25
+_OP_TYPE_SAMPLER = 26
+_OP_TYPE_SAMPLED_IMAGE = 27
+_OP_TYPE_ARRAY = 28
+_OP_TYPE_RUNTIME_ARRAY = 29
+_OP_TYPE_STRUCT = 30
+_OP_TYPE_POINTER = 32
+_OP_CONSTANT_TRUE = 41
+_OP_CONSTANT_FALSE = 42
+_OP_CONSTANT = 43
+_OP_CONSTANT_COMPOSITE = 44
+_OP_CONSTANT_NULL = 46
+_OP_SPEC_CONSTANT_TRUE = 48
+_OP_SPEC_CONSTANT_FALSE = 49
+_OP_SPEC_CONSTANT = 50
+_OP_SPEC_CONSTANT_COMPOSITE = 51
+_OP_SPEC_CONSTANT_OP = 52
+_OP_FUNCTION = 54
+_OP_VARIABLE = 59
+_OP_DECORATE = 71
+_OP_MEMBER_DECORATE = 72
+_OP_GROUP_DECORATE = 74
+_OP_GROUP_MEMBER_DECORATE = 75
+_OP_EXECUTION_MODE_ID = 331
+_OP_TYPE_ACCELERATION_STRUCTURE = 5341
+
+_TYPE_OPS = frozenset(
+    {
+        19,  # OpTypeVoid
+        _OP_TYPE_BOOL,
+        _OP_TYPE_INT,
+        _OP_TYPE_FLOAT,
+        _OP_TYPE_VECTOR,
+        _OP_TYPE_MATRIX,
+        _OP_TYPE_IMAGE,
+        _OP_TYPE_SAMPLER,
+        _OP_TYPE_SAMPLED_IMAGE,
+        _OP_TYPE_ARRAY,
+        _OP_TYPE_RUNTIME_ARRAY,
+        _OP_TYPE_STRUCT,
+        _OP_TYPE_POINTER,
+        _OP_TYPE_ACCELERATION_STRUCTURE,
+    }
+)
+_CONST_OPS = frozenset(
+    {
+        _OP_CONSTANT_TRUE,
+        _OP_CONSTANT_FALSE,
+        _OP_CONSTANT,
+        _OP_CONSTANT_COMPOSITE,
+        _OP_CONSTANT_NULL,
+        _OP_SPEC_CONSTANT_TRUE,
+        _OP_SPEC_CONSTANT_FALSE,
+        _OP_SPEC_CONSTANT,
+        _OP_SPEC_CONSTANT_COMPOSITE,
+        _OP_SPEC_CONSTANT_OP,
+    }
+)
+_SPEC_SCALAR_OPS = frozenset({_OP_SPEC_CONSTANT_TRUE, _OP_SPEC_CONSTANT_FALSE, _OP_SPEC_CONSTANT})
+_WANTED = (
+    _TYPE_OPS
+    | _CONST_OPS
+    | {
+        _OP_NAME,
+        _OP_MEMBER_NAME,
+        _OP_ENTRY_POINT,
+        _OP_EXECUTION_MODE,
+        _OP_EXECUTION_MODE_ID,
+        _OP_VARIABLE,
+        _OP_DECORATE,
+        _OP_MEMBER_DECORATE,
+        _OP_GROUP_DECORATE,
+        _OP_GROUP_MEMBER_DECORATE,
+    }
+)
+# Fewest words (opcode word included) an instruction needs for what we read from it.
+_MIN_WORDS = {
+    _OP_NAME: 3,
+    _OP_MEMBER_NAME: 4,
+    _OP_ENTRY_POINT: 4,
+    _OP_EXECUTION_MODE: 3,
+    _OP_EXECUTION_MODE_ID: 3,
+    19: 2,
+    _OP_TYPE_BOOL: 2,
+    _OP_TYPE_INT: 4,
+    _OP_TYPE_FLOAT: 3,
+    _OP_TYPE_VECTOR: 4,
+    _OP_TYPE_MATRIX: 4,
+    _OP_TYPE_IMAGE: 9,
+    _OP_TYPE_SAMPLER: 2,
+    _OP_TYPE_SAMPLED_IMAGE: 3,
+    _OP_TYPE_ARRAY: 4,
+    _OP_TYPE_RUNTIME_ARRAY: 3,
+    _OP_TYPE_STRUCT: 2,
+    _OP_TYPE_POINTER: 4,
+    _OP_TYPE_ACCELERATION_STRUCTURE: 2,
+    _OP_CONSTANT_TRUE: 3,
+    _OP_CONSTANT_FALSE: 3,
+    _OP_CONSTANT: 4,
+    _OP_CONSTANT_COMPOSITE: 3,
+    _OP_CONSTANT_NULL: 3,
+    _OP_SPEC_CONSTANT_TRUE: 3,
+    _OP_SPEC_CONSTANT_FALSE: 3,
+    _OP_SPEC_CONSTANT: 4,
+    _OP_SPEC_CONSTANT_COMPOSITE: 3,
+    _OP_SPEC_CONSTANT_OP: 4,
+    _OP_VARIABLE: 4,
+    _OP_DECORATE: 3,
+    _OP_MEMBER_DECORATE: 4,
+    _OP_GROUP_DECORATE: 2,
+    _OP_GROUP_MEMBER_DECORATE: 2,
+}
+_OP_NAMES = {
+    _OP_NAME: "OpName",
+    _OP_MEMBER_NAME: "OpMemberName",
+    _OP_ENTRY_POINT: "OpEntryPoint",
+    _OP_EXECUTION_MODE: "OpExecutionMode",
+    _OP_EXECUTION_MODE_ID: "OpExecutionModeId",
+    19: "OpTypeVoid",
+    _OP_TYPE_BOOL: "OpTypeBool",
+    _OP_TYPE_INT: "OpTypeInt",
+    _OP_TYPE_FLOAT: "OpTypeFloat",
+    _OP_TYPE_VECTOR: "OpTypeVector",
+    _OP_TYPE_MATRIX: "OpTypeMatrix",
+    _OP_TYPE_IMAGE: "OpTypeImage",
+    _OP_TYPE_SAMPLER: "OpTypeSampler",
+    _OP_TYPE_SAMPLED_IMAGE: "OpTypeSampledImage",
+    _OP_TYPE_ARRAY: "OpTypeArray",
+    _OP_TYPE_RUNTIME_ARRAY: "OpTypeRuntimeArray",
+    _OP_TYPE_STRUCT: "OpTypeStruct",
+    _OP_TYPE_POINTER: "OpTypePointer",
+    _OP_TYPE_ACCELERATION_STRUCTURE: "OpTypeAccelerationStructureKHR",
+    _OP_CONSTANT_TRUE: "OpConstantTrue",
+    _OP_CONSTANT_FALSE: "OpConstantFalse",
+    _OP_CONSTANT: "OpConstant",
+    _OP_CONSTANT_COMPOSITE: "OpConstantComposite",
+    _OP_CONSTANT_NULL: "OpConstantNull",
+    _OP_SPEC_CONSTANT_TRUE: "OpSpecConstantTrue",
+    _OP_SPEC_CONSTANT_FALSE: "OpSpecConstantFalse",
+    _OP_SPEC_CONSTANT: "OpSpecConstant",
+    _OP_SPEC_CONSTANT_COMPOSITE: "OpSpecConstantComposite",
+    _OP_SPEC_CONSTANT_OP: "OpSpecConstantOp",
+    _OP_VARIABLE: "OpVariable",
+    _OP_DECORATE: "OpDecorate",
+    _OP_MEMBER_DECORATE: "OpMemberDecorate",
+    _OP_GROUP_DECORATE: "OpGroupDecorate",
+    _OP_GROUP_MEMBER_DECORATE: "OpGroupMemberDecorate",
+}
+
+# --- decorations, storage classes, modes -----------------------------------------------------
+_DEC_SPEC_ID = 1
+_DEC_BLOCK = 2
+_DEC_BUFFER_BLOCK = 3
+_DEC_ROW_MAJOR = 4
+_DEC_ARRAY_STRIDE = 6
+_DEC_MATRIX_STRIDE = 7
+_DEC_BUILTIN = 11
+_DEC_NON_WRITABLE = 24
+_DEC_NON_READABLE = 25
+_DEC_BINDING = 33
+_DEC_DESCRIPTOR_SET = 34
+_DEC_OFFSET = 35
+_BUILTIN_WORKGROUP_SIZE = 25
+
+_SC_UNIFORM_CONSTANT = 0
+_SC_UNIFORM = 2
+_SC_PUSH_CONSTANT = 9
+_SC_STORAGE_BUFFER = 12
+_SC_PHYSICAL_STORAGE_BUFFER = 5349
+
+_MODE_LOCAL_SIZE = 17
+_MODE_LOCAL_SIZE_ID = 38
+_MODEL_GL_COMPUTE = 5
+_MODEL_NAMES = {
+    0: "Vertex",
+    1: "TessellationControl",
+    2: "TessellationEvaluation",
+    3: "Geometry",
+    4: "Fragment",
+    5: "GLCompute",
+    6: "Kernel",
+    5267: "TaskNV",
+    5268: "MeshNV",
+    5313: "RayGenerationKHR",
+    5314: "IntersectionKHR",
+    5315: "AnyHitKHR",
+    5316: "ClosestHitKHR",
+    5317: "MissKHR",
+    5318: "CallableKHR",
+    5364: "TaskEXT",
+    5365: "MeshEXT",
+}
+
+# VkDescriptorType values.
+_DT_SAMPLER = 0
+_DT_COMBINED_IMAGE_SAMPLER = 1
+_DT_SAMPLED_IMAGE = 2
+_DT_STORAGE_IMAGE = 3
+_DT_UNIFORM_TEXEL_BUFFER = 4
+_DT_STORAGE_TEXEL_BUFFER = 5
+_DT_UNIFORM_BUFFER = 6
+_DT_STORAGE_BUFFER = 7
+_DT_INPUT_ATTACHMENT = 10
+_DT_ACCELERATION_STRUCTURE = 1000150000
+
+# (is_float, width, signed) -> (GLSL scalar name, vector prefix, matrix prefix, numpy format)
+_SCALARS: dict[tuple[bool, int, bool], tuple[str, str, str, str]] = {
+    (True, 16, True): ("float16_t", "f16vec", "f16mat", "<f2"),
+    (True, 32, True): ("float", "vec", "mat", "<f4"),
+    (True, 64, True): ("double", "dvec", "dmat", "<f8"),
+    (False, 8, True): ("int8_t", "i8vec", "", "i1"),
+    (False, 8, False): ("uint8_t", "u8vec", "", "u1"),
+    (False, 16, True): ("int16_t", "i16vec", "", "<i2"),
+    (False, 16, False): ("uint16_t", "u16vec", "", "<u2"),
+    (False, 32, True): ("int", "ivec", "", "<i4"),
+    (False, 32, False): ("uint", "uvec", "", "<u4"),
+    (False, 64, True): ("int64_t", "i64vec", "", "<i8"),
+    (False, 64, False): ("uint64_t", "u64vec", "", "<u8"),
+}
+_BOOL_DTYPE = np.dtype("<u4")
+
+
+# --- data model ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Member:
+    """One member of a block or struct.
+
+    Attributes
+    ----------
+    name : str
+        The member's name ('' if the module was stripped of names).
+    offset : int
+        Byte offset in the parent block or struct.
+    type : str
+        GLSL-style type name: ``'float'``, ``'uvec3'``, ``'mat3x4'``, a struct's name, and for
+        arrays ``'float[16]'``, ``'vec4[]'`` or ``'float[2][3]'`` (outermost dimension first).
+    dtype : numpy.dtype
+        Dtype of one value; for arrays of ONE element of the outermost dimension, padded to
+        the array stride (see the module docstring).
+    size : int
+        Bytes occupied: ``array_stride * array_length`` for fixed arrays, 0 for runtime arrays.
+    array_length : int or None
+        None when not an array, 0 for a runtime array, else the outermost length.
+    array_stride, matrix_stride : int or None
+        The ``ArrayStride`` / ``MatrixStride`` decorations.
+    row_major : bool
+        The ``RowMajor`` decoration.
+    members : tuple of Member
+        The members of a struct-typed member (or of an array of structs).
+    """
+
+    name: str
+    offset: int
+    type: str
+    dtype: np.dtype
+    size: int
+    array_length: int | None
+    array_stride: int | None
+    matrix_stride: int | None
+    row_major: bool
+    members: tuple[Member, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able data (dtypes as described by :func:`dtype_to_json`)."""
+        return {
+            "name": self.name,
+            "offset": self.offset,
+            "type": self.type,
+            "dtype": dtype_to_json(self.dtype),
+            "size": self.size,
+            "array_length": self.array_length,
+            "array_stride": self.array_stride,
+            "matrix_stride": self.matrix_stride,
+            "row_major": self.row_major,
+            "members": [m.to_dict() for m in self.members],
+        }
+
+
+@dataclass(frozen=True)
+class Block:
+    """The layout of a uniform, storage or push-constant block.
+
+    Attributes
+    ----------
+    name : str
+        The block's (struct type's) name.
+    size : int
+        Bytes of the fixed part (spirv-cross's ``block_size``).
+    members : tuple of Member
+        All members, the trailing runtime array included.
+    dtype : numpy.dtype
+        Structured dtype of the fixed part, itemsize == ``size``.
+    runtime_array : Member or None
+        The trailing runtime-array member, if any.
+    """
+
+    name: str
+    size: int
+    members: tuple[Member, ...]
+    dtype: np.dtype
+    runtime_array: Member | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able data."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "members": [m.to_dict() for m in self.members],
+            "dtype": dtype_to_json(self.dtype),
+            "runtime_array": None if self.runtime_array is None else self.runtime_array.name,
+        }
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One descriptor binding (a buffer, image, sampler, ...).
+
+    Attributes
+    ----------
+    set, binding : int
+        ``layout(set=, binding=)``.
+    name : str
+        The instance name, else the block name.
+    block_name : str
+        The block's name; '' for resources that are not blocks.
+    kind : str
+        'storage', 'uniform', 'storage_image', 'sampled_image', 'combined_image_sampler',
+        'sampler', 'uniform_texel_buffer', 'storage_texel_buffer', 'input_attachment' or
+        'acceleration_structure'.
+    descriptor_type : int
+        The ``VkDescriptorType`` value.
+    count : int
+        Descriptor array size: 1 for a single resource, 0 for a runtime descriptor array.
+    readonly, writeonly : bool
+        ``NonWritable`` / ``NonReadable`` on the variable or on every member of its block.
+        Uniform blocks, samplers and sampled images are readonly.
+    block : Block or None
+        The block layout of a buffer.
+    dtype : numpy.dtype or None
+        The element dtype of a trailing runtime array, else the block's dtype; None for
+        images and samplers.
+    members : tuple of Member
+        ``block.members``, or ().
+    """
+
+    set: int
+    binding: int
+    name: str
+    block_name: str
+    kind: str
+    descriptor_type: int
+    count: int
+    readonly: bool
+    writeonly: bool
+    block: Block | None
+    dtype: np.dtype | None
+    members: tuple[Member, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able data."""
+        return {
+            "set": self.set,
+            "binding": self.binding,
+            "name": self.name,
+            "block_name": self.block_name,
+            "kind": self.kind,
+            "descriptor_type": self.descriptor_type,
+            "count": self.count,
+            "readonly": self.readonly,
+            "writeonly": self.writeonly,
+            "block": None if self.block is None else self.block.to_dict(),
+            "dtype": None if self.dtype is None else dtype_to_json(self.dtype),
+        }
+
+
+@dataclass(frozen=True)
+class SpecConstant:
+    """A specialization constant (``layout(constant_id = N) const T NAME = default;``)."""
+
+    id: int
+    name: str
+    dtype: np.dtype
+    default: bool | int | float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able data."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "dtype": dtype_to_json(self.dtype),
+            "default": self.default,
+        }
+
+
+@dataclass(frozen=True)
+class Reflection:
+    """Everything a compute pipeline needs to know about a shader's interface.
+
+    Attributes
+    ----------
+    entry_point : str
+        Name of the compute entry point.
+    local_size : tuple of 3 int
+        Workgroup size, with specialization constants at their defaults.
+    local_size_ids : tuple of 3 (int or None)
+        The specialization-constant id that drives each dimension, None where it is literal.
+    bindings : tuple of Binding
+        Sorted by (set, binding).
+    push_constants : Block or None
+    spec_constants : tuple of SpecConstant
+        Sorted by id.
+    spirv_version : tuple of 2 int
+    bound : int
+        The module's <id> bound.
+    """
+
+    entry_point: str
+    local_size: tuple[int, int, int]
+    local_size_ids: tuple[int | None, int | None, int | None]
+    bindings: tuple[Binding, ...]
+    push_constants: Block | None
+    spec_constants: tuple[SpecConstant, ...]
+    spirv_version: tuple[int, int]
+    bound: int
+
+    def local_size_for(
+        self, constants: Mapping[int | str, int | float | bool] | None = None
+    ) -> tuple[int, int, int]:
+        """Workgroup size with the given specialization-constant values.
+
+        Parameters
+        ----------
+        constants : mapping, optional
+            Values by specialization-constant id (or name); dimensions driven by constants
+            that are not given keep their defaults, literal dimensions never change.
+
+        Returns
+        -------
+        tuple of 3 int
+
+        Raises
+        ------
+        TypeError
+            A value that drives a dimension is not an integer.
+        ValueError
+            A value that drives a dimension is not positive.
+
+        Example
+        -------
+        >>> r = reflect(spirv)          # layout(local_size_x_id = 0, local_size_y = 4) in;
+        ...                             # doctest: +SKIP
+        >>> r.local_size, r.local_size_for({0: 32})     # doctest: +SKIP
+        ((1, 4, 1), (32, 4, 1))
+        """
+        if not constants:
+            return self.local_size
+        by_id: dict[int, Any] = {}
+        names = {c.name: c.id for c in self.spec_constants if c.name}
+        for key, value in constants.items():
+            if isinstance(key, str):
+                if key in names:
+                    by_id[names[key]] = value
+            else:
+                by_id[key] = value
+        out = list(self.local_size)
+        for dim, sid in enumerate(self.local_size_ids):
+            if sid is None or sid not in by_id:
+                continue
+            value = by_id[sid]
+            try:
+                size = operator.index(value)
+            except TypeError:
+                raise TypeError(
+                    f"specialization constant {sid} sets local_size[{dim}]: expected an int, "
+                    f"got {type(value).__name__} {value!r}"
+                ) from None
+            if size < 1:
+                raise ValueError(
+                    f"specialization constant {sid} sets local_size[{dim}]: it must be >= 1, "
+                    f"got {size}"
+                )
+            out[dim] = size
+        return (out[0], out[1], out[2])
+
+    def binding(self, name: str) -> Binding:
+        """Find a binding by instance name, block name, or the name of its block's array member.
+
+        The instance name wins over the block name, which wins over the member name (the
+        member is the block's runtime array, or its only member when that is an array).
+
+        Raises
+        ------
+        KeyError
+            No binding (or more than one, by member name) matches; the message lists the
+            names that exist.
+
+        Example
+        -------
+        >>> r = reflect(spirv)   # buffer Out { float data[]; } out_;   # doctest: +SKIP
+        >>> r.binding("out_") is r.binding("Out") is r.binding("data")  # doctest: +SKIP
+        True
+        """
+        for key in (_instance_name, _block_name, _array_member_name):
+            found = [b for b in self.bindings if key(b) == name]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                where = ", ".join(f"(set={b.set}, binding={b.binding})" for b in found)
+                raise KeyError(f"binding name {name!r} is ambiguous: it names {where}")
+        available = sorted(
+            {n for b in self.bindings for n in (b.name, b.block_name, _array_member_name(b)) if n}
+        )
+        raise KeyError(f"no binding named {name!r}; available: {', '.join(available) or 'none'}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able data (lists, dicts, str, int, float, bool, None).
+
+        Example
+        -------
+        >>> import json
+        >>> json.dumps(reflect(spirv).to_dict())        # doctest: +SKIP
+        '{"entry_point": "main", "local_size": [64, 1, 1], ...'
+        """
+        return {
+            "entry_point": self.entry_point,
+            "local_size": list(self.local_size),
+            "local_size_ids": list(self.local_size_ids),
+            "bindings": [b.to_dict() for b in self.bindings],
+            "push_constants": None
+            if self.push_constants is None
+            else self.push_constants.to_dict(),
+            "spec_constants": [c.to_dict() for c in self.spec_constants],
+            "spirv_version": list(self.spirv_version),
+            "bound": self.bound,
+        }
+
+
+def _instance_name(b: Binding) -> str:
+    return b.name
+
+
+def _block_name(b: Binding) -> str:
+    return b.block_name
+
+
+def _array_member_name(b: Binding) -> str:
+    if b.block is None:
+        return ""
+    if b.block.runtime_array is not None:
+        return b.block.runtime_array.name
+    if len(b.members) == 1 and b.members[0].array_length is not None:
+        return b.members[0].name
+    return ""
+
+
+def dtype_to_json(dt: np.dtype) -> Any:
+    """A numpy dtype as JSON-able data.
+
+    A plain dtype is its ``dtype.str`` (``'<f4'``); a subarray is
+    ``{"base": ..., "shape": [...]}``; a structured dtype is
+    ``{"names": [...], "formats": [...], "offsets": [...], "itemsize": n}``, which
+    ``np.dtype()`` accepts back once the formats are converted the same way.
+
+    Example
+    -------
+    >>> dtype_to_json(np.dtype(("<f4", (3,))))
+    {'base': '<f4', 'shape': [3]}
+    """
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        return {"base": dtype_to_json(base), "shape": list(shape)}
+    if dt.names is not None:
+        fields = dt.fields
+        assert fields is not None
+        return {
+            "names": list(dt.names),
+            "formats": [dtype_to_json(fields[n][0]) for n in dt.names],
+            "offsets": [fields[n][1] for n in dt.names],
+            "itemsize": dt.itemsize,
+        }
+    return dt.str
+
+
+# --- parsing ---------------------------------------------------------------------------------
+def _error(message: str, at: int | None = None) -> SpirvError:
+    if at is None:
+        return SpirvError(f"invalid SPIR-V: {message}")
+    return SpirvError(f"invalid SPIR-V at word {at}: {message}")
+
+
+def _string(data: bytes, first: int, end: int, at: int, op: int) -> tuple[str, int]:
+    """Decode the nul-terminated literal that starts at word ``first``; return it and the
+    index of the word after it."""
+    lo = first * 4
+    z = data.find(b"\x00", lo, end * 4)
+    if z < 0:
+        raise _error(f"{_OP_NAMES.get(op, op)}: string literal is not nul-terminated", at)
+    return data[lo:z].decode("utf-8", "replace"), z // 4 + 1
+
+
+class _Module:
+    """The parts of a module that reflection reads, decoded in one pass."""
+
+    def __init__(self, spirv: bytes | bytearray | memoryview) -> None:
+        if isinstance(spirv, memoryview):
+            data = spirv.tobytes()
+        elif isinstance(spirv, (bytes, bytearray)):
+            data = bytes(spirv)
+        else:
+            raise TypeError(
+                f"SPIR-V must be bytes, bytearray or memoryview, not {type(spirv).__name__}"
+            )
+        if len(data) % 4:
+            raise _error(f"length {len(data)} bytes is not a multiple of 4")
+        if len(data) < 20:
+            raise _error(f"{len(data)} bytes is too short for the 5-word header")
+        first = int.from_bytes(data[:4], "little")
+        if first == _SWAPPED_MAGIC:  # a big-endian module: reverse the bytes of every word
+            swapped = bytearray(data)
+            swapped[0::4], swapped[1::4], swapped[2::4], swapped[3::4] = (
+                data[3::4],
+                data[2::4],
+                data[1::4],
+                data[0::4],
+            )
+            data = bytes(swapped)
+        elif first != MAGIC:
+            raise _error(f"magic number 0x{first:08x} is not SPIR-V's 0x{MAGIC:08x}", 0)
+        self.byteswapped = first == _SWAPPED_MAGIC
+        words_array = array("I", data)
+        if sys.byteorder == "big":
+            words_array.byteswap()
+        self.data = data
+        self.words = words = words_array.tolist()
+
+        version = words[1]
+        major, minor = (version >> 16) & 0xFF, (version >> 8) & 0xFF
+        if version & 0xFF0000FF or major != 1:
+            raise _error(f"version word 0x{version:08x} is not a SPIR-V 1.x version", 1)
+        self.version = (major, minor)
+        bound = words[3]
+        if bound == 0 or bound > _MAX_BOUND:
+            raise _error(f"<id> bound {bound} is outside 1..{_MAX_BOUND}", 3)
+        self.bound = bound
+
+        self.names: dict[int, str] = {}
+        self.member_names: dict[tuple[int, int], str] = {}
+        self.entry_points: list[tuple[int, int, str, list[int], int]] = []
+        self.modes: list[tuple[int, int, list[int], bool, int]] = []
+        self.types: dict[int, tuple[int, list[int], int]] = {}
+        self.consts: dict[int, tuple[int, int, list[int], int]] = {}
+        self.variables: dict[int, tuple[int, int, int]] = {}
+        self.deco: dict[int, dict[int, list[int]]] = {}
+        self.mdeco: dict[tuple[int, int], dict[int, list[int]]] = {}
+        self.groups: dict[int, list[int]] = {}
+        self.mgroups: dict[tuple[int, int], list[int]] = {}
+        self.workgroup_builtins: list[int] = []
+        self.const_cache: dict[int, bool | int | float] = {}
+        self._parse()
+
+    def _parse(self) -> None:
+        words, data, bound = self.words, self.data, self.bound
+        names, member_names = self.names, self.member_names
+        types, consts, variables = self.types, self.consts, self.variables
+        deco, mdeco = self.deco, self.mdeco
+        wanted, min_words = _WANTED, _MIN_WORDS
+        type_ops, const_ops = _TYPE_OPS, _CONST_OPS
+        n = len(words)
+        i = 5
+        while i < n:
+            w = words[i]
+            count = w >> 16
+            op = w & 0xFFFF
+            if count == 0:
+                raise _error(f"instruction (opcode {op}) has word count 0", i)
+            end = i + count
+            if end > n:
+                raise _error(
+                    f"instruction (opcode {op}) with word count {count} runs past the end of "
+                    f"the module ({n} words)",
+                    i,
+                )
+            if op == _OP_FUNCTION:
+                # Function bodies hold nothing reflection needs: only walk the boundaries.
+                while i < n:
+                    count = words[i] >> 16
+                    if count == 0:
+                        raise _error(
+                            f"instruction (opcode {words[i] & 0xFFFF}) has word count 0", i
+                        )
+                    if i + count > n:
+                        raise _error(
+                            f"instruction (opcode {words[i] & 0xFFFF}) with word count {count} "
+                            f"runs past the end of the module ({n} words)",
+                            i,
+                        )
+                    i += count
+                break
+            if op not in wanted:
+                i = end
+                continue
+            if count < min_words[op]:
+                raise _error(
+                    f"{_OP_NAMES[op]} has {count} words, it needs at least {min_words[op]}", i
+                )
+            if op == _OP_DECORATE:
+                target, dec = words[i + 1], words[i + 2]
+                d = deco.get(target)
+                if d is None:
+                    deco[target] = d = {}
+                d.setdefault(dec, words[i + 3 : end])
+                if dec == _DEC_BUILTIN and count > 3 and words[i + 3] == _BUILTIN_WORKGROUP_SIZE:
+                    self.workgroup_builtins.append(target)
+            elif op == _OP_MEMBER_DECORATE:
+                key = (words[i + 1], words[i + 2])
+                d = mdeco.get(key)
+                if d is None:
+                    mdeco[key] = d = {}
+                d.setdefault(words[i + 3], words[i + 4 : end])
+            elif op == _OP_NAME:
+                names[words[i + 1]] = _string(data, i + 2, end, i, op)[0]
+            elif op == _OP_MEMBER_NAME:
+                member_names[(words[i + 1], words[i + 2])] = _string(data, i + 3, end, i, op)[0]
+            elif op in type_ops:
+                rid = words[i + 1]
+                if rid >= bound:
+                    raise _error(f"{_OP_NAMES[op]} result %{rid} is not below the bound {bound}", i)
+                types[rid] = (op, words[i + 2 : end], i)
+            elif op in const_ops:
+                rid = words[i + 2]
+                if rid >= bound:
+                    raise _error(f"{_OP_NAMES[op]} result %{rid} is not below the bound {bound}", i)
+                consts[rid] = (op, words[i + 1], words[i + 3 : end], i)
+            elif op == _OP_VARIABLE:
+                rid = words[i + 2]
+                if rid >= bound:
+                    raise _error(f"OpVariable result %{rid} is not below the bound {bound}", i)
+                variables[rid] = (words[i + 1], words[i + 3], i)
+            elif op == _OP_ENTRY_POINT:
+                name, nxt = _string(data, i + 3, end, i, op)
+                self.entry_points.append((words[i + 1], words[i + 2], name, words[nxt:end], i))
+            elif op == _OP_EXECUTION_MODE or op == _OP_EXECUTION_MODE_ID:
+                self.modes.append(
+                    (words[i + 1], words[i + 2], words[i + 3 : end], op == _OP_EXECUTION_MODE_ID, i)
+                )
+            elif op == _OP_GROUP_DECORATE:
+                group = words[i + 1]
+                for target in words[i + 2 : end]:
+                    self.groups.setdefault(target, []).append(group)
+            elif op == _OP_GROUP_MEMBER_DECORATE:
+                group = words[i + 1]
+                pairs = words[i + 2 : end]
+                if len(pairs) % 2:
+                    raise _error("OpGroupMemberDecorate has an odd number of operands", i)
+                for k in range(0, len(pairs), 2):
+                    self.mgroups.setdefault((pairs[k], pairs[k + 1]), []).append(group)
+            i = end
+
+    # Decorations (decoration groups are looked up lazily, so applying them costs nothing).
+    def decoration(self, target: int, dec: int) -> list[int] | None:
+        d = self.deco.get(target)
+        if d is not None and dec in d:
+            return d[dec]
+        for group in self.groups.get(target, ()):
+            d = self.deco.get(group)
+            if d is not None and dec in d:
+                return d[dec]
+        return None
+
+    def member_decoration(self, struct_id: int, index: int, dec: int) -> list[int] | None:
+        key = (struct_id, index)
+        d = self.mdeco.get(key)
+        if d is not None and dec in d:
+            return d[dec]
+        for group in self.mgroups.get(key, ()):
+            d = self.deco.get(group)
+            if d is not None and dec in d:
+                return d[dec]
+        return None
+
+    def literal(self, target: int, dec: int, what: str) -> int | None:
+        ops = self.decoration(target, dec)
+        if ops is None:
+            return None
+        if not ops:
+            raise _error(f"decoration {what} of %{target} has no value")
+        return ops[0]
+
+    def member_literal(self, struct_id: int, index: int, dec: int, what: str) -> int | None:
+        ops = self.member_decoration(struct_id, index, dec)
+        if ops is None:
+            return None
+        if not ops:
+            raise _error(f"decoration {what} of member {index} of %{struct_id} has no value")
+        return ops[0]
+
+    def get_type(self, tid: int, user: str) -> tuple[int, list[int], int]:
+        t = self.types.get(tid)
+        if t is None:
+            raise _error(f"{user} refers to %{tid}, which is not a type")
+        return t
+
+    def operand(self, t: tuple[int, list[int], int], k: int) -> int:
+        ops = t[1]
+        if k >= len(ops):
+            raise _error(f"{_OP_NAMES.get(t[0], t[0])} lacks operand {k + 2}", t[2])
+        return ops[k]
+
+
+# --- constants -------------------------------------------------------------------------------
+def _scalar_info(m: _Module, tid: int) -> tuple[bool, int, bool] | None:
+    """(is_float, width, signed) of a numeric scalar type, None for bool; errors otherwise."""
+    t = m.get_type(tid, "a constant")
+    if t[0] == _OP_TYPE_BOOL:
+        return None
+    if t[0] == _OP_TYPE_INT:
+        return (False, t[1][0], bool(t[1][1]))
+    if t[0] == _OP_TYPE_FLOAT:
+        return (True, t[1][0], True)
+    raise _error(f"%{tid} is not a scalar type", t[2])
+
+
+def _decode_literal(info: tuple[bool, int, bool], lits: list[int], at: int) -> int | float:
+    is_float, width, signed = info
+    need = 2 if width > 32 else 1
+    if len(lits) < need or width not in (8, 16, 32, 64):
+        raise _error(f"constant of a {width}-bit type has {len(lits)} literal words", at)
+    if is_float:
+        if width == 16:
+            return float(struct.unpack("<e", struct.pack("<H", lits[0] & 0xFFFF))[0])
+        if width == 32:
+            return float(struct.unpack("<f", struct.pack("<I", lits[0]))[0])
+        if width == 64:
+            return float(struct.unpack("<d", struct.pack("<II", lits[0], lits[1]))[0])
+        raise _error(f"{width}-bit float constant", at)
+    value = lits[0] | (lits[1] << 32) if width == 64 else lits[0] & ((1 << width) - 1)
+    if signed and value >> (width - 1):
+        value -= 1 << width
+    return value
+
+
+# OpSpecConstantOp operations on integers that array lengths and sizes are built from.
+_INT_BINARY = {
+    128: operator.add,  # OpIAdd
+    130: operator.sub,  # OpISub
+    132: operator.mul,  # OpIMul
+    196: operator.lshift,  # OpShiftLeftLogical
+    197: operator.or_,  # OpBitwiseOr
+    198: operator.xor,  # OpBitwiseXor
+    199: operator.and_,  # OpBitwiseAnd
+}
+
+
+def _const_value(m: _Module, cid: int, depth: int = 0) -> bool | int | float:
+    """The value of a scalar constant, spec constants at their defaults (memoized, so a chain
+    of operations that reuse each other costs linear time)."""
+    value = m.const_cache.get(cid)
+    if value is None:
+        value = m.const_cache[cid] = _eval_const(m, cid, depth)
+    return value
+
+
+def _eval_const(m: _Module, cid: int, depth: int) -> bool | int | float:
+    c = m.consts.get(cid)
+    if c is None:
+        raise _error(f"%{cid} is not a constant")
+    op, tid, lits, at = c
+    if op in (_OP_CONSTANT_TRUE, _OP_SPEC_CONSTANT_TRUE):
+        return True
+    if op in (_OP_CONSTANT_FALSE, _OP_SPEC_CONSTANT_FALSE):
+        return False
+    info = _scalar_info(m, tid)
+    if op in (_OP_CONSTANT, _OP_SPEC_CONSTANT):
+        if info is None:
+            raise _error(f"{_OP_NAMES[op]} %{cid} has bool type", at)
+        return _decode_literal(info, lits, at)
+    if op == _OP_CONSTANT_NULL:
+        return False if info is None else (0.0 if info[0] else 0)
+    if op == _OP_SPEC_CONSTANT_OP and info is not None and not info[0]:
+        if depth >= _MAX_DEPTH:
+            raise _error(f"OpSpecConstantOp %{cid} nests more than {_MAX_DEPTH} deep", at)
+        width, signed = info[1], info[2]
+        sub = lits[0] if lits else -1
+        args = [_const_value(m, a, depth + 1) for a in lits[1:3]]
+        if not all(isinstance(a, int) for a in args):
+            raise _error(f"OpSpecConstantOp %{cid} has a non-integer operand", at)
+        ints = [int(a) for a in args]
+        if sub in _INT_BINARY and len(ints) == 2:
+            value = _INT_BINARY[sub](ints[0], ints[1] if sub != 196 else ints[1] % width)
+        elif sub in (134, 135, 137, 138, 139) and len(ints) == 2:  # UDiv SDiv UMod SRem SMod
+            if ints[1] == 0:
+                raise _error(f"OpSpecConstantOp %{cid} divides by zero", at)
+            a, b = ints
+            if sub == 134:
+                value = (a % (1 << width)) // (b % (1 << width))
+            elif sub == 137:
+                value = (a % (1 << width)) % (b % (1 << width))
+            elif sub == 135:
+                value = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+            elif sub == 138:
+                value = abs(a) % abs(b) * (1 if a >= 0 else -1)
+            else:
+                value = a % b
+        elif sub in (113, 114) and len(ints) == 1:  # OpUConvert, OpSConvert
+            value = ints[0]
+        elif sub == 126 and len(ints) == 1:  # OpSNegate
+            value = -ints[0]
+        elif sub == 200 and len(ints) == 1:  # OpNot
+            value = ~ints[0]
+        else:
+            raise _error(f"cannot evaluate OpSpecConstantOp %{cid} (operation {sub})", at)
+        value &= (1 << width) - 1
+        if signed and value >> (width - 1):
+            value -= 1 << width
+        return value
+    raise _error(f"cannot evaluate constant %{cid} ({_OP_NAMES.get(op, op)})", at)
+
+
+# --- layouts ---------------------------------------------------------------------------------
+def _make_dtype(spec: Any, at: int | None) -> np.dtype:
+    try:
+        return np.dtype(spec)
+    except (ValueError, TypeError, OverflowError, MemoryError) as e:
+        raise _error(f"layout cannot be expressed as a numpy dtype ({e})", at) from e
+
+
+def _pad(dt: np.dtype, stride: int | None, at: int) -> np.dtype:
+    """``dt`` with itemsize ``stride``: structs grow, other values are wrapped in a struct."""
+    if stride is None or stride == dt.itemsize:
+        return dt
+    if stride < dt.itemsize:
+        raise _error(f"stride {stride} is smaller than the {dt.itemsize}-byte value it steps", at)
+    if dt.names is not None and dt.subdtype is None:
+        fields = dt.fields
+        assert fields is not None
+        return _make_dtype(
+            {
+                "names": list(dt.names),
+                "formats": [fields[n][0] for n in dt.names],
+                "offsets": [fields[n][1] for n in dt.names],
+                "itemsize": stride,
+            },
+            at,
+        )
+    return _make_dtype(
+        {"names": [PAD_FIELD], "formats": [dt], "offsets": [0], "itemsize": stride}, at
+    )
+
+
+class _Layouts:
+    """Member and struct layouts, memoized per struct type (so shared types cost once)."""
+
+    def __init__(self, m: _Module) -> None:
+        self.m = m
+        self.structs: dict[int, tuple[str, np.dtype, int, tuple[Member, ...]]] = {}
+        self.visiting: set[int] = set()
+        self.values: dict[tuple[int, int | None, bool], tuple[str, np.dtype]] = {}
+
+    def struct_name(self, sid: int) -> str:
+        return self.m.names.get(sid) or f"_{sid}"
+
+    def struct(self, sid: int, depth: int) -> tuple[str, np.dtype, int, tuple[Member, ...]]:
+        """(name, dtype without runtime arrays, size, members) of struct type ``sid``."""
+        done = self.structs.get(sid)
+        if done is not None:
+            return done
+        m = self.m
+        t = m.get_type(sid, "a block")
+        if t[0] != _OP_TYPE_STRUCT:
+            raise _error(f"%{sid} ({_OP_NAMES.get(t[0], t[0])}) is not a struct", t[2])
+        if sid in self.visiting:
+            raise _error(f"struct %{sid} contains itself", t[2])
+        if depth > _MAX_DEPTH:
+            raise _error(f"types nest more than {_MAX_DEPTH} deep", t[2])
+        self.visiting.add(sid)
+        name = self.struct_name(sid)
+        members: list[Member] = []
+        for k, mtype in enumerate(t[1]):
+            offset = m.member_literal(sid, k, _DEC_OFFSET, "Offset")
+            if offset is None:
+                raise _error(f"member {k} of struct {name!r} (%{sid}) has no Offset", t[2])
+            members.append(self.member(sid, k, mtype, offset, depth + 1, t[2]))
+        self.visiting.discard(sid)
+
+        field_names: list[str] = []
+        formats: list[np.dtype] = []
+        offsets: list[int] = []
+        size = 0
+        for k, mem in enumerate(members):
+            size = max(size, mem.offset + mem.size)
+            if mem.array_length == 0:
+                continue  # a runtime array has no place in a fixed-size dtype
+            fname = mem.name or f"_m{k}"
+            while fname in field_names:
+                fname += "_"
+            field_names.append(fname)
+            offsets.append(mem.offset)
+            if mem.array_length is None:
+                formats.append(mem.dtype)
+            else:
+                formats.append(_make_dtype((mem.dtype, (mem.array_length,)), t[2]))
+        dt = _make_dtype(
+            {"names": field_names, "formats": formats, "offsets": offsets, "itemsize": size},
+            t[2],
+        )
+        done = (name, dt, size, tuple(members))
+        self.structs[sid] = done
+        return done
+
+    def member(self, sid: int, index: int, tid: int, offset: int, depth: int, at: int) -> Member:
+        m = self.m
+        where = f"member {index} of struct %{sid}"
+        # Peel array dimensions, outermost first.
+        dims: list[tuple[int, int | None, int]] = []  # (length (0: runtime), stride, at)
+        t = m.get_type(tid, where)
+        while t[0] in (_OP_TYPE_ARRAY, _OP_TYPE_RUNTIME_ARRAY):
+            if len(dims) + depth > _MAX_DEPTH:
+                raise _error(f"types nest more than {_MAX_DEPTH} deep", t[2])
+            if t[0] == _OP_TYPE_ARRAY:
+                length = _const_value(m, m.operand(t, 1))
+                if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+                    raise _error(f"array length {length!r} is not a positive integer", t[2])
+            else:
+                length = 0
+                if dims:
+                    raise _error("runtime array nested in an array", t[2])
+            array_id = tid
+            stride = m.literal(array_id, _DEC_ARRAY_STRIDE, "ArrayStride")
+            dims.append((length, stride, t[2]))
+            tid = m.operand(t, 0)
+            t = m.get_type(tid, where)
+
+        matrix_stride = m.member_literal(sid, index, _DEC_MATRIX_STRIDE, "MatrixStride")
+        row_major = m.member_decoration(sid, index, _DEC_ROW_MAJOR) is not None
+        members: tuple[Member, ...] = ()
+        op = t[0]
+        if op == _OP_TYPE_STRUCT:
+            type_name, dt, _, members = self.struct(tid, depth + len(dims))
+        elif op == _OP_TYPE_POINTER and m.operand(t, 0) == _SC_PHYSICAL_STORAGE_BUFFER:
+            pointee = m.operand(t, 1)
+            pt = m.types.get(pointee)
+            if pt is not None and pt[0] == _OP_TYPE_STRUCT:
+                type_name = self.struct_name(pointee)
+            else:
+                type_name = "uint64_t"
+            dt = np.dtype("<u8")
+        else:
+            key = (tid, matrix_stride, row_major)
+            cached = self.values.get(key)
+            if cached is None:
+                cached = self.values[key] = self.value(t, tid, matrix_stride, row_major)
+            type_name, dt = cached
+
+        if dims:
+            # Build the array dtypes from the innermost dimension out; `elem` ends as the
+            # (padded) element of the outermost dimension.
+            elem = dt
+            for length, stride, arr_at in reversed(dims):
+                elem = _pad(dt, stride, arr_at)
+                if length:
+                    dt = _make_dtype((elem, (length,)), arr_at)
+            length, stride, _ = dims[0]
+            type_name += "".join(f"[{d[0]}]" if d[0] else "[]" for d in dims)
+            return Member(
+                name=m.member_names.get((sid, index), ""),
+                offset=offset,
+                type=type_name,
+                dtype=elem,
+                size=elem.itemsize * length,
+                array_length=length,
+                array_stride=stride,
+                matrix_stride=matrix_stride,
+                row_major=row_major,
+                members=members,
+            )
+        return Member(
+            name=m.member_names.get((sid, index), ""),
+            offset=offset,
+            type=type_name,
+            dtype=dt,
+            size=dt.itemsize,
+            array_length=None,
+            array_stride=None,
+            matrix_stride=matrix_stride,
+            row_major=row_major,
+            members=members,
+        )
+
+    def scalar(self, t: tuple[int, list[int], int]) -> tuple[str, str, str, np.dtype]:
+        """(name, vector prefix, matrix prefix, dtype) of a scalar type."""
+        op = t[0]
+        if op == _OP_TYPE_BOOL:
+            return ("bool", "bvec", "", _BOOL_DTYPE)
+        if op == _OP_TYPE_INT:
+            key = (False, t[1][0], bool(t[1][1]))
+        elif op == _OP_TYPE_FLOAT:
+            if len(t[1]) > 1:  # an FP encoding (e.g. bfloat16): keep the bits
+                width = t[1][0]
+                if width not in (8, 16, 32, 64):
+                    raise _error(f"unsupported {width}-bit float", t[2])
+                return (f"float{width}_e{t[1][1]}", "", "", np.dtype(f"<u{width // 8}"))
+            key = (True, t[1][0], True)
+        else:
+            raise _error(f"{_OP_NAMES.get(op, op)} cannot be a member of a block", t[2])
+        info = _SCALARS.get(key)
+        if info is None:
+            kind = "float" if key[0] else "integer"
+            raise _error(f"unsupported {key[1]}-bit {kind} type", t[2])
+        return (info[0], info[1], info[2], np.dtype(info[3]))
+
+    def value(
+        self,
+        t: tuple[int, list[int], int],
+        tid: int,
+        matrix_stride: int | None,
+        row_major: bool,
+    ) -> tuple[str, np.dtype]:
+        """Type name and dtype of a scalar, vector or matrix."""
+        m = self.m
+        op = t[0]
+        if op == _OP_TYPE_VECTOR:
+            n = m.operand(t, 1)
+            if not 2 <= n <= 16:
+                raise _error(f"vector of {n} components", t[2])
+            name, vec, _, base = self.scalar(m.get_type(m.operand(t, 0), f"vector %{tid}"))
+            return (f"{vec}{n}" if vec else f"{name}vec{n}", _make_dtype((base, (n,)), t[2]))
+        if op == _OP_TYPE_MATRIX:
+            cols = m.operand(t, 1)
+            ct = m.get_type(m.operand(t, 0), f"matrix %{tid}")
+            if ct[0] != _OP_TYPE_VECTOR:
+                raise _error(f"matrix %{tid} has columns that are not vectors", t[2])
+            rows = m.operand(ct, 1)
+            if not 2 <= cols <= 16 or not 2 <= rows <= 16:
+                raise _error(f"matrix of {cols} columns of {rows} rows", t[2])
+            _, _, mat, base = self.scalar(m.get_type(m.operand(ct, 0), f"matrix %{tid}"))
+            if not mat:
+                raise _error(f"matrix %{tid} has non-float components", t[2])
+            type_name = f"{mat}{cols}" if cols == rows else f"{mat}{cols}x{rows}"
+            # row_major: R vectors of C components, `matrix_stride` apart.
+            outer, inner = (rows, cols) if row_major else (cols, rows)
+            natural = inner * base.itemsize
+            stride = natural if matrix_stride is None else matrix_stride
+            if stride == natural:
+                return type_name, _make_dtype((base, (outer, inner)), t[2])
+            vec = _pad(_make_dtype((base, (inner,)), t[2]), stride, t[2])
+            return type_name, _make_dtype((vec, (outer,)), t[2])
+        name, _, _, base = self.scalar(t)
+        return name, base
+
+    def block(self, sid: int) -> Block:
+        name, dt, _, members = self.struct(sid, 0)
+        runtime = None
+        if members and members[-1].array_length == 0:
+            runtime = members[-1]
+        else:
+            for mem in members:
+                if mem.array_length == 0:
+                    runtime = mem
+        # The block's size is its fixed part: where the runtime array starts, if there is one.
+        return Block(name=name, size=dt.itemsize, members=members, dtype=dt, runtime_array=runtime)
+
+
+# --- reflection ------------------------------------------------------------------------------
+def _select_entry_point(m: _Module, entry_point: str | None) -> tuple[int, str, list[int]]:
+    found = [(model, fn, name, iface) for model, fn, name, iface, _ in m.entry_points]
+    listing = ", ".join(
+        f"{name!r} ({_MODEL_NAMES.get(model, model)})" for model, _, name, _ in found
+    )
+    listing = listing or "none"
+    for model, fn, name, iface in found:
+        if model == _MODEL_GL_COMPUTE and (entry_point is None or name == entry_point):
+            return fn, name, iface
+    if entry_point is None:
+        raise SpirvError(f"the module has no compute (GLCompute) entry point; found: {listing}")
+    raise SpirvError(f"no compute entry point named {entry_point!r}; found: {listing}")
+
+
+def _dimension(m: _Module, cid: int) -> tuple[int, int | None]:
+    """(default value, spec id or None) of a workgroup-size component constant."""
+    c = m.consts.get(cid)
+    if c is None:
+        raise _error(f"workgroup size component %{cid} is not a constant")
+    value = _const_value(m, cid)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _error(f"workgroup size component %{cid} is {value!r}, not a positive integer", c[3])
+    spec_id = None
+    if c[0] in _SPEC_SCALAR_OPS:
+        spec_id = m.literal(cid, _DEC_SPEC_ID, "SpecId")
+    return value, spec_id
+
+
+def _local_size(
+    m: _Module, fn: int, name: str
+) -> tuple[tuple[int, int, int], tuple[int | None, int | None, int | None]]:
+    comps: list[tuple[int, int | None]] | None = None
+    for target in m.workgroup_builtins:  # the WorkgroupSize built-in overrides the modes
+        c = m.consts.get(target)
+        if c is not None and c[0] in (_OP_CONSTANT_COMPOSITE, _OP_SPEC_CONSTANT_COMPOSITE):
+            if len(c[2]) != 3:
+                raise _error(f"WorkgroupSize %{target} has {len(c[2])} components, not 3", c[3])
+            comps = [_dimension(m, cid) for cid in c[2]]
+            break
+    if comps is None:
+        for target, mode, ops, is_id, at in m.modes:
+            if target != fn or mode not in (_MODE_LOCAL_SIZE, _MODE_LOCAL_SIZE_ID):
+                continue
+            if len(ops) != 3:
+                raise _error(f"LocalSize{'Id' if is_id else ''} has {len(ops)} operands", at)
+            if mode == _MODE_LOCAL_SIZE_ID:
+                comps = [_dimension(m, cid) for cid in ops]
+            else:
+                if min(ops) < 1:
+                    raise _error(f"LocalSize {tuple(ops)} has a zero dimension", at)
+                comps = [(v, None) for v in ops]
+            break
+    if comps is None:
+        raise SpirvError(
+            f"entry point {name!r} declares no workgroup size (LocalSize, LocalSizeId or a "
+            "WorkgroupSize built-in): add `layout(local_size_x = ...) in;`"
+        )
+    return (
+        (comps[0][0], comps[1][0], comps[2][0]),
+        (comps[0][1], comps[1][1], comps[2][1]),
+    )
+
+
+def _spec_constants(m: _Module) -> tuple[SpecConstant, ...]:
+    out: dict[int, SpecConstant] = {}
+    for cid, (op, tid, _, at) in m.consts.items():
+        if op not in _SPEC_SCALAR_OPS:
+            continue
+        spec_id = m.literal(cid, _DEC_SPEC_ID, "SpecId")
+        if spec_id is None or spec_id in out:  # glslc may repeat a SpecId; the first counts
+            continue
+        info = _scalar_info(m, tid)
+        if info is None:
+            dt = np.dtype(np.bool_)
+        else:
+            fmt = _SCALARS.get(info)
+            if fmt is None:
+                raise _error(f"specialization constant %{cid} has an unsupported type", at)
+            dt = np.dtype(fmt[3])
+        out[spec_id] = SpecConstant(
+            id=spec_id, name=m.names.get(cid, ""), dtype=dt, default=_const_value(m, cid)
+        )
+    return tuple(out[k] for k in sorted(out))
+
+
+def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tuple[Binding, ...]:
+    out: list[Binding] = []
+    for vid, (ptr, storage, at) in m.variables.items():
+        if storage not in (_SC_UNIFORM_CONSTANT, _SC_UNIFORM, _SC_STORAGE_BUFFER):
+            continue
+        if interface is not None and vid not in interface:
+            continue
+        binding = m.literal(vid, _DEC_BINDING, "Binding")
+        if binding is None:
+            continue
+        dset = m.literal(vid, _DEC_DESCRIPTOR_SET, "DescriptorSet") or 0
+        pt = m.get_type(ptr, f"OpVariable %{vid}")
+        if pt[0] != _OP_TYPE_POINTER:
+            raise _error(f"OpVariable %{vid} has a non-pointer type %{ptr}", at)
+        tid = m.operand(pt, 1)
+        t = m.get_type(tid, f"OpVariable %{vid}")
+        count = 1
+        for _ in range(_MAX_DEPTH):
+            if t[0] == _OP_TYPE_ARRAY:
+                length = _const_value(m, m.operand(t, 1))
+                if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+                    raise _error(f"descriptor array length {length!r} is not positive", t[2])
+                count *= length
+            elif t[0] == _OP_TYPE_RUNTIME_ARRAY:
+                count = 0
+            else:
+                break
+            tid = m.operand(t, 0)
+            t = m.get_type(tid, f"OpVariable %{vid}")
+        else:
+            raise _error(f"descriptor arrays nest more than {_MAX_DEPTH} deep", t[2])
+
+        var_name = m.names.get(vid, "")
+        nonwritable = m.decoration(vid, _DEC_NON_WRITABLE) is not None
+        nonreadable = m.decoration(vid, _DEC_NON_READABLE) is not None
+        block: Block | None = None
+        dtype: np.dtype | None = None
+        op = t[0]
+        if op == _OP_TYPE_STRUCT:
+            if storage == _SC_UNIFORM_CONSTANT:
+                continue
+            if storage == _SC_STORAGE_BUFFER or m.decoration(tid, _DEC_BUFFER_BLOCK) is not None:
+                kind, dtype_code = "storage", _DT_STORAGE_BUFFER
+            else:
+                kind, dtype_code = "uniform", _DT_UNIFORM_BUFFER
+            block = layouts.block(tid)
+            n_members = len(t[1])
+            if n_members:
+                nonwritable = nonwritable or all(
+                    m.member_decoration(tid, k, _DEC_NON_WRITABLE) is not None
+                    for k in range(n_members)
+                )
+                nonreadable = nonreadable or all(
+                    m.member_decoration(tid, k, _DEC_NON_READABLE) is not None
+                    for k in range(n_members)
+                )
+            if kind == "uniform":
+                nonwritable = True
+            runtime = block.runtime_array
+            dtype = block.dtype if runtime is None else runtime.dtype
+        elif op == _OP_TYPE_IMAGE:
+            dim, sampled = m.operand(t, 1), m.operand(t, 5)
+            if dim == 5:  # Buffer
+                if sampled == 2:
+                    kind, dtype_code = "storage_texel_buffer", _DT_STORAGE_TEXEL_BUFFER
+                else:
+                    kind, dtype_code = "uniform_texel_buffer", _DT_UNIFORM_TEXEL_BUFFER
+                    nonwritable = True
+            elif dim == 6:  # SubpassData
+                kind, dtype_code = "input_attachment", _DT_INPUT_ATTACHMENT
+                nonwritable = True
+            elif sampled == 2:
+                kind, dtype_code = "storage_image", _DT_STORAGE_IMAGE
+            else:
+                kind, dtype_code = "sampled_image", _DT_SAMPLED_IMAGE
+                nonwritable = True
+        elif op == _OP_TYPE_SAMPLED_IMAGE:
+            image = m.get_type(m.operand(t, 0), f"OpTypeSampledImage %{tid}")
+            if image[0] == _OP_TYPE_IMAGE and m.operand(image, 1) == 5:  # samplerBuffer
+                kind, dtype_code = "uniform_texel_buffer", _DT_UNIFORM_TEXEL_BUFFER
+            else:
+                kind, dtype_code = "combined_image_sampler", _DT_COMBINED_IMAGE_SAMPLER
+            nonwritable = True
+        elif op == _OP_TYPE_SAMPLER:
+            kind, dtype_code, nonwritable = "sampler", _DT_SAMPLER, True
+        elif op == _OP_TYPE_ACCELERATION_STRUCTURE:
+            kind, dtype_code = "acceleration_structure", _DT_ACCELERATION_STRUCTURE
+            nonwritable = True
+        else:
+            continue
+        block_name = block.name if block is not None else ""
+        out.append(
+            Binding(
+                set=dset,
+                binding=binding,
+                name=var_name or block_name or f"_{vid}",
+                block_name=block_name,
+                kind=kind,
+                descriptor_type=dtype_code,
+                count=count,
+                readonly=nonwritable,
+                writeonly=nonreadable,
+                block=block,
+                dtype=dtype,
+                members=block.members if block is not None else (),
+            )
+        )
+    out.sort(key=lambda b: (b.set, b.binding))
+    return tuple(out)
+
+
+def _push_constants(m: _Module, layouts: _Layouts, interface: set[int] | None) -> Block | None:
+    for vid, (ptr, storage, at) in m.variables.items():
+        if storage != _SC_PUSH_CONSTANT or (interface is not None and vid not in interface):
+            continue
+        pt = m.get_type(ptr, f"OpVariable %{vid}")
+        if pt[0] != _OP_TYPE_POINTER:
+            raise _error(f"OpVariable %{vid} has a non-pointer type %{ptr}", at)
+        return layouts.block(m.operand(pt, 1))
+    return None
+
+
+def reflect(spirv: bytes | bytearray | memoryview, entry_point: str | None = None) -> Reflection:
+    """Reflect the interface of a compute shader.
+
+    Parameters
+    ----------
+    spirv : bytes, bytearray or memoryview
+        A SPIR-V module (1.0 to 1.6), in either byte order.
+    entry_point : str, optional
+        Name of the compute entry point; the first one by default.
+
+    Returns
+    -------
+    Reflection
+
+    Raises
+    ------
+    SpirvError
+        The module is malformed (the message names the fault and its word offset), has no
+        such compute entry point (the message lists the entry points), or uses a layout that
+        reflection cannot express.
+    TypeError
+        ``spirv`` is not a bytes-like object.
+
+    Example
+    -------
+    >>> import vknb
+    >>> spv = vknb.compile_glsl('''
+    ... #version 450
+    ... layout(local_size_x = 64) in;
+    ... layout(binding = 0) buffer Data { float x[]; };
+    ... void main() { x[gl_GlobalInvocationID.x] *= 2.0; }
+    ... ''')                                            # doctest: +SKIP
+    >>> r = reflect(spv)                                # doctest: +SKIP
+    >>> r.local_size, r.bindings[0].name, r.bindings[0].dtype   # doctest: +SKIP
+    ((64, 1, 1), 'Data', dtype('float32'))
+    """
+    m = _Module(spirv)
+    fn, name, iface = _select_entry_point(m, entry_point)
+    # From SPIR-V 1.4 on, an entry point's interface lists every global variable it uses.
+    interface = set(iface) if m.version >= (1, 4) else None
+    layouts = _Layouts(m)
+    local_size, local_size_ids = _local_size(m, fn, name)
+    return Reflection(
+        entry_point=name,
+        local_size=local_size,
+        local_size_ids=local_size_ids,
+        bindings=_bindings(m, layouts, interface),
+        push_constants=_push_constants(m, layouts, interface),
+        spec_constants=_spec_constants(m),
+        spirv_version=m.version,
+        bound=m.bound,
+    )
