@@ -73,8 +73,8 @@ _LAZY = {
     "timings": "timing",
     "clear_timings": "timing",
     "DispatchRecord": "timing",
-    "Batch": "batch",
-    "batch": "batch",
+    "Batch": "batching",
+    "batch": "batching",
 }
 
 __all__ = [

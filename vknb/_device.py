@@ -139,6 +139,12 @@ class Device:
         self._pending: list[Submission] = []
         self._free_cmds: list[tuple[Any, Any]] = []  # (command buffer, fence) ready for reuse
         self._create()
+        self._timeout_s = timeout_s()
+        default_spin = "0" if self.info.type == "cpu" else "200"
+        try:
+            self._spin_s = float(os.environ.get("VKNB_SPIN_US", default_spin)) * 1e-6
+        except ValueError:
+            self._spin_s = 0.0
         self.allocator = Allocator(self)
         self._buffers = 0
         self._staging: Any = None
@@ -387,12 +393,34 @@ class Device:
         if not self._closed:
             _vk.lib.vkDestroyFence(self.handle, fence, _vk.ffi.NULL)
 
-    def _wait_fence(self, fence: Any, label: str, timeout: float | None = None) -> None:
-        ffi, lib = _vk.ffi, _vk.lib
-        t = timeout_s() if timeout is None else timeout
+    def _wait_fence(self, fence: Any, label: str, timeout: float | None = None,
+                    pfence: Any = None) -> None:
+        """Wait for ``fence``: spin briefly on its status, then block (with the timeout).
+
+        Tiny dispatches finish within tens of microseconds; a blocking wait costs a thread
+        wake-up of similar size, so vknb polls first (``VKNB_SPIN_US``, default 200 on GPUs and
+        0 on CPU drivers, whose worker threads need the cores).
+        """
+        lib = _vk.lib
+        h = self.handle
+        if self._spin_s > 0:
+            status = lib.vkGetFenceStatus
+            clock = time.perf_counter
+            end = clock() + self._spin_s
+            while True:
+                r = status(h, fence)
+                if r == 0:
+                    if _vk._validation_pending:
+                        _vk.raise_validation("vkGetFenceStatus", label)
+                    return
+                if r != _vk.NOT_READY:
+                    _vk.check(r, "vkGetFenceStatus", label)
+                if clock() > end:
+                    break
+        t = self._timeout_s if timeout is None else timeout
         ns = min(int(t * 1e9), _vk.UINT64_MAX)
-        pf = ffi.new("VkFence*", fence)
-        res = lib.vkWaitForFences(self.handle, 1, pf, 1, ns)
+        pf = pfence if pfence is not None else _vk.ffi.new("VkFence*", fence)
+        res = lib.vkWaitForFences(h, 1, pf, 1, ns)
         if res == _vk.TIMEOUT:
             raise E.ExecutionFailed(
                 f"{label} did not finish within {t:g} s on {self.label}. A kernel may loop "

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _vk
 from . import errors as E
-from .instance import HOST_COHERENT, HOST_VISIBLE
+from .instance import HOST_CACHED, HOST_COHERENT, HOST_VISIBLE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._device import Device
@@ -48,8 +48,16 @@ USAGE_UNIFORM = 0x10
 USAGE_STORAGE = 0x20
 USAGE_ALL = USAGE_TRANSFER_SRC | USAGE_TRANSFER_DST | USAGE_UNIFORM | USAGE_STORAGE
 
-STAGING_CHUNK = 16 << 20  # bytes per staging half
-_PARALLEL_COPY_MIN = 8 << 20  # host copies above this are split across threads
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+STAGING_CHUNK = _env_int("VKNB_STAGING_MB", 32) << 20  # bytes per staging buffer
+_PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
 _ids = itertools.count(1)
 
 _pool: ThreadPoolExecutor | None = None
@@ -61,7 +69,7 @@ def _copy_pool() -> ThreadPoolExecutor:
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                n = max(2, min(8, os.cpu_count() or 2))
+                n = _env_int("VKNB_COPY_THREADS", max(2, min(8, os.cpu_count() or 2)))
                 _pool = ThreadPoolExecutor(n, thread_name_prefix="vknb-copy")
     return _pool
 
@@ -73,7 +81,7 @@ def host_copy(dst: np.ndarray, src: np.ndarray) -> None:
         np.copyto(dst, src, casting="no")
         return
     pool = _copy_pool()
-    parts = min(pool._max_workers, max(2, n // (4 << 20)))
+    parts = min(pool._max_workers, max(2, n // (2 << 20)))
     step = -(-n // parts)
     step = (step + 63) // 64 * 64
     futs = [
@@ -183,6 +191,9 @@ class Buffer:
         flags = dev.info.memory_types[alloc.memory_type].flags
         self.host_visible = bool(flags & HOST_VISIBLE)
         self._coherent = bool(flags & HOST_COHERENT)
+        # Reading through a mapping is fast only from cached memory or memory that is host RAM
+        # anyway (CPU drivers, integrated GPUs); uncached device memory (BAR) reads crawl.
+        self._fast_read = bool(flags & HOST_CACHED) or dev.info.type in ("cpu", "integrated")
         dev._buffers += 1
         dev._adopt(self)
         self._finalizer = weakref.finalize(self, _release_buffer, dev, handle, alloc)
@@ -326,7 +337,7 @@ class Buffer:
             )
         if n == 0:
             return out
-        if a.mapped is not None:
+        if a.mapped is not None and self._fast_read:
             self.device.synchronize()
             self._invalidate(a)
             host_copy(flat, _bytes_view(a.mapped + offset, n))
@@ -420,7 +431,7 @@ class _Staging:
                 pending[k] = dev.submit(
                     lambda cmd, s=s_h, d=d_h, r=region: (
                         lib.vkCmdCopyBuffer(cmd, s, d, 1, r),
-                        _host_read_barrier(cmd),
+                        _host_read_barrier(cmd, transfer_only=True),
                     ),
                     label=f"transfer download {src.label}",
                     keep=(st, src, region),
@@ -440,20 +451,25 @@ class _Staging:
                 host_copy(flat[start : start + n], _bytes_view(a.mapped, n))
 
 
-def _host_read_barrier(cmd: Any) -> None:
-    """Make transfer and shader writes visible to the host."""
+def _host_read_barrier(cmd: Any, transfer_only: bool = False) -> None:
+    """Make transfer (and, on a compute queue, shader) writes visible to the host."""
     vk = _vk.vk
+    src_access = vk.VK_ACCESS_TRANSFER_WRITE_BIT
+    src_stage = vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+    if not transfer_only:  # a transfer-only queue may not name compute stages
+        src_access |= vk.VK_ACCESS_SHADER_WRITE_BIT
+        src_stage |= vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT
     b = _vk.new(
         "VkMemoryBarrier",
         {
             "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            "srcAccessMask": vk.VK_ACCESS_TRANSFER_WRITE_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT,
+            "srcAccessMask": src_access,
             "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT,
         },
     )
     _vk.lib.vkCmdPipelineBarrier(
         cmd,
-        vk.VK_PIPELINE_STAGE_TRANSFER_BIT | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+        src_stage,
         vk.VK_PIPELINE_STAGE_HOST_BIT,
         0, 1, b, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL,
     )
@@ -512,6 +528,12 @@ class Array:
             raise TypeError(f"dtype {self.dtype} holds Python objects; device arrays need plain data")
         self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         self.label = label or f"Array#{next(_ids)}"
+        if memory == "device" and os.environ.get("VKNB_BAR") == "1":
+            from ._device import device as session_device
+
+            dev = device if device is not None else session_device()
+            if dev.allocator.has_host_visible_device_memory():
+                memory = "host_device"  # written directly by host threads (resizable BAR)
         self.buffer = Buffer(self.nbytes, device=device, memory=memory, label=self.label)
 
     @property

@@ -38,6 +38,7 @@ from .buffer import Array, Buffer
 from ._device import Device, Submission, session_generation
 from ._device import device as session_device
 from .pipeline import ComputePipeline
+from .batching import current as _batch_current
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,12 +228,30 @@ def _groups(local: tuple[int, int, int], grid: Any, groups: Any,
     return out
 
 
+class _Fast:
+    """A remembered call: what to dispatch when the same Arrays and values come again."""
+
+    __slots__ = ("epoch", "groups", "pipe", "prep", "push", "refs", "sets")
+
+    def __init__(self, pipe: ComputePipeline, refs: list[Any], prep: _Prepared, sets: Any,
+                 push: bytes, groups: tuple[int, int, int]) -> None:
+        self.pipe = pipe
+        self.epoch = pipe._sets_epoch
+        self.refs = refs
+        self.prep = prep
+        self.sets = sets
+        self.push = push
+        self.groups = groups
+
+
 class _Prepared:
     """One call's resolved resources."""
 
-    __slots__ = ("bytes_in", "keep", "kernel_bytes", "resources", "writeback")
+    __slots__ = ("bytes_in", "keep", "kernel_bytes", "reads", "resources", "writeback", "writes")
 
     def __init__(self) -> None:
+        self.reads: list[int] = []
+        self.writes: list[int] = []
         self.resources: list[tuple[Binding, Buffer, int]] = []
         self.writeback: list[tuple[np.ndarray, Buffer]] = []
         self.keep: list[Any] = []
@@ -274,6 +293,8 @@ class Kernel:
         self.local_size = reflection.local_size_for(self._spec_values)
         self._names = self._name_map()
         self._scratch: dict[int, Buffer] = {}
+        self._push_memo: dict[Any, bytes] = {}
+        self._fast: dict[Any, _Fast] = {}
         self._pipeline: ComputePipeline | None = None
         self._generation = -1
         dev = device if device is not None else session_device()
@@ -421,7 +442,8 @@ class Kernel:
             raise TypeError(f"{self.name}() missing binding argument(s): {', '.join(missing)}")
         return vals, push
 
-    def _prepare(self, vals: list[Any], dev: Device, pipe: ComputePipeline) -> _Prepared:
+    def _prepare(self, vals: list[Any], dev: Device, pipe: ComputePipeline,
+                 private: bool = False) -> _Prepared:
         prep = _Prepared()
         lim = dev.info.limits
         for i, (b, v) in enumerate(zip(self.reflection.bindings, vals)):
@@ -465,7 +487,7 @@ class Kernel:
                         f"{self.name}: binding {b.name!r} may be written by the shader, but the "
                         "array is read-only; pass a writeable array (or declare the binding readonly)"
                     )
-                buf = self._scratch_buffer(i, b, nbytes, dev)
+                buf = self._scratch_buffer(i, b, nbytes, dev, private)
                 if not b.writeonly:
                     buf.write(v)
                     prep.bytes_in += nbytes
@@ -474,7 +496,7 @@ class Kernel:
             elif b.kind == "uniform" and block is not None:
                 data = pack_block(block, v, f"{self.name}: uniform block {b.name!r}")
                 nbytes = len(data)
-                buf = self._scratch_buffer(i, b, nbytes, dev)
+                buf = self._scratch_buffer(i, b, nbytes, dev, private)
                 buf.write(np.frombuffer(data, np.uint8))
                 prep.bytes_in += nbytes
             else:
@@ -497,7 +519,10 @@ class Kernel:
             prep.kernel_bytes += nbytes * ((not b.writeonly) + (not b.readonly))
         return prep
 
-    def _scratch_buffer(self, i: int, b: Binding, nbytes: int, dev: Device) -> Buffer:
+    def _scratch_buffer(self, i: int, b: Binding, nbytes: int, dev: Device,
+                        private: bool = False) -> Buffer:
+        if private:  # a batch keeps its own copy: later calls must not overwrite it
+            return Buffer(nbytes, device=dev, label=f"{self.name}.{b.name}")
         buf = self._scratch.get(i)
         if buf is not None and not buf.closed and buf.nbytes == nbytes and not getattr(buf, "_busy", False):
             return buf
@@ -510,6 +535,22 @@ class Kernel:
         return buf
 
     def _push_bytes(self, push: dict[str, Any]) -> bytes:
+        # Memo by value *and type* (1, 1.0 and True hash alike but pack differently).
+        try:
+            key: Any = tuple((k, type(v), v) for k, v in push.items())
+            hit = self._push_memo.get(key)
+        except TypeError:  # unhashable values (lists): pack every time
+            key, hit = None, None
+        if hit is not None:
+            return hit
+        data = self._pack_push(push)
+        if key is not None:
+            if len(self._push_memo) > 256:
+                self._push_memo.clear()
+            self._push_memo[key] = data
+        return data
+
+    def _pack_push(self, push: dict[str, Any]) -> bytes:
         pc = self.reflection.push_constants
         if pc is None:
             if push:
@@ -519,21 +560,94 @@ class Kernel:
         _pack_into(target, pc.members, push, f"{self.name}: push constant")
         return target.tobytes()
 
+    # -- the fast path: a repeated call with the same device Arrays and scalar values ----------
+
+    @staticmethod
+    def _fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
+                  ) -> tuple[Any, list[Array]] | None:
+        arrays: list[Array] = []
+        key: list[Any] = [grid, groups]
+        for a in args:
+            if type(a) is not Array:
+                return None
+            arrays.append(a)
+            key.append(id(a))
+        for k, v in kwargs.items():
+            if type(v) is Array:
+                arrays.append(v)
+                key.append((k, id(v)))
+            elif isinstance(v, (np.ndarray, Mapping, list)):
+                return None
+            else:
+                key.append((k, type(v), v))
+        try:
+            return tuple(key), arrays
+        except TypeError:
+            return None
+
+    def _fast_lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any,
+                     groups: Any, pipe: ComputePipeline) -> _Fast | None:
+        if not self._fast:
+            return None
+        k = self._fast_key(args, kwargs, grid, groups)
+        if k is None:
+            return None
+        try:
+            f = self._fast.get(k[0])
+        except TypeError:  # an unhashable value (tuple holding a list)
+            return None
+        if f is None or f.pipe is not pipe or f.epoch != pipe._sets_epoch:
+            return None
+        for r in f.refs:
+            a = r()
+            if a is None or a.buffer._alloc is None:
+                return None
+        return f
+
+    def _fast_store(self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any,
+                    groups: Any, pipe: ComputePipeline, prep: _Prepared, sets: Any,
+                    push: bytes, grp: tuple[int, int, int]) -> None:
+        if prep.writeback or prep.bytes_in:
+            return  # numpy arguments: their data must move on every call
+        k = self._fast_key(args, kwargs, grid, groups)
+        if k is None:
+            return
+        if len(self._fast) >= 64:
+            self._fast.clear()
+        try:
+            self._fast[k[0]] = _Fast(pipe, [weakref.ref(a) for a in k[1]], prep, sets, push, grp)
+        except TypeError:
+            pass
+
     def __call__(self, *args: Any, grid: Any = None, groups: Any = None, wait: bool = True,
-                 **kwargs: Any) -> DispatchRecord | Submission:
+                 **kwargs: Any) -> Any:
         """Dispatch the kernel; return its :class:`~vknb.timing.DispatchRecord`.
 
-        With ``wait=False`` return a :class:`~vknb.device.Submission` at once; its ``wait()``
-        writes numpy arrays back and returns the record (``vknb.synchronize()`` waits for all).
+        With ``wait=False`` return a :class:`~vknb.Submission` at once; its ``wait()`` writes
+        numpy arrays back and returns the record (``vknb.synchronize()`` waits for all).  Inside
+        a ``with vknb.batch():`` block the dispatch is recorded, and the call returns its index
+        in the batch.
         """
         t0 = time.perf_counter()
         pipe = self.pipeline
         dev = pipe.device
-        vals, push = self._bind_args(args, kwargs)
-        grp = _groups(self.local_size, grid, groups, dev.info.limits["max_workgroup_count"], self.name)
-        push_bytes = self._push_bytes(push)
-        prep = self._prepare(vals, dev, pipe)
-        sets = pipe.descriptor_sets(prep.resources)
+        b = _batch_current()
+        fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
+        if fast is not None:
+            prep, sets, push_bytes, grp = fast.prep, fast.sets, fast.push, fast.groups
+        else:
+            vals, push = self._bind_args(args, kwargs)
+            grp = _groups(self.local_size, grid, groups, dev.info.limits["max_workgroup_count"],
+                          self.name)
+            push_bytes = self._push_bytes(push)
+            prep = self._prepare(vals, dev, pipe, private=b is not None)
+            sets = pipe.descriptor_sets(prep.resources)
+            prep.reads = [buf._serial for bd, buf, _ in prep.resources if not bd.writeonly]
+            prep.writes = [buf._serial for bd, buf, _ in prep.resources if not bd.readonly]
+            self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
+        if b is not None:
+            return b.add(self, pipe, sets, push_bytes, grp, prep.reads, prep.writes, prep.keep,
+                         prep.writeback)
         for buf in prep.keep:
             buf._busy = True
         try:

@@ -205,6 +205,7 @@ class ComputePipeline:
         self.create_ms = (time.perf_counter() - t0) * 1e3
         self._slots: list[_Slot] = []
         self._sets: OrderedDict[Any, Any] = OrderedDict()
+        self._sets_epoch = 0
         self._begin = _vk.new("VkCommandBufferBeginInfo", {
             "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO})
         self._barrier = _vk.new("VkMemoryBarrier", {
@@ -251,6 +252,7 @@ class ComputePipeline:
             self._wait_slots()
             lib.vkResetDescriptorPool(dh, self._handles["descriptor_pool"], 0)
             self._sets.clear()
+            self._sets_epoch += 1
             for s in self._slots:
                 s.key = None
         sets = ffi.new("VkDescriptorSet[]", max(1, self.nsets))
@@ -350,7 +352,7 @@ class ComputePipeline:
     def wait(self, slot: _Slot) -> None:
         """Wait for a slot's submission."""
         if slot.busy:
-            self.device._wait_fence(slot.fence, self.label)
+            self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
             slot.busy = False
 
     def gpu_ms(self, slot: _Slot) -> float | None:

@@ -494,7 +494,11 @@ class Reflection:
     entry_point : str
         Name of the compute entry point.
     local_size : tuple of 3 int
-        Workgroup size, with specialization constants at their defaults.
+        Workgroup size, with specialization constants at their defaults: what the module
+        runs with when the pipeline specializes nothing. (glslang gives ``local_size_x_id = N``
+        its own constant, default 1, even where the shader also declares
+        ``layout(constant_id = N) const uint X = 32;``; ``local_size_for`` with that
+        constant's value gives the size the author meant.)
     local_size_ids : tuple of 3 (int or None)
         The specialization-constant id that drives each dimension, None where it is literal.
     bindings : tuple of Binding
@@ -719,7 +723,6 @@ class _Module:
             data = bytes(swapped)
         elif first != MAGIC:
             raise _error(f"magic number 0x{first:08x} is not SPIR-V's 0x{MAGIC:08x}", 0)
-        self.byteswapped = first == _SWAPPED_MAGIC
         words_array = array("I", data)
         if sys.byteorder == "big":
             words_array.byteswap()
@@ -1072,7 +1075,7 @@ class _Layouts:
             offset = m.member_literal(sid, k, _DEC_OFFSET, "Offset")
             if offset is None:
                 raise _error(f"member {k} of struct {name!r} (%{sid}) has no Offset", t[2])
-            members.append(self.member(sid, k, mtype, offset, depth + 1, t[2]))
+            members.append(self.member(sid, k, mtype, offset, depth + 1))
         self.visiting.discard(sid)
 
         field_names: list[str] = []
@@ -1100,7 +1103,7 @@ class _Layouts:
         self.structs[sid] = done
         return done
 
-    def member(self, sid: int, index: int, tid: int, offset: int, depth: int, at: int) -> Member:
+    def member(self, sid: int, index: int, tid: int, offset: int, depth: int) -> Member:
         m = self.m
         where = f"member {index} of struct %{sid}"
         # Peel array dimensions, outermost first.
@@ -1117,8 +1120,7 @@ class _Layouts:
                 length = 0
                 if dims:
                     raise _error("runtime array nested in an array", t[2])
-            array_id = tid
-            stride = m.literal(array_id, _DEC_ARRAY_STRIDE, "ArrayStride")
+            stride = m.literal(tid, _DEC_ARRAY_STRIDE, "ArrayStride")
             dims.append((length, stride, t[2]))
             tid = m.operand(t, 0)
             t = m.get_type(tid, where)
@@ -1225,18 +1227,18 @@ class _Layouts:
             rows = m.operand(ct, 1)
             if not 2 <= cols <= 16 or not 2 <= rows <= 16:
                 raise _error(f"matrix of {cols} columns of {rows} rows", t[2])
-            _, _, mat, base = self.scalar(m.get_type(m.operand(ct, 0), f"matrix %{tid}"))
+            _, _, mat, component = self.scalar(m.get_type(m.operand(ct, 0), f"matrix %{tid}"))
             if not mat:
                 raise _error(f"matrix %{tid} has non-float components", t[2])
             type_name = f"{mat}{cols}" if cols == rows else f"{mat}{cols}x{rows}"
             # row_major: R vectors of C components, `matrix_stride` apart.
             outer, inner = (rows, cols) if row_major else (cols, rows)
-            natural = inner * base.itemsize
+            natural = inner * component.itemsize
             stride = natural if matrix_stride is None else matrix_stride
             if stride == natural:
-                return type_name, _make_dtype((base, (outer, inner)), t[2])
-            vec = _pad(_make_dtype((base, (inner,)), t[2]), stride, t[2])
-            return type_name, _make_dtype((vec, (outer,)), t[2])
+                return type_name, _make_dtype((component, (outer, inner)), t[2])
+            padded = _pad(_make_dtype((component, (inner,)), t[2]), stride, t[2])
+            return type_name, _make_dtype((padded, (outer,)), t[2])
         name, _, _, base = self.scalar(t)
         return name, base
 
@@ -1323,7 +1325,12 @@ def _spec_constants(m: _Module) -> tuple[SpecConstant, ...]:
         if op not in _SPEC_SCALAR_OPS:
             continue
         spec_id = m.literal(cid, _DEC_SPEC_ID, "SpecId")
-        if spec_id is None or spec_id in out:  # glslc may repeat a SpecId; the first counts
+        if spec_id is None:
+            continue
+        name = m.names.get(cid, "")
+        if spec_id in out and (out[spec_id].name or not name):
+            # glslang gives `local_size_x_id = N` its own unnamed constant (default 1) besides
+            # the user's `layout(constant_id = N) const ... NAME`: the named one is reported.
             continue
         info = _scalar_info(m, tid)
         if info is None:
@@ -1333,9 +1340,7 @@ def _spec_constants(m: _Module) -> tuple[SpecConstant, ...]:
             if fmt is None:
                 raise _error(f"specialization constant %{cid} has an unsupported type", at)
             dt = np.dtype(fmt[3])
-        out[spec_id] = SpecConstant(
-            id=spec_id, name=m.names.get(cid, ""), dtype=dt, default=_const_value(m, cid)
-        )
+        out[spec_id] = SpecConstant(id=spec_id, name=name, dtype=dt, default=_const_value(m, cid))
     return tuple(out[k] for k in sorted(out))
 
 

@@ -44,6 +44,7 @@ class DispatchRecord:
     time: float = field(default_factory=time.time)
     batch: int | None = None
     kernel_bytes: int | None = None  # bytes the kernel reads + writes, where known
+    dispatches: int = 1  # > 1 for a batch submission (groups and local_size are then 0)
 
     @property
     def invocations(self) -> int:

@@ -1,0 +1,391 @@
+"""Batches: record many kernel calls into one submission, and replay them like a CUDA graph.
+
+Inside ``with vknb.batch() as b:``, calling a kernel records the dispatch instead of submitting
+it (the call returns the dispatch's index in the batch).  Barriers are inserted only where a
+dispatch reads or writes a buffer that an earlier dispatch since the last barrier wrote, or writes
+one that it read, using the reflected ``readonly`` / ``writeonly`` access of each binding.  On
+leaving the block the batch is submitted once and waited for (``wait=False`` leaves it running;
+``vknb.synchronize()`` or ``b.wait()`` waits), and numpy arrays bound to writable bindings are
+written back.
+
+``b.replay()`` submits the recorded command buffer again as is; ``b.replay({i: {"a": 2.0}})``
+first re-records it with new push-constant values for dispatch ``i`` (by member name).
+
+Example
+-------
+>>> with vknb.batch() as b:                                  # doctest: +SKIP
+...     for _ in range(100):
+...         saxpy(X, Y, a=1.0, grid=n)
+>>> b.gpu_ms                                                 # doctest: +SKIP
+0.41
+>>> b.replay({0: {"a": 3.0}})                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _vk
+from ._device import Device, Submission
+from .timing import DispatchRecord, record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .kernel import Kernel
+    from .pipeline import ComputePipeline
+
+_local = threading.local()
+
+
+def current() -> Batch | None:
+    """The batch being recorded on this thread, if any."""
+    return getattr(_local, "batch", None)
+
+
+class _Entry:
+    __slots__ = ("barrier", "cpush", "groups", "kernel", "pipeline", "push", "sets")
+
+    def __init__(self, kernel: Kernel, pipeline: ComputePipeline, sets: Any, push: bytes,
+                 groups: tuple[int, int, int], barrier: bool) -> None:
+        self.kernel = kernel
+        self.pipeline = pipeline
+        self.sets = sets
+        self.push = push
+        self.cpush = _vk.ffi.from_buffer(push) if push else _vk.ffi.NULL
+        self.groups = groups
+        self.barrier = barrier
+
+
+class Batch:
+    """A recorded sequence of dispatches on one device (create with :func:`batch`).
+
+    Attributes
+    ----------
+    gpu_ms : float or None
+        GPU time of the last submission (timestamps around the whole batch).
+    host_ms : float
+        Wall time of the last submission (submit + wait + write-back).
+    record_ms : float
+        Time spent recording (the Python side of the kernel calls).
+
+    Example
+    -------
+    >>> b = vknb.batch()                                     # doctest: +SKIP
+    >>> with b:
+    ...     k(X, Y, a=1.0, grid=n); k(Y, X, a=2.0, grid=n)
+    >>> len(b), b.barriers                                   # doctest: +SKIP
+    (2, 1)
+    """
+
+    def __init__(self, device: Device | None = None, *, wait: bool = True) -> None:
+        from ._device import device as session_device
+
+        self.device = device if device is not None else session_device()
+        self.device._check_open()
+        self.wait_on_exit = wait
+        self.entries: list[_Entry] = []
+        self.barriers = 0
+        self.gpu_ms: float | None = None
+        self.host_ms = 0.0
+        self.record_ms = 0.0
+        self._keep: list[Any] = []
+        self._writeback: list[tuple[np.ndarray, Any]] = []
+        self._written: set[int] = set()
+        self._read: set[int] = set()
+        self._recording = False
+        self._recorded = False
+        self._sub: Submission | None = None
+        self._t_record = 0.0
+        self._last_pipe: Any = None
+        self._last_sets: Any = None
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        dev = self.device
+        self._handles: dict[str, Any] = {}
+        pinfo = _vk.new("VkCommandPoolCreateInfo", {
+            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+            "flags": vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+            "queueFamilyIndex": dev.compute_family})
+        pp = ffi.new("VkCommandPool*")
+        _vk.check(lib.vkCreateCommandPool(dev.handle, pinfo, ffi.NULL, pp), "vkCreateCommandPool",
+                  "batch")
+        self._handles["pool"] = pp[0]
+        ainfo = _vk.new("VkCommandBufferAllocateInfo", {
+            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+            "commandPool": pp[0], "level": 0, "commandBufferCount": 1})
+        self._pcmd = ffi.new("VkCommandBuffer*")
+        _vk.check(lib.vkAllocateCommandBuffers(dev.handle, ainfo, self._pcmd),
+                  "vkAllocateCommandBuffers", "batch")
+        self._cmd = self._pcmd[0]
+        self._fence = dev.new_fence()
+        self._handles["fence"] = self._fence
+        self._pfence = ffi.new("VkFence*", self._fence)
+        self.timestamps = dev.timestamp_bits > 0
+        if self.timestamps:
+            qinfo = _vk.new("VkQueryPoolCreateInfo", {
+                "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                "queryType": vk.VK_QUERY_TYPE_TIMESTAMP, "queryCount": 2})
+            pq = ffi.new("VkQueryPool*")
+            _vk.check(lib.vkCreateQueryPool(dev.handle, qinfo, ffi.NULL, pq), "vkCreateQueryPool",
+                      "batch")
+            self._handles["query"] = pq[0]
+            self._ts = ffi.new("uint64_t[2]")
+        self._submit_info = _vk.new("VkSubmitInfo", {
+            "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, "commandBufferCount": 1,
+            "pCommandBuffers": self._pcmd})
+        self._barrier = _vk.new("VkMemoryBarrier", {
+            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_SHADER_READ_BIT,
+            "dstAccessMask": vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT})
+        self._end_barrier = _vk.new("VkMemoryBarrier", {
+            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT,
+            "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT | vk.VK_ACCESS_TRANSFER_READ_BIT
+            | vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT})
+        self._begin_info = _vk.new("VkCommandBufferBeginInfo", {
+            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO})
+        dev._adopt(self)
+        self._finalizer = weakref.finalize(self, _destroy_batch, dev, self._handles, self._pcmd)
+
+    # -- recording -----------------------------------------------------------------------
+
+    def __enter__(self) -> Batch:
+        if current() is not None:
+            raise RuntimeError("vknb.batch blocks do not nest")
+        if self._sub is not None and not self._sub._done:
+            self._sub.wait()
+        self._reset_recording()
+        self._begin()
+        _local.batch = self
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        _local.batch = None
+        if exc_type is not None:
+            self._end()
+            self.entries.clear()
+            self._keep.clear()
+            self._writeback.clear()
+            return
+        self._end()
+        self.record_ms = (time.perf_counter() - self._t_record) * 1e3
+        self.submit(wait=self.wait_on_exit)
+
+    def _reset_recording(self) -> None:
+        self.entries = []
+        self._keep = []
+        self._writeback = []
+        self._written = set()
+        self._read = set()
+        self.barriers = 0
+
+    def _begin(self) -> None:
+        lib = _vk.lib
+        self._t_record = time.perf_counter()
+        _vk.check(lib.vkBeginCommandBuffer(self._cmd, self._begin_info), "vkBeginCommandBuffer",
+                  "batch")
+        if self.timestamps:
+            lib.vkCmdResetQueryPool(self._cmd, self._handles["query"], 0, 2)
+            lib.vkCmdWriteTimestamp(self._cmd, 0x1, self._handles["query"], 0)  # TOP_OF_PIPE
+        self._last_pipe = None
+        self._last_sets = None
+        self._recording = True
+
+    def _end(self) -> None:
+        lib, vk = _vk.lib, _vk.vk
+        cmd = self._cmd
+        lib.vkCmdPipelineBarrier(
+            cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+            vk.VK_PIPELINE_STAGE_HOST_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+            | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+            0, 1, self._end_barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL)
+        if self.timestamps:
+            lib.vkCmdWriteTimestamp(cmd, 0x2000, self._handles["query"], 1)  # BOTTOM_OF_PIPE
+        _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", "batch")
+        self._recording = False
+        self._recorded = True
+
+    def add(self, kernel: Kernel, pipe: ComputePipeline, sets: Any, push: bytes,
+            groups: tuple[int, int, int], reads: list[int], writes: list[int], keep: list[Any],
+            writeback: list[tuple[np.ndarray, Any]]) -> int:
+        """Record one dispatch (called by Kernel.__call__ inside a batch block)."""
+        if not self._recording:
+            raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
+        if pipe.device is not self.device:
+            raise ValueError(
+                f"{kernel.name} runs on {pipe.device.label} but the batch records for "
+                f"{self.device.label}"
+            )
+        w, r = self._written, self._read
+        hazard = any(s in w for s in reads) or any(s in w or s in r for s in writes)
+        if hazard:
+            w.clear()
+            r.clear()
+            self.barriers += 1
+        w.update(writes)
+        r.update(reads)
+        entry = _Entry(kernel, pipe, sets, push, groups, hazard)
+        self._emit(self._cmd, pipe, sets, entry.cpush, groups, hazard)
+        self.entries.append(entry)
+        self._keep.extend(keep)
+        self._keep.append(pipe)
+        self._writeback.extend(writeback)
+        return len(self.entries) - 1
+
+    def _emit(self, cmd: Any, pipe: ComputePipeline, sets: Any, push: Any,
+              groups: tuple[int, int, int], barrier: bool) -> None:
+        lib = _vk.lib
+        if barrier:
+            lib.vkCmdPipelineBarrier(cmd, 0x800, 0x800, 0, 1, self._barrier, 0, _vk.ffi.NULL, 0,
+                                     _vk.ffi.NULL)  # COMPUTE_SHADER -> COMPUTE_SHADER
+        if pipe is not self._last_pipe:
+            lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
+            self._last_pipe = pipe
+            self._last_sets = None
+        if pipe.nsets and sets is not self._last_sets:
+            lib.vkCmdBindDescriptorSets(cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, _vk.ffi.NULL)
+            self._last_sets = sets
+        if pipe.push_size:
+            lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, push)
+        lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
+
+    # -- submission ----------------------------------------------------------------------
+
+    def submit(self, wait: bool = True) -> Submission | None:
+        """Submit the recorded command buffer once more (``replay`` without changes)."""
+        if self._recording:
+            raise RuntimeError("the batch is still recording; leave the `with` block first")
+        if not self._recorded:
+            raise RuntimeError("nothing recorded: use `with b:` and call kernels inside")
+        dev = self.device
+        dev._check_open()
+        if self._sub is not None and not self._sub._done:
+            self._sub.wait()
+        lib = _vk.lib
+        t0 = time.perf_counter()
+        with dev._lock:
+            _vk.check(lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch")
+            _vk.check(lib.vkQueueSubmit(dev.compute_queue, 1, self._submit_info, self._fence),
+                      "vkQueueSubmit", "batch")
+            self._handles["submitted"] = True
+        sub = Submission(dev, None, self._fence, self._keep, f"batch of {len(self.entries)}",
+                         on_done=lambda: self._finish(t0))
+        self._sub = sub
+        if wait:
+            sub.wait()
+            return None
+        dev._pending.append(sub)
+        return sub
+
+    def _finish(self, t0: float) -> DispatchRecord:
+        for arr, buf in self._writeback:
+            buf.read(out=arr)
+        gpu = None
+        if self.timestamps:
+            res = _vk.lib.vkGetQueryPoolResults(self.device.handle, self._handles["query"], 0, 2,
+                                                16, self._ts, 8, 0x1)
+            if res == 0:
+                bits = self.device.timestamp_bits
+                mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
+                period = self.device.info.limits["timestamp_period_ns"]
+                gpu = (((self._ts[1] & mask) - (self._ts[0] & mask)) & mask) * period * 1e-6
+        self.gpu_ms = gpu
+        self.host_ms = (time.perf_counter() - t0) * 1e3
+        names = sorted({e.kernel.name for e in self.entries})
+        rec = DispatchRecord(kernel=f"batch[{', '.join(names)}]", groups=(0, 0, 0),
+                             local_size=(0, 0, 0), gpu_ms=gpu, host_ms=self.host_ms,
+                             device=self.device.info.name, dispatches=len(self.entries))
+        record(rec)
+        return rec
+
+    def wait(self) -> None:
+        """Wait for the last submission (and write numpy arrays back)."""
+        if self._sub is not None and not self._sub._done:
+            self._sub.wait()
+
+    def replay(self, updates: Mapping[int, Mapping[str, Any]] | None = None, *,
+               wait: bool = True) -> Submission | None:
+        """Submit the batch again; ``updates`` gives new push-constant values per dispatch index.
+
+        Example
+        -------
+        >>> b.replay({0: {"a": 2.0}, 5: {"a": 0.5}})          # doctest: +SKIP
+        """
+        if updates:
+            self.wait()
+            for i, values in updates.items():
+                if not 0 <= i < len(self.entries):
+                    raise IndexError(f"batch has {len(self.entries)} dispatches; no dispatch {i}")
+                e = self.entries[i]
+                old = np.frombuffer(e.push, dtype=e.kernel.reflection.push_constants.dtype
+                                    if e.kernel.reflection.push_constants else np.uint8)
+                merged = {m: old[m].item() if old.dtype.names else None
+                          for m in (old.dtype.names or ())}
+                merged.update(values)
+                e.push = e.kernel._push_bytes(merged)
+                e.cpush = _vk.ffi.from_buffer(e.push) if e.push else _vk.ffi.NULL
+            self._rerecord()
+        return self.submit(wait=wait)
+
+    def _rerecord(self) -> None:
+        self._begin()
+        for e in self.entries:
+            self._emit(self._cmd, e.pipeline, e.sets, e.cpush, e.groups, e.barrier)
+        self._end()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def close(self) -> None:
+        """Free the batch's command buffer and what it keeps alive (idempotent)."""
+        self._keep = []
+        self._writeback = []
+        self.entries = []
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        return (f"<vknb.Batch {len(self.entries)} dispatches, {self.barriers} barriers"
+                + (f", gpu {self.gpu_ms:.3f} ms" if self.gpu_ms is not None else "") + ">")
+
+
+def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any) -> None:
+    if dev._closed:
+        return
+    ffi, lib = _vk.ffi, _vk.lib
+    try:
+        if handles.get("submitted"):  # a fence never submitted would never signal
+            lib.vkWaitForFences(dev.handle, 1, ffi.new("VkFence*", handles["fence"]), 1,
+                                _vk.UINT64_MAX)
+        lib.vkFreeCommandBuffers(dev.handle, handles["pool"], 1, pcmd)
+        lib.vkDestroyCommandPool(dev.handle, handles.pop("pool"), ffi.NULL)
+        lib.vkDestroyFence(dev.handle, handles.pop("fence"), ffi.NULL)
+        if "query" in handles:
+            lib.vkDestroyQueryPool(dev.handle, handles.pop("query"), ffi.NULL)
+    except Exception:  # pragma: no cover
+        import logging
+
+        logging.getLogger("vknb").exception("destroying a batch failed")
+
+
+def batch(device: Device | None = None, *, wait: bool = True) -> Batch:
+    """Record kernel calls into one submission: ``with vknb.batch() as b: ...``.
+
+    Parameters
+    ----------
+    device : Device, optional
+        Default: the session device.
+    wait : bool
+        Wait for the GPU when the block ends (default); else leave it running.
+
+    Example
+    -------
+    >>> with vknb.batch() as b:                              # doctest: +SKIP
+    ...     k(X, Y, a=1.0, grid=n)
+    ...     k(Y, Z, a=2.0, grid=n)
+    """
+    return Batch(device, wait=wait)
+

@@ -1,0 +1,1016 @@
+"""ipywidgets that show what the GPU is and what it is doing: devices, memory, dispatch timings.
+
+Each widget is a thin view over the public API (:func:`vknb.devices`,
+:meth:`Device.memory_stats`, :func:`vknb.timings`).  The object you get wraps an ipywidgets
+container (its ``.widget``); displaying it shows the live widget in JupyterLab, Notebook 7 and
+VS Code, and a readable HTML table (``text/html``) or text table (``text/plain``) where widgets
+cannot render (nbconvert, plain IPython).  The content is computed by plain methods (``rows()``,
+``details()``, ``html()``, ``text()``) so scripts and tests can read it without a browser.
+
+Widgets hold only weak references to devices: showing a memory monitor never keeps a device
+alive, and a closed device shows as "device closed".
+
+``import vknb.widgets`` is cheap: ipywidgets and matplotlib are imported by the constructors.
+
+Example
+-------
+>>> from vknb.widgets import DeviceExplorer, MemoryMonitor, TimingsView, plot_timings
+>>> DeviceExplorer()                                         # doctest: +SKIP
+>>> MemoryMonitor()                                          # doctest: +SKIP
+>>> TimingsView()                                            # doctest: +SKIP
+>>> plot_timings(kind="all")                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html as _html
+import io
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import display as _display
+from . import timing as _timing
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from ._device import Device
+    from .instance import DeviceInfo
+    from .memory import MemoryStats
+    from .timing import DispatchRecord
+
+__all__ = [
+    "DeviceExplorer",
+    "MemoryMonitor",
+    "TimingsView",
+    "dispatch_rows",
+    "figure_bytes",
+    "plot_timings",
+    "summary_rows",
+]
+
+log = logging.getLogger("vknb")
+
+PLOT_KINDS = ("timeline", "histogram", "overhead", "all")
+
+
+def _esc(s: Any) -> str:
+    return _html.escape(str(s))
+
+
+def _weak(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A callback that holds its object weakly: registering it on an ipywidget (which lives in
+    ipywidgets' registry until closed) does not keep the vknb view alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        m = ref()
+        return None if m is None else m(*args, **kwargs)
+
+    return call
+
+
+def _walk(w: Any) -> list[Any]:
+    out = [w]
+    for c in getattr(w, "children", ()):
+        out.extend(_walk(c))
+    return out
+
+
+def _close_widgets(widgets: tuple[Any, ...]) -> None:
+    for w in widgets:
+        try:
+            w.close()
+        except Exception:  # pragma: no cover - never raise from cleanup
+            log.debug("closing %r failed", w, exc_info=True)
+
+
+class _View:
+    """Common plumbing: the live widget, its HTML and text fallbacks, and its lifetime.
+
+    Controls call back through weak references, so an undisplayed view is freed like any Python
+    object (closing its widgets).  Once displayed, the view lives as long as its widget model
+    (ipywidgets keeps models until they are closed): :meth:`close` ends it.
+    """
+
+    widget: Any
+
+    def _setup(self, widget: Any) -> None:
+        self.widget = widget
+        self._widgets = tuple(_walk(widget))
+        self._closer = weakref.finalize(self, _close_widgets, self._widgets)
+
+    def html(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def text(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        # The widget view where a front end renders widgets; the HTML table where it does not
+        # (nbconvert drops a widget view whose state was not saved); the text table in a terminal.
+        data: dict[str, Any] = {"text/plain": self.text(), "text/html": self.html()}
+        if self._closer.alive:
+            self.widget._vknb_view = self  # displayed: live as long as the widget model
+            for mime, value in self.widget._repr_mimebundle_().items():
+                if mime != "text/plain":
+                    data[mime] = value
+        return data
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return not self._closer.alive
+
+    def close(self) -> None:
+        """Close the widget and every control in it (the front end removes their views)."""
+        self.widget._vknb_view = None
+        self._closer()
+
+
+# --- device explorer -------------------------------------------------------------------------
+
+
+def _session_index() -> int | None:
+    """The session device's index, without creating one."""
+    from . import _device
+
+    d = _device._session
+    return d.index if d is not None and not d.closed else None
+
+
+class DeviceExplorer(_View):
+    """Every Vulkan device with its score, and the details of the selected one.
+
+    A table with one row per physical device (name, type, vendor, driver, API version,
+    device-local memory, score = type bonus + memory bonus; the session device marked ``*``), a
+    device selector (``.select``), the selected device's details (``.details_pane``: compute
+    limits, timestamps, memory heaps and types, queue families, features, notable extensions)
+    and a button (``.use_button``) that makes the selected device the session device.
+
+    Parameters
+    ----------
+    index : int, optional
+        The device selected first (default: the session device, or the one vknb would choose).
+
+    Example
+    -------
+    >>> ex = vknb.widgets.DeviceExplorer()
+    >>> ex.rows()[0]["score"] == ex.rows()[0]["score_type"] + ex.rows()[0]["score_memory"]
+    True
+    >>> ex.select.value = 0; ex.use_button.click()               # same as vknb.use(0)
+    """
+
+    def __init__(self, index: int | None = None) -> None:
+        import ipywidgets as W
+
+        from .instance import devices, select_device_index
+
+        self.infos: list[DeviceInfo] = devices()
+        if index is None:
+            index = _session_index()
+        if index is None and self.infos:
+            try:
+                index = select_device_index(self.infos)[0]
+            except Exception:  # a bad VKNB_DEVICE: the explorer is where one looks for the fix
+                index = 0
+        self.table = W.HTML()
+        self.select = W.Dropdown(
+            options=[(f"{d.index}: {d.name}", d.index) for d in self.infos],
+            value=index,
+            description="Device",
+            layout=W.Layout(width="max-content"),
+        )
+        self.use_button = W.Button(
+            description="Use this device",
+            tooltip="vknb.use(index): make the selected device the session device",
+            icon="check",
+        )
+        self.status = W.HTML()
+        self.details_pane = W.HTML()
+        self._setup(W.VBox(
+            [self.table, W.HBox([self.select, self.use_button, self.status]), self.details_pane]
+        ))
+        self.select.observe(_weak(self._on_select), names="value")
+        self.use_button.on_click(_weak(self._on_use))
+        self.refresh()
+
+    # -- data -------------------------------------------------------------------------------
+
+    @property
+    def selected(self) -> int | None:
+        """Index of the selected device."""
+        return self.select.value
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per device: index, name, type, vendor, driver, api_version, total_memory,
+        score, score_type, score_memory, session (whether it is the session device)."""
+        cur = _session_index()
+        return [
+            {
+                "index": d.index,
+                "name": d.name,
+                "type": d.type,
+                "vendor": d.vendor,
+                "driver": d.driver,
+                "api_version": d.api_version,
+                "total_memory": d.total_memory,
+                "score": d.score,
+                "score_type": d.score_parts["type"],
+                "score_memory": d.score_parts["memory"],
+                "session": d.index == cur,
+            }
+            for d in self.infos
+        ]
+
+    def details(self, index: int | None = None) -> dict[str, list[tuple[str, str]]]:
+        """The details of device ``index`` (default: the selected one), section by section."""
+        i = self.selected if index is None else index
+        return _display.device_details(self.infos[i])
+
+    def _session_line(self) -> str:
+        from . import _device
+
+        d = _device._session
+        if d is None or d.closed:
+            return "No session device yet (vknb.device() creates it)."
+        return f"Session device: {d.index}: {d.info.name} — {d.reason}"
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def table_html(self) -> str:
+        """The device table (session device in bold, marked ``*``) and the session line."""
+        return (f"<div class='vknb-devices'><b>Vulkan devices</b> "
+                f"<span style='color:#666'>(score = type bonus + memory bonus; the highest "
+                f"score becomes the session device unless VKNB_DEVICE says otherwise)</span>"
+                f"{_display.devices_html(self.infos, _session_index())}"
+                f"<div>{_esc(self._session_line())}</div></div>")
+
+    def html(self) -> str:
+        """Static HTML: the table and the selected device's details."""
+        details = ""
+        if self.selected is not None:
+            details = _display.device_details_html(self.infos[self.selected])
+        return self.table_html() + details
+
+    def text(self) -> str:
+        """Plain text: the table and the selected device's details."""
+        out = [_display.devices_text(self.infos, _session_index()), self._session_line()]
+        if self.selected is not None:
+            out.append(_display.device_details_text(self.infos[self.selected]))
+        return "\n".join(out)
+
+    def refresh(self) -> None:
+        """Re-render the table (session marking) and the details of the selected device."""
+        self.table.value = self.table_html()
+        sel = self.selected
+        self.details_pane.value = (
+            "" if sel is None else _display.device_details_html(self.infos[sel])
+        )
+        cur = _session_index()
+        self.use_button.disabled = sel is None
+        self.use_button.button_style = "success" if sel is not None and sel == cur else ""
+
+    # -- controls ---------------------------------------------------------------------------
+
+    def use(self) -> Device:
+        """Make the selected device the session device (:func:`vknb.use`) and re-render.
+
+        Example
+        -------
+        >>> dev = vknb.widgets.DeviceExplorer().use()            # doctest: +SKIP
+        """
+        from ._device import use
+
+        if self.selected is None:
+            raise ValueError("no device selected")
+        dev = use(self.selected)
+        self.status.value = (f"<span style='color:#080'>session device: {dev.index}: "
+                             f"{_esc(dev.info.name)}</span>")
+        self.refresh()
+        return dev
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        self.status.value = ""
+        self.refresh()
+
+    def _on_use(self, _button: Any) -> None:
+        try:
+            self.use()
+        except Exception as e:  # shown in the widget: a callback's exception would be lost
+            self.status.value = (f"<span style='color:#c00'>{_esc(type(e).__name__)}: "
+                                 f"{_esc(e)}</span>")
+
+    def __repr__(self) -> str:
+        cur = _session_index()
+        return (f"<vknb.widgets.DeviceExplorer: {len(self.infos)} device(s), "
+                f"session {'none' if cur is None else cur}, selected {self.selected}>")
+
+
+# --- memory monitor --------------------------------------------------------------------------
+
+
+def _auto_refresh(ref: Callable[[], MemoryMonitor | None], stop: threading.Event,
+                  interval: float) -> None:
+    """Body of the auto-refresh thread: holds the monitor only weakly, between ticks."""
+    while not stop.wait(interval):
+        mon = ref()
+        if mon is None:
+            return
+        try:
+            mon.refresh()
+        except Exception:  # pragma: no cover - keep the thread alive, say why once per tick
+            log.exception("vknb memory monitor refresh failed")
+        del mon
+
+
+class MemoryMonitor(_View):
+    """Memory statistics of a device: per heap its size, driver budget and usage, vknb's allocated
+    and used bytes, as bars; vknb's blocks and live buffers.
+
+    Refreshes on demand (``.refresh_button`` or :meth:`refresh`) and, while ``.auto`` is on (or
+    after :meth:`start`), every ``.interval`` seconds from a daemon thread that only reads
+    ``memory_stats()`` (which takes the allocator's lock) and sets the widget's value traits.
+
+    Parameters
+    ----------
+    device : Device, optional
+        The device to watch, held by a weak reference.  Default: the session device, whichever
+        it is at each refresh (it follows :func:`vknb.use` and :func:`vknb.reset`).
+    interval : float, optional
+        Start refreshing every ``interval`` seconds right away.
+
+    Example
+    -------
+    >>> mon = vknb.widgets.MemoryMonitor()
+    >>> mon.stats().allocated >= 0
+    True
+    >>> mon.start(1.0); mon.stop()
+    """
+
+    def __init__(self, device: Device | None = None, *, interval: float | None = None) -> None:
+        import ipywidgets as W
+
+        from ._device import device as session_device
+
+        self._follow_session = device is None
+        if device is None:
+            device = session_device()  # create it now: the user asked to see its memory
+        self._device_ref: weakref.ReferenceType[Device] = weakref.ref(device)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_event: threading.Event | None = None
+        self._finalizer: weakref.finalize | None = None
+        self.refreshes = 0
+
+        self.pane = W.HTML()
+        self.refresh_button = W.Button(description="Refresh", icon="refresh",
+                                       tooltip="read memory_stats() now")
+        self.auto = W.ToggleButton(value=False, description="Auto-refresh", icon="clock-o",
+                                   tooltip="refresh every `interval` seconds from a thread")
+        self.interval = W.BoundedFloatText(value=interval or 1.0, min=0.05, max=3600.0, step=0.5,
+                                           description="every (s)",
+                                           layout=W.Layout(width="150px"))
+        self.updated = W.HTML()
+        self._setup(W.VBox([
+            self.pane,
+            W.HBox([self.refresh_button, self.auto, self.interval, self.updated]),
+        ]))
+        self.refresh_button.on_click(_weak(self._on_refresh))
+        self.auto.observe(_weak(self._on_auto), names="value")
+        self.refresh()
+        if interval is not None:
+            self.start(interval)
+
+    # -- data -------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> Device | None:
+        """The watched device, or None if it has been closed or collected."""
+        if self._follow_session:
+            from . import _device
+
+            d = _device._session
+        else:
+            d = self._device_ref()
+        return d if d is not None and not d.closed else None
+
+    def stats(self) -> MemoryStats | None:
+        """``device.memory_stats()``, or None where the device is gone."""
+        from .errors import ObjectClosed
+
+        d = self.device
+        if d is None:
+            return None
+        try:
+            return d.memory_stats()
+        except ObjectClosed:  # closed between the check and the read
+            return None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per heap: index, size, device_local, budget, usage, allocated, used (bytes)."""
+        s = self.stats()
+        return [] if s is None else [vars(h).copy() for h in s.heaps]
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def _title(self, d: Device | None) -> str:
+        if d is None:
+            return "Memory: device closed"
+        return f"Memory of device {d.index}: {d.info.name}"
+
+    def _render(self) -> tuple[str, str]:
+        d = self.device
+        s = self.stats() if d is not None else None
+        if s is None:
+            msg = ("device closed" if not self._follow_session
+                   else "no session device (vknb.device() creates one)")
+            return (f"<div class='vknb-memory'><b>Memory:</b> <i>{_esc(msg)}</i></div>",
+                    f"Memory: {msg}")
+        title = self._title(d)
+        fb = _display.fmt_bytes
+        rows = [[str(h.index), "device-local" if h.device_local else "host", fb(h.size),
+                 fb(h.budget), fb(h.usage), fb(h.allocated), fb(h.used)] for h in s.heaps]
+        text = (f"{title}\n" + _display._table(
+            ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
+            rows, False) + f"\nvknb: {fb(s.allocated)} allocated in {s.blocks} blocks, "
+            f"{fb(s.used)} used by {s.buffers} live buffers")
+        return _display.memory_stats_html(s, title), text
+
+    def html(self) -> str:
+        """Static HTML of the current statistics."""
+        return self._render()[0]
+
+    def text(self) -> str:
+        """Plain text of the current statistics."""
+        return self._render()[1]
+
+    def refresh(self) -> None:
+        """Read the statistics now and update the widget (thread-safe)."""
+        with self._lock:
+            self.pane.value = self.html()
+            self.refreshes += 1
+            self.updated.value = (f"<span style='color:#666'>updated "
+                                  f"{time.strftime('%H:%M:%S')}</span>")
+
+    # -- auto refresh -----------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the auto-refresh thread is running."""
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    def start(self, interval_s: float | None = None) -> None:
+        """Refresh every ``interval_s`` seconds (default ``.interval.value``) from a daemon thread.
+
+        Example
+        -------
+        >>> mon.start(0.5)                                       # doctest: +SKIP
+        """
+        if interval_s is not None:
+            if interval_s <= 0:
+                raise ValueError(f"interval_s must be > 0, got {interval_s}")
+            self.interval.value = max(float(interval_s), self.interval.min)
+        self._stop_thread()
+        stop = threading.Event()
+        t = threading.Thread(target=_auto_refresh, args=(weakref.ref(self), stop,
+                                                         float(self.interval.value)),
+                             name="vknb-memory-monitor", daemon=True)
+        self._stop_event, self._thread = stop, t
+        # Collecting the monitor stops its thread (the thread holds it only weakly).
+        self._finalizer = weakref.finalize(self, stop.set)
+        t.start()
+        if not self.auto.value:
+            self.auto.value = True  # _on_auto sees the thread running and does nothing
+
+    def stop(self) -> None:
+        """Stop the auto-refresh thread (waits for it to finish its tick)."""
+        self._stop_thread()
+        if self.auto.value:
+            self.auto.value = False
+
+    def _stop_thread(self) -> None:
+        stop, t = self._stop_event, self._thread
+        self._stop_event = self._thread = None
+        if stop is not None:
+            stop.set()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=10)
+
+    def _on_refresh(self, _button: Any) -> None:
+        self.refresh()
+
+    def _on_auto(self, change: dict[str, Any]) -> None:
+        if change["new"] and not self.running:
+            self.start()
+        elif not change["new"] and self.running:
+            self._stop_thread()
+
+    def close(self) -> None:
+        """Stop the thread and close the widget's views."""
+        self.stop()
+        super().close()
+
+    def __repr__(self) -> str:
+        d = self.device
+        what = "device closed" if d is None else d.label
+        return f"<vknb.widgets.MemoryMonitor {what}{' (auto)' if self.running else ''}>"
+
+
+# --- dispatch timings ------------------------------------------------------------------------
+
+
+def _make_listener(ref: Callable[[], TimingsView | None]) -> Callable[[DispatchRecord], None]:
+    """A timing listener that holds the view weakly and unregisters itself once it is gone."""
+
+    def listener(rec: DispatchRecord) -> None:
+        view = ref()
+        if view is None:
+            _timing.remove_listener(listener)
+            return
+        view._on_record(rec)
+
+    return listener
+
+
+def _deferred_render(ref: Callable[[], TimingsView | None]) -> None:
+    view = ref()
+    if view is not None:
+        with view._lock:
+            view._timer = None
+        view.refresh()
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+_TABLE_HEAD = ["time", "kernel", "groups", "workgroup", "GPU ms", "host ms", "bytes in",
+               "bytes out", "GB/s"]
+_SUMMARY_HEAD = ["kernel", "dispatches", "mean GPU ms", "min GPU ms", "max GPU ms",
+                 "mean host ms", "mean GB/s"]
+
+
+def summary_rows(records: list[DispatchRecord]) -> list[dict[str, Any]]:
+    """Per-kernel aggregates, in order of first appearance: kernel, count, gpu_mean, gpu_min,
+    gpu_max, host_mean, bandwidth_gbs (means over the records that have a value, else None).
+
+    Example
+    -------
+    >>> [s["kernel"] for s in summary_rows(vknb.timings())]    # doctest: +SKIP
+    ['saxpy']
+    """
+    groups: dict[str, list[DispatchRecord]] = {}
+    for r in records:
+        groups.setdefault(r.kernel, []).append(r)
+    out = []
+    for name, rs in groups.items():
+        gpu = [r.gpu_ms for r in rs if r.gpu_ms is not None]
+        bw = [b for b in (r.bandwidth_gbs for r in rs) if b is not None]
+        out.append({
+            "kernel": name,
+            "count": len(rs),
+            "gpu_mean": sum(gpu) / len(gpu) if gpu else None,
+            "gpu_min": min(gpu) if gpu else None,
+            "gpu_max": max(gpu) if gpu else None,
+            "host_mean": sum(r.host_ms for r in rs) / len(rs),
+            "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
+        })
+    return out
+
+
+def _summary_table(records: list[DispatchRecord], html: bool) -> str:
+    rows = [[s["kernel"], str(s["count"]), _ms(s["gpu_mean"]), _ms(s["gpu_min"]),
+             _ms(s["gpu_max"]), _ms(s["host_mean"]),
+             "–" if s["bandwidth_gbs"] is None else f"{s['bandwidth_gbs']:.2f}"]
+            for s in summary_rows(records)]
+    return _display._table(_SUMMARY_HEAD, rows, html)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
+    """The table's cells, one list per record: time, kernel, groups, workgroup, GPU ms,
+    host ms, bytes in, bytes out, GB/s (achieved bandwidth, where the byte count is known)."""
+    rows = []
+    for r in records:
+        bw = r.bandwidth_gbs
+        rows.append([_clock(r.time), r.kernel, "x".join(map(str, r.groups)),
+                     "x".join(map(str, r.local_size)), _ms(r.gpu_ms), _ms(r.host_ms),
+                     _display.fmt_bytes(r.bytes_in), _display.fmt_bytes(r.bytes_out),
+                     "–" if bw is None else f"{bw:.2f}"])
+    return rows
+
+
+class TimingsView(_View):
+    """Recent dispatches: a per-kernel summary and a table of the last ``last`` records.
+
+    Columns: time, kernel, groups, workgroup size, GPU ms, host ms, bytes in/out, and achieved
+    bandwidth where the kernel's byte count is known.  ``.kernel_filter`` (a dropdown: "all" and
+    every kernel seen) filters both; the view updates live as dispatches happen (at most every
+    ``min_interval`` seconds, with a trailing update), through a :func:`vknb.timing.add_listener`
+    listener that holds the view weakly.  ``.plot_button`` draws the plots into ``.image``.
+
+    Parameters
+    ----------
+    kernel : str, optional
+        Show only this kernel's dispatches at first.
+    last : int
+        How many of the most recent records the table lists.
+    live : bool
+        Update on every dispatch.
+    min_interval : float
+        Seconds between live updates (0: update on every dispatch).
+
+    Example
+    -------
+    >>> tv = vknb.widgets.TimingsView()
+    >>> rec = k(x, y, a=2.0, grid=n)                             # doctest: +SKIP
+    >>> tv.records()[-1] is rec                                  # doctest: +SKIP
+    True
+    >>> tv.kernel_filter.value = "saxpy"                         # doctest: +SKIP
+    >>> tv.plot()                                                # doctest: +SKIP
+    """
+
+    def __init__(self, kernel: str | None = None, *, last: int = 50, live: bool = True,
+                 min_interval: float = 0.25) -> None:
+        import ipywidgets as W
+
+        self.min_interval = float(min_interval)
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._last_render = 0.0
+        self._updating_options = False
+        self.renders = 0
+
+        self.kernel_filter = W.Dropdown(options=self._filter_options(kernel), value=kernel or "all",
+                                        description="Kernel")
+        self.last = W.BoundedIntText(value=last, min=1, max=_timing.MAX_RECORDS,
+                                     description="last", layout=W.Layout(width="150px"))
+        self.refresh_button = W.Button(description="Refresh", icon="refresh")
+        self.plot_button = W.Button(description="Plot", icon="bar-chart",
+                                    tooltip="timeline, histogram per kernel, GPU vs host time")
+        self.summary_pane = W.HTML()
+        self.table = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(display="none", max_width="100%"))
+        self._setup(W.VBox([
+            W.HBox([self.kernel_filter, self.last, self.refresh_button, self.plot_button]),
+            self.summary_pane, self.table, self.image,
+        ]))
+        self.kernel_filter.observe(_weak(self._on_filter), names="value")
+        self.last.observe(_weak(self._on_filter), names="value")
+        self.refresh_button.on_click(_weak(self._on_refresh))
+        self.plot_button.on_click(_weak(self._on_plot))
+
+        self._listener: Callable[[DispatchRecord], None] | None = None
+        self._finalizer: weakref.finalize | None = None
+        if live:
+            self._listener = _make_listener(weakref.ref(self))
+            _timing.add_listener(self._listener)
+            # Collecting the view unregisters the listener (the listener holds it weakly).
+            self._finalizer = weakref.finalize(self, _timing.remove_listener, self._listener)
+        self.refresh()
+
+    # -- data -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _kernels() -> list[str]:
+        seen: dict[str, None] = {}
+        for r in _timing.timings():
+            seen.setdefault(r.kernel)
+        return list(seen)
+
+    def _filter_options(self, extra: str | None = None) -> list[str]:
+        names = self._kernels()
+        if extra and extra not in names:
+            names.append(extra)
+        return ["all", *names]
+
+    @property
+    def kernel(self) -> str | None:
+        """The kernel the filter selects (None: all)."""
+        v = self.kernel_filter.value
+        return None if v in (None, "all") else v
+
+    def records(self) -> list[DispatchRecord]:
+        """The records shown: the filtered kernel's last ``.last.value``, oldest first."""
+        return _timing.timings(kernel=self.kernel, last=int(self.last.value))
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per-kernel aggregates (:func:`summary_rows`) over every record of the filter."""
+        return summary_rows(_timing.timings(kernel=self.kernel))
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def _summary_html(self) -> str:
+        allrecs = _timing.timings(kernel=self.kernel)
+        what = "all kernels" if self.kernel is None else f"kernel {self.kernel}"
+        if not allrecs:
+            return (f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}): "
+                    f"<i>no dispatches yet</i></div>")
+        return (f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}, "
+                f"{len(allrecs)} dispatches)"
+                f"{_summary_table(allrecs, True)}</div>")
+
+    def _table_html(self) -> str:
+        recs = self.records()
+        if not recs:
+            return ""
+        table = _display._table(_TABLE_HEAD, dispatch_rows(recs[::-1]), True)
+        return (f"<div><b>Last {len(recs)} dispatches</b> (newest first)"
+                f"<div style='max-height:22em;overflow-y:auto'>{table}</div></div>")
+
+    def html(self) -> str:
+        """Static HTML: the summary and the table."""
+        return self._summary_html() + self._table_html()
+
+    def text(self) -> str:
+        """Plain text: the table (oldest first)."""
+        recs = self.records()
+        what = "all kernels" if self.kernel is None else f"kernel {self.kernel}"
+        if not recs:
+            return f"Dispatch timings ({what}): no dispatches yet"
+        return (f"Dispatch timings ({what}, last {len(recs)}, oldest first):\n"
+                + _summary_table(_timing.timings(kernel=self.kernel), False) + "\n\n"
+                + _display._table(_TABLE_HEAD, dispatch_rows(recs), False))
+
+    def refresh(self) -> None:
+        """Re-read :func:`vknb.timings` and update the filter's choices and the tables."""
+        with self._lock:
+            self._update_options()
+            self.summary_pane.value = self._summary_html()
+            self.table.value = self._table_html()
+            self._last_render = time.monotonic()
+            self.renders += 1
+
+    def _update_options(self) -> None:
+        opts = self._filter_options(self.kernel)
+        if list(self.kernel_filter.options) != opts:
+            value = self.kernel_filter.value
+            self._updating_options = True
+            try:  # setting options resets the value: put it back without re-rendering twice
+                self.kernel_filter.options = opts
+                self.kernel_filter.value = value if value in opts else "all"
+            finally:
+                self._updating_options = False
+
+    def _on_filter(self, change: dict[str, Any]) -> None:
+        if not self._updating_options:
+            self.refresh()
+
+    def _on_refresh(self, _button: Any) -> None:
+        self.refresh()
+
+    def _on_plot(self, _button: Any) -> None:
+        self.show_plot()
+
+    def _on_record(self, rec: DispatchRecord) -> None:
+        """Listener body: re-render now, or once ``min_interval`` has passed (trailing)."""
+        now = time.monotonic()
+        with self._lock:
+            wait = self._last_render + self.min_interval - now
+            if wait > 0:
+                if self._timer is None:
+                    t = threading.Timer(wait, _deferred_render, args=(weakref.ref(self),))
+                    t.daemon = True
+                    self._timer = t
+                    t.start()
+                return
+        self.refresh()
+
+    # -- plots ------------------------------------------------------------------------------
+
+    def figure(self, kind: str = "all") -> Figure:
+        """:func:`plot_timings` of the records shown (all records of the filtered kernel)."""
+        return plot_timings(_timing.timings(kernel=self.kernel), kind=kind)
+
+    def plot(self, kind: str = "all", fmt: str = "png") -> Any:
+        """A static image (``IPython.display.Image`` or ``SVG``) of the plots: survives nbconvert.
+
+        Example
+        -------
+        >>> vknb.widgets.TimingsView().plot("timeline")          # doctest: +SKIP
+        """
+        from IPython.display import SVG, Image
+
+        fig = self.figure(kind)
+        if fmt == "svg":
+            return SVG(figure_bytes(fig, "svg"))
+        if fmt != "png":
+            raise ValueError(f"fmt must be 'png' or 'svg', got {fmt!r}")
+        return Image(figure_bytes(fig, "png"), format="png")
+
+    def show_plot(self, kind: str = "all") -> None:
+        """Draw the plots into the widget (``.image``)."""
+        self.image.value = figure_bytes(self.figure(kind), "png")
+        self.image.layout.display = ""
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """Whether the view is registered as a timing listener."""
+        return self._listener is not None and self._listener in _timing._listeners
+
+    def close(self) -> None:
+        """Unregister the listener, cancel a pending update and close the widget's views."""
+        if self._listener is not None:
+            _timing.remove_listener(self._listener)
+            self._listener = None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        with self._lock:
+            t, self._timer = self._timer, None
+        if t is not None:
+            t.cancel()
+        super().close()
+
+    def __repr__(self) -> str:
+        return (f"<vknb.widgets.TimingsView kernel={self.kernel_filter.value!r} "
+                f"{len(self.records())} records{' live' if self.live else ''}>")
+
+
+# --- plots -----------------------------------------------------------------------------------
+
+
+_FIGURE_CLASS: type | None = None
+
+
+def _figure_class() -> type:
+    """``TimingsFigure``, created on first use so that importing this module stays cheap."""
+    global _FIGURE_CLASS
+    if _FIGURE_CLASS is None:
+        from matplotlib.figure import Figure
+
+        class TimingsFigure(Figure):
+            """A matplotlib Figure that displays itself as a static PNG in any front end,
+            whether or not a matplotlib backend is active in the kernel."""
+
+            def _repr_png_(self) -> bytes:
+                return figure_bytes(self, "png")
+
+        TimingsFigure.__module__ = __name__
+        TimingsFigure.__qualname__ = "TimingsFigure"
+        _FIGURE_CLASS = TimingsFigure
+    return _FIGURE_CLASS
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TimingsFigure":
+        return _figure_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
+    """Render a matplotlib figure to PNG or SVG bytes with the Agg backend (no pyplot).
+
+    Example
+    -------
+    >>> png = figure_bytes(plot_timings(kind="timeline"))        # doctest: +SKIP
+    >>> png[:4]                                                 # doctest: +SKIP
+    b'\\x89PNG'
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _colors(names: list[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def _wide(values: list[float]) -> bool:
+    pos = [v for v in values if v > 0]
+    return len(pos) > 1 and max(pos) / min(pos) > 50
+
+
+def _plot_timeline(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) -> None:
+    ax.set_title("GPU time per dispatch")
+    ax.set_xlabel("dispatch #")
+    ax.set_ylabel("GPU ms")
+    for name, color in colors.items():
+        pts = [(i, r.gpu_ms) for i, r in enumerate(recs)
+               if r.kernel == name and r.gpu_ms is not None]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, ".-", color=color, label=name, markersize=4, linewidth=0.8)
+    if _wide([r.gpu_ms for r in recs if r.gpu_ms is not None]):
+        ax.set_yscale("log")
+    if colors:
+        ax.legend(fontsize="small")
+
+
+def _plot_histogram(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) -> None:
+    import numpy as np
+
+    ax.set_title("GPU time histogram per kernel")
+    ax.set_xlabel("GPU ms")
+    ax.set_ylabel("dispatches")
+    allv = [r.gpu_ms for r in recs if r.gpu_ms is not None and r.gpu_ms > 0]
+    if not allv:
+        return
+    lo, hi = min(allv), max(allv)
+    if _wide(allv):
+        bins: Any = np.logspace(np.log10(lo), np.log10(hi), 30)
+        ax.set_xscale("log")
+    else:
+        bins = np.linspace(lo * 0.95, hi * 1.05 if hi > lo else lo * 1.05 + 1e-6, 30)
+    for name, color in colors.items():
+        v = [r.gpu_ms for r in recs if r.kernel == name and r.gpu_ms is not None and r.gpu_ms > 0]
+        if v:
+            ax.hist(v, bins=bins, color=color, alpha=0.6, label=name)
+    ax.legend(fontsize="small")
+
+
+def _plot_overhead(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) -> None:
+    ax.set_title("GPU time vs host overhead (mean per dispatch)")
+    ax.set_xlabel("ms")
+    names = list(colors)
+    gpu, over = [], []
+    for name in names:
+        rs = [r for r in recs if r.kernel == name]
+        g = [r.gpu_ms for r in rs if r.gpu_ms is not None]
+        gm = sum(g) / len(g) if g else 0.0
+        hm = sum(r.host_ms for r in rs) / len(rs)
+        gpu.append(gm)
+        over.append(max(hm - gm, 0.0))
+    y = list(range(len(names)))
+    ax.barh(y, gpu, color="#1f5fa0", label="GPU")
+    ax.barh(y, over, left=gpu, color="#f0a050", label="host overhead")
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.legend(fontsize="small")
+
+
+def plot_timings(records: list[DispatchRecord] | None = None, kind: str = "all",
+                 kernel: str | None = None) -> Any:
+    """Plot dispatch timings: a matplotlib Figure (Agg; pyplot is not used, nothing is shown).
+
+    Parameters
+    ----------
+    records : list of DispatchRecord, optional
+        Default: :func:`vknb.timings` (of ``kernel`` if given).
+    kind : {'timeline', 'histogram', 'overhead', 'all'}
+        ``timeline``: GPU time of each dispatch in order, one line per kernel;
+        ``histogram``: distribution of GPU times per kernel; ``overhead``: mean GPU time versus
+        host overhead (host time minus GPU time) per kernel; ``all``: the three side by side.
+    kernel : str, optional
+        Only this kernel's records.
+
+    Returns
+    -------
+    Figure
+        A ``matplotlib.figure.Figure`` (of class ``TimingsFigure``) that displays itself as a
+        static PNG in a notebook (so it survives nbconvert and nbval); :func:`figure_bytes`
+        gives PNG/SVG bytes.
+
+    Example
+    -------
+    >>> fig = vknb.widgets.plot_timings(kind="timeline")
+    >>> len(fig.axes)
+    1
+    """
+    if kind not in PLOT_KINDS:
+        raise ValueError(f"kind must be one of {PLOT_KINDS}, got {kind!r}")
+    recs = _timing.timings(kernel=kernel) if records is None else list(records)
+    if kernel is not None and records is not None:
+        recs = [r for r in recs if r.kernel == kernel]
+    kinds = ["timeline", "histogram", "overhead"] if kind == "all" else [kind]
+    cls = _figure_class()
+    fig = cls(figsize=(5.0 * len(kinds), 3.6), layout="constrained")
+    names: dict[str, None] = {}
+    for r in recs:
+        names.setdefault(r.kernel)
+    colors = _colors(list(names))
+    draw = {"timeline": _plot_timeline, "histogram": _plot_histogram,
+            "overhead": _plot_overhead}
+    for i, k in enumerate(kinds):
+        ax = fig.add_subplot(1, len(kinds), i + 1)
+        if not recs:
+            ax.set_title(k)
+            ax.text(0.5, 0.5, "no dispatches yet", ha="center", va="center",
+                    transform=ax.transAxes)
+            continue
+        draw[k](ax, recs, colors)
+    return fig
