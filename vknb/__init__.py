@@ -22,7 +22,7 @@ True
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AllocationFailed,
@@ -48,6 +48,16 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover - the names below load lazily at run time
+    from ._device import Device, Submission, device, reset, synchronize, use
+    from .batching import Batch, batch
+    from .buffer import Array, Buffer, asarray, empty, zeros
+    from .compiler import clear_cache, compile_glsl
+    from .instance import DeviceInfo, devices
+    from .kernel import Kernel, compile
+    from .spirv import Reflection, reflect
+    from .timing import DispatchRecord, clear_timings, timings
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {

@@ -650,8 +650,8 @@ def device() -> Device:
 def use(index: int | str) -> Device:
     """Make physical device ``index`` (or the first whose name contains the string) the session device.
 
-    Kernels compiled for the previous device keep working on it; compile again (or re-run the
-    cell) to build them for the new one.
+    Kernels compiled without ``device=`` follow the session device: they rebuild their pipeline
+    on the new device at their next call (from the cached SPIR-V).  Arrays stay where they are.
 
     Example
     -------

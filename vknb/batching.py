@@ -48,17 +48,31 @@ def current() -> Batch | None:
 
 
 class _Entry:
-    __slots__ = ("barrier", "cpush", "groups", "kernel", "pipeline", "push", "sets")
+    __slots__ = ("barrier", "cpush", "groups", "keep", "kernel", "pipeline", "push", "sets")
 
     def __init__(self, kernel: Kernel, pipeline: ComputePipeline, sets: Any, push: bytes,
-                 groups: tuple[int, int, int], barrier: bool) -> None:
+                 cpush: Any, groups: tuple[int, int, int], barrier: bool, keep: Any) -> None:
         self.kernel = kernel
         self.pipeline = pipeline
         self.sets = sets
         self.push = push
-        self.cpush = _vk.ffi.from_buffer(push) if push else _vk.ffi.NULL
+        self.cpush = cpush
         self.groups = groups
         self.barrier = barrier
+        self.keep = keep  # the buffers it binds, alive as long as the batch
+
+
+_cpush_cache: dict[bytes, Any] = {}
+
+
+def _cpush(push: bytes) -> Any:
+    """A cdata view of push-constant bytes, shared between identical values."""
+    c = _cpush_cache.get(push)
+    if c is None:
+        if len(_cpush_cache) > 4096:
+            _cpush_cache.clear()
+        c = _cpush_cache[push] = _vk.ffi.from_buffer(push) if push else _vk.ffi.NULL
+    return c
 
 
 class Batch:
@@ -93,7 +107,6 @@ class Batch:
         self.gpu_ms: float | None = None
         self.host_ms = 0.0
         self.record_ms = 0.0
-        self._keep: list[Any] = []
         self._writeback: list[tuple[np.ndarray, Any]] = []
         self._written: set[int] = set()
         self._read: set[int] = set()
@@ -168,7 +181,6 @@ class Batch:
         if exc_type is not None:
             self._end()
             self.entries.clear()
-            self._keep.clear()
             self._writeback.clear()
             return
         self._end()
@@ -177,7 +189,6 @@ class Batch:
 
     def _reset_recording(self) -> None:
         self.entries = []
-        self._keep = []
         self._writeback = []
         self._written = set()
         self._read = set()
@@ -221,19 +232,18 @@ class Batch:
                 f"{self.device.label}"
             )
         w, r = self._written, self._read
-        hazard = any(s in w for s in reads) or any(s in w or s in r for s in writes)
+        hazard = not (w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes))
         if hazard:
             w.clear()
             r.clear()
             self.barriers += 1
         w.update(writes)
         r.update(reads)
-        entry = _Entry(kernel, pipe, sets, push, groups, hazard)
-        self._emit(self._cmd, pipe, sets, entry.cpush, groups, hazard)
-        self.entries.append(entry)
-        self._keep.extend(keep)
-        self._keep.append(pipe)
-        self._writeback.extend(writeback)
+        cpush = _cpush(push)
+        self._emit(self._cmd, pipe, sets, cpush, groups, hazard)
+        self.entries.append(_Entry(kernel, pipe, sets, push, cpush, groups, hazard, keep))
+        if writeback:
+            self._writeback.extend(writeback)
         return len(self.entries) - 1
 
     def _emit(self, cmd: Any, pipe: ComputePipeline, sets: Any, push: Any,
@@ -272,7 +282,7 @@ class Batch:
             _vk.check(lib.vkQueueSubmit(dev.compute_queue, 1, self._submit_info, self._fence),
                       "vkQueueSubmit", "batch")
             self._handles["submitted"] = True
-        sub = Submission(dev, None, self._fence, self._keep, f"batch of {len(self.entries)}",
+        sub = Submission(dev, None, self._fence, self.entries, f"batch of {len(self.entries)}",
                          on_done=lambda: self._finish(t0))
         self._sub = sub
         if wait:
@@ -327,7 +337,7 @@ class Batch:
                           for m in (old.dtype.names or ())}
                 merged.update(values)
                 e.push = e.kernel._push_bytes(merged)
-                e.cpush = _vk.ffi.from_buffer(e.push) if e.push else _vk.ffi.NULL
+                e.cpush = _cpush(e.push)
             self._rerecord()
         return self.submit(wait=wait)
 
@@ -342,7 +352,6 @@ class Batch:
 
     def close(self) -> None:
         """Free the batch's command buffer and what it keeps alive (idempotent)."""
-        self._keep = []
         self._writeback = []
         self.entries = []
         self._finalizer()

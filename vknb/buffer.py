@@ -21,6 +21,7 @@ array([0., 1., 2.], dtype=float32)
 from __future__ import annotations
 
 import contextlib
+import operator
 import itertools
 import logging
 import os
@@ -56,7 +57,7 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-STAGING_CHUNK = _env_int("VKNB_STAGING_MB", 32) << 20  # bytes per staging buffer
+STAGING_CHUNK = _env_int("VKNB_STAGING_MB", 64) << 20  # bytes per staging buffer
 _PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
 _ids = itertools.count(1)
 
@@ -69,7 +70,7 @@ def _copy_pool() -> ThreadPoolExecutor:
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                n = _env_int("VKNB_COPY_THREADS", max(2, min(8, os.cpu_count() or 2)))
+                n = _env_int("VKNB_COPY_THREADS", max(2, min(16, os.cpu_count() or 2)))
                 _pool = ThreadPoolExecutor(n, thread_name_prefix="vknb-copy")
     return _pool
 
@@ -252,15 +253,14 @@ class Buffer:
         self.device.synchronize()
         dt = np.dtype(dtype)
         n = self.nbytes // dt.itemsize
-        raw = _vk.ffi.buffer(a.mapped, n * dt.itemsize)
-        view = np.frombuffer(raw, dtype=dt)
+        view = np.asarray(_MappedView(self, int(_vk.ffi.cast("uintptr_t", a.mapped)), n, dt))
         self._invalidate(a)
         try:
             yield view
         finally:
             self._flush(a)
-            # Make the user's reference useless: a 0-length view on a fresh base.
-            del view, raw
+            # Detach: the view can no longer write (and it keeps the Buffer object alive).
+            view.flags.writeable = False
 
     def _flush(self, a: Allocation) -> None:
         if not self._coherent:
@@ -355,6 +355,20 @@ class Buffer:
             label=f"fill {self.label}",
             keep=self,
         )
+
+
+class _MappedView:
+    """Exposes mapped memory to numpy through ``__array_interface__``; holds the Buffer."""
+
+    def __init__(self, owner: Buffer, address: int, n: int, dtype: np.dtype) -> None:
+        self.owner = owner
+        self.__array_interface__ = {
+            "shape": (n,),
+            "typestr": dtype.str,
+            "descr": dtype.descr,
+            "data": (address, False),
+            "version": 3,
+        }
 
 
 def _release_buffer(dev: Device, handle: Any, alloc: Allocation) -> None:
@@ -490,7 +504,7 @@ def _norm_shape(shape: ShapeLike) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     try:
-        out = tuple(int(s) for s in shape)
+        out = tuple(operator.index(s) for s in shape)
     except TypeError:
         raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
     if any(s < 0 for s in out):

@@ -73,7 +73,7 @@ def _scalar_check(value: Any, dt: np.dtype, what: str, gl_type: str) -> Any:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{what} is {gl_type} ({dt}); got {type(value).__name__} {value!r}")
         v = float(value)
-        if np.isfinite(v) and abs(v) > np.finfo(dt).max:
+        if np.isfinite(v) and abs(v) > float(np.finfo(dt).max):
             raise ValueError(f"{what} is {gl_type}: {value} overflows {dt}")
         return v
     raise TypeError(f"{what}: cannot set a value of dtype {dt} from {type(value).__name__}")
@@ -321,6 +321,11 @@ class Kernel:
             values[spec.id] = _scalar_check(v, np.dtype(np.uint32) if gl == "bool" else spec.dtype,
                                             what, gl)
             named[spec.name or str(spec.id)] = v
+        # glslang gives `local_size_x_id = N` its own constant (default 1) even when a named
+        # `constant_id = N` constant declares the size the author meant: specialize with that.
+        for sid in self.reflection.local_size_ids:
+            if sid is not None and sid not in values and sid in by_id:
+                values[sid] = by_id[sid].default
         return values, named
 
     def _apply_local_size(self, local_size: Sequence[int] | int | None) -> None:

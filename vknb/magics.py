@@ -16,7 +16,8 @@ Every magic is a thin parser over the public API; what it does, a script can do 
     nothing on success), ``--run ARGS`` (dispatch at once: ``NAME(ARGS)`` evaluated in the user
     namespace, e.g. ``--run "x, y, a=2.0, grid=n"``; shows the dispatch record), ``--save PATH``
     (write the spliced cell as a ``.comp`` file, before compiling, so a failing shader can be
-    tried in a terminal), ``--no-splice``, ``--help``.
+    tried in a terminal), ``--no-splice``, ``--help``.  ``%glsl --help`` (one ``%``: IPython
+    refuses a cell magic with an empty body) and ``%glsl?`` show the help.
 
     Compile errors: the cell's source is shown with the offending lines highlighted (HTML, and a
     numbered listing with ``>>`` markers in text), in the cell's own line numbers, where line 1
@@ -259,6 +260,7 @@ def environment_info() -> dict[str, str]:
     import vknb
     from vknb import _device, _vk
     from vknb.compiler import cache_dir, find_compiler
+    from vknb.instance import devices
 
     info: dict[str, str] = {
         "vknb": vknb.__version__,
@@ -274,7 +276,7 @@ def environment_info() -> dict[str, str]:
         inst = get_instance()
         info["Vulkan loader"] = _vk.version_str(inst.loader_version)
         info["Vulkan instance API"] = _vk.version_str(inst.api_version)
-        infos = vknb.devices()
+        infos = devices()
         session = _device._session
         if session is not None and not session.closed:
             d, state = session.info, f"session device ({session.reason})"
@@ -330,21 +332,20 @@ def _unquote(s: str) -> str:
 
 def _device_for(index: int) -> Any:
     """The session device if it is (or would be) physical device ``index``, else a kept one."""
-    import vknb
     from vknb import _device
-    from vknb.instance import select_device_index
+    from vknb.instance import devices, select_device_index
 
     session = _device._session
     if session is not None and not session.closed:
         if session.index == index:
             return session
     else:
-        infos = vknb.devices()
+        infos = devices()
         if 0 <= index < len(infos) and select_device_index(infos)[0] == index:
-            return vknb.device()
+            return _device.device()
     dev = _extra_devices.get(index)
     if dev is None or dev.closed:
-        dev = _extra_devices[index] = vknb.Device(index)
+        dev = _extra_devices[index] = _device.Device(index)
     return dev
 
 
@@ -517,6 +518,7 @@ def _magics_class() -> Any:
         @line_cell_magic
         @_with_doc(_GLSL_DOC)
         def glsl(self, line: str, cell: str | None = None) -> None:
+            assert self.shell is not None
             ns = self.shell.user_ns
             line_sp = splice(line, ns)
             args = parse_argstring(self.glsl, line_sp.text)
@@ -563,24 +565,26 @@ def _magics_class() -> Any:
             if args.save:
                 _save(Path(_unquote(args.save)).expanduser(), spliced.text)
 
-            import vknb
-            from vknb.kernel import _registry
+            from vknb.errors import ShaderCompileError
+            from vknb.kernel import Kernel, _registry
+            from vknb.kernel import compile as vk_compile
 
             includes = tuple(_unquote(d) for d in args.include_dirs)
 
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    kernel = vknb.compile(spliced.text, name=name, defines=defines,
-                                          constants=constants, local_size=local_size,
-                                          device=device, include_dirs=includes,
-                                          optimize=args.optimize)
-            except vknb.ShaderCompileError as err:
+                    kernel = vk_compile(spliced.text, name=name, defines=defines,
+                                        constants=constants, local_size=local_size,
+                                        device=device, include_dirs=includes,
+                                        optimize=args.optimize)
+            except ShaderCompileError as err:
                 _reissue_warnings(caught, spliced, name)
                 new = _cell_error(err, spliced, line, cell)
-                prev = ns.get(name)
+                # No local may refer to the previous kernel: the traceback (sys.last_traceback)
+                # keeps this frame alive, and with it anything its locals refer to.
                 kept = (f"`{name}` still holds the previous kernel"
-                        if isinstance(prev, vknb.Kernel) else f"`{name}` is not defined")
+                        if isinstance(ns.get(name), Kernel) else f"`{name}` is not defined")
                 from vknb.display import Rendered, compile_error_html, compile_error_text
 
                 first = str(new).splitlines()[0]
@@ -657,34 +661,34 @@ def _magics_class() -> Any:
                        display.devices_text() + "\n" + note, args.text)
 
         def _cmd_use(self, args: Any, widgets: bool) -> None:
-            import vknb
+            from vknb._device import use
 
             if args.value is None:
                 raise UsageError("%vknb use N: give a device index or a name substring "
                                  "(see %vknb devices)")
             v = args.value
-            dev = vknb.use(int(v) if v.isdigit() else v)
+            dev = use(int(v) if v.isdigit() else v)
             print(f"using device {dev.index}: {dev.info.name} ({dev.info.type}, score "
                   f"{dev.info.score}); kernels move to it on their next call (except those "
                   "built with --device N)")
 
         def _cmd_memory(self, args: Any, widgets: bool) -> None:
-            import vknb
             from vknb import display
+            from vknb._device import device
 
             cls = _widget("MemoryMonitor") if widgets else None
             if cls is not None:
                 _show(cls())
                 return
-            dev = vknb.device()
+            dev = device()
             self._emit(display.memory_html(dev),
                        f"{dev.info.name}\n{display.memory_text(dev)}", args.text)
 
         def _cmd_timings(self, args: Any, widgets: bool) -> None:
-            import vknb
             from vknb import display
+            from vknb.timing import timings
 
-            everything = vknb.timings(kernel=args.kernel)
+            everything = timings(kernel=args.kernel)
             last = 20 if args.last is None else args.last
             if last < 0:
                 raise UsageError(f"--last takes K >= 0, got {last}")
@@ -692,16 +696,12 @@ def _magics_class() -> Any:
             if args.plot:
                 recs = everything if args.last is None else records
                 plot = _widget("plot_timings")
-                if plot is not None:
-                    out = plot(recs)
-                    if out is not None:
-                        _show(out)
-                    return
-                _show(_figure_image(display.timings_figure(recs)))
+                fig = plot(recs) if plot is not None else display.timings_figure(recs)
+                _show(fig if hasattr(fig, "_repr_png_") else _figure_image(fig))
                 return
             cls = _widget("TimingsView") if widgets else None
             if cls is not None:
-                _show(cls())
+                _show(cls(args.kernel, last=max(1, last)))
                 return
             self._emit(display.timings_html(records, len(everything)),
                        display.timings_report_text(records, len(everything)), args.text)
@@ -713,10 +713,9 @@ def _magics_class() -> Any:
             self._emit(display.info_html(info), display.info_text(info), args.text)
 
         def _cmd_clear_cache(self, args: Any, widgets: bool) -> None:
-            import vknb
-            from vknb.compiler import cache_dir
+            from vknb.compiler import cache_dir, clear_cache
 
-            n = vknb.clear_cache()
+            n = clear_cache()
             print(f"removed {n} cached SPIR-V entr{'y' if n == 1 else 'ies'} from "
                   f"{cache_dir() / 'spirv'}")
 

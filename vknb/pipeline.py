@@ -103,6 +103,7 @@ class ComputePipeline:
         dh = device.handle
         keep = _vk.Keep()
         self._handles: dict[str, Any] = {}
+        self._ts_mapped: Any = None
         t0 = time.perf_counter()
         try:
             # Shader module
@@ -199,6 +200,17 @@ class ComputePipeline:
                 self._ts_mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
                 self._ts_period = device.info.limits["timestamp_period_ns"]
                 self._ts_buf = ffi.new("uint64_t[2]")
+                # The command buffer copies its two timestamps into mapped memory, so reading
+                # them costs no driver call (vkGetQueryPoolResults costs tens of µs on some).
+                from .buffer import USAGE_TRANSFER_DST, Buffer
+
+                tsb = Buffer(16 * self.MAX_SLOTS, device=device, memory="readback",
+                             usage=USAGE_TRANSFER_DST, label=f"{label}.timestamps")
+                device._children.discard(tsb)  # owned (and closed) by this pipeline
+                self._handles["ts_buffer"] = tsb
+                self._ts_buffer = tsb
+                alloc = tsb._alloc
+                self._ts_mapped = ffi.cast("uint64_t*", alloc.mapped) if alloc.mapped else None
         except BaseException:
             _destroy_pipeline(device, self._handles, [])
             raise
@@ -210,7 +222,7 @@ class ComputePipeline:
             "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO})
         self._barrier = _vk.new("VkMemoryBarrier", {
             "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT,
+            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
             "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT | vk.VK_ACCESS_TRANSFER_READ_BIT
             | vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT
             | vk.VK_ACCESS_TRANSFER_WRITE_BIT})
@@ -317,6 +329,9 @@ class ComputePipeline:
         if query is not None:
             lib.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, self.query_pool,
                                     query + 1)
+            if self._ts_mapped is not None:
+                lib.vkCmdCopyQueryPoolResults(cmd, self.query_pool, query, 2, self._ts_buffer.handle,
+                                              query * 8, 8, 0x3)  # 64_BIT | WAIT
 
     def dispatch(self, sets: Any, push: bytes, groups: tuple[int, int, int], keep: Any,
                  wait: bool = True) -> _Slot:
@@ -335,7 +350,7 @@ class ComputePipeline:
                 _vk.check(lib.vkBeginCommandBuffer(cmd, self._begin), "vkBeginCommandBuffer", self.label)
                 self.record(cmd, sets, push, groups, slot.query if self.timestamps else None)
                 lib.vkCmdPipelineBarrier(
-                    cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                    cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
                     vk.VK_PIPELINE_STAGE_HOST_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
                     | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                     0, 1, self._barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL)
@@ -359,6 +374,14 @@ class ComputePipeline:
         """GPU time of the slot's last dispatch from its timestamps (None without timestamps)."""
         if not self.timestamps:
             return None
+        m = self._ts_mapped
+        if m is not None:
+            tsb = self._ts_buffer
+            if not tsb._coherent and tsb._alloc is not None:
+                tsb._invalidate(tsb._alloc)
+            q = slot.query
+            t0, t1 = m[q] & self._ts_mask, m[q + 1] & self._ts_mask
+            return ((t1 - t0) & self._ts_mask) * self._ts_period * 1e-6
         lib = _vk.lib
         res = lib.vkGetQueryPoolResults(self.device.handle, self.query_pool, slot.query, 2, 16,
                                         self._ts_buf, 8, 0x1)  # VK_QUERY_RESULT_64_BIT
@@ -401,6 +424,8 @@ def _destroy_pipeline(device: Device, handles: dict[str, Any], slots: list[_Slot
             slots.clear()
         if "query_pool" in handles:
             lib.vkDestroyQueryPool(dh, handles.pop("query_pool"), ffi.NULL)
+        if "ts_buffer" in handles:
+            handles.pop("ts_buffer").close()
         if "descriptor_pool" in handles:
             lib.vkDestroyDescriptorPool(dh, handles.pop("descriptor_pool"), ffi.NULL)
         if "pipeline" in handles:

@@ -1,0 +1,834 @@
+"""Ready-made compute kernels: the repository's ``shaders/*.comp``, and numpy-friendly helpers.
+
+Each shader in ``shaders/`` starts with a comment that documents its bindings, push constants,
+specialization constants and dispatch.  :func:`load` compiles one into a :class:`vknb.Kernel`
+(cached per name, options and device); the helpers below run the usual algorithms on top of
+them and return numpy arrays.  They take numpy arrays (or anything ``np.asarray`` takes) or
+device :class:`vknb.Array` objects; intermediate buffers of multi-pass algorithms stay on the
+device.
+
+Dtypes: float inputs are computed in float32 (host arrays of another float dtype are converted;
+a :class:`vknb.Array` must already hold float32).  Where integers are supported (``reduce_sum``,
+``scan``, ``transpose``: int32 and uint32; ``histogram``, ``sort``: uint32) they are used as is
+and integer sums wrap around modulo 2**32.
+
+``vknb/__init__.py`` does not import this module: use ``import vknb.library`` or
+``from vknb import library``.
+
+Example
+-------
+>>> import numpy as np
+>>> from vknb import library
+>>> "matmul" in library.list_shaders()
+True
+>>> x = np.arange(5, dtype=np.float32)
+>>> library.saxpy(2.0, x, np.ones(5, np.float32))
+array([1., 3., 5., 7., 9.], dtype=float32)
+>>> float(library.reduce_sum(x))
+10.0
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .buffer import Array
+    from .kernel import Kernel
+
+__all__ = [
+    "MAP_OPS",
+    "argsort",
+    "blur",
+    "clear_kernel_cache",
+    "convolve2d",
+    "elementwise",
+    "histogram",
+    "list_shaders",
+    "load",
+    "mandelbrot",
+    "matmul",
+    "random_uniform",
+    "random_uniform_reference",
+    "reduce_sum",
+    "saxpy",
+    "scan",
+    "shader_path",
+    "sobel",
+    "softmax",
+    "sort",
+    "source",
+    "transpose",
+]
+
+#: What the helpers take: a numpy array (or anything ``np.asarray`` takes) or a device Array.
+ArrayLike = Union[np.ndarray, "Array", Sequence[Any]]
+
+#: Operations of ``map.comp`` (its specialization constant ``OP``), by name.
+MAP_OPS: dict[str, int] = {
+    "add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6,
+    "neg": 10, "abs": 11, "exp": 12, "log": 13, "sqrt": 14, "sin": 15, "cos": 16,
+    "tanh": 17, "relu": 18, "sigmoid": 19, "square": 20, "reciprocal": 21,
+    "scale": 30, "add_scalar": 31, "axpy": 32, "pow_scalar": 33,
+}
+_BINARY_OPS = frozenset(v for v in MAP_OPS.values() if v <= 6 or v == 32)
+
+_T_DEFINE = {np.dtype(np.float32): None, np.dtype(np.int32): "int", np.dtype(np.uint32): "uint"}
+
+_cache: dict[tuple[Any, ...], Kernel] = {}
+_cache_lock = threading.Lock()
+
+
+# --- the shader files ---------------------------------------------------------------------------
+
+
+def _shader_dir() -> Path:
+    from .compiler import SHADER_DIR
+
+    if SHADER_DIR is None or not SHADER_DIR.is_dir():
+        raise FileNotFoundError(
+            "the vknb shader library (shaders/) was not found next to the package; set "
+            "VKNB_SHADERS to its directory"
+        )
+    return SHADER_DIR
+
+
+def list_shaders() -> list[str]:
+    """Names of the library's kernels (``shaders/<name>.comp``), sorted.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> library.list_shaders()[:3]
+    ['bitonic_sort', 'convolve2d', 'histogram']
+    """
+    return sorted(p.stem for p in _shader_dir().glob("*.comp"))
+
+
+def shader_path(name: str) -> Path:
+    """The path of ``shaders/<name>.comp``; ``FileNotFoundError`` naming the choices if absent.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> library.shader_path("saxpy").name
+    'saxpy.comp'
+    """
+    path = _shader_dir() / f"{name}.comp"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no shader {name!r} in {_shader_dir()}; the library has: {', '.join(list_shaders())}"
+        )
+    return path
+
+
+def source(name: str) -> str:
+    """The GLSL source of a library kernel; its header comment documents the interface.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> print(library.source("saxpy").splitlines()[0])
+    // saxpy.comp -- y = a * x + y on float32 vectors (BLAS saxpy), in place.
+    """
+    return shader_path(name).read_text()
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return tuple(sorted((str(k), _freeze(x)) for k, x in v.items()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    try:
+        hash(v)
+    except TypeError:
+        return repr(v)
+    return v
+
+
+def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
+    """Compile a library kernel: ``vknb.compile(source(name), name=name, **compile_kwargs)``.
+
+    Kernels are cached per (name, options, device): loading the same one again is free.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_shaders`.
+    cache : bool
+        Reuse a kernel compiled earlier with the same options on the same device (default), or
+        compile a fresh one that is not cached.
+    **compile_kwargs
+        Passed to :func:`vknb.compile`: ``defines``, ``constants``, ``local_size``, ``device``,
+        ``optimize``, ...
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> k = library.load("saxpy", local_size=64)
+    >>> k.local_size
+    (64, 1, 1)
+    >>> y = np.ones(3, np.float32)
+    >>> _ = k(np.arange(3, dtype=np.float32), y, a=2.0, n=3, grid=3); y
+    array([1., 3., 5.], dtype=float32)
+    """
+    import vknb
+
+    from . import errors as E
+
+    src = source(name)
+    if not cache:
+        return vknb.compile(src, name=name, **compile_kwargs)
+    dev = compile_kwargs.get("device") or vknb.device()
+    key = (name, _freeze(compile_kwargs), id(dev))
+    with _cache_lock:
+        k = _cache.get(key)
+        if k is not None:
+            try:
+                if k.device is dev:
+                    return k
+            except E.VulkanError:
+                pass
+            del _cache[key]
+        k = vknb.compile(src, name=name, **compile_kwargs)
+        _cache[key] = k
+        return k
+
+
+def clear_kernel_cache() -> None:
+    """Close and forget every kernel :func:`load` has cached.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> library.clear_kernel_cache()
+    """
+    with _cache_lock:
+        kernels = list(_cache.values())
+        _cache.clear()
+    for k in kernels:
+        k.close()
+
+
+# --- argument helpers ---------------------------------------------------------------------------
+
+
+def _is_array(x: Any) -> bool:
+    from .buffer import Array
+
+    return isinstance(x, Array)
+
+
+def _float_input(x: Any, what: str) -> Any:
+    """A float32 Array as is, or a C-contiguous float32 numpy copy/view of a host input."""
+    if _is_array(x):
+        if x.dtype != np.float32:
+            raise TypeError(f"{what}: a vknb.Array of dtype float32 is needed, got {x.dtype}")
+        return x
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{what}: expected numbers, got an array of dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _typed_input(x: Any, what: str, allowed: Sequence[np.dtype]) -> Any:
+    """Keep int32/uint32 (when allowed) or float32; convert other floats to float32."""
+    if _is_array(x):
+        if x.dtype not in allowed:
+            raise TypeError(
+                f"{what}: a vknb.Array of dtype {' or '.join(map(str, allowed))} is needed, got "
+                f"{x.dtype}"
+            )
+        return x
+    a = np.asarray(x)
+    if a.dtype in allowed:
+        return np.ascontiguousarray(a)
+    if a.dtype.kind == "f":
+        return np.ascontiguousarray(a, dtype=np.float32)
+    raise TypeError(
+        f"{what}: arrays of dtype {a.dtype} are not supported; pass "
+        f"{' or '.join(map(str, allowed))} (e.g. x.astype(np.float32))"
+    )
+
+
+def _uint_input(x: Any, what: str) -> Any:
+    """uint32 keys: a uint32 Array as is; host integers in [0, 2**32) converted to uint32."""
+    if _is_array(x):
+        if x.dtype != np.uint32:
+            raise TypeError(f"{what}: a vknb.Array of dtype uint32 is needed, got {x.dtype}")
+        return x
+    a = np.asarray(x)
+    if a.dtype == np.uint32:
+        return np.ascontiguousarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{what}: expected non-negative integers, got an array of dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() > 0xFFFFFFFF):
+        raise ValueError(f"{what}: values must lie in [0, 2**32)")
+    return np.ascontiguousarray(a, dtype=np.uint32)
+
+
+def _defines(dtype: np.dtype) -> dict[str, Any]:
+    t = _T_DEFINE[np.dtype(dtype)]
+    return {} if t is None else {"defines": {"T": t}}
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _max_groups_x(k: Kernel) -> int:
+    return int(k.device.info.limits["max_workgroup_count"][0])
+
+
+def _groups_1d(k: Kernel, n: int, per_invocation: int = 1, cap: int | None = None) -> int:
+    """Workgroups for a grid-stride kernel over n elements."""
+    g = _ceil_div(n, k.local_size[0] * per_invocation)
+    return max(1, min(g, _max_groups_x(k), cap if cap is not None else g))
+
+
+def _spec_value(k: Kernel, name: str) -> int:
+    if name in k.constants:
+        return int(k.constants[name])
+    for s in k.reflection.spec_constants:
+        if s.name == name:
+            return int(s.default)
+    raise KeyError(name)
+
+
+def _shape_of(x: Any) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def saxpy(a: float, x: ArrayLike, y: ArrayLike) -> np.ndarray:
+    """``a * x + y`` in float32 (``saxpy.comp``).
+
+    A numpy ``y`` is left unchanged; a :class:`vknb.Array` ``y`` is updated in place on the
+    device (as BLAS does), and its new contents are returned too.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.saxpy(3.0, np.ones(4, np.float32), np.arange(4, dtype=np.float32))
+    array([3., 4., 5., 6.], dtype=float32)
+    """
+    xv = _float_input(x, "saxpy: x")
+    n = int(np.prod(_shape_of(xv)))
+    out: Any = y
+    if _is_array(out):
+        if out.dtype != np.float32:
+            raise TypeError(f"saxpy: y must be a float32 vknb.Array, got {out.dtype}")
+    else:
+        out = np.array(y, dtype=np.float32, copy=True, order="C")
+    if int(np.prod(_shape_of(out))) != n:
+        raise ValueError(f"saxpy: x has {n} elements, y has {int(np.prod(_shape_of(out)))}")
+    if n == 0:
+        return out.numpy() if _is_array(out) else out
+    k = load("saxpy")
+    k(xv, out, a=float(a), n=n, groups=_groups_1d(k, n))
+    return out.numpy() if _is_array(out) else out
+
+
+def elementwise(op: str | int, a: ArrayLike, b: ArrayLike | None = None, *,
+                alpha: float = 0.0) -> np.ndarray:
+    """``f(a, b, alpha)`` elementwise in float32 (``map.comp``); see :data:`MAP_OPS`.
+
+    Parameters
+    ----------
+    op : str or int
+        An operation name (``"add"``, ``"exp"``, ``"scale"``, ...) or its number.
+    a, b : array_like or Array
+        The operands; ``b`` only for binary ops and ``"axpy"``, of a's size.
+    alpha : float
+        The scalar of ``"scale"``, ``"add_scalar"``, ``"axpy"``, ``"pow_scalar"``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.elementwise("mul", np.arange(3, dtype=np.float32), np.full(3, 2, np.float32))
+    array([0., 2., 4.], dtype=float32)
+    >>> library.elementwise("add_scalar", np.zeros(2, np.float32), alpha=1.5)
+    array([1.5, 1.5], dtype=float32)
+    """
+    code = MAP_OPS.get(op) if isinstance(op, str) else int(op)
+    if code is None or code not in MAP_OPS.values():
+        raise ValueError(f"elementwise: unknown op {op!r}; known: {', '.join(MAP_OPS)}")
+    av = _float_input(a, "elementwise: a")
+    shape = _shape_of(av)
+    n = int(np.prod(shape))
+    if code in _BINARY_OPS:
+        if b is None:
+            raise TypeError(f"elementwise: op {op!r} takes two operands; pass b")
+        bv = _float_input(b, "elementwise: b")
+        nb = int(np.prod(_shape_of(bv)))
+        if nb != n:
+            raise ValueError(f"elementwise: a has {n} elements, b has {nb}")
+    else:
+        bv = av  # never read by unary and scalar ops
+    out = np.empty(shape, np.float32)
+    if n == 0:
+        return out
+    k = load("map", constants={"OP": code})
+    k(av, bv, out, n=n, alpha=float(alpha), groups=_groups_1d(k, n))
+    return out
+
+
+def reduce_sum(x: ArrayLike) -> np.generic:
+    """Sum of all elements (``reduce_sum.comp``, two passes or more).
+
+    float inputs are summed in float32 (with a tree-shaped order, far more accurate than a
+    serial float32 loop), int32/uint32 inputs in their own type (wrapping around).
+
+    Returns
+    -------
+    numpy scalar (float32, int32 or uint32)
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.reduce_sum(np.arange(1000, dtype=np.uint32))
+    np.uint32(499500)
+    """
+    import vknb
+
+    allowed = list(_T_DEFINE)
+    cur = _typed_input(x, "reduce_sum: x", allowed)
+    dtype = np.dtype(cur.dtype)
+    n = int(np.prod(_shape_of(cur)))
+    if n == 0:
+        return dtype.type(0)
+    k = load("reduce_sum", **_defines(dtype))
+    while True:
+        groups = _groups_1d(k, n, per_invocation=4, cap=1024)
+        partial = vknb.empty(groups, dtype)
+        k(cur, partial, n=n, groups=groups)
+        if groups == 1:
+            return partial.numpy()[0]
+        cur, n = partial, groups
+
+
+def _scan_device(k: Kernel, x: Any, n: int, exclusive: bool, dtype: np.dtype) -> Array:
+    import vknb
+
+    block = k.local_size[0] * _spec_value(k, "ITEMS")
+    nblocks = _ceil_div(n, block)
+    if nblocks > _max_groups_x(k):
+        raise ValueError(
+            f"scan: {n} elements need {nblocks} blocks, beyond the device's "
+            f"{_max_groups_x(k)} workgroups"
+        )
+    y = vknb.empty(n, dtype)
+    sums = vknb.empty(nblocks, dtype)
+    k(x, y, sums, n=n, exclusive=int(exclusive), mode=0, groups=nblocks)
+    if nblocks > 1:
+        offsets = _scan_device(k, sums, nblocks, True, dtype)
+        k(y, y, offsets, n=n, exclusive=0, mode=1, groups=nblocks)
+    return y
+
+
+def scan(x: ArrayLike, exclusive: bool = False) -> np.ndarray:
+    """Prefix sum of the flattened input (``scan.comp``, multi-pass).
+
+    Inclusive (``np.cumsum``) by default; ``exclusive=True`` shifts it right by one with a
+    leading zero.  float inputs are scanned in float32, int32/uint32 in their type (wrapping).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.scan(np.array([1, 2, 3, 4], np.int32))
+    array([ 1,  3,  6, 10], dtype=int32)
+    >>> library.scan(np.array([1, 2, 3, 4], np.int32), exclusive=True)
+    array([0, 1, 3, 6], dtype=int32)
+    """
+    cur = _typed_input(x, "scan: x", list(_T_DEFINE))
+    dtype = np.dtype(cur.dtype)
+    n = int(np.prod(_shape_of(cur)))
+    if n == 0:
+        return np.zeros(0, dtype)
+    k = load("scan", **_defines(dtype))
+    return _scan_device(k, cur, n, bool(exclusive), dtype).numpy()
+
+
+def histogram(x: ArrayLike, bins: int) -> np.ndarray:
+    """Counts of the values ``0 .. bins-1`` in ``x`` (``histogram.comp``); larger values are
+    ignored.
+
+    Equal to ``np.bincount(x[x < bins], minlength=bins)``, as uint32.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.histogram(np.array([0, 1, 1, 3, 7], np.uint32), 4)
+    array([1, 2, 0, 1], dtype=uint32)
+    """
+    bins = int(bins)
+    if bins < 1:
+        raise ValueError(f"histogram: bins must be >= 1, got {bins}")
+    xv = _uint_input(x, "histogram: x")
+    n = int(np.prod(_shape_of(xv)))
+    counts = np.zeros(bins, np.uint32)
+    if n == 0:
+        return counts
+    k = load("histogram")
+    k(xv, counts, n=n, num_bins=bins, groups=_groups_1d(k, n, cap=256))
+    return counts
+
+
+def matmul(A: ArrayLike, B: ArrayLike) -> np.ndarray:
+    """``A @ B`` for 2-D float32 matrices (``matmul.comp``: 64 x 64 tiles, 4 x 4 per thread).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> A = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> library.matmul(A, np.ones((3, 2), np.float32))
+    array([[ 3.,  3.],
+           [12., 12.]], dtype=float32)
+    """
+    av = _float_input(A, "matmul: A")
+    bv = _float_input(B, "matmul: B")
+    sa, sb = _shape_of(av), _shape_of(bv)
+    if len(sa) != 2 or len(sb) != 2 or sa[1] != sb[0]:
+        raise ValueError(f"matmul: shapes {sa} and {sb} do not multiply (need (M, K) and (K, N))")
+    (M, K), N = sa, sb[1]
+    C = np.zeros((M, N), np.float32)
+    if M == 0 or N == 0 or K == 0:
+        return C
+    k = load("matmul")
+    k(av, bv, C, M=M, N=N, K=K, groups=(_ceil_div(N, 64), _ceil_div(M, 64)))
+    return C
+
+
+def _image_input(image: Any, what: str) -> tuple[Any, int, int, int]:
+    """float32 image of shape (H, W) or (planes, H, W) -> (data, planes, H, W)."""
+    iv = _float_input(image, what)
+    shape = _shape_of(iv)
+    if len(shape) == 2:
+        return iv, 1, shape[0], shape[1]
+    if len(shape) == 3:
+        return iv, shape[0], shape[1], shape[2]
+    raise ValueError(f"{what}: expected an image of shape (H, W) or (planes, H, W), got {shape}")
+
+
+def convolve2d(image: ArrayLike, kernel: ArrayLike) -> np.ndarray:
+    """True 2-D convolution with clamp-to-edge borders (``convolve2d.comp``).
+
+    ``out[y, x] = sum_ij kernel[i, j] * image[y + kh//2 - i, x + kw//2 - j]``, indices clamped
+    into the image: ``scipy.ndimage.convolve(image, kernel, mode="nearest")`` for odd sizes.
+    ``image`` is (H, W) or a stack (planes, H, W), each plane filtered on its own.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> img = np.zeros((3, 3), np.float32); img[1, 1] = 1
+    >>> library.convolve2d(img, np.array([[0, 1, 2]], np.float32))
+    array([[0., 0., 0.],
+           [0., 1., 2.],
+           [0., 0., 0.]], dtype=float32)
+    """
+    iv, planes, H, W = _image_input(image, "convolve2d: image")
+    w = np.ascontiguousarray(np.asarray(kernel), dtype=np.float32)
+    if w.ndim != 2 or w.size == 0:
+        raise ValueError(f"convolve2d: kernel must be a non-empty 2-D array, got shape {w.shape}")
+    out = np.empty(_shape_of(iv), np.float32)
+    if out.size == 0:
+        return out
+    k = load("convolve2d")
+    k(iv, w, out, width=W, height=H, kw=w.shape[1], kh=w.shape[0], grid=(W, H, planes))
+    return out
+
+
+def _gaussian1d(sigma: float, truncate: float) -> np.ndarray:
+    radius = max(1, math.ceil(truncate * sigma))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    return (g / g.sum()).astype(np.float32)
+
+
+def blur(image: ArrayLike, sigma: float, *, truncate: float = 3.0) -> np.ndarray:
+    """Gaussian blur, clamp-to-edge: two passes of ``convolve2d.comp`` (1 x K, then K x 1).
+
+    The filter has radius ``ceil(truncate * sigma)`` and sums to one; the intermediate image
+    stays on the device.  ``image`` is (H, W) or (planes, H, W).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> flat = np.full((8, 8), 0.5, np.float32)
+    >>> bool(np.allclose(library.blur(flat, 1.5), 0.5))
+    True
+    """
+    import vknb
+
+    if not sigma > 0:
+        raise ValueError(f"blur: sigma must be > 0, got {sigma}")
+    iv, planes, H, W = _image_input(image, "blur: image")
+    shape = _shape_of(iv)
+    out = np.empty(shape, np.float32)
+    if out.size == 0:
+        return out
+    g = _gaussian1d(float(sigma), float(truncate))
+    k = load("convolve2d")
+    tmp = vknb.empty(shape, np.float32)
+    k(iv, g.reshape(1, -1), tmp, width=W, height=H, kw=g.size, kh=1, grid=(W, H, planes))
+    k(tmp, g.reshape(-1, 1), out, width=W, height=H, kw=1, kh=g.size, grid=(W, H, planes))
+    return out
+
+
+def transpose(A: ArrayLike) -> np.ndarray:
+    """``A.T`` of a 2-D float32, int32 or uint32 matrix (``transpose.comp``, shared tiles).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.transpose(np.arange(6, dtype=np.int32).reshape(2, 3))
+    array([[0, 3],
+           [1, 4],
+           [2, 5]], dtype=int32)
+    """
+    av = _typed_input(A, "transpose: A", list(_T_DEFINE))
+    shape = _shape_of(av)
+    if len(shape) != 2:
+        raise ValueError(f"transpose: expected a 2-D matrix, got shape {shape}")
+    rows, cols = shape
+    out = np.empty((cols, rows), av.dtype)
+    if out.size == 0:
+        return out
+    k = load("transpose", **_defines(np.dtype(av.dtype)))
+    k(av, out, rows=rows, cols=cols, groups=(_ceil_div(cols, 32), _ceil_div(rows, 32)))
+    return out
+
+
+def mandelbrot(width: int, height: int, *, center: tuple[float, float] = (-0.5, 0.0),
+               span: float = 3.0, max_iter: int = 256) -> np.ndarray:
+    """Escape-time iteration counts of the Mandelbrot set (``mandelbrot.comp``).
+
+    Parameters
+    ----------
+    width, height : int
+        Image size in pixels; the result has shape (height, width), row 0 at the top.
+    center : (float, float)
+        The complex number at the image centre.
+    span : float
+        Width of the window in the complex plane (``scale = span / width`` per pixel).
+    max_iter : int
+        Iteration limit: points that never escape get ``max_iter``.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> it = library.mandelbrot(64, 48, max_iter=100)
+    >>> it.shape, it.dtype, int(it.max())
+    ((48, 64), dtype('uint32'), 100)
+    """
+    width, height, max_iter = int(width), int(height), int(max_iter)
+    if width < 1 or height < 1:
+        raise ValueError(f"mandelbrot: width and height must be >= 1, got {width} x {height}")
+    out = np.empty((height, width), np.uint32)
+    k = load("mandelbrot")
+    k(out, width=width, height=height, center_x=float(center[0]), center_y=float(center[1]),
+      scale=float(span) / width, max_iter=max_iter, grid=(width, height))
+    return out
+
+
+def random_uniform(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` uniform float32 numbers in [0, 1) from PCG (``random_uniform.comp``).
+
+    Element i depends only on (i, seed): the same seed gives the same numbers on any device.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> u = library.random_uniform(1000, seed=1)
+    >>> bool(((u >= 0) & (u < 1)).all()), bool((u == library.random_uniform(1000, seed=1)).all())
+    (True, True)
+    """
+    n = int(n)
+    seed = int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"random_uniform: seed must lie in [0, 2**32), got {seed}")
+    out = np.empty(n, np.float32)
+    if n == 0:
+        return out
+    k = load("random_uniform")
+    k(out, n=n, seed=seed, groups=_groups_1d(k, n))
+    return out
+
+
+_PCG_MUL = np.uint64(747796405)
+_PCG_INC = np.uint64(2891336453)
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def _pcg_permute(state: np.ndarray) -> np.ndarray:
+    word = (((state >> ((state >> np.uint64(28)) + np.uint64(4))) ^ state)
+            * np.uint64(277803737)) & _M32
+    return (word >> np.uint64(22)) ^ word
+
+
+def _pcg_hash(v: np.ndarray) -> np.ndarray:
+    return _pcg_permute((v * _PCG_MUL + _PCG_INC) & _M32)
+
+
+def random_uniform_reference(n: int, seed: int = 0) -> np.ndarray:
+    """What :func:`random_uniform` returns, computed by numpy on the host (bit for bit).
+
+    ``shaders/random.glsl``'s PCG in numpy: element i is ``rng_uniform(state)`` with
+    ``state = hash2(uvec2(i, seed))``.  Use it to check a device, or to draw the same numbers
+    without one.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> bool((library.random_uniform_reference(100, 7) == library.random_uniform(100, 7)).all())
+    True
+    """
+    n, seed = int(n), int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"random_uniform_reference: seed must lie in [0, 2**32), got {seed}")
+    # uint64 with a 32-bit mask after each multiply-add: uint32 wrap-around without overflow.
+    i = np.arange(n, dtype=np.uint64)
+    state = _pcg_hash((i + _pcg_hash(np.array([seed], np.uint64))) & _M32)
+    state = (state * _PCG_MUL + _PCG_INC) & _M32                      # rng_next
+    bits = _pcg_permute(state) >> np.uint64(8)                           # 24 high bits
+    return (bits.astype(np.float64) / 2.0**24).astype(np.float32)     # k / 2^24, exact
+
+
+def sobel(image: ArrayLike) -> np.ndarray:
+    """Sobel gradient magnitude ``sqrt(gx**2 + gy**2)`` of a 2-D float32 image, clamp-to-edge
+    (``sobel.comp``).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> step = np.zeros((4, 4), np.float32); step[:, 2:] = 1
+    >>> library.sobel(step)[0]
+    array([0., 4., 4., 0.], dtype=float32)
+    """
+    iv = _float_input(image, "sobel: image")
+    shape = _shape_of(iv)
+    if len(shape) != 2:
+        raise ValueError(f"sobel: expected a 2-D image, got shape {shape}")
+    H, W = shape
+    out = np.empty(shape, np.float32)
+    if out.size == 0:
+        return out
+    k = load("sobel")
+    k(iv, out, width=W, height=H, grid=(W, H))
+    return out
+
+
+def softmax(x: ArrayLike) -> np.ndarray:
+    """Row-wise softmax of a 2-D float32 matrix (a 1-D vector is one row) (``softmax.comp``).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> p = library.softmax(np.log(np.array([[1, 3]], np.float32)))
+    >>> bool(np.allclose(p, [[0.25, 0.75]]))
+    True
+    """
+    xv = _float_input(x, "softmax: x")
+    shape = _shape_of(xv)
+    if len(shape) not in (1, 2):
+        raise ValueError(f"softmax: expected a 1-D or 2-D array, got shape {shape}")
+    rows, cols = (1, shape[0]) if len(shape) == 1 else shape
+    out = np.empty(shape, np.float32)
+    if out.size == 0:
+        return out
+    k = load("softmax")
+    if rows > _max_groups_x(k):
+        raise ValueError(f"softmax: {rows} rows exceed the device's {_max_groups_x(k)} workgroups")
+    k(xv, out, rows=rows, cols=cols, groups=rows)
+    return out
+
+
+def _bitonic(keys: Any, with_values: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    import vknb
+
+    kv = _uint_input(keys, "sort: keys")
+    host = kv.numpy() if _is_array(kv) else kv
+    host = host.reshape(-1)
+    n = host.size
+    opts: dict[str, Any] = {"defines": {"WITH_VALUES": 1}} if with_values else {}
+    k = load("bitonic_sort", **opts)
+    block = 2 * k.local_size[0]
+    size = max(block, 1 << max(0, (n - 1).bit_length()))
+    padded = np.full(size, 0xFFFFFFFF, np.uint32)
+    padded[:n] = host
+    dkeys = vknb.asarray(padded)
+    args: tuple[Any, ...] = (dkeys,)
+    dvals = None
+    if with_values:
+        dvals = vknb.asarray(np.arange(size, dtype=np.uint32))
+        args = (dkeys, dvals)
+    groups = size // block
+    k(*args, n=size, k=0, j=0, mode=0, groups=groups)
+    kk = 2 * block
+    while kk <= size:
+        jj = kk // 2
+        while jj >= block:
+            k(*args, n=size, k=kk, j=jj, mode=1, groups=groups)
+            jj //= 2
+        k(*args, n=size, k=kk, j=0, mode=2, groups=groups)
+        kk *= 2
+    return dkeys.numpy()[:n], (dvals.numpy()[:n] if dvals is not None else None)
+
+
+def sort(keys: ArrayLike) -> np.ndarray:
+    """The flattened uint32 keys, sorted ascending (``bitonic_sort.comp``).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.sort(np.array([5, 1, 4, 1], np.uint32))
+    array([1, 1, 4, 5], dtype=uint32)
+    """
+    out, _ = _bitonic(keys, False)
+    return out
+
+
+def argsort(keys: ArrayLike) -> np.ndarray:
+    """Indices that sort the flattened uint32 keys (``bitonic_sort.comp`` with ``WITH_VALUES``).
+
+    Equal keys come in no particular order (the sort is not stable).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.argsort(np.array([30, 10, 20], np.uint32))
+    array([1, 2, 0])
+    """
+    kv = _uint_input(keys, "argsort: keys")
+    sorted_keys, idx = _bitonic(kv, True)
+    assert idx is not None
+    n = sorted_keys.size
+    # Padding keys are 0xFFFFFFFF: where the input holds that value too, a padding index may
+    # have landed among the first n.  That run of equal keys is at the end: refill it.
+    top = np.nonzero(sorted_keys == 0xFFFFFFFF)[0]
+    if top.size:
+        host = (kv.numpy() if _is_array(kv) else kv).reshape(-1)
+        idx[top[0]:] = np.nonzero(host == 0xFFFFFFFF)[0]
+    return idx[:n].astype(np.intp)
