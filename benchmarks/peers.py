@@ -110,6 +110,15 @@ class WgpuTiny:
                      {"binding": 2, "resource": {"buffer": self.u}}])
         self.groups = -(-y.size // 64)
         self._a = np.zeros(4, np.float32)
+        # The documented wait; some wgpu-py releases break it (a callback signature that the
+        # bundled wgpu-native rejects), and then the blocking device poll they use inside.
+        self.wait_method = "queue.on_submitted_work_done_sync()"
+        self._wait: Callable[[], Any] = d.queue.on_submitted_work_done_sync
+        try:
+            self._wait()
+        except TypeError:
+            self._wait = d._poll_wait
+            self.wait_method = "device._poll_wait() (on_submitted_work_done_sync is broken)"
 
     def call(self, a: float) -> None:
         """One synchronous dispatch: write ``a``, encode, submit, wait."""
@@ -123,7 +132,7 @@ class WgpuTiny:
         cp.dispatch_workgroups(self.groups)
         cp.end()
         d.queue.submit([enc.finish()])
-        d.queue.on_submitted_work_done_sync()
+        self._wait()
 
     def record(self, n: int) -> Any:
         """Encode ``n`` dispatches in one compute pass; return the finished command buffer."""
@@ -139,7 +148,7 @@ class WgpuTiny:
     def submit(self, cb: Any) -> None:
         """Submit a command buffer and wait."""
         self.device.queue.submit([cb])
-        self.device.queue.on_submitted_work_done_sync()
+        self._wait()
 
     def set_a(self, a: float) -> None:
         self._a[0] = a

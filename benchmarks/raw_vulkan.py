@@ -4,8 +4,9 @@ This is what a Python user who skips vknb writes, following the binding's README
 the binding's wrapper functions (``vk.vkCreateInstance``, ``vk.vkQueueSubmit``, ...) and struct
 constructors (``vk.VkSubmitInfo(...)``), a fence per submission, one command pool, one
 descriptor set per binding set-up, timestamp queries for GPU time.  It is deliberately plain but
-not careless: command buffers, fences and the structs that never change are made once and
-reused, as the binding's examples do; nothing is hand-tuned below the binding's Python API.
+not careless: the command buffer, the fence, the begin info and the barrier are made once and
+reused; the submit info and the push-constant bytes are built per call, as in the binding's
+examples.  Nothing goes below the binding's Python API (no ``vulkan.lib`` calls).
 
 Only the SPIR-V comes from vknb (:func:`vknb.compile_glsl`), so both sides run the same shader.
 
@@ -286,7 +287,7 @@ class RawVulkan:
         return RawBuffer(self, nbytes, host_visible, cached)
 
     def pipeline(self, spirv: bytes, n_bindings: int, push_size: int) -> RawPipeline:
-        """A compute pipeline over ``n_bindings`` storage buffers (set 0) and ``push_size`` bytes."""
+        """A pipeline over ``n_bindings`` storage buffers (set 0) and ``push_size`` bytes."""
         return RawPipeline(self, spirv, n_bindings, push_size)
 
     # -- submission -------------------------------------------------------------------------

@@ -99,49 +99,61 @@ def _split_sections(doc: str) -> list[tuple[str | None, list[str]]]:
     return out
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
 def _prose(lines: list[str]) -> list[str]:
-    """Free text: paragraphs, bullet lists, ``::`` literal blocks and doctest blocks."""
+    """Free text: paragraphs, bullet lists, definition lists, ``::`` literal blocks, doctests.
+
+    Indentation is removed from prose (in Markdown it would start a code block); a line followed
+    by more deeply indented lines is a definition term and becomes a bold line of its own.
+    """
     md: list[str] = []
     i = 0
-    literal_indent: int | None = None
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
-        if literal_indent is not None:
-            # Inside a literal block: until a non-empty line dedents to the paragraph level.
-            if stripped and len(line) - len(line.lstrip()) <= literal_indent:
-                md.append("```")
-                md.append("")
-                literal_indent = None
-                continue
-            md.append(line[literal_indent + 4:] if stripped else "")
+        if not stripped:
+            md.append("")
             i += 1
             continue
         if stripped.startswith(">>>"):
             block = []
             while i < len(lines) and lines[i].strip():
-                block.append(lines[i].strip() if lines[i].lstrip().startswith((">>>", "..."))
-                             else lines[i])
+                block.append(lines[i].strip())
                 i += 1
-            md += ["```pycon", *_strip_doctest_flags(block), "```", ""]
+            md += ["", "```pycon", *_strip_doctest_flags(block), "```", ""]
             continue
         if stripped.endswith("::"):
-            head = line.rstrip()[:-1] if not stripped == "::" else ""
-            if head.strip():
-                md.append(_inline(head.rstrip(":") + ":") if head.endswith(":") else _inline(head))
-            md += ["", "```text"]
-            literal_indent = len(line) - len(line.lstrip())
+            head = stripped[:-2].rstrip()
+            if head:
+                md.append(_inline(head + ":"))
+            base = _indent(line)
             i += 1
-            # skip the blank line after '::'
-            while i < len(lines) and not lines[i].strip():
+            block: list[str] = []
+            while i < len(lines) and (not lines[i].strip() or _indent(lines[i]) > base):
+                block.append(lines[i])
                 i += 1
+            while block and not block[0].strip():
+                block.pop(0)
+            while block and not block[-1].strip():
+                block.pop()
+            cut = min((_indent(b) for b in block if b.strip()), default=0)
+            md += ["", "```text", *[b[cut:] for b in block], "```", ""]
             continue
-        md.append(_inline(line))
+        nxt = next((ln for ln in lines[i + 1:] if ln.strip()), "")
+        is_term = (
+            i + 1 < len(lines) and lines[i + 1].strip() and _indent(lines[i + 1]) > _indent(line)
+            and not stripped.startswith(("* ", "- ")) and len(stripped) < 80
+            and not stripped.endswith((".", ",", ";", ":"))
+        )
+        if is_term and nxt:
+            md += ["", f"**{_inline(stripped)}**", ""]
+            i += 1
+            continue
+        md.append(_inline(stripped))
         i += 1
-    if literal_indent is not None:
-        while md and not md[-1].strip():
-            md.pop()
-        md += ["```", ""]
     return md
 
 

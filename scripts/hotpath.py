@@ -33,7 +33,7 @@ def main() -> None:
     k(T, U, a=1.0, n=256, grid=256)
     pipe = k.pipeline
     lib, ffi = _vk.lib, _vk.ffi
-    fast = k._fast_lookup((T, U), {"a": 1.0, "n": 256}, 256, None, pipe)
+    fast = k._fast_lookup((T, U), {"a": 1.0, "n": 256}, 256, None, pipe)[0]
     slot = pipe._slots[0]
     out = {}
     out["fast_lookup"] = per(lambda: k._fast_lookup((T, U), {"a": 1.0, "n": 256}, 256, None, pipe), 5000)

@@ -99,7 +99,8 @@ def write_notebook(path: Path) -> None:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     nbformat.write(nb, str(path))
 
 
@@ -156,11 +157,28 @@ class CDP:
 
 
 # JS snippets (JupyterLab exposes its app as window.jupyterapp with expose_app_in_browser).
-JS_KERNEL_IDLE = """(() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return k ? k.status : null;
+# The notebook panel, found among the main area's widgets (headless Chromium has no focus, so
+# shell.currentWidget can be null until the panel is activated).
+JS_PANEL = """(() => {
+  const app = window.jupyterapp;
+  if (!app) return null;
+  for (const w of app.shell.widgets('main')) {
+    if (w.sessionContext && w.content && w.content.widgets) return w;
+  }
+  return null;
 })()"""
+
+JS_KERNEL_IDLE = """(() => {
+  const w = PANEL;
+  const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
+  return k ? k.status : null;
+})()""".replace("PANEL", JS_PANEL)
+
+JS_ACTIVATE = """(() => {
+  const w = PANEL;
+  window.jupyterapp.shell.activateById(w.id);
+  return window.jupyterapp.shell.currentWidget === w;
+})()""".replace("PANEL", JS_PANEL)
 
 JS_STATE = """(() => {
   const cells = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
@@ -168,11 +186,12 @@ JS_STATE = """(() => {
   const views = document.querySelectorAll('.jp-OutputArea-output .widget-vbox').length;
   const loading = [...document.querySelectorAll('.jp-OutputArea-output')]
       .filter(o => o.textContent.includes('Loading widget')).length;
-  const errors = document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').length;
+  const errors = document.querySelectorAll(
+      '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').length;
   const imgs = [...document.querySelectorAll('.jp-OutputArea-output img')]
       .filter(i => i.complete && i.naturalWidth > 0).length;
-  return {prompts, views, loading, errors, imgs,
-          text: document.querySelector('.jp-Notebook') ? document.querySelector('.jp-Notebook').innerText.slice(0, 20000) : ''};
+  const nb = document.querySelector('.jp-Notebook');
+  return {prompts, views, loading, errors, imgs, text: nb ? nb.innerText.slice(0, 20000) : ''};
 })()"""
 
 JS_BOTTOM = """(() => {
@@ -245,10 +264,12 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
             cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                      deviceScaleFactor=1, mobile=False)
             cdp.call("Page.enable")
+            cdp.call("Emulation.setFocusEmulationEnabled", enabled=True)
             cdp.call("Page.navigate", url=f"{base}/lab/tree/{nb.name}?token={token}")
             wait_for("the kernel to start", lambda: cdp.eval(JS_KERNEL_IDLE) == "idle", timeout)
             print("notebook open, kernel idle; running all cells")
             # Tidy the page: no file browser, then Run All through JupyterLab's own command.
+            wait_for("the notebook to be the current widget", lambda: cdp.eval(JS_ACTIVATE), 30)
             cdp.eval("window.jupyterapp.commands.execute('application:toggle-left-area')",
                      await_promise=True)
             cdp.eval("window.jupyterapp.commands.execute('notebook:run-all-cells')",
@@ -275,8 +296,8 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
             if state["errors"]:
                 raise RuntimeError(f"{state['errors']} cell(s) wrote to stderr:\n{state['text']}")
             cdp.eval("document.activeElement && document.activeElement.blur()")
-            cdp.eval("window.jupyterapp.commands.execute('notebook:deselect-all')",
-                     await_promise=True)
+            cdp.eval(f"(() => {{ const w = {JS_PANEL}; w.content.activeCellIndex = 0; "
+                     f"w.content.mode = 'command'; }})()")
             time.sleep(1.0)  # let the last layout settle
             bottom = min(int(cdp.eval(JS_BOTTOM)) + 16, height)
             shot = cdp.call("Page.captureScreenshot", format="png",
@@ -303,8 +324,9 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "widgets.png")
-    ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser")
-                    or shutil.which("google-chrome") or "chromium")
+    ap.add_argument("--chromium", default=shutil.which("chromium")
+                    or shutil.which("chromium-browser") or shutil.which("google-chrome")
+                    or "chromium")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=3000)
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds for each stage")

@@ -7,6 +7,7 @@ notebooks``); these tests check what nbval does not.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import re
@@ -40,6 +41,17 @@ def _notebook_names_in_docs() -> dict[str, list[str]]:
     return found
 
 
+def _stale(path: Path, expected: str) -> str:
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if current == expected:
+        return ""
+    diff = difflib.unified_diff(current.splitlines(), expected.splitlines(), "committed",
+                                "generated", lineterm="", n=1)
+    head = "\n".join(list(diff)[:40])
+    return (f"docs/{path.name} is stale: run `.venv/bin/python docs/gen_api.py` and commit the "
+            f"result. First differences:\n{head}")
+
+
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     """`mkdocs build --strict` succeeds and prints no warning (broken links, missing pages)."""
     proc = subprocess.run(
@@ -58,21 +70,15 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
 
 def test_api_page_is_current() -> None:
     """docs/api.md is exactly what docs/gen_api.py generates from today's docstrings."""
-    gen = _gen_api()
-    expected = gen.generate()
-    current = (DOCS / "api.md").read_text(encoding="utf-8")
-    assert current == expected, (
-        "docs/api.md is stale: run `.venv/bin/python docs/gen_api.py` and commit the result"
-    )
+    problem = _stale(DOCS / "api.md", _gen_api().generate())
+    assert not problem, problem
 
 
 def test_library_page_is_current() -> None:
     """docs/library.md lists every shader in shaders/ with its current header."""
-    gen = _gen_api()
+    problem = _stale(DOCS / "library.md", _gen_api().generate_library())
+    assert not problem, problem
     current = (DOCS / "library.md").read_text(encoding="utf-8")
-    assert current == gen.generate_library(), (
-        "docs/library.md is stale: run `.venv/bin/python docs/gen_api.py` and commit the result"
-    )
     for comp in sorted((ROOT / "shaders").glob("*.comp")):
         assert f"`{comp.stem}`" in current, f"shaders/{comp.name} is missing from the library page"
 

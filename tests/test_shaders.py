@@ -8,6 +8,7 @@ workgroup or tile size.
 
 from __future__ import annotations
 
+import gc
 import re
 from pathlib import Path
 
@@ -603,7 +604,7 @@ def test_bitonic_sort_raw_kernel_small_workgroup(rng):
     np.testing.assert_array_equal(dk.numpy(), np.sort(keys))
 
 
-# --- helpers: edge cases ------------------------------------------------------------------------
+# --- helpers: lifetimes and edge cases ---------------------------------------------------------
 
 
 def test_helpers_reject_wrong_device_dtypes_and_take_empty_inputs():
@@ -619,3 +620,26 @@ def test_helpers_reject_wrong_device_dtypes_and_take_empty_inputs():
     assert library.sort(np.zeros(0, np.uint32)).shape == (0,)
     # float64 host input is computed in float32.
     np.testing.assert_allclose(library.saxpy(2, np.arange(3.0), np.ones(3)), [1, 3, 5])
+
+
+def test_multi_pass_helpers_free_their_device_buffers(dev, rng):
+    x = rng.random(70_000, dtype=np.float32)
+    img = rng.random((40, 50), dtype=np.float32)
+    keys = rng.integers(0, 1000, 3000).astype(np.uint32)
+
+    def run():
+        library.scan(x)
+        library.reduce_sum(x)
+        library.blur(img, 1.0)
+        library.argsort(keys)
+
+    run()  # first call: compiles, and kernels keep per-binding scratch buffers for reuse
+    gc.collect()
+    dev.synchronize()
+    before = dev.memory_stats()
+    for _ in range(3):
+        run()
+    gc.collect()
+    dev.synchronize()
+    after = dev.memory_stats()
+    assert (after.used, after.buffers) == (before.used, before.buffers)

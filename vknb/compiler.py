@@ -841,7 +841,7 @@ def compile_glsl_info(
     defines: Mapping[str, object] | None = None,
     name: str = "kernel",
     include_dirs: Sequence[str | os.PathLike[str]] = (),
-    optimize: bool = True,
+    optimize: bool = False,
     target_env: str = "vulkan1.1",
     flags: Sequence[str] = (),
 ) -> CompileResult:
@@ -997,7 +997,7 @@ def compile_glsl(
     defines: Mapping[str, object] | None = None,
     name: str = "kernel",
     include_dirs: Sequence[str | os.PathLike[str]] = (),
-    optimize: bool = True,
+    optimize: bool = False,
     target_env: str = "vulkan1.1",
     flags: Sequence[str] = (),
 ) -> bytes:
@@ -1015,7 +1015,8 @@ def compile_glsl(
     include_dirs : sequence of paths
         Searched for ``#include "..."`` before :data:`SHADER_DIR` (always searched).
     optimize : bool
-        Let the compiler optimize (``-O``) or not (``-O0``).
+        Run spirv-opt (``-O``; default off: drivers optimize anyway, and ``-O`` strips the
+        names that :func:`vknb.reflect` reports).
     target_env : str
         ``'vulkan1.0'`` ... ``'vulkan1.3'``.
     flags : sequence of str

@@ -231,17 +231,29 @@ def _groups(local: tuple[int, int, int], grid: Any, groups: Any,
 class _Fast:
     """A remembered call: what to dispatch when the same Arrays and values come again."""
 
-    __slots__ = ("epoch", "groups", "pipe", "prep", "push", "refs", "sets")
+    __slots__ = ("epoch", "groups", "kernel_bytes", "pipe", "push", "reads", "refs", "sets",
+                 "writes")
 
     def __init__(self, pipe: ComputePipeline, refs: list[Any], prep: _Prepared, sets: Any,
                  push: bytes, groups: tuple[int, int, int]) -> None:
+        # Only weak references to the Arrays: a remembered call must not keep memory alive.
         self.pipe = pipe
         self.epoch = pipe._sets_epoch
         self.refs = refs
-        self.prep = prep
+        self.reads = prep.reads
+        self.writes = prep.writes
+        self.kernel_bytes = prep.kernel_bytes
         self.sets = sets
         self.push = push
         self.groups = groups
+
+    def prepared(self, arrays: list[Array]) -> _Prepared:
+        p = _Prepared()
+        p.keep = [a.buffer for a in arrays]
+        p.reads = self.reads
+        p.writes = self.writes
+        p.kernel_bytes = self.kernel_bytes
+        return p
 
 
 class _Prepared:
@@ -591,7 +603,7 @@ class Kernel:
             return None
 
     def _fast_lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any,
-                     groups: Any, pipe: ComputePipeline) -> _Fast | None:
+                     groups: Any, pipe: ComputePipeline) -> tuple[_Fast, list[Array]] | None:
         if not self._fast:
             return None
         k = self._fast_key(args, kwargs, grid, groups)
@@ -603,11 +615,11 @@ class Kernel:
             return None
         if f is None or f.pipe is not pipe or f.epoch != pipe._sets_epoch:
             return None
-        for r in f.refs:
-            a = r()
-            if a is None or a.buffer._alloc is None:
+        arrays = k[1]
+        for r, a in zip(f.refs, arrays, strict=True):
+            if r() is not a or a.buffer._alloc is None:
                 return None
-        return f
+        return f, arrays
 
     def _fast_store(self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any,
                     groups: Any, pipe: ComputePipeline, prep: _Prepared, sets: Any,
@@ -639,7 +651,8 @@ class Kernel:
         b = _batch_current()
         fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
         if fast is not None:
-            prep, sets, push_bytes, grp = fast.prep, fast.sets, fast.push, fast.groups
+            f, arrays = fast
+            prep, sets, push_bytes, grp = f.prepared(arrays), f.sets, f.push, f.groups
         else:
             vals, push = self._bind_args(args, kwargs)
             grp = _groups(self.local_size, grid, groups, dev.info.limits["max_workgroup_count"],

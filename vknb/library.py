@@ -279,6 +279,17 @@ def _defines(dtype: np.dtype) -> dict[str, Any]:
     return {} if t is None else {"defines": {"T": t}}
 
 
+def _close(arrays: Sequence[Array]) -> None:
+    """Free temporary device Arrays now (every dispatch here has completed and was waited for).
+
+    Returning the memory at once, not whenever the collector runs, matters for large inputs; it
+    also keeps memory from being pinned by a kernel's repeated-call cache, which (as of this
+    writing) holds the buffers of the Arrays it saw.
+    """
+    for a in arrays:
+        a.close()
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -398,8 +409,8 @@ def reduce_sum(x: ArrayLike) -> np.generic:
     -------
     >>> import numpy as np
     >>> from vknb import library
-    >>> library.reduce_sum(np.arange(1000, dtype=np.uint32))
-    np.uint32(499500)
+    >>> int(library.reduce_sum(np.arange(1000, dtype=np.uint32)))
+    499500
     """
     import vknb
 
@@ -410,16 +421,22 @@ def reduce_sum(x: ArrayLike) -> np.generic:
     if n == 0:
         return dtype.type(0)
     k = load("reduce_sum", **_defines(dtype))
-    while True:
-        groups = _groups_1d(k, n, per_invocation=4, cap=1024)
-        partial = vknb.empty(groups, dtype)
-        k(cur, partial, n=n, groups=groups)
-        if groups == 1:
-            return partial.numpy()[0]
-        cur, n = partial, groups
+    temps: list[Array] = []
+    try:
+        while True:
+            groups = _groups_1d(k, n, per_invocation=4, cap=1024)
+            partial = vknb.empty(groups, dtype)
+            temps.append(partial)
+            k(cur, partial, n=n, groups=groups)
+            if groups == 1:
+                return partial.numpy()[0]
+            cur, n = partial, groups
+    finally:
+        _close(temps)
 
 
 def _scan_device(k: Kernel, x: Any, n: int, exclusive: bool, dtype: np.dtype) -> Array:
+    """Scan x (n elements) into a new device Array, which the caller closes."""
     import vknb
 
     block = k.local_size[0] * _spec_value(k, "ITEMS")
@@ -430,11 +447,17 @@ def _scan_device(k: Kernel, x: Any, n: int, exclusive: bool, dtype: np.dtype) ->
             f"{_max_groups_x(k)} workgroups"
         )
     y = vknb.empty(n, dtype)
-    sums = vknb.empty(nblocks, dtype)
-    k(x, y, sums, n=n, exclusive=int(exclusive), mode=0, groups=nblocks)
-    if nblocks > 1:
-        offsets = _scan_device(k, sums, nblocks, True, dtype)
-        k(y, y, offsets, n=n, exclusive=0, mode=1, groups=nblocks)
+    temps = [vknb.empty(nblocks, dtype)]
+    try:
+        k(x, y, temps[0], n=n, exclusive=int(exclusive), mode=0, groups=nblocks)
+        if nblocks > 1:
+            temps.append(_scan_device(k, temps[0], nblocks, True, dtype))
+            k(y, y, temps[1], n=n, exclusive=0, mode=1, groups=nblocks)
+    except BaseException:
+        y.close()
+        raise
+    finally:
+        _close(temps)
     return y
 
 
@@ -459,7 +482,11 @@ def scan(x: ArrayLike, exclusive: bool = False) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype)
     k = load("scan", **_defines(dtype))
-    return _scan_device(k, cur, n, bool(exclusive), dtype).numpy()
+    y = _scan_device(k, cur, n, bool(exclusive), dtype)
+    try:
+        return y.numpy()
+    finally:
+        y.close()
 
 
 def histogram(x: ArrayLike, bins: int) -> np.ndarray:
@@ -586,9 +613,9 @@ def blur(image: ArrayLike, sigma: float, *, truncate: float = 3.0) -> np.ndarray
         return out
     g = _gaussian1d(float(sigma), float(truncate))
     k = load("convolve2d")
-    tmp = vknb.empty(shape, np.float32)
-    k(iv, g.reshape(1, -1), tmp, width=W, height=H, kw=g.size, kh=1, grid=(W, H, planes))
-    k(tmp, g.reshape(-1, 1), out, width=W, height=H, kw=1, kh=g.size, grid=(W, H, planes))
+    with vknb.empty(shape, np.float32) as tmp:
+        k(iv, g.reshape(1, -1), tmp, width=W, height=H, kw=g.size, kh=1, grid=(W, H, planes))
+        k(tmp, g.reshape(-1, 1), out, width=W, height=H, kw=1, kh=g.size, grid=(W, H, planes))
     return out
 
 
@@ -776,27 +803,30 @@ def _bitonic(keys: Any, with_values: bool) -> tuple[np.ndarray, np.ndarray | Non
     size = max(block, 1 << max(0, (n - 1).bit_length()))
     padded = np.full(size, 0xFFFFFFFF, np.uint32)
     padded[:n] = host
-    dkeys = vknb.asarray(padded)
-    args: tuple[Any, ...] = (dkeys,)
-    dvals = None
-    if with_values:
-        dvals = vknb.asarray(np.arange(size, dtype=np.uint32))
-        args = (dkeys, dvals)
-    groups = size // block
-    k(*args, n=size, k=0, j=0, mode=0, groups=groups)
-    kk = 2 * block
-    while kk <= size:
-        jj = kk // 2
-        while jj >= block:
-            k(*args, n=size, k=kk, j=jj, mode=1, groups=groups)
-            jj //= 2
-        k(*args, n=size, k=kk, j=0, mode=2, groups=groups)
-        kk *= 2
-    return dkeys.numpy()[:n], (dvals.numpy()[:n] if dvals is not None else None)
+    args: list[Array] = [vknb.asarray(padded)]
+    try:
+        if with_values:
+            args.append(vknb.asarray(np.arange(size, dtype=np.uint32)))
+        groups = size // block
+        k(*args, n=size, k=0, j=0, mode=0, groups=groups)
+        kk = 2 * block
+        while kk <= size:
+            jj = kk // 2
+            while jj >= block:
+                k(*args, n=size, k=kk, j=jj, mode=1, groups=groups)
+                jj //= 2
+            k(*args, n=size, k=kk, j=0, mode=2, groups=groups)
+            kk *= 2
+        return args[0].numpy()[:n], (args[1].numpy()[:n] if with_values else None)
+    finally:
+        _close(args)
 
 
 def sort(keys: ArrayLike) -> np.ndarray:
     """The flattened uint32 keys, sorted ascending (``bitonic_sort.comp``).
+
+    The keys are padded to a power of two (at least 512) with 0xFFFFFFFF on the host, so a
+    :class:`vknb.Array` input is read back first; the sort itself runs on the device.
 
     Example
     -------

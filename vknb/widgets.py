@@ -62,6 +62,18 @@ def _esc(s: Any) -> str:
     return _html.escape(str(s))
 
 
+# Widget HTML panes are not styled like notebook outputs: give vknb's tables some air.
+_CSS = ("<style>.vknb-w table.vknb{border-collapse:collapse;margin:2px 0 6px 0}"
+        ".vknb-w table.vknb th,.vknb-w table.vknb td{padding:1px 12px 1px 0;text-align:left;"
+        "vertical-align:top;white-space:nowrap}"
+        ".vknb-w table.vknb thead th{border-bottom:1px solid #aaa}</style>")
+
+
+def _pane(html: str) -> str:
+    """HTML for a widget pane or a fallback: vknb's table style around ``html``."""
+    return f"{_CSS}<div class='vknb-w'>{html}</div>"
+
+
 def _weak(method: Callable[..., Any]) -> Callable[..., Any]:
     """A callback that holds its object weakly: registering it on an ipywidget (which lives in
     ipywidgets' registry until closed) does not keep the vknb view alive."""
@@ -113,7 +125,7 @@ class _View:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         # The widget view where a front end renders widgets; the HTML table where it does not
         # (nbconvert drops a widget view whose state was not saved); the text table in a terminal.
-        data: dict[str, Any] = {"text/plain": self.text(), "text/html": self.html()}
+        data: dict[str, Any] = {"text/plain": self.text(), "text/html": _pane(self.html())}
         if self._closer.alive:
             self.widget._vknb_view = self  # displayed: live as long as the widget model
             for mime, value in self.widget._repr_mimebundle_().items():
@@ -122,7 +134,7 @@ class _View:
         return data
 
     def _repr_html_(self) -> str:
-        return self.html()
+        return _pane(self.html())
 
     @property
     def closed(self) -> bool:
@@ -269,10 +281,10 @@ class DeviceExplorer(_View):
 
     def refresh(self) -> None:
         """Re-render the table (session marking) and the details of the selected device."""
-        self.table.value = self.table_html()
+        self.table.value = _pane(self.table_html())
         sel = self.selected
         self.details_pane.value = (
-            "" if sel is None else _display.device_details_html(self.infos[sel])
+            "" if sel is None else _pane(_display.device_details_html(self.infos[sel]))
         )
         cur = _session_index()
         self.use_button.disabled = sel is None
@@ -455,7 +467,7 @@ class MemoryMonitor(_View):
     def refresh(self) -> None:
         """Read the statistics now and update the widget (thread-safe)."""
         with self._lock:
-            self.pane.value = self.html()
+            self.pane.value = _pane(self.html())
             self.refreshes += 1
             self.updated.value = (f"<span style='color:#666'>updated "
                                   f"{time.strftime('%H:%M:%S')}</span>")
@@ -751,8 +763,8 @@ class TimingsView(_View):
         """Re-read :func:`vknb.timings` and update the filter's choices and the tables."""
         with self._lock:
             self._update_options()
-            self.summary_pane.value = self._summary_html()
-            self.table.value = self._table_html()
+            self.summary_pane.value = _pane(self._summary_html())
+            self.table.value = _pane(self._table_html())
             self._last_render = time.monotonic()
             self.renders += 1
 

@@ -1,0 +1,147 @@
+"""``python -m benchmarks [--size smoke|cpu|gpu] [--json PATH] [--md PATH] [--repeat N]``.
+
+Prints a markdown table (metric | vknb | raw vulkan baseline | ratio | wgpu | cupy | target |
+met?) under a header naming the device, driver, date and versions, and writes the run as JSON
+to ``benchmarks/results/<device-slug>-<date>.json`` (and the markdown next to it) unless
+``--json`` / ``--md`` say otherwise.  Exits 1 when a correctness check failed or a vknb or raw
+measurement raised; optional peers that are missing or fail never change the exit code.
+
+The run uses a private, temporary vknb cache (the cold-compile row clears the cache), so your
+own cache is never touched.  Imports nothing from IPython, ipywidgets or matplotlib.
+
+Example
+-------
+$ python -m benchmarks --size smoke --json /tmp/b.json --md /tmp/b.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+UI_MODULES = ("IPython", "ipywidgets", "matplotlib")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    import numpy
+
+    import vknb
+
+    from . import peers
+
+    out = {"vknb": vknb.__version__, "python": platform.python_version(),
+           "numpy": numpy.__version__}
+    try:
+        out["vulkan (PyPI)"] = metadata.version("vulkan")
+    except metadata.PackageNotFoundError:
+        out["vulkan (PyPI)"] = "?"
+    glslc = shutil.which("glslc")
+    if glslc:
+        try:
+            first = subprocess.run([glslc, "--version"], capture_output=True, text=True,
+                                   timeout=30).stdout.splitlines()
+            out["glslc"] = first[0] if first else "?"
+        except (OSError, subprocess.SubprocessError):
+            out["glslc"] = "?"
+    out["wgpu"] = peers.wgpu_status()[1]
+    out["cupy"] = peers.cupy_status()[1]
+    return out
+
+
+def _load() -> str:
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; return the exit code."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[2])
+    ap.add_argument("--size", choices=("smoke", "cpu", "gpu"), default=None,
+                    help="problem sizes (default: gpu on a GPU, cpu on a CPU driver)")
+    ap.add_argument("--json", type=Path, default=None, help="where to write the JSON")
+    ap.add_argument("--md", type=Path, default=None, help="where to write the markdown")
+    ap.add_argument("--repeat", type=int, default=None, help="timed repeats (median)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated groups: dispatch,batch,saxpy,transfer,compile,library")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = ap.parse_args(argv)
+
+    # A private cache: the cold-compile row clears it, and the user's must stay as it is.
+    cache = tempfile.mkdtemp(prefix="vknb-bench-cache-")
+    os.environ["VKNB_CACHE_DIR"] = cache
+    os.environ.setdefault("CUPY_TF32", "0")  # before CuPy is imported: fp32 matmul without TF32
+    t_start = time.perf_counter()
+    load_start = _load()
+    try:
+        import vknb
+
+        from . import report
+        from .suite import PRESETS, Suite
+
+        dev = vknb.device()
+        size = args.size or ("cpu" if dev.info.type == "cpu" else "gpu")
+        only = [g.strip() for g in args.only.split(",")] if args.only else None
+        if only:
+            bad = [g for g in only if g not in Suite.GROUPS]
+            if bad:
+                ap.error(f"unknown group(s) {bad}; choose from {', '.join(Suite.GROUPS)}")
+
+        def log(msg: str) -> None:
+            if not args.quiet:
+                print(msg, file=sys.stderr, flush=True)
+
+        log(f"vknb benchmarks on {dev.info.name} ({dev.info.type}), --size {size}")
+        suite = Suite(PRESETS[size], repeat=args.repeat, only=only, log=log)
+        rows = suite.run()
+        checks = [r for r in rows if r.check != "n/a" and not r.check.startswith("n/a")]
+        passed = sum(r.check == "passed" for r in checks)
+        now = _dt.datetime.now(_dt.timezone.utc)
+        info = dev.info
+        meta: dict[str, Any] = {
+            "date": now.isoformat(timespec="seconds"),
+            "size": size,
+            "repeat": suite.repeat,
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "device": {"name": info.name, "type": info.type, "vendor": info.vendor,
+                       "driver": info.driver, "driver_info": info.driver_info,
+                       "api_version": info.api_version, "total_memory": info.total_memory},
+            "host": f"{platform.platform()}, {os.cpu_count()} CPUs, load average "
+                    f"{load_start} at start, {_load()} at end",
+            "versions": _versions(),
+            "checks": f"{passed}/{len(checks)} checks against numpy passed"
+                      + (f"; FAILURES: {'; '.join(suite.failures)}" if suite.failures else ""),
+            "failures": suite.failures,
+            "method": "warm-up, then the median of the repeats (perf_counter_ns, GC paused); "
+                      "GPU times from timestamp queries; transfers best of 3 after a warm-up; "
+                      "every side checked against numpy before it is timed.",
+            "runtime_s": time.perf_counter() - t_start,
+            "ui_modules_imported": sorted(m for m in UI_MODULES if m in sys.modules),
+        }
+        stem = f"{report.device_slug(info.name)}-{now.date().isoformat()}-{size}"
+        json_path = args.json or (RESULTS / f"{stem}.json")
+        md_path = args.md or (json_path.with_suffix(".md") if args.json else RESULTS / f"{stem}.md")
+        report.write(meta, rows, json_path, md_path)
+        print(report.to_markdown(meta, rows))
+        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+        dev.close()  # saves its pipeline cache into the private cache before it is removed
+        return 1 if suite.failures else 0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

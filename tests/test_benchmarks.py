@@ -1,0 +1,93 @@
+"""The benchmark suite's smoke run: ``python -m benchmarks --size smoke`` on the real driver.
+
+It checks that every row is produced, with numbers (or an explicit reason where a side does not
+apply or an optional peer is missing), that every correctness check against numpy passed, and
+that the run imported nothing from IPython, ipywidgets or matplotlib.  No timing assertions:
+on lavapipe and a shared CI machine the numbers mean little.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Rows every run must have (the library rows need their shaders, which the repo ships).
+EXPECTED = {
+    "sync_dispatch", "sync_resubmit", "batch_record", "batch_total", "batch_replay",
+    "batch_replay_update", "batch_gpu", "h2d", "h2d_update", "d2h", "compile_cold",
+    "compile_cached", "lib_matmul", "lib_reduce_sum", "lib_scan", "lib_histogram",
+    "lib_transpose", "lib_blur",
+}
+# Cells that may hold a reason instead of a number, by column.
+REASON_OK = ("n/a", "not installed")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    tmp = tmp_path_factory.mktemp("bench")
+    json_path, md_path = tmp / "bench.json", tmp / "bench.md"
+    env = dict(os.environ)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into the working tree
+    env["VKNB_CACHE_DIR"] = str(tmp / "cache")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--size", "smoke", "--json", str(json_path),
+         "--md", str(md_path), "--quiet"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(json_path.read_text()), proc.stdout, md_path
+
+
+def test_every_row_has_numbers(smoke_run: tuple[dict, str, Path]) -> None:
+    data, _, _ = smoke_run
+    rows = {r["id"]: r for r in data["rows"]}
+    assert EXPECTED <= set(rows), f"missing rows: {sorted(EXPECTED - set(rows))}"
+    assert any(i.startswith("saxpy_share_") for i in rows)
+    for rid, r in rows.items():
+        # the copy ceiling is measured by the raw side only
+        sides = ("raw",) if rid.startswith("copy_") else ("vknb", "raw")
+        for side in sides:
+            assert _is_number(r[side]), f"{rid}: {side} = {r[side]!r}"
+            assert r[side] >= 0, f"{rid}: {side} = {r[side]!r}"
+        for side in ("wgpu", "cupy"):
+            v = r[side]
+            assert _is_number(v) or (isinstance(v, str) and v.startswith(REASON_OK)), (
+                f"{rid}: {side} = {v!r}")
+        if _is_number(r["vknb"]) and _is_number(r["raw"]) and r["raw"]:
+            assert r["ratio"] == pytest.approx(r["vknb"] / r["raw"])
+
+
+def test_correctness_checks_passed(smoke_run: tuple[dict, str, Path]) -> None:
+    data, _, _ = smoke_run
+    assert data["meta"]["failures"] == []
+    checked = [r for r in data["rows"] if not r["check"].startswith("n/a")]
+    assert len(checked) >= len(EXPECTED)
+    for r in checked:
+        assert r["check"] == "passed", f"{r['id']}: {r['check']}"
+
+
+def test_report_and_imports(smoke_run: tuple[dict, str, Path]) -> None:
+    data, stdout, md_path = smoke_run
+    meta = data["meta"]
+    assert meta["size"] == "smoke"
+    assert meta["device"]["name"] and meta["versions"]["vknb"]
+    assert meta["ui_modules_imported"] == []  # no IPython / ipywidgets / matplotlib
+    md = md_path.read_text(encoding="utf-8")
+    header = "| metric | vknb | raw vulkan baseline | ratio | wgpu | cupy | target | met? |"
+    assert header in md and header in stdout
+    assert meta["device"]["name"] in md
+    # targets are judged only where they apply; a smoke run on lavapipe judges the lavapipe one
+    for r in data["rows"]:
+        assert r["met"] in (True, False, None)
