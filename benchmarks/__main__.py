@@ -69,7 +69,10 @@ def _load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; return the exit code."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[2])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="vknb's benchmark suite: every row side by side with a raw `vulkan` baseline "
+                    "(and wgpu-py / CuPy when installed), checked against numpy before timing.")
     ap.add_argument("--size", choices=("smoke", "cpu", "gpu"), default=None,
                     help="problem sizes (default: gpu on a GPU, cpu on a CPU driver)")
     ap.add_argument("--json", type=Path, default=None, help="where to write the JSON")

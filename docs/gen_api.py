@@ -43,6 +43,7 @@ MODULES = [
     ("vknb.timing", "dispatch records and listeners"),
     ("vknb.compiler", "GLSL to SPIR-V and the cache"),
     ("vknb.spirv", "SPIR-V reflection"),
+    ("vknb.cli", "the `vknb` command"),
 ]
 
 # Top-level names grouped for reading; anything in vknb.__all__ not named here lands in "Other".
@@ -216,8 +217,9 @@ def doc_to_md(doc: str | None) -> list[str]:
                 body = [ln.strip() if ln.lstrip().startswith((">>>", "...")) else ln
                         for ln in lines]
                 md += ["```pycon", *_strip_doctest_flags(body), "```", ""]
-            else:
-                md += [*_prose(lines), ""]
+            else:  # a shell session or similar: keep it verbatim
+                cut = min((_indent(ln) for ln in lines if ln.strip()), default=0)
+                md += ["```text", *[ln[cut:] for ln in lines], "```", ""]
         else:
             md += [*_prose(lines), ""]
     return _tidy(md)
@@ -483,8 +485,10 @@ k(x, y, a=2.0, n=x.size, grid=x.size)
 total = lib.reduce_sum(x)                    # or a helper that allocates, dispatches, returns numpy
 ```
 
-The helpers (`reduce_sum`, `scan`, `histogram`, `matmul`, `blur`, `convolve2d`, `sobel`,
-`mandelbrot`, `random_uniform`, ...) are documented in the [Python API](api.md#vknb-library).
+The helpers (`saxpy`, `elementwise`, `reduce_sum`, `scan`, `histogram`, `matmul`, `transpose`,
+`softmax`, `sort`, `argsort`, `blur`, `convolve2d`, `sobel`, `mandelbrot`, `random_uniform`)
+take numpy arrays or `vknb.Array`s and return numpy arrays; they are documented in the
+[Python API](api.md#vknb-library).
 Their results are checked against numpy in the tests; tutorials 5 and 6
 (`notebooks/05_image_processing.ipynb`, `notebooks/06_algorithms.ipynb`) use them.
 

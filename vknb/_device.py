@@ -61,8 +61,8 @@ class Submission:
     >>> s.wait()                                             # doctest: +SKIP
     """
 
-    __slots__ = ("__weakref__", "_done", "_on_done", "cmd", "device", "fence", "keep", "label",
-                 "transfer")
+    __slots__ = ("__weakref__", "_done", "_on_done", "_result", "cmd", "device", "fence", "keep",
+                 "label", "transfer")
 
     def __init__(self, device: Device, cmd: Any, fence: Any, keep: Any, label: str,
                  on_done: Callable[[], Any] | None = None) -> None:
@@ -73,6 +73,7 @@ class Submission:
         self.label = label
         self._done = False
         self._on_done = on_done
+        self._result: Any = None
         self.transfer = False
 
     @property
@@ -90,12 +91,16 @@ class Submission:
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the GPU is done; raise ExecutionFailed on timeout."""
         if self._done:
-            return None
+            return self._result
         self.device._wait_fence(self.fence, self.label, timeout)
         self._done = True
-        result = self._on_done() if self._on_done is not None else None
+        on_done = self._on_done
+        self._on_done = None
+        # Retire first: the completion callback may itself wait for the device (a write-back
+        # through staging synchronizes), which must not find this submission still pending.
         self.device._retire(self)
-        return result
+        self._result = on_done() if on_done is not None else None
+        return self._result
 
     def __repr__(self) -> str:
         return f"<Submission {self.label} {'done' if self._done else 'pending'}>"
@@ -516,8 +521,8 @@ class Device:
         -------
         >>> vknb.device().synchronize()
         """
-        while self._pending:
-            self._pending[0].wait()
+        for sub in list(self._pending):
+            sub.wait()
 
     def wait_idle(self) -> None:
         """``vkDeviceWaitIdle``: wait until the device has nothing left to do."""

@@ -329,16 +329,23 @@ class DeviceExplorer(_View):
 # --- memory monitor --------------------------------------------------------------------------
 
 
-def _auto_refresh(ref: Callable[[], MemoryMonitor | None], stop: threading.Event,
-                  interval: float) -> None:
-    """Body of the auto-refresh thread: holds the monitor only weakly, between ticks."""
-    while not stop.wait(interval):
+def _auto_refresh(ref: Callable[[], MemoryMonitor | None], stop: threading.Event) -> None:
+    """Body of the auto-refresh thread: holds the monitor only weakly, and only during a tick;
+    reads ``.interval`` every tick so that editing it takes effect at once."""
+    while True:
+        mon = ref()
+        if mon is None:
+            return
+        interval = float(mon.interval.value)
+        del mon
+        if stop.wait(interval):
+            return
         mon = ref()
         if mon is None:
             return
         try:
             mon.refresh()
-        except Exception:  # pragma: no cover - keep the thread alive, say why once per tick
+        except Exception:  # pragma: no cover - keep the thread alive, say why
             log.exception("vknb memory monitor refresh failed")
         del mon
 
@@ -493,8 +500,7 @@ class MemoryMonitor(_View):
             self.interval.value = max(float(interval_s), self.interval.min)
         self._stop_thread()
         stop = threading.Event()
-        t = threading.Thread(target=_auto_refresh, args=(weakref.ref(self), stop,
-                                                         float(self.interval.value)),
+        t = threading.Thread(target=_auto_refresh, args=(weakref.ref(self), stop),
                              name="vknb-memory-monitor", daemon=True)
         self._stop_event, self._thread = stop, t
         # Collecting the monitor stops its thread (the thread holds it only weakly).
