@@ -12,7 +12,7 @@ job=${1:-}
 case "$job" in demo|test|setup) ;; *) echo "usage: bash run.sh demo|test" >&2; exit 2;; esac
 
 # --- OS packages -----------------------------------------------------------------------------
-pkgs=(libvulkan1 mesa-vulkan-drivers glslc python3 python3-venv)
+pkgs=(libvulkan1 mesa-vulkan-drivers glslc spirv-tools python3 python3-venv)
 if [ "$job" = test ]; then pkgs+=(spirv-cross vulkan-validationlayers glslang-tools); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -563,7 +563,7 @@ def test_async_dispatch_writes_numpy_arrays_back(tmp_path):
 
 
 def test_spirv_bytes_input(rng):
-    spirv = vknb.compile_glsl(SAXPY, name="saxpy_spv")
+    spirv = vknb.compile_glsl(SAXPY, name="saxpy_spv", optimize=True)
     k = vknb.compile(spirv)
     assert k.name == "spirv" and k.source is None and k.spirv == spirv
     x, y = _saxpy_data(rng, 300)

@@ -154,6 +154,8 @@ class Device:
         self._buffers = 0
         self._staging: Any = None
         self._finalizer = weakref.finalize(self, Device._final_close, weakref.ref(self))
+        _live_devices.add(self)
+        _install_exit_hook()
 
     # -- creation -------------------------------------------------------------------------
 
@@ -718,11 +720,22 @@ def synchronize() -> None:
         d.synchronize()
 
 
-def _close_session_at_exit() -> None:
-    d = _session
-    if d is not None:
+_live_devices: weakref.WeakSet[Device] = weakref.WeakSet()
+_exit_hook_installed = False
+
+
+def _close_all_at_exit() -> None:
+    """At exit, close every device (waiting for its work) before object finalizers run."""
+    for d in list(_live_devices):
         d.close()
 
 
-atexit.register(_close_session_at_exit)
+def _install_exit_hook() -> None:
+    # atexit runs handlers last-in first-out, and weakref.finalize registers its own handler
+    # when the first finalizer is made (the instance's): registering here, later, makes devices
+    # close (waiting idle, children first) before any buffer finalizer runs.
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_close_all_at_exit)
 

@@ -1055,3 +1055,56 @@ def compile_glsl(
         target_env=target_env,
         flags=flags,
     ).spirv
+
+
+# --- SPIR-V validation ---------------------------------------------------------------------
+
+_validated: set[str] = set()
+_validator_warned = False
+
+
+def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
+    """Check SPIR-V from outside vknb's compiler with ``spirv-val`` before a driver sees it.
+
+    Drivers may crash on invalid modules instead of failing, so ``vknb.compile(spirv_bytes)``
+    runs this first.  Returns True when validated, False (with a one-time warning) when
+    ``spirv-val`` is not installed (Debian: ``apt-get install spirv-tools``).
+
+    Raises
+    ------
+    SpirvError
+        With spirv-val's message.
+
+    Example
+    -------
+    >>> validate_spirv(compile_glsl("layout(local_size_x=1) in; void main() {}"))
+    True
+    """
+    from .errors import SpirvError
+
+    global _validator_warned
+    key = hashlib.sha256(spirv).hexdigest() + target_env
+    if key in _validated:
+        return True
+    tool = shutil.which("spirv-val")
+    if tool is None:
+        if not _validator_warned:
+            _validator_warned = True
+            warnings.warn(
+                "spirv-val not found: SPIR-V given to vknb.compile is passed to the driver "
+                "unvalidated (apt-get install spirv-tools)",
+                ShaderWarning,
+                stacklevel=3,
+            )
+        return False
+    with tempfile.TemporaryDirectory(prefix="vknb-val-") as d:
+        path = os.path.join(d, "module.spv")
+        with open(path, "wb") as f:
+            f.write(spirv)
+        p = subprocess.run([tool, "--target-env", target_env, path], capture_output=True,
+                           text=True, timeout=60)
+    if p.returncode != 0:
+        msg = (p.stderr or p.stdout).strip().replace(path, "<module>")
+        raise SpirvError(f"invalid SPIR-V (spirv-val --target-env {target_env}): {msg}")
+    _validated.add(key)
+    return True

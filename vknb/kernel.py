@@ -819,6 +819,10 @@ def compile(
     else:
         raise TypeError(f"compile() takes GLSL source (str) or SPIR-V (bytes), got {type(source).__name__}")
     refl = reflect(spirv, entry_point) if entry_point else reflect(spirv)
+    if info is None:  # SPIR-V from outside: validate before a driver sees it (some crash)
+        from .compiler import validate_spirv
+
+        validate_spirv(spirv)
     return Kernel(spirv, refl, name=name, source=text, constants=constants, local_size=local_size,
                   device=device, compile_info=info, defines=defines)
 

@@ -191,6 +191,24 @@ class Allocator:
 
     def _allocate_memory(self, size: int, memory_type: int, label: str) -> tuple[Any, Any]:
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        heap = self.types[memory_type].heap
+        # Some drivers (lavapipe) over-commit: enforce the heap's size (or the driver's budget
+        # for this process, where VK_EXT_memory_budget reports one) ourselves.
+        budget = self._budget()
+        limit = self.heaps[heap].size
+        held = self.allocated_in_heap(heap)
+        if budget is not None:
+            limit = min(limit, held + max(0, budget[0][heap] - budget[1][heap]))
+        if held + size > limit:
+            raise E.AllocationFailed(
+                f"cannot allocate {_fmt_bytes(size)} for {label} on {self.device_label}: heap "
+                f"{heap} holds {_fmt_bytes(self.heaps[heap].size)}, vknb already holds "
+                f"{_fmt_bytes(held)} there and about {_fmt_bytes(max(0, limit - held))} is free; "
+                "free Arrays you no longer need (del / .close())",
+                function="vkAllocateMemory",
+                label=label,
+                result=-2,
+            )
         info = _vk.new(
             "VkMemoryAllocateInfo",
             {
