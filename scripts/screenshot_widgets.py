@@ -205,6 +205,7 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
                keep: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vknb-screenshot-"))
     procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Any] = []
     try:
         work = tmp / "work"
         work.mkdir()
@@ -221,6 +222,8 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
             "JUPYTERLAB_SETTINGS_DIR": str(settings),
             "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces"),
             "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+            "JUPYTER_DATA_DIR": str(tmp / "data"),  # no user kernels, extensions or secrets
+            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
             "VKNB_CACHE_DIR": str(tmp / "vknb-cache"),
             "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
         })
@@ -309,12 +312,14 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
         finally:
             cdp.close()
     finally:
-        for p in reversed(procs):
-            p.terminate()
+        for proc in reversed(procs):
+            proc.terminate()
             try:
-                p.wait(timeout=15)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                p.kill()
+                proc.kill()
+        for f in logs:
+            f.close()
         if keep:
             print(f"kept {tmp}")
         else:

@@ -415,21 +415,42 @@ def test_buffer_memory_kinds_and_mapped(dev, rng, memory, no_leaks):
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: Buffer.mapped() hands out a view that stays writeable after the block "
-    "(it can outlive the memory; STYLE 7)",
-)
-def test_mapped_view_is_detached_after_the_block(dev):
+def test_mapped_view_is_read_only_after_the_block(dev):
     b = vknb.Buffer(64, memory="upload")
     with b.mapped(np.float32) as v:
         v[:] = 1.0
-    b.close()
-    # Never touch v's memory here (not even through an assertion's repr): printing it reads
-    # freed memory and crashes the interpreter.  Only its flags are inspected.
-    detached = v.size == 0 or not v.flags.writeable
+        assert v.flags.writeable
+    # Only the flags are inspected: the memory itself must not be touched here.
+    writeable = v.flags.writeable
     del v
-    assert detached
+    assert not writeable
+    np.testing.assert_array_equal(b.read(np.float32), np.ones(16))
+    b.close()
+
+
+_KEPT_VIEW = """
+import numpy as np, vknb
+b = vknb.Buffer(64, memory="upload")
+with b.mapped(np.float32) as v:
+    v[:] = 1.0
+b.close()
+try:
+    print(float(v.sum()))
+except Exception as e:
+    print(type(e).__name__)
+print("alive")
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: a mapped view kept after the block still points at the mapping; after "
+    "close() reading it touches freed memory (segfault)",
+)
+def test_reading_a_kept_mapped_view_after_close_does_not_crash(tmp_path):
+    res = run_python(_KEPT_VIEW, tmp_path)
+    assert res.returncode == 0, f"the process died with exit code {res.returncode}"
+    assert res.stdout.strip().endswith("alive")
 
 
 def test_zeros_and_empty(dev, rng, no_leaks):
@@ -521,9 +542,6 @@ def test_zero_dimensional_and_empty_arrays(dev, no_leaks):
         vknb.Buffer(-1)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core bug: float shapes are truncated silently (int(1.5) == 1)"
-)
 @pytest.mark.parametrize("shape", [(1.5,), (2, 3.0)])
 def test_float_shape_is_rejected(dev, shape):
     with pytest.raises(TypeError):

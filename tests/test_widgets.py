@@ -198,7 +198,7 @@ def test_nbconvert_shows_the_html_table(dev: vknb.Device, saxpy: Any, rng: Any) 
     body, _ = HTMLExporter().from_notebook_node(nb)
     assert "Vulkan devices" in body and html.escape(dev.info.name) in body
     assert "compute limits" in body
-    assert "vknb allocated" in body and "live buffers" in body
+    assert "vknb allocated" in body and "live buffer" in body
     assert "wt_saxpy" in body and "Dispatch timings" in body
     assert "application/vnd.jupyter.widget-view+json" not in body
     for v in views:
@@ -231,20 +231,22 @@ def test_memory_monitor_content_and_refresh(dev: vknb.Device, no_leaks: None,
     assert now.used >= before.used + arr.nbytes
     assert now.buffers == before.buffers + 1
     pane = mon.pane.value
-    assert f"{display.fmt_bytes(now.used)} used by {now.buffers} live buffers" in pane
-    assert f"{display.fmt_bytes(now.allocated)} allocated in {now.blocks} blocks" in pane
+    buffers = f"{now.buffers} live buffer" + ("s" if now.buffers != 1 else "")
+    blocks = f"{now.blocks} block" + ("s" if now.blocks != 1 else "")
+    assert f"{display.fmt_bytes(now.used)} used by {buffers}" in pane
+    assert f"{display.fmt_bytes(now.allocated)} allocated in {blocks}" in pane
     heap = next(h for h in now.heaps if h.used)
     assert f"<td>{display.fmt_bytes(heap.used)}</td>" in pane
     assert sum(h["used"] for h in mon.rows()) == now.used
     text = mon.text()
-    assert "vknb allocated" in text and f"{now.buffers} live buffers" in text
+    assert "vknb allocated" in text and f"used by {buffers}" in text
     np.testing.assert_array_equal(arr.numpy(), data)
 
     arr.close()
     mon.refresh()
     after = dev.memory_stats()
     assert after.used == before.used
-    assert f"used by {before.buffers} live buffers" in mon.pane.value
+    assert f"used by {before.buffers} live buffer" in mon.pane.value
     mon.close()
 
 
@@ -460,3 +462,24 @@ def test_plot_timings(saxpy: Any, scale: Any, rng: np.random.Generator) -> None:
     with pytest.raises(ValueError, match="fmt"):
         tv.plot(fmt="gif")
     tv.close()
+
+
+def test_a_displayed_view_lives_until_closed(saxpy: Any, rng: np.random.Generator) -> None:
+    """``display(TimingsView())`` (as ``%vknb timings`` does) keeps no Python reference: the view
+    must live as long as its widget model does, and go once closed."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    tv = vw.TimingsView(min_interval=0)
+    InteractiveShell.instance().display_formatter.format(tv)  # what display() does
+    ref = weakref.ref(tv)
+    del tv
+    settle()
+    view = ref()
+    assert view is not None and view.live
+    n = view.renders
+    run_saxpy(saxpy, rng)
+    assert view.renders == n + 1  # still updating live
+    view.close()
+    del view
+    settle()
+    assert ref() is None

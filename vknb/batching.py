@@ -48,14 +48,13 @@ def current() -> Batch | None:
 
 
 class _Entry:
-    __slots__ = ("barrier", "cpush", "groups", "keep", "kernel", "pipeline", "push", "sets")
+    __slots__ = ("barrier", "cpush", "groups", "keep", "kernel", "pipeline", "sets")
 
-    def __init__(self, kernel: Kernel, pipeline: ComputePipeline, sets: Any, push: bytes,
-                 cpush: Any, groups: tuple[int, int, int], barrier: bool, keep: Any) -> None:
+    def __init__(self, kernel: Kernel, pipeline: ComputePipeline, sets: Any, cpush: Any,
+                 groups: tuple[int, int, int], barrier: bool, keep: Any) -> None:
         self.kernel = kernel
         self.pipeline = pipeline
         self.sets = sets
-        self.push = push
         self.cpush = cpush
         self.groups = groups
         self.barrier = barrier
@@ -116,6 +115,7 @@ class Batch:
         self._t_record = 0.0
         self._last_pipe: Any = None
         self._last_sets: Any = None
+        self._last_push: Any = None
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dev = self.device
         self._handles: dict[str, Any] = {}
@@ -204,6 +204,7 @@ class Batch:
             lib.vkCmdWriteTimestamp(self._cmd, 0x1, self._handles["query"], 0)  # TOP_OF_PIPE
         self._last_pipe = None
         self._last_sets = None
+        self._last_push = None
         self._recording = True
 
     def _end(self) -> None:
@@ -220,10 +221,14 @@ class Batch:
         self._recording = False
         self._recorded = True
 
-    def add(self, kernel: Kernel, pipe: ComputePipeline, sets: Any, push: bytes,
-            groups: tuple[int, int, int], reads: list[int], writes: list[int], keep: list[Any],
-            writeback: list[tuple[np.ndarray, Any]]) -> int:
-        """Record one dispatch (called by Kernel.__call__ inside a batch block)."""
+    def add(self, kernel: Kernel, pipe: ComputePipeline, sets: Any, cpush: Any,
+            groups: tuple[int, int, int], reads: list[int], writes: list[int], keep: Any,
+            writeback: Any) -> int:
+        """Record one dispatch (called by Kernel.__call__ inside a batch block).
+
+        ``cpush`` is the push-constant data as cdata (see :func:`_cpush`); ``keep`` is held
+        alive as long as the batch.
+        """
         if not self._recording:
             raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
         if pipe.device is not self.device:
@@ -239,9 +244,8 @@ class Batch:
             self.barriers += 1
         w.update(writes)
         r.update(reads)
-        cpush = _cpush(push)
         self._emit(self._cmd, pipe, sets, cpush, groups, hazard)
-        self.entries.append(_Entry(kernel, pipe, sets, push, cpush, groups, hazard, keep))
+        self.entries.append(_Entry(kernel, pipe, sets, cpush, groups, hazard, keep))
         if writeback:
             self._writeback.extend(writeback)
         return len(self.entries) - 1
@@ -256,11 +260,14 @@ class Batch:
             lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
             self._last_pipe = pipe
             self._last_sets = None
+            self._last_push = None
         if pipe.nsets and sets is not self._last_sets:
             lib.vkCmdBindDescriptorSets(cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, _vk.ffi.NULL)
             self._last_sets = sets
-        if pipe.push_size:
+        # Push-constant values persist across dispatches with the same layout: push on change.
+        if pipe.push_size and push is not self._last_push:
             lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, push)
+            self._last_push = push
         lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
 
     # -- submission ----------------------------------------------------------------------
@@ -331,13 +338,13 @@ class Batch:
                 if not 0 <= i < len(self.entries):
                     raise IndexError(f"batch has {len(self.entries)} dispatches; no dispatch {i}")
                 e = self.entries[i]
-                old = np.frombuffer(e.push, dtype=e.kernel.reflection.push_constants.dtype
-                                    if e.kernel.reflection.push_constants else np.uint8)
-                merged = {m: old[m].item() if old.dtype.names else None
-                          for m in (old.dtype.names or ())}
+                pc = e.kernel.reflection.push_constants
+                if pc is None:
+                    raise TypeError(f"dispatch {i} ({e.kernel.name}) has no push constants")
+                old = np.frombuffer(_vk.ffi.buffer(e.cpush, pc.size), dtype=pc.dtype)[0]
+                merged = {m.name: _item(old[m.name]) for m in pc.members if m.array_length != 0}
                 merged.update(values)
-                e.push = e.kernel._push_bytes(merged)
-                e.cpush = _cpush(e.push)
+                e.cpush = _cpush(e.kernel._push_bytes(merged))
             self._rerecord()
         return self.submit(wait=wait)
 
@@ -378,6 +385,15 @@ def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any) -> None:
         import logging
 
         logging.getLogger("vknb").exception("destroying a batch failed")
+
+
+def _item(v: Any) -> Any:
+    """A numpy field value as a Python value the Kernel's packer accepts."""
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, np.void):  # a nested struct
+        return {n: _item(v[n]) for n in v.dtype.names or ()}
+    return v.item() if hasattr(v, "item") else v
 
 
 def batch(device: Device | None = None, *, wait: bool = True) -> Batch:

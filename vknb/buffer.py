@@ -195,6 +195,7 @@ class Buffer:
         # Reading through a mapping is fast only from cached memory or memory that is host RAM
         # anyway (CPU drivers, integrated GPUs); uncached device memory (BAR) reads crawl.
         self._fast_read = bool(flags & HOST_CACHED) or dev.info.type in ("cpu", "integrated")
+        self._holders: weakref.WeakSet[_MappedView] = weakref.WeakSet()
         dev._buffers += 1
         dev._adopt(self)
         self._finalizer = weakref.finalize(self, _release_buffer, dev, handle, alloc)
@@ -207,10 +208,28 @@ class Buffer:
         return self._alloc is None
 
     def close(self) -> None:
-        """Release the buffer and its memory now (idempotent)."""
-        if self._alloc is not None:
-            self._alloc = None
+        """Release the buffer and its memory now (idempotent).
+
+        A zero-copy view from :meth:`mapped` that is still referenced delays the release of the
+        memory (not the close) until the view is gone, so that reading it cannot crash.
+        """
+        if self._alloc is None:
+            return
+        self._alloc = None
+        holders = list(self._holders)
+        if not holders:
             self._finalizer()
+            return
+        remaining = [len(holders)]
+        fin = self._finalizer
+
+        def one_gone() -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                fin()
+
+        for h in holders:
+            weakref.finalize(h, one_gone)
 
     def __enter__(self) -> Buffer:
         return self
@@ -253,7 +272,10 @@ class Buffer:
         self.device.synchronize()
         dt = np.dtype(dtype)
         n = self.nbytes // dt.itemsize
-        view = np.asarray(_MappedView(self, int(_vk.ffi.cast("uintptr_t", a.mapped)), n, dt))
+        holder = _MappedView(self, int(_vk.ffi.cast("uintptr_t", a.mapped)), n, dt)
+        self._holders.add(holder)
+        view = np.asarray(holder)
+        del holder
         self._invalidate(a)
         try:
             yield view

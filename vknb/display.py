@@ -618,6 +618,11 @@ def device_details_html(info: DeviceInfo) -> str:
             f"{''.join(boxes)}</div></div>")
 
 
+def _n(count: int, noun: str) -> str:
+    """``_n(1, 'block') -> '1 block'``, ``_n(2, 'block') -> '2 blocks'``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _bar(parts: list[tuple[float, str, str]], width_px: int = 220) -> str:
     """A horizontal bar: ``parts`` are (fraction of the whole, colour, tooltip), drawn overlaid."""
     inner = ""
@@ -666,6 +671,6 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
     title_html = f"<div><b>{_esc(title)}</b></div>" if title else ""
     return (f"<div class='vknb-memory'>{title_html}<table class='vknb'><thead><tr>{th}</tr></thead>"
             f"<tbody>{rows}</tbody></table><div style='color:#444'>vknb: "
-            f"{_esc(fmt_bytes(stats.allocated))} allocated in {stats.blocks} blocks, "
-            f"{_esc(fmt_bytes(stats.used))} used by {stats.buffers} live buffers"
+            f"{_esc(fmt_bytes(stats.allocated))} allocated in {_n(stats.blocks, 'block')}, "
+            f"{_esc(fmt_bytes(stats.used))} used by {_n(stats.buffers, 'live buffer')}"
             f"{_esc(budget_note)}</div><div style='font-size:90%'>{legend}</div></div>")

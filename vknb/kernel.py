@@ -38,7 +38,8 @@ from .buffer import Array, Buffer
 from ._device import Device, Submission, session_generation
 from ._device import device as session_device
 from .pipeline import ComputePipeline
-from .batching import current as _batch_current
+from .batching import _cpush
+from .batching import _local as _batching_local
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -231,8 +232,8 @@ def _groups(local: tuple[int, int, int], grid: Any, groups: Any,
 class _Fast:
     """A remembered call: what to dispatch when the same Arrays and values come again."""
 
-    __slots__ = ("epoch", "groups", "kernel_bytes", "pipe", "push", "reads", "refs", "sets",
-                 "writes")
+    __slots__ = ("cpush", "epoch", "groups", "kernel_bytes", "pipe", "push", "reads", "refs",
+                 "sets", "writes")
 
     def __init__(self, pipe: ComputePipeline, refs: list[Any], prep: _Prepared, sets: Any,
                  push: bytes, groups: tuple[int, int, int]) -> None:
@@ -245,6 +246,7 @@ class _Fast:
         self.kernel_bytes = prep.kernel_bytes
         self.sets = sets
         self.push = push
+        self.cpush = _cpush(push)
         self.groups = groups
 
     def prepared(self, arrays: list[Array]) -> _Prepared:
@@ -642,15 +644,16 @@ class Kernel:
         a ``with vknb.batch():`` block the dispatch is recorded, and the call returns its index
         in the batch.
         """
-        t0 = time.perf_counter()
         pipe = self.pipeline
-        dev = pipe.device
-        b = _batch_current()
+        b = _batching_local.__dict__.get("batch")
         fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
         if fast is not None:
             f, arrays = fast
             if b is not None:  # the hottest path: recording a repeated call
-                return b.add(self, pipe, f.sets, f.push, f.groups, f.reads, f.writes, arrays, ())
+                return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, arrays, ())
+        t0 = time.perf_counter()
+        dev = pipe.device
+        if fast is not None:
             prep, sets, push_bytes, grp = f.prepared(arrays), f.sets, f.push, f.groups
         else:
             vals, push = self._bind_args(args, kwargs)
@@ -663,8 +666,8 @@ class Kernel:
             prep.writes = [buf._serial for bd, buf, _ in prep.resources if not bd.readonly]
             self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
         if b is not None:
-            return b.add(self, pipe, sets, push_bytes, grp, prep.reads, prep.writes, prep.keep,
-                         prep.writeback)
+            return b.add(self, pipe, sets, _cpush(push_bytes), grp, prep.reads, prep.writes,
+                         prep.keep, prep.writeback)
         for buf in prep.keep:
             buf._busy = True
         try:

@@ -223,7 +223,13 @@ class DeviceExplorer(_View):
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per device: index, name, type, vendor, driver, api_version, total_memory,
-        score, score_type, score_memory, session (whether it is the session device)."""
+        score, score_type, score_memory, session (whether it is the session device).
+
+        Example
+        -------
+        >>> [r["name"] for r in DeviceExplorer().rows() if r["session"]]  # doctest: +SKIP
+        ['llvmpipe (LLVM 15.0.6, 256 bits)']
+        """
         cur = _session_index()
         return [
             {
@@ -243,8 +249,17 @@ class DeviceExplorer(_View):
         ]
 
     def details(self, index: int | None = None) -> dict[str, list[tuple[str, str]]]:
-        """The details of device ``index`` (default: the selected one), section by section."""
+        """The details of device ``index`` (default: the selected one), section by section
+        (see :func:`vknb.display.device_details`).
+
+        Example
+        -------
+        >>> dict(DeviceExplorer().details(0)["features"])["float64"]  # doctest: +SKIP
+        'yes'
+        """
         i = self.selected if index is None else index
+        if i is None:
+            raise ValueError("no device selected")
         return _display.device_details(self.infos[i])
 
     def _session_line(self) -> str:
@@ -422,7 +437,13 @@ class MemoryMonitor(_View):
         return d if d is not None and not d.closed else None
 
     def stats(self) -> MemoryStats | None:
-        """``device.memory_stats()``, or None where the device is gone."""
+        """``device.memory_stats()``, or None where the device is gone.
+
+        Example
+        -------
+        >>> MemoryMonitor().stats().blocks >= 0                   # doctest: +SKIP
+        True
+        """
         from .errors import ObjectClosed
 
         d = self.device
@@ -434,7 +455,13 @@ class MemoryMonitor(_View):
             return None
 
     def rows(self) -> list[dict[str, Any]]:
-        """Per heap: index, size, device_local, budget, usage, allocated, used (bytes)."""
+        """Per heap: index, size, device_local, budget, usage, allocated, used (bytes).
+
+        Example
+        -------
+        >>> [h["size"] for h in MemoryMonitor().rows()]          # doctest: +SKIP
+        [2147483648]
+        """
         s = self.stats()
         return [] if s is None else [vars(h).copy() for h in s.heaps]
 
@@ -459,8 +486,9 @@ class MemoryMonitor(_View):
                  fb(h.budget), fb(h.usage), fb(h.allocated), fb(h.used)] for h in s.heaps]
         text = (f"{title}\n" + _display._table(
             ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
-            rows, False) + f"\nvknb: {fb(s.allocated)} allocated in {s.blocks} blocks, "
-            f"{fb(s.used)} used by {s.buffers} live buffers")
+            rows, False) + f"\nvknb: {fb(s.allocated)} allocated in "
+            f"{_display._n(s.blocks, 'block')}, {fb(s.used)} used by "
+            f"{_display._n(s.buffers, 'live buffer')}")
         return _display.memory_stats_html(s, title), text
 
     def html(self) -> str:
@@ -622,7 +650,13 @@ def _clock(t: float) -> str:
 
 def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
     """The table's cells, one list per record: time, kernel, groups, workgroup, GPU ms,
-    host ms, bytes in, bytes out, GB/s (achieved bandwidth, where the byte count is known)."""
+    host ms, bytes in, bytes out, GB/s (achieved bandwidth, where the byte count is known).
+
+    Example
+    -------
+    >>> dispatch_rows(vknb.timings(last=1))[0][1]                # doctest: +SKIP
+    'saxpy'
+    """
     rows = []
     for r in records:
         bw = r.bandwidth_gbs
@@ -724,7 +758,13 @@ class TimingsView(_View):
         return None if v in (None, "all") else v
 
     def records(self) -> list[DispatchRecord]:
-        """The records shown: the filtered kernel's last ``.last.value``, oldest first."""
+        """The records shown: the filtered kernel's last ``.last.value``, oldest first.
+
+        Example
+        -------
+        >>> TimingsView("saxpy", last=5).records()[-1].kernel    # doctest: +SKIP
+        'saxpy'
+        """
         return _timing.timings(kernel=self.kernel, last=int(self.last.value))
 
     def summary(self) -> list[dict[str, Any]]:
@@ -832,7 +872,12 @@ class TimingsView(_View):
         return Image(figure_bytes(fig, "png"), format="png")
 
     def show_plot(self, kind: str = "all") -> None:
-        """Draw the plots into the widget (``.image``)."""
+        """Draw the plots into the widget (``.image``): what the Plot button does.
+
+        Example
+        -------
+        >>> tv = TimingsView(); tv.show_plot("timeline"); tv     # doctest: +SKIP
+        """
         self.image.value = figure_bytes(self.figure(kind), "png")
         self.image.layout.display = ""
 
