@@ -41,8 +41,11 @@ def _versions() -> dict[str, str]:
 
     from . import peers
 
-    out = {"vknb": vknb.__version__, "python": platform.python_version(),
-           "numpy": numpy.__version__}
+    out = {
+        "vknb": vknb.__version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+    }
     try:
         out["vulkan (PyPI)"] = metadata.version("vulkan")
     except metadata.PackageNotFoundError:
@@ -50,8 +53,9 @@ def _versions() -> dict[str, str]:
     glslc = shutil.which("glslc")
     if glslc:
         try:
-            first = subprocess.run([glslc, "--version"], capture_output=True, text=True,
-                                   timeout=30).stdout.splitlines()
+            first = subprocess.run(
+                [glslc, "--version"], capture_output=True, text=True, timeout=30
+            ).stdout.splitlines()
             out["glslc"] = first[0] if first else "?"
         except (OSError, subprocess.SubprocessError):
             out["glslc"] = "?"
@@ -72,14 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="vknb's benchmark suite: every row side by side with a raw `vulkan` baseline "
-                    "(and wgpu-py / CuPy when installed), checked against numpy before timing.")
-    ap.add_argument("--size", choices=("smoke", "cpu", "gpu"), default=None,
-                    help="problem sizes (default: gpu on a GPU, cpu on a CPU driver)")
+        "(and wgpu-py / CuPy when installed), checked against numpy before timing.",
+    )
+    ap.add_argument(
+        "--size",
+        choices=("smoke", "cpu", "gpu"),
+        default=None,
+        help="problem sizes (default: gpu on a GPU, cpu on a CPU driver)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="where to write the JSON")
     ap.add_argument("--md", type=Path, default=None, help="where to write the markdown")
     ap.add_argument("--repeat", type=int, default=None, help="timed repeats (median)")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated groups: dispatch,batch,saxpy,transfer,compile,library")
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated groups: dispatch,batch,saxpy,transfer,compile,library",
+    )
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
 
@@ -119,18 +131,24 @@ def main(argv: list[str] | None = None) -> int:
             "size": size,
             "repeat": suite.repeat,
             "argv": sys.argv[1:] if argv is None else list(argv),
-            "device": {"name": info.name, "type": info.type, "vendor": info.vendor,
-                       "driver": info.driver, "driver_info": info.driver_info,
-                       "api_version": info.api_version, "total_memory": info.total_memory},
+            "device": {
+                "name": info.name,
+                "type": info.type,
+                "vendor": info.vendor,
+                "driver": info.driver,
+                "driver_info": info.driver_info,
+                "api_version": info.api_version,
+                "total_memory": info.total_memory,
+            },
             "host": f"{platform.platform()}, {os.cpu_count()} CPUs, load average "
-                    f"{load_start} at start, {_load()} at end",
+            f"{load_start} at start, {_load()} at end",
             "versions": _versions(),
             "checks": f"{passed}/{len(checks)} checks against numpy passed"
-                      + (f"; FAILURES: {'; '.join(suite.failures)}" if suite.failures else ""),
+            + (f"; FAILURES: {'; '.join(suite.failures)}" if suite.failures else ""),
             "failures": suite.failures,
             "method": "warm-up, then the median of the repeats (perf_counter_ns, GC paused); "
-                      "GPU times from timestamp queries; transfers best of 3 after a warm-up; "
-                      "every side checked against numpy before it is timed.",
+            "GPU times from timestamp queries; transfers best of 3 after a warm-up; "
+            "every side checked against numpy before it is timed.",
             "runtime_s": time.perf_counter() - t_start,
             "ui_modules_imported": sorted(m for m in UI_MODULES if m in sys.modules),
         }

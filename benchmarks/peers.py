@@ -98,16 +98,21 @@ class WgpuTiny:
         usage = wgpu.BufferUsage
         self.x = d.create_buffer_with_data(data=x, usage=usage.STORAGE)
         self.y = d.create_buffer_with_data(
-            data=y, usage=usage.STORAGE | usage.COPY_SRC | usage.COPY_DST)
+            data=y, usage=usage.STORAGE | usage.COPY_SRC | usage.COPY_DST
+        )
         self.u = d.create_buffer(size=16, usage=usage.UNIFORM | usage.COPY_DST)
         module = d.create_shader_module(code=TINY_WGSL)
-        self.pipeline = d.create_compute_pipeline(layout="auto",
-                                                  compute={"module": module, "entry_point": "main"})
+        self.pipeline = d.create_compute_pipeline(
+            layout="auto", compute={"module": module, "entry_point": "main"}
+        )
         self.bind_group = d.create_bind_group(
             layout=self.pipeline.get_bind_group_layout(0),
-            entries=[{"binding": 0, "resource": {"buffer": self.x}},
-                     {"binding": 1, "resource": {"buffer": self.y}},
-                     {"binding": 2, "resource": {"buffer": self.u}}])
+            entries=[
+                {"binding": 0, "resource": {"buffer": self.x}},
+                {"binding": 1, "resource": {"buffer": self.y}},
+                {"binding": 2, "resource": {"buffer": self.u}},
+            ],
+        )
         self.groups = -(-y.size // 64)
         self._a = np.zeros(4, np.float32)
         # The documented wait; some wgpu-py releases break it (a callback signature that the
@@ -187,8 +192,9 @@ class CupySaxpy:
         self.cp = cupy
         self.x = cupy.asarray(x)
         self.y = cupy.asarray(y)
-        self.kernel = cupy.ElementwiseKernel("float32 a, float32 x", "float32 y",
-                                             "y = a * x + y", "bench_saxpy")
+        self.kernel = cupy.ElementwiseKernel(
+            "float32 a, float32 x", "float32 y", "y = a * x + y", "bench_saxpy"
+        )
 
     def run(self, a: float) -> None:
         self.kernel(np.float32(a), self.x, self.y)

@@ -65,18 +65,25 @@ def _vk() -> Any:
 class RawBuffer:
     """A ``VkBuffer`` with its own ``VkDeviceMemory`` (one allocation per buffer, as users do)."""
 
-    def __init__(self, rv: RawVulkan, nbytes: int, host_visible: bool = False,
-                 cached: bool = False) -> None:
+    def __init__(
+        self, rv: RawVulkan, nbytes: int, host_visible: bool = False, cached: bool = False
+    ) -> None:
         vk = rv.vk
         self.rv = rv
         self.nbytes = int(nbytes)
         self.size = max(16, (self.nbytes + 3) // 4 * 4)
-        self.handle = vk.vkCreateBuffer(rv.device, vk.VkBufferCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-            size=self.size,
-            usage=vk.VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT
-            | vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-            sharingMode=vk.VK_SHARING_MODE_EXCLUSIVE), None)
+        self.handle = vk.vkCreateBuffer(
+            rv.device,
+            vk.VkBufferCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                size=self.size,
+                usage=vk.VK_BUFFER_USAGE_STORAGE_BUFFER_BIT
+                | vk.VK_BUFFER_USAGE_TRANSFER_SRC_BIT
+                | vk.VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                sharingMode=vk.VK_SHARING_MODE_EXCLUSIVE,
+            ),
+            None,
+        )
         req = vk.vkGetBufferMemoryRequirements(rv.device, self.handle)
         if host_visible:
             want = vk.VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | vk.VK_MEMORY_PROPERTY_HOST_COHERENT_BIT
@@ -84,9 +91,15 @@ class RawBuffer:
         else:
             prefer = [vk.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT]
         mtype = rv.memory_type(req.memoryTypeBits, prefer)
-        self.memory = vk.vkAllocateMemory(rv.device, vk.VkMemoryAllocateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
-            allocationSize=req.size, memoryTypeIndex=mtype), None)
+        self.memory = vk.vkAllocateMemory(
+            rv.device,
+            vk.VkMemoryAllocateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                allocationSize=req.size,
+                memoryTypeIndex=mtype,
+            ),
+            None,
+        )
         vk.vkBindBufferMemory(rv.device, self.handle, self.memory, 0)
         self.mapped: np.ndarray | None = None
         if host_visible:
@@ -113,57 +126,113 @@ class RawPipeline:
     """Shader module, one descriptor-set layout of ``n_bindings`` storage buffers, pipeline layout
     with a push-constant range, the compute pipeline and a descriptor pool."""
 
-    def __init__(self, rv: RawVulkan, spirv: bytes, n_bindings: int, push_size: int,
-                 max_sets: int = 64) -> None:
+    def __init__(
+        self, rv: RawVulkan, spirv: bytes, n_bindings: int, push_size: int, max_sets: int = 64
+    ) -> None:
         vk, dev = rv.vk, rv.device
         self.rv = rv
         self.push_size = push_size
-        self.module = vk.vkCreateShaderModule(dev, vk.VkShaderModuleCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-            codeSize=len(spirv), pCode=spirv), None)
-        bindings = [vk.VkDescriptorSetLayoutBinding(
-            binding=i, descriptorType=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            descriptorCount=1, stageFlags=_COMPUTE_BIT) for i in range(n_bindings)]
-        self.set_layout = vk.vkCreateDescriptorSetLayout(dev, vk.VkDescriptorSetLayoutCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-            bindingCount=n_bindings, pBindings=bindings), None)
+        self.module = vk.vkCreateShaderModule(
+            dev,
+            vk.VkShaderModuleCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                codeSize=len(spirv),
+                pCode=spirv,
+            ),
+            None,
+        )
+        bindings = [
+            vk.VkDescriptorSetLayoutBinding(
+                binding=i,
+                descriptorType=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                descriptorCount=1,
+                stageFlags=_COMPUTE_BIT,
+            )
+            for i in range(n_bindings)
+        ]
+        self.set_layout = vk.vkCreateDescriptorSetLayout(
+            dev,
+            vk.VkDescriptorSetLayoutCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                bindingCount=n_bindings,
+                pBindings=bindings,
+            ),
+            None,
+        )
         ranges = [vk.VkPushConstantRange(stageFlags=_COMPUTE_BIT, offset=0, size=push_size)]
-        self.layout = vk.vkCreatePipelineLayout(dev, vk.VkPipelineLayoutCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
-            setLayoutCount=1, pSetLayouts=[self.set_layout],
-            pushConstantRangeCount=1 if push_size else 0,
-            pPushConstantRanges=ranges if push_size else None), None)
+        self.layout = vk.vkCreatePipelineLayout(
+            dev,
+            vk.VkPipelineLayoutCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                setLayoutCount=1,
+                pSetLayouts=[self.set_layout],
+                pushConstantRangeCount=1 if push_size else 0,
+                pPushConstantRanges=ranges if push_size else None,
+            ),
+            None,
+        )
         # Keep the nested stage struct (and the entry-point name it points to) in a variable
         # until vkCreateComputePipelines returns (binding pitfall: VK_ERROR_UNKNOWN otherwise).
         stage = vk.VkPipelineShaderStageCreateInfo(
             sType=vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-            stage=vk.VK_SHADER_STAGE_COMPUTE_BIT, module=self.module, pName="main")
+            stage=vk.VK_SHADER_STAGE_COMPUTE_BIT,
+            module=self.module,
+            pName="main",
+        )
         info = vk.VkComputePipelineCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO, stage=stage,
-            layout=self.layout, basePipelineIndex=-1)
+            sType=vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+            stage=stage,
+            layout=self.layout,
+            basePipelineIndex=-1,
+        )
         self.handle = vk.vkCreateComputePipelines(dev, None, 1, [info], None)[0]
         del stage, info
-        sizes = [vk.VkDescriptorPoolSize(type=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                         descriptorCount=max(1, n_bindings) * max_sets)]
-        self.pool = vk.vkCreateDescriptorPool(dev, vk.VkDescriptorPoolCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-            maxSets=max_sets, poolSizeCount=1, pPoolSizes=sizes), None)
+        sizes = [
+            vk.VkDescriptorPoolSize(
+                type=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                descriptorCount=max(1, n_bindings) * max_sets,
+            )
+        ]
+        self.pool = vk.vkCreateDescriptorPool(
+            dev,
+            vk.VkDescriptorPoolCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                maxSets=max_sets,
+                poolSizeCount=1,
+                pPoolSizes=sizes,
+            ),
+            None,
+        )
         rv._owned.append(self.destroy)
 
     def descriptor_set(self, buffers: Sequence[RawBuffer]) -> Any:
         """Allocate a descriptor set and point binding i at the whole of ``buffers[i]``."""
         vk, dev = self.rv.vk, self.rv.device
-        dset = vk.vkAllocateDescriptorSets(dev, vk.VkDescriptorSetAllocateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-            descriptorPool=self.pool, descriptorSetCount=1, pSetLayouts=[self.set_layout]))[0]
+        dset = vk.vkAllocateDescriptorSets(
+            dev,
+            vk.VkDescriptorSetAllocateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                descriptorPool=self.pool,
+                descriptorSetCount=1,
+                pSetLayouts=[self.set_layout],
+            ),
+        )[0]
         # The binding's VK_WHOLE_SIZE is -1 (rejected by the unsigned field): give the size.
-        infos = [vk.VkDescriptorBufferInfo(buffer=b.handle, offset=0, range=b.size)
-                 for b in buffers]
-        writes = [vk.VkWriteDescriptorSet(
-            sType=vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, dstSet=dset, dstBinding=i,
-            dstArrayElement=0, descriptorCount=1,
-            descriptorType=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, pBufferInfo=[infos[i]])
-            for i in range(len(buffers))]
+        infos = [
+            vk.VkDescriptorBufferInfo(buffer=b.handle, offset=0, range=b.size) for b in buffers
+        ]
+        writes = [
+            vk.VkWriteDescriptorSet(
+                sType=vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                dstSet=dset,
+                dstBinding=i,
+                dstArrayElement=0,
+                descriptorCount=1,
+                descriptorType=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                pBufferInfo=[infos[i]],
+            )
+            for i in range(len(buffers))
+        ]
         vk.vkUpdateDescriptorSets(dev, len(writes), writes, 0, None)
         return dset
 
@@ -202,11 +271,19 @@ class RawVulkan:
         self.instance = None
         self.device = None
         app = vk.VkApplicationInfo(
-            sType=vk.VK_STRUCTURE_TYPE_APPLICATION_INFO, pApplicationName="raw-baseline",
-            applicationVersion=1, pEngineName="none", engineVersion=1,
-            apiVersion=vk.VK_MAKE_VERSION(1, 2, 0))
-        self.instance = vk.vkCreateInstance(vk.VkInstanceCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, pApplicationInfo=app), None)
+            sType=vk.VK_STRUCTURE_TYPE_APPLICATION_INFO,
+            pApplicationName="raw-baseline",
+            applicationVersion=1,
+            pEngineName="none",
+            engineVersion=1,
+            apiVersion=vk.VK_MAKE_VERSION(1, 2, 0),
+        )
+        self.instance = vk.vkCreateInstance(
+            vk.VkInstanceCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, pApplicationInfo=app
+            ),
+            None,
+        )
         try:
             self._open(device_name)
         except BaseException:
@@ -221,8 +298,14 @@ class RawVulkan:
         if device_name:
             pick = next((i for i, p in enumerate(props) if device_name in p.deviceName), None)
         if pick is None:
-            pick = next((i for i, p in enumerate(props)
-                         if p.deviceType == vk.VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU), 0)
+            pick = next(
+                (
+                    i
+                    for i, p in enumerate(props)
+                    if p.deviceType == vk.VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU
+                ),
+                0,
+            )
         self.physical = phys[pick]
         self.props = props[pick]
         self.name = str(self.props.deviceName)
@@ -231,37 +314,63 @@ class RawVulkan:
         self.mem_props = vk.vkGetPhysicalDeviceMemoryProperties(self.physical)
         fams = vk.vkGetPhysicalDeviceQueueFamilyProperties(self.physical)
         compute = [i for i, f in enumerate(fams) if f.queueFlags & vk.VK_QUEUE_COMPUTE_BIT]
-        self.family = next((i for i in compute
-                            if not fams[i].queueFlags & vk.VK_QUEUE_GRAPHICS_BIT), compute[0])
+        self.family = next(
+            (i for i in compute if not fams[i].queueFlags & vk.VK_QUEUE_GRAPHICS_BIT), compute[0]
+        )
         bits = fams[self.family].timestampValidBits
         self.ts_mask = (1 << bits) - 1 if 0 < bits < 64 else UINT64_MAX
         self.has_timestamps = bits > 0
         qinfo = vk.VkDeviceQueueCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, queueFamilyIndex=self.family,
-            queueCount=1, pQueuePriorities=[1.0])
-        self.device = vk.vkCreateDevice(self.physical, vk.VkDeviceCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, queueCreateInfoCount=1,
-            pQueueCreateInfos=[qinfo]), None)
+            sType=vk.VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
+            queueFamilyIndex=self.family,
+            queueCount=1,
+            pQueuePriorities=[1.0],
+        )
+        self.device = vk.vkCreateDevice(
+            self.physical,
+            vk.VkDeviceCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                queueCreateInfoCount=1,
+                pQueueCreateInfos=[qinfo],
+            ),
+            None,
+        )
         del qinfo
         self.queue = vk.vkGetDeviceQueue(self.device, self.family, 0)
-        self.pool = vk.vkCreateCommandPool(self.device, vk.VkCommandPoolCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-            flags=vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-            queueFamilyIndex=self.family), None)
+        self.pool = vk.vkCreateCommandPool(
+            self.device,
+            vk.VkCommandPoolCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                flags=vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                queueFamilyIndex=self.family,
+            ),
+            None,
+        )
         self.cmd = self.command_buffer()
-        self.fence = vk.vkCreateFence(self.device, vk.VkFenceCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_FENCE_CREATE_INFO), None)
-        self.query_pool = vk.vkCreateQueryPool(self.device, vk.VkQueryPoolCreateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-            queryType=vk.VK_QUERY_TYPE_TIMESTAMP, queryCount=2), None)
+        self.fence = vk.vkCreateFence(
+            self.device, vk.VkFenceCreateInfo(sType=vk.VK_STRUCTURE_TYPE_FENCE_CREATE_INFO), None
+        )
+        self.query_pool = vk.vkCreateQueryPool(
+            self.device,
+            vk.VkQueryPoolCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                queryType=vk.VK_QUERY_TYPE_TIMESTAMP,
+                queryCount=2,
+            ),
+            None,
+        )
         self._ts = vk.ffi.new("uint64_t[2]")
         self.begin_info = vk.VkCommandBufferBeginInfo(
-            sType=vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO)
+            sType=vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO
+        )
         self.barrier = vk.VkMemoryBarrier(
             sType=vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
             srcAccessMask=vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
-            dstAccessMask=vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT
-            | vk.VK_ACCESS_TRANSFER_READ_BIT | vk.VK_ACCESS_HOST_READ_BIT)
+            dstAccessMask=vk.VK_ACCESS_SHADER_READ_BIT
+            | vk.VK_ACCESS_SHADER_WRITE_BIT
+            | vk.VK_ACCESS_TRANSFER_READ_BIT
+            | vk.VK_ACCESS_HOST_READ_BIT,
+        )
         self._staging: dict[str, RawBuffer] = {}
 
     # -- set-up helpers ---------------------------------------------------------------------
@@ -278,9 +387,15 @@ class RawVulkan:
     def command_buffer(self) -> Any:
         """A new primary command buffer from the pool."""
         vk = self.vk
-        return vk.vkAllocateCommandBuffers(self.device, vk.VkCommandBufferAllocateInfo(
-            sType=vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, commandPool=self.pool,
-            level=vk.VK_COMMAND_BUFFER_LEVEL_PRIMARY, commandBufferCount=1))[0]
+        return vk.vkAllocateCommandBuffers(
+            self.device,
+            vk.VkCommandBufferAllocateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                commandPool=self.pool,
+                level=vk.VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                commandBufferCount=1,
+            ),
+        )[0]
 
     def buffer(self, nbytes: int, host_visible: bool = False, cached: bool = False) -> RawBuffer:
         """A storage + transfer buffer, device-local (default) or host-visible and mapped."""
@@ -296,9 +411,18 @@ class RawVulkan:
         """Submit a recorded command buffer with the fence and wait for it."""
         vk = self.vk
         vk.vkResetFences(self.device, 1, [self.fence])
-        vk.vkQueueSubmit(self.queue, 1, [vk.VkSubmitInfo(
-            sType=vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, commandBufferCount=1,
-            pCommandBuffers=[cmd])], self.fence)
+        vk.vkQueueSubmit(
+            self.queue,
+            1,
+            [
+                vk.VkSubmitInfo(
+                    sType=vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                    commandBufferCount=1,
+                    pCommandBuffers=[cmd],
+                )
+            ],
+            self.fence,
+        )
         vk.vkWaitForFences(self.device, 1, [self.fence], vk.VK_TRUE, UINT64_MAX)
 
     def run(self, record: Callable[[Any], None], cmd: Any = None) -> None:
@@ -310,28 +434,42 @@ class RawVulkan:
         vk.vkEndCommandBuffer(cmd)
         self.submit_and_wait(cmd)
 
-    def record_dispatch(self, cmd: Any, p: RawPipeline, dset: Any, push: bytes,
-                        groups: tuple[int, int, int]) -> None:
+    def record_dispatch(
+        self, cmd: Any, p: RawPipeline, dset: Any, push: bytes, groups: tuple[int, int, int]
+    ) -> None:
         """Bind the pipeline and set, push the constants, dispatch."""
         vk = self.vk
         vk.vkCmdBindPipeline(cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, p.handle)
-        vk.vkCmdBindDescriptorSets(cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1,
-                                   [dset], 0, None)
+        vk.vkCmdBindDescriptorSets(
+            cmd, vk.VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, [dset], 0, None
+        )
         if p.push_size:
-            vk.vkCmdPushConstants(cmd, p.layout, _COMPUTE_BIT, 0, p.push_size,
-                                  vk.ffi.from_buffer(push))
+            vk.vkCmdPushConstants(
+                cmd, p.layout, _COMPUTE_BIT, 0, p.push_size, vk.ffi.from_buffer(push)
+            )
         vk.vkCmdDispatch(cmd, *groups)
 
     def record_barrier(self, cmd: Any) -> None:
         """Shader/transfer writes -> later shader, transfer and host reads."""
         vk = self.vk
         vk.vkCmdPipelineBarrier(
-            cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
-            vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
-            | vk.VK_PIPELINE_STAGE_HOST_BIT, 0, 1, [self.barrier], 0, None, 0, None)
+            cmd,
+            vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
+            vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT
+            | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+            | vk.VK_PIPELINE_STAGE_HOST_BIT,
+            0,
+            1,
+            [self.barrier],
+            0,
+            None,
+            0,
+            None,
+        )
 
-    def sync_dispatch(self, p: RawPipeline, dset: Any, push: bytes,
-                      groups: tuple[int, int, int]) -> None:
+    def sync_dispatch(
+        self, p: RawPipeline, dset: Any, push: bytes, groups: tuple[int, int, int]
+    ) -> None:
         """One call of a minimal runtime: record bind + push + dispatch, submit, wait.
 
         Example
@@ -345,8 +483,9 @@ class RawVulkan:
         vk.vkEndCommandBuffer(cmd)
         self.submit_and_wait(cmd)
 
-    def prerecord(self, p: RawPipeline, dset: Any, push: bytes,
-                  groups: tuple[int, int, int]) -> Any:
+    def prerecord(
+        self, p: RawPipeline, dset: Any, push: bytes, groups: tuple[int, int, int]
+    ) -> Any:
         """A command buffer with one dispatch, recorded once (for :meth:`resubmit`)."""
         vk = self.vk
         cmd = self.command_buffer()
@@ -359,15 +498,27 @@ class RawVulkan:
         """Submit an already recorded command buffer again and wait (no recording)."""
         self.submit_and_wait(cmd)
 
-    def record_dispatches(self, cmd: Any, p: RawPipeline, dset: Any, pushes: Sequence[bytes],
-                          groups: tuple[int, int, int]) -> None:
+    def record_dispatches(
+        self,
+        cmd: Any,
+        p: RawPipeline,
+        dset: Any,
+        pushes: Sequence[bytes],
+        groups: tuple[int, int, int],
+    ) -> None:
         """Record ``len(pushes)`` dependent dispatches, a barrier after each."""
         for push in pushes:
             self.record_dispatch(cmd, p, dset, push, groups)
             self.record_barrier(cmd)
 
-    def record_batch(self, cmd: Any, p: RawPipeline, dset: Any, pushes: Sequence[bytes],
-                     groups: tuple[int, int, int]) -> None:
+    def record_batch(
+        self,
+        cmd: Any,
+        p: RawPipeline,
+        dset: Any,
+        pushes: Sequence[bytes],
+        groups: tuple[int, int, int],
+    ) -> None:
         """Begin ``cmd``, record :meth:`record_dispatches`, end it (ready to submit)."""
         vk = self.vk
         vk.vkBeginCommandBuffer(cmd, self.begin_info)
@@ -388,17 +539,25 @@ class RawVulkan:
             vk.vkCmdResetQueryPool(cmd, self.query_pool, 0, 2)
             vk.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, self.query_pool, 0)
             record(cmd)
-            vk.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT,
-                                   self.query_pool, 1)
+            vk.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, self.query_pool, 1)
 
         self.run(rec)
-        vk.vkGetQueryPoolResults(self.device, self.query_pool, 0, 2, 16, self._ts, 8,
-                                 vk.VK_QUERY_RESULT_64_BIT | vk.VK_QUERY_RESULT_WAIT_BIT)
+        vk.vkGetQueryPoolResults(
+            self.device,
+            self.query_pool,
+            0,
+            2,
+            16,
+            self._ts,
+            8,
+            vk.VK_QUERY_RESULT_64_BIT | vk.VK_QUERY_RESULT_WAIT_BIT,
+        )
         ticks = ((self._ts[1] & self.ts_mask) - (self._ts[0] & self.ts_mask)) & self.ts_mask
         return ticks * self.timestamp_period_ns * 1e-6
 
-    def dispatch_gpu_ms(self, p: RawPipeline, dset: Any, push: bytes,
-                        groups: tuple[int, int, int]) -> float:
+    def dispatch_gpu_ms(
+        self, p: RawPipeline, dset: Any, push: bytes, groups: tuple[int, int, int]
+    ) -> float:
         """GPU time of one dispatch (timestamps around it)."""
         return self.gpu_ms(lambda cmd: self.record_dispatch(cmd, p, dset, push, groups))
 
@@ -494,8 +653,11 @@ def glslc_compile(source: str, glslc: str = "glslc") -> bytes:
         src = Path(d) / "k.comp"
         out = Path(d) / "k.spv"
         src.write_text(source)
-        subprocess.run([glslc, "--target-env=vulkan1.2", str(src), "-o", str(out)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [glslc, "--target-env=vulkan1.2", str(src), "-o", str(out)],
+            check=True,
+            capture_output=True,
+        )
         return out.read_bytes()
 
 

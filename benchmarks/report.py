@@ -84,23 +84,43 @@ def to_markdown(meta: dict[str, Any], rows: list[Row]) -> str:
     for r in rows:
         ratio = f"{r.ratio:.3g}×" if r.ratio is not None else "—"
         metric = f"{r.metric} [{r.unit}]" if r.unit else r.metric
-        cells = [metric, fmt(r.vknb), fmt(r.raw), ratio, fmt(r.wgpu), fmt(r.cupy),
-                 r.target or "", _met(r)]
+        cells = [
+            metric,
+            fmt(r.vknb),
+            fmt(r.raw),
+            ratio,
+            fmt(r.wgpu),
+            fmt(r.cupy),
+            r.target or "",
+            _met(r),
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    lines += ["", "ratio = vknb / raw: below 1 is better for times (µs, ms), above 1 for rates "
-              "(GB/s, GFLOP/s, %).", "", "Notes:", ""]
+    lines += [
+        "",
+        "ratio = vknb / raw: below 1 is better for times (µs, ms), above 1 for rates "
+        "(GB/s, GFLOP/s, %).",
+        "",
+        "Notes:",
+        "",
+    ]
     for r in rows:
         if r.notes or not r.check.startswith(("passed", "n/a")):
             check = "" if r.check in ("passed", "n/a") else f" Check: {r.check}."
-            lines.append(f"- `{r.id}`: {r.notes.strip().splitlines()[0] if r.notes else ''}"
-                         f"{check}")
+            lines.append(f"- `{r.id}`: {r.notes.strip().splitlines()[0] if r.notes else ''}{check}")
     return "\n".join(lines) + "\n"
 
 
 def to_json(meta: dict[str, Any], rows: list[Row]) -> str:
     """The run as JSON: ``{"meta": ..., "rows": [...]}`` (each row with its ratio)."""
-    return json.dumps({"meta": meta, "rows": [r.to_dict() for r in rows]}, indent=2,
-                      default=str, ensure_ascii=False) + "\n"
+    return (
+        json.dumps(
+            {"meta": meta, "rows": [r.to_dict() for r in rows]},
+            indent=2,
+            default=str,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 def write(meta: dict[str, Any], rows: list[Row], json_path: Path, md_path: Path) -> None:

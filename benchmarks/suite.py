@@ -69,17 +69,50 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # CI smoke test on lavapipe: every code path, tiny sizes, no timing assertions.
-    "smoke": Preset("smoke", repeat=3, inner=20, batch=32, saxpy_log2=(12, 14, 16),
-                    transfer_mib=4, matmul=128, reduce_log2=16, scan_log2=14,
-                    histogram_log2=16, transpose=256, blur=256),
+    "smoke": Preset(
+        "smoke",
+        repeat=3,
+        inner=20,
+        batch=32,
+        saxpy_log2=(12, 14, 16),
+        transfer_mib=4,
+        matmul=128,
+        reduce_log2=16,
+        scan_log2=14,
+        histogram_log2=16,
+        transpose=256,
+        blur=256,
+    ),
     # lavapipe on a few CPU cores: sizes that finish in a couple of minutes.
-    "cpu": Preset("cpu", repeat=7, inner=300, batch=1000, saxpy_log2=(18, 20, 22),
-                  transfer_mib=64, matmul=512, reduce_log2=22, scan_log2=20,
-                  histogram_log2=22, transpose=2048, blur=1024),
+    "cpu": Preset(
+        "cpu",
+        repeat=7,
+        inner=300,
+        batch=1000,
+        saxpy_log2=(18, 20, 22),
+        transfer_mib=64,
+        matmul=512,
+        reduce_log2=22,
+        scan_log2=20,
+        histogram_log2=22,
+        transpose=2048,
+        blur=1024,
+    ),
     # A data-centre GPU (the H100 targets are stated at these sizes).
-    "gpu": Preset("gpu", repeat=10, inner=2000, batch=1000, saxpy_log2=(20, 24, 26),
-                  transfer_mib=256, matmul=4096, reduce_log2=26, scan_log2=24,
-                  histogram_log2=26, transpose=8192, blur=4096),
+    "gpu": Preset(
+        "gpu",
+        repeat=10,
+        inner=2000,
+        batch=1000,
+        saxpy_log2=(20, 24, 26),
+        transfer_mib=256,
+        matmul=4096,
+        reduce_log2=26,
+        scan_log2=24,
+        histogram_log2=26,
+        transpose=8192,
+        blur=4096,
+    ),
 }
 
 
@@ -173,8 +206,9 @@ def per_call_us(fn: Callable[[], Any], inner: int, repeat: int) -> float:
     return statistics.median(samples)
 
 
-def interleaved_us(sides: dict[str, Callable[[], Any]], inner: int, repeat: int
-                   ) -> dict[str, float]:
+def interleaved_us(
+    sides: dict[str, Callable[[], Any]], inner: int, repeat: int
+) -> dict[str, float]:
     """:func:`per_call_us` for several sides at once, their loops interleaved (A B C A B C ...)
     so that a slow phase of the machine affects every side alike; medians per side.
 
@@ -203,8 +237,9 @@ def interleaved_us(sides: dict[str, Callable[[], Any]], inner: int, repeat: int
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def interleaved(sides: dict[str, Callable[[], float]], repeat: int, warmup: int = 1
-                ) -> dict[str, float]:
+def interleaved(
+    sides: dict[str, Callable[[], float]], repeat: int, warmup: int = 1
+) -> dict[str, float]:
     """Medians of the values (e.g. GPU ms) the sides return, called in turn A B A B ...
 
     Example
@@ -287,8 +322,10 @@ void main() {
 def salted(src: str, salt: int) -> str:
     """A variant of the tiny kernel whose SPIR-V differs (a branch on an impossible index), so
     that neither the SPIR-V cache nor the driver's pipeline cache can serve it."""
-    return src.replace("    if (i < y.length()) {",
-                       f"    if (i == {salt}u) {{ return; }}\n    if (i < y.length()) {{")
+    return src.replace(
+        "    if (i < y.length()) {",
+        f"    if (i == {salt}u) {{ return; }}\n    if (i < y.length()) {{",
+    )
 
 
 def load_library_kernel(name: str, defines: dict[str, Any] | None = None) -> Any:
@@ -346,8 +383,11 @@ class _VknbPlanRunner:
         total = 0.0
         for s in self.plan.steps:
             k = self.kernels[s.kernel]
-            rec = k(*(self.arrays[b] for b in s.buffers), groups=s.groups,
-                    **{m: v for m, _, v in s.push})
+            rec = k(
+                *(self.arrays[b] for b in s.buffers),
+                groups=s.groups,
+                **{m: v for m, _, v in s.push},
+            )
             if rec.gpu_ms is None:
                 raise RuntimeError("vknb recorded no GPU time (no timestamps on this queue)")
             total += rec.gpu_ms
@@ -368,8 +408,9 @@ class _RawPlanRunner:
         self.pipes: dict[str, RawPipeline] = {}
         for key, k in vknb_kernels.items():
             pc = k.reflection.push_constants
-            self.pipes[key] = rv.pipeline(k.spirv, len(k.reflection.bindings),
-                                          pc.size if pc is not None else 0)
+            self.pipes[key] = rv.pipeline(
+                k.spirv, len(k.reflection.bindings), pc.size if pc is not None else 0
+            )
         self.bufs: dict[str, RawBuffer] = {}
         self.dtypes: dict[str, tuple[int, np.dtype]] = {}
         for name, b in plan.buffers.items():
@@ -386,8 +427,9 @@ class _RawPlanRunner:
         for s in plan.steps:
             key = (s.kernel, s.buffers)
             if key not in self.sets:
-                self.sets[key] = self.pipes[s.kernel].descriptor_set([self.bufs[b]
-                                                                      for b in s.buffers])
+                self.sets[key] = self.pipes[s.kernel].descriptor_set(
+                    [self.bufs[b] for b in s.buffers]
+                )
             fmt = "".join(f for _, f, _ in s.push)
             raw = pack(fmt, *(v for _, _, v in s.push))
             size = self.pipes[s.kernel].push_size
@@ -396,8 +438,9 @@ class _RawPlanRunner:
     def run(self) -> float:
         total = 0.0
         for s, push in zip(self.plan.steps, self.pushes, strict=True):
-            total += self.rv.dispatch_gpu_ms(self.pipes[s.kernel], self.sets[(s.kernel, s.buffers)],
-                                             push, s.groups)
+            total += self.rv.dispatch_gpu_ms(
+                self.pipes[s.kernel], self.sets[(s.kernel, s.buffers)], push, s.groups
+            )
         return total
 
     def output(self) -> np.ndarray:
@@ -439,9 +482,13 @@ class Suite:
 
     GROUPS = ("dispatch", "batch", "saxpy", "transfer", "compile", "library")
 
-    def __init__(self, preset: Preset, repeat: int | None = None,
-                 only: Sequence[str] | None = None, log: Callable[[str], None] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        preset: Preset,
+        repeat: int | None = None,
+        only: Sequence[str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         import vknb
 
         self.vknb = vknb
@@ -482,10 +529,18 @@ class Suite:
                 except Exception as e:
                     msg = f"{type(e).__name__}: {e}"
                     self.failures.append(f"{g}: {msg}")
-                    self.rows.append(Row(f"{g}_error", f"{g}: benchmark raised", "", "lower",
-                                         vknb=f"error: {msg[:200]}", raw="n/a: see error",
-                                         check=f"failed: {msg[:300]}",
-                                         notes=traceback.format_exc(limit=4)))
+                    self.rows.append(
+                        Row(
+                            f"{g}_error",
+                            f"{g}: benchmark raised",
+                            "",
+                            "lower",
+                            vknb=f"error: {msg[:200]}",
+                            raw="n/a: see error",
+                            check=f"failed: {msg[:300]}",
+                            notes=traceback.format_exc(limit=4),
+                        )
+                    )
                 self.log(f"  {g} done in {time.perf_counter() - t0:.1f} s")
         finally:
             self.rv.close()
@@ -568,11 +623,13 @@ class Suite:
         w = None
         w_us: Cell = self.wgpu_why
         if self.wgpu_ok:
+
             def wgpu_setup() -> Any:
                 wt = peers.WgpuTiny(x, y0)
                 wt.call(2.0)
                 _check(np.array_equal(wt.read_y(), y0 + 2 * x), "wgpu tiny kernel result")
                 return wt
+
             try:
                 w = wgpu_setup()
                 sides["wgpu"] = lambda: w.call(1.0)
@@ -586,11 +643,20 @@ class Suite:
         v_us, r_us = t["vknb"], t["raw"]
         if "wgpu" in t:
             w_us = t["wgpu"]
-        row = Row("sync_dispatch", "sync dispatch, tiny kernel (256 floats, device Arrays)",
-                  "µs/call", "lower", vknb=v_us, raw=r_us, wgpu=w_us, cupy="n/a: not measured",
-                  target="≤ 25 µs (H100); ≤ 0.7× raw (lavapipe)", check=check,
-                  notes="vknb: k(X, Y, a=1.0, grid=256). raw: per call record bind + push "
-                        "constants + dispatch, submit with a fence, wait.")
+        row = Row(
+            "sync_dispatch",
+            "sync dispatch, tiny kernel (256 floats, device Arrays)",
+            "µs/call",
+            "lower",
+            vknb=v_us,
+            raw=r_us,
+            wgpu=w_us,
+            cupy="n/a: not measured",
+            target="≤ 25 µs (H100); ≤ 0.7× raw (lavapipe)",
+            check=check,
+            notes="vknb: k(X, Y, a=1.0, grid=256). raw: per call record bind + push "
+            "constants + dispatch, submit with a fence, wait.",
+        )
         if self.is_cpu:
             row.met = row.ratio is not None and row.ratio <= 0.7
             row.met_note = "lavapipe: ≤ 0.7× raw"
@@ -612,20 +678,30 @@ class Suite:
                 _check(np.array_equal(Y.numpy(), before + x), "vknb 1-dispatch replay result")
 
             check = self.checked("resubmit", check_replay)
-            t = interleaved_us({"vknb": b1.replay, "raw": lambda: rv.resubmit(cmd)}, p.inner,
-                               self.repeat)
+            t = interleaved_us(
+                {"vknb": b1.replay, "raw": lambda: rv.resubmit(cmd)}, p.inner, self.repeat
+            )
             v2: Cell = t["vknb"]
             r2 = t["raw"]
             b1.close()
         else:
             check, v2 = "n/a: vknb.batch missing", "n/a (vknb.batch missing)"
             r2 = per_call_us(lambda: rv.resubmit(cmd), p.inner, self.repeat)
-        self.add(Row("sync_resubmit", "sync resubmit of a pre-recorded dispatch", "µs/call",
-                     "lower", vknb=v2, raw=r2,
-                     wgpu="n/a: WebGPU command buffers are single-use",
-                     cupy="n/a: not measured", check=check,
-                     notes="vknb: b.replay() of a 1-dispatch batch. raw: vkQueueSubmit of the "
-                           "recorded command buffer + wait. The floor of a sync call."))
+        self.add(
+            Row(
+                "sync_resubmit",
+                "sync resubmit of a pre-recorded dispatch",
+                "µs/call",
+                "lower",
+                vknb=v2,
+                raw=r2,
+                wgpu="n/a: WebGPU command buffers are single-use",
+                cupy="n/a: not measured",
+                check=check,
+                notes="vknb: b.replay() of a 1-dispatch batch. raw: vkQueueSubmit of the "
+                "recorded command buffer + wait. The floor of a sync call.",
+            )
+        )
 
     # -- batches --------------------------------------------------------------------------
 
@@ -639,13 +715,20 @@ class Suite:
         rv, rp, rds, g = self.rv, self.rp, self.rds, self.tiny_groups
         N = self.p.batch
         R = self.repeat
-        ids = ("batch_record", "batch_total", "batch_replay", "batch_replay_update",
-               "batch_gpu")
+        ids = ("batch_record", "batch_total", "batch_replay", "batch_replay_update", "batch_gpu")
         if not _has_batch(vknb):
             for i in ids:
-                self.add(Row(i, f"{i} (vknb.batch missing)", "µs/dispatch", "lower",
-                             vknb="n/a (vknb.batch missing)", raw="n/a (vknb.batch missing)",
-                             check="n/a: vknb.batch missing"))
+                self.add(
+                    Row(
+                        i,
+                        f"{i} (vknb.batch missing)",
+                        "µs/dispatch",
+                        "lower",
+                        vknb="n/a (vknb.batch missing)",
+                        raw="n/a (vknb.batch missing)",
+                        check="n/a: vknb.batch missing",
+                    )
+                )
             return
 
         def vknb_batch() -> tuple[Any, float, float]:
@@ -709,6 +792,7 @@ class Suite:
         w_rec: Cell = self.wgpu_why
         w_tot: Cell = self.wgpu_why
         if self.wgpu_ok:
+
             def wgpu_batch() -> tuple[float, float]:
                 w = peers.WgpuTiny(x, y0)
                 try:
@@ -725,26 +809,49 @@ class Suite:
                     once()
                     _check(np.array_equal(w.read_y(), y0 + N * x), "wgpu batch")
                     runs = [once() for _ in range(R)]
-                    return (statistics.median(r[0] for r in runs),
-                            statistics.median(r[1] for r in runs))
+                    return (
+                        statistics.median(r[0] for r in runs),
+                        statistics.median(r[1] for r in runs),
+                    )
                 finally:
                     w.close()
+
             try:
                 w_rec, w_tot = wgpu_batch()
             except Exception as e:
                 w_rec = w_tot = f"n/a: {type(e).__name__}: {str(e)[:120]}"
 
-        self.add(Row("batch_record", f"batch of {N}: Python recording only", "µs/dispatch",
-                     "lower", vknb=v_rec, raw=r_rec, wgpu=w_rec, cupy="n/a: not measured",
-                     check=check,
-                     notes="vknb: `with vknb.batch(): k(X, Y, a=1.0, grid=256)` up to the end "
-                           "of the block body. raw: vkCmdBindPipeline + BindDescriptorSets + "
-                           "PushConstants + Dispatch + PipelineBarrier per dispatch."))
-        row = self.add(Row("batch_total", f"batch of {N}: recording + submit + wait",
-                           "µs/dispatch", "lower", vknb=v_tot, raw=r_tot, wgpu=w_tot,
-                           cupy="n/a: not measured", target="≤ 3 µs (H100; wgpu-py 4.5)",
-                           check=check,
-                           notes="The whole `with vknb.batch()` block, divided by N."))
+        self.add(
+            Row(
+                "batch_record",
+                f"batch of {N}: Python recording only",
+                "µs/dispatch",
+                "lower",
+                vknb=v_rec,
+                raw=r_rec,
+                wgpu=w_rec,
+                cupy="n/a: not measured",
+                check=check,
+                notes="vknb: `with vknb.batch(): k(X, Y, a=1.0, grid=256)` up to the end "
+                "of the block body. raw: vkCmdBindPipeline + BindDescriptorSets + "
+                "PushConstants + Dispatch + PipelineBarrier per dispatch.",
+            )
+        )
+        row = self.add(
+            Row(
+                "batch_total",
+                f"batch of {N}: recording + submit + wait",
+                "µs/dispatch",
+                "lower",
+                vknb=v_tot,
+                raw=r_tot,
+                wgpu=w_tot,
+                cupy="n/a: not measured",
+                target="≤ 3 µs (H100; wgpu-py 4.5)",
+                check=check,
+                notes="The whole `with vknb.batch()` block, divided by N.",
+            )
+        )
         self.judge_h100(row, v_tot <= 3.0)
 
         # replay, as is
@@ -768,13 +875,21 @@ class Suite:
         self.checked("replay (raw)", check_raw_replay)
         t = interleaved_us({"vknb": b.replay, "raw": lambda: rv.submit_and_wait(bc)}, 1, R)
         v_rep, r_rep = t["vknb"] / N, t["raw"] / N
-        row = self.add(Row("batch_replay", f"replay of the recorded batch of {N} (submit + wait)",
-                           "µs/dispatch", "lower", vknb=v_rep, raw=r_rep,
-                           wgpu="n/a: WebGPU command buffers are single-use",
-                           cupy="n/a: not measured",
-                           target="≤ 1.5 µs (H100; raw 2.1, CUDA graph 1.0)", check=check_r,
-                           notes="vknb: b.replay(). raw: vkQueueSubmit of the same command "
-                                 "buffer + wait."))
+        row = self.add(
+            Row(
+                "batch_replay",
+                f"replay of the recorded batch of {N} (submit + wait)",
+                "µs/dispatch",
+                "lower",
+                vknb=v_rep,
+                raw=r_rep,
+                wgpu="n/a: WebGPU command buffers are single-use",
+                cupy="n/a: not measured",
+                target="≤ 1.5 µs (H100; raw 2.1, CUDA graph 1.0)",
+                check=check_r,
+                notes="vknb: b.replay(). raw: vkQueueSubmit of the same command buffer + wait.",
+            )
+        )
         self.judge_h100(row, v_rep <= 1.5)
 
         # replay with one dispatch's push constants changed
@@ -783,8 +898,10 @@ class Suite:
         def check_update() -> None:
             before = Y.numpy()
             b.replay({mid: {"a": 2.0}})
-            _check(np.array_equal(Y.numpy(), before + (N + 1) * x),
-                   "vknb replay with dispatch N/2 at a=2.0")
+            _check(
+                np.array_equal(Y.numpy(), before + (N + 1) * x),
+                "vknb replay with dispatch N/2 at a=2.0",
+            )
 
         check_u = self.checked("replay with update", check_update)
         flip = [1.0]
@@ -801,13 +918,21 @@ class Suite:
 
         t = interleaved_us({"vknb": upd, "raw": raw_upd}, 1, R)
         v_upd, r_upd = t["vknb"] / N, t["raw"] / N
-        self.add(Row("batch_replay_update",
-                     f"replay of the batch of {N} with new push constants for one dispatch",
-                     "µs/dispatch", "lower", vknb=v_upd, raw=r_upd,
-                     wgpu="n/a: WebGPU command buffers are single-use",
-                     cupy="n/a: not measured", check=check_u,
-                     notes="vknb: b.replay({N//2: {'a': 2.0}}). raw: re-record the command "
-                           "buffer with the new constant, submit, wait."))
+        self.add(
+            Row(
+                "batch_replay_update",
+                f"replay of the batch of {N} with new push constants for one dispatch",
+                "µs/dispatch",
+                "lower",
+                vknb=v_upd,
+                raw=r_upd,
+                wgpu="n/a: WebGPU command buffers are single-use",
+                cupy="n/a: not measured",
+                check=check_u,
+                notes="vknb: b.replay({N//2: {'a': 2.0}}). raw: re-record the command "
+                "buffer with the new constant, submit, wait.",
+            )
+        )
 
         # GPU time of the batch per dispatch
         def raw_gpu() -> float:
@@ -815,11 +940,21 @@ class Suite:
             return rv.gpu_ms(lambda cmd: rv.record_dispatches(cmd, rp, rds, pushes, g))
 
         r_gpu = median_of(raw_gpu, R) * 1e3 / N
-        self.add(Row("batch_gpu", f"batch of {N}: GPU time (timestamps)", "µs/dispatch",
-                     "lower", vknb=v_gpu, raw=r_gpu, wgpu="n/a: not measured",
-                     cupy="n/a: not measured", check=check,
-                     notes="vknb: b.gpu_ms / N. raw: timestamps around the same N dispatches "
-                           "and barriers."))
+        self.add(
+            Row(
+                "batch_gpu",
+                f"batch of {N}: GPU time (timestamps)",
+                "µs/dispatch",
+                "lower",
+                vknb=v_gpu,
+                raw=r_gpu,
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                check=check,
+                notes="vknb: b.gpu_ms / N. raw: timestamps around the same N dispatches "
+                "and barriers.",
+            )
+        )
         b.close()
 
     # -- SAXPY and the copy ceiling -------------------------------------------------------
@@ -843,8 +978,9 @@ class Suite:
         finally:
             rp.destroy()
 
-    def _saxpy_size(self, ks: Any, rp: RawPipeline, log2: int, src_note: str,
-                    largest: bool) -> None:
+    def _saxpy_size(
+        self, ks: Any, rp: RawPipeline, log2: int, src_note: str, largest: bool
+    ) -> None:
         vknb, rv, R = self.vknb, self.rv, self.repeat
         a = 2.0
         N = 1 << log2
@@ -858,6 +994,7 @@ class Suite:
         cbytes = 6 * N  # copy 6N bytes: 6N read + 6N written = the 12N bytes SAXPY moves
         src, dst = rv.buffer(cbytes), rv.buffer(cbytes)
         try:
+
             def check_vknb() -> None:
                 ks(X, Y, a=a, n=N, groups=groups)
                 _close_all(Y.numpy(), ref, 1e-5, 1e-6, f"vknb saxpy 2^{log2}")
@@ -880,17 +1017,24 @@ class Suite:
                     raise RuntimeError("no GPU time (no timestamps)")
                 return float(rec.gpu_ms)
 
-            t = interleaved({"vknb": vk_ms,
-                             "raw": lambda: rv.dispatch_gpu_ms(rp, ds, push, (groups, 1, 1)),
-                             "copy": lambda: rv.copy_gpu_ms(src, dst, cbytes)}, R)
+            t = interleaved(
+                {
+                    "vknb": vk_ms,
+                    "raw": lambda: rv.dispatch_gpu_ms(rp, ds, push, (groups, 1, 1)),
+                    "copy": lambda: rv.copy_gpu_ms(src, dst, cbytes),
+                },
+                R,
+            )
             v_ms, r_ms, c_ms = t["vknb"], t["raw"], t["copy"]
             c_ms_cupy: Cell = self.cupy_why
             if self.cupy_ok:
+
                 def cupy_saxpy() -> float:
                     cs = peers.CupySaxpy(x, y0)
                     cs.run(a)
                     _close_all(cs.y_host(), ref, 1e-5, 1e-6, "cupy saxpy")
                     return median_of(lambda: cs.gpu_ms(a), R)
+
                 c_ms_cupy = peer_cell(cupy_saxpy)
         finally:
             X.close()
@@ -902,26 +1046,54 @@ class Suite:
         v_gbs, r_gbs = _gbs(bytes_, v_ms), _gbs(bytes_, r_ms)
         cu_gbs: Cell = _gbs(bytes_, float(c_ms_cupy)) if _num(c_ms_cupy) else c_ms_cupy
         size = f"2^{log2}"
-        self.add(Row(f"saxpy_{log2}", f"SAXPY {size} floats ({src_note})", "GB/s", "higher",
-                     vknb=v_gbs, raw=r_gbs, wgpu="n/a: not measured", cupy=cu_gbs,
-                     check=check,
-                     notes="12 bytes per element (x and y read, y written) / GPU time "
-                           "from timestamps; same SPIR-V on both sides.",
-                     extra={"vknb_gpu_ms": v_ms, "raw_gpu_ms": r_ms, "groups": groups}))
-        self.add(Row(f"copy_{log2}", f"vkCmdCopyBuffer of 6×{size} bytes (ceiling)",
-                     "GB/s", "higher", vknb="n/a: measured by the raw side",
-                     raw=copy_gbs, wgpu="n/a: not measured", cupy="n/a: not measured",
-                     check="n/a: no computation",
-                     notes="device-local -> device-local; counted as read + write "
-                           "(2 × 6N bytes), the same bytes SAXPY moves.",
-                     extra={"gpu_ms": c_ms, "bytes": cbytes}))
+        self.add(
+            Row(
+                f"saxpy_{log2}",
+                f"SAXPY {size} floats ({src_note})",
+                "GB/s",
+                "higher",
+                vknb=v_gbs,
+                raw=r_gbs,
+                wgpu="n/a: not measured",
+                cupy=cu_gbs,
+                check=check,
+                notes="12 bytes per element (x and y read, y written) / GPU time "
+                "from timestamps; same SPIR-V on both sides.",
+                extra={"vknb_gpu_ms": v_ms, "raw_gpu_ms": r_ms, "groups": groups},
+            )
+        )
+        self.add(
+            Row(
+                f"copy_{log2}",
+                f"vkCmdCopyBuffer of 6×{size} bytes (ceiling)",
+                "GB/s",
+                "higher",
+                vknb="n/a: measured by the raw side",
+                raw=copy_gbs,
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                check="n/a: no computation",
+                notes="device-local -> device-local; counted as read + write "
+                "(2 × 6N bytes), the same bytes SAXPY moves.",
+                extra={"gpu_ms": c_ms, "bytes": cbytes},
+            )
+        )
         cu_share: Cell = (100 * float(cu_gbs) / copy_gbs) if _num(cu_gbs) else cu_gbs
-        row = self.add(Row(f"saxpy_share_{log2}", f"SAXPY {size}: share of copy bandwidth",
-                           "%", "higher", vknb=100 * v_gbs / copy_gbs,
-                           raw=100 * r_gbs / copy_gbs, wgpu="n/a: not measured",
-                           cupy=cu_share, target="≥ 90% at 2^26 (H100)" if largest else "",
-                           check=check,
-                           notes="SAXPY GB/s / vkCmdCopyBuffer GB/s, both measured in this run."))
+        row = self.add(
+            Row(
+                f"saxpy_share_{log2}",
+                f"SAXPY {size}: share of copy bandwidth",
+                "%",
+                "higher",
+                vknb=100 * v_gbs / copy_gbs,
+                raw=100 * r_gbs / copy_gbs,
+                wgpu="n/a: not measured",
+                cupy=cu_share,
+                target="≥ 90% at 2^26 (H100)" if largest else "",
+                check=check,
+                notes="SAXPY GB/s / vkCmdCopyBuffer GB/s, both measured in this run.",
+            )
+        )
         if largest:
             self.judge_h100(row, 100 * v_gbs / copy_gbs >= 90.0, sized=log2 == 26)
 
@@ -940,8 +1112,10 @@ class Suite:
 
         # vknb.asarray (new Array each time)
         first = vknb.asarray(a)
-        check = self.checked("numpy->device", lambda: _check(np.array_equal(first.numpy(), a),
-                                                               "vknb.asarray round trip"))
+        check = self.checked(
+            "numpy->device",
+            lambda: _check(np.array_equal(first.numpy(), a), "vknb.asarray round trip"),
+        )
         first.close()
         times = []
         for _ in range(best):
@@ -956,8 +1130,9 @@ class Suite:
         v_upd = nbytes / min(wall_s(lambda: arr.update(a)) for _ in range(best)) / 1e9
         # Array.numpy(out=)
         arr.numpy(out=out)
-        check_d = self.checked("device->numpy", lambda: _check(np.array_equal(out, a),
-                                                                "Array.numpy(out=) round trip"))
+        check_d = self.checked(
+            "device->numpy", lambda: _check(np.array_equal(out, a), "Array.numpy(out=) round trip")
+        )
         v_d2h = nbytes / min(wall_s(lambda: arr.numpy(out=out)) for _ in range(best)) / 1e9
         arr.close()
 
@@ -967,8 +1142,9 @@ class Suite:
             rv.upload(rb, a)
             out2 = np.empty_like(a)
             rv.download(rb, out2)
-            self.checked("raw transfers", lambda: _check(np.array_equal(out2, a),
-                                                         "raw staging round trip"))
+            self.checked(
+                "raw transfers", lambda: _check(np.array_equal(out2, a), "raw staging round trip")
+            )
             r_h2d = nbytes / min(wall_s(lambda: rv.upload(rb, a)) for _ in range(best)) / 1e9
             r_d2h = nbytes / min(wall_s(lambda: rv.download(rb, out2)) for _ in range(best)) / 1e9
         finally:
@@ -977,6 +1153,7 @@ class Suite:
         cu_h2d: Cell = self.cupy_why
         cu_d2h: Cell = self.cupy_why
         if self.cupy_ok:
+
             def cupy_t() -> tuple[float, float]:
                 _, d = peers.cupy_h2d_s(a)
                 o = np.empty_like(a)
@@ -985,28 +1162,61 @@ class Suite:
                 h = min(peers.cupy_h2d_s(a)[0] for _ in range(best))
                 dd = min(peers.cupy_d2h_s(d, o) for _ in range(best))
                 return nbytes / h / 1e9, nbytes / dd / 1e9
+
             try:
                 cu_h2d, cu_d2h = cupy_t()
             except Exception as e:
                 cu_h2d = cu_d2h = f"n/a: {type(e).__name__}: {str(e)[:120]}"
 
-        note_raw = ("raw: memcpy into one host-visible staging buffer, vkCmdCopyBuffer, wait "
-                    "(single-threaded, like the peers).")
-        row = self.add(Row("h2d", f"numpy -> device, {mib} MiB (vknb.asarray)", "GB/s",
-                           "higher", vknb=v_h2d, raw=r_h2d, wgpu="n/a: not measured",
-                           cupy=cu_h2d, target="≥ 25 GB/s at 256 MiB (H100; peers ~9)",
-                           check=check,
-                           notes="Best of 3 after a warm-up; includes allocating the Array. "
-                                 + note_raw))
+        note_raw = (
+            "raw: memcpy into one host-visible staging buffer, vkCmdCopyBuffer, wait "
+            "(single-threaded, like the peers)."
+        )
+        row = self.add(
+            Row(
+                "h2d",
+                f"numpy -> device, {mib} MiB (vknb.asarray)",
+                "GB/s",
+                "higher",
+                vknb=v_h2d,
+                raw=r_h2d,
+                wgpu="n/a: not measured",
+                cupy=cu_h2d,
+                target="≥ 25 GB/s at 256 MiB (H100; peers ~9)",
+                check=check,
+                notes="Best of 3 after a warm-up; includes allocating the Array. " + note_raw,
+            )
+        )
         self.judge_h100(row, v_h2d >= 25.0, sized)
-        self.add(Row("h2d_update", f"numpy -> existing device Array, {mib} MiB (Array.update)",
-                     "GB/s", "higher", vknb=v_upd, raw=r_h2d, wgpu="n/a: not measured",
-                     cupy="n/a: not measured", check=check,
-                     notes="Best of 3; no allocation. " + note_raw))
-        row = self.add(Row("d2h", f"device -> numpy, {mib} MiB (Array.numpy(out=))", "GB/s",
-                           "higher", vknb=v_d2h, raw=r_d2h, wgpu="n/a: not measured",
-                           cupy=cu_d2h, target="≥ 25 GB/s at 256 MiB (H100; peers ~9)",
-                           check=check_d, notes="Best of 3 after a warm-up. " + note_raw))
+        self.add(
+            Row(
+                "h2d_update",
+                f"numpy -> existing device Array, {mib} MiB (Array.update)",
+                "GB/s",
+                "higher",
+                vknb=v_upd,
+                raw=r_h2d,
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                check=check,
+                notes="Best of 3; no allocation. " + note_raw,
+            )
+        )
+        row = self.add(
+            Row(
+                "d2h",
+                f"device -> numpy, {mib} MiB (Array.numpy(out=))",
+                "GB/s",
+                "higher",
+                vknb=v_d2h,
+                raw=r_d2h,
+                wgpu="n/a: not measured",
+                cupy=cu_d2h,
+                target="≥ 25 GB/s at 256 MiB (H100; peers ~9)",
+                check=check_d,
+                notes="Best of 3 after a warm-up. " + note_raw,
+            )
+        )
         self.judge_h100(row, v_d2h >= 25.0, sized)
 
     # -- compile --------------------------------------------------------------------------
@@ -1060,6 +1270,7 @@ class Suite:
         if glslc is None:
             r_cold = r_cached = "n/a: glslc not on PATH"
         else:
+
             def raw_once(src: str) -> float:
                 t0 = time.perf_counter_ns()
                 spirv = glslc_compile("#version 450\n" + src, glslc)
@@ -1070,18 +1281,39 @@ class Suite:
 
             r_cold = median_of(lambda: raw_once(self._salted()), R)
             r_cached = median_of(lambda: raw_once(cell), R)
-        self.add(Row("compile_cold", "cold compile of a cell (glslc + reflect + pipeline)", "ms",
-                     "lower", vknb=v_cold, raw=r_cold, wgpu="n/a: not measured",
-                     cupy="n/a: not measured", check=check,
-                     notes="vknb: vknb.clear_cache() then vknb.compile(new source). raw: glslc "
-                           "subprocess + shader module + layouts + pipeline. Sources differ "
-                           "in a constant, so no cache (SPIR-V or driver) can serve them."))
-        row = self.add(Row("compile_cached", "re-run of an unchanged cell (compile + pipeline)",
-                           "ms", "lower", vknb=v_cached, raw=r_cached, wgpu="n/a: not measured",
-                           cupy="n/a: not measured", target="≤ 10 ms", check=check,
-                           notes="vknb: vknb.compile(same source) again, as a re-run %%glsl cell "
-                                 "does. raw: a minimal runtime has no cache: glslc + pipeline "
-                                 "again."))
+        self.add(
+            Row(
+                "compile_cold",
+                "cold compile of a cell (glslc + reflect + pipeline)",
+                "ms",
+                "lower",
+                vknb=v_cold,
+                raw=r_cold,
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                check=check,
+                notes="vknb: vknb.clear_cache() then vknb.compile(new source). raw: glslc "
+                "subprocess + shader module + layouts + pipeline. Sources differ "
+                "in a constant, so no cache (SPIR-V or driver) can serve them.",
+            )
+        )
+        row = self.add(
+            Row(
+                "compile_cached",
+                "re-run of an unchanged cell (compile + pipeline)",
+                "ms",
+                "lower",
+                vknb=v_cached,
+                raw=r_cached,
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                target="≤ 10 ms",
+                check=check,
+                notes="vknb: vknb.compile(same source) again, as a re-run %%glsl cell "
+                "does. raw: a minimal runtime has no cache: glslc + pipeline "
+                "again.",
+            )
+        )
         row.met = v_cached <= 10.0
         row.met_note = "any device"
 
@@ -1089,21 +1321,42 @@ class Suite:
 
     def bench_library(self) -> None:
         """shaders/ kernels at the preset's sizes: GPU time of vknb vs the same SPIR-V raw."""
-        for name, fn in (("matmul", self._plan_matmul), ("reduce_sum", self._plan_reduce),
-                         ("scan", self._plan_scan), ("histogram", self._plan_histogram),
-                         ("transpose", self._plan_transpose), ("convolve2d", self._plan_blur)):
+        for name, fn in (
+            ("matmul", self._plan_matmul),
+            ("reduce_sum", self._plan_reduce),
+            ("scan", self._plan_scan),
+            ("histogram", self._plan_histogram),
+            ("transpose", self._plan_transpose),
+            ("convolve2d", self._plan_blur),
+        ):
             if not (SHADERS / f"{name}.comp").exists():
-                self.add(Row(f"lib_{name}", f"{name} (shaders/{name}.comp missing)", "", "higher",
-                             vknb=f"n/a (shaders/{name}.comp missing)",
-                             raw=f"n/a (shaders/{name}.comp missing)",
-                             check=f"n/a: shaders/{name}.comp missing"))
+                self.add(
+                    Row(
+                        f"lib_{name}",
+                        f"{name} (shaders/{name}.comp missing)",
+                        "",
+                        "higher",
+                        vknb=f"n/a (shaders/{name}.comp missing)",
+                        raw=f"n/a (shaders/{name}.comp missing)",
+                        check=f"n/a: shaders/{name}.comp missing",
+                    )
+                )
                 continue
             self.log(f"  library: {name}")
             fn()
 
-    def _run_plan(self, rid: str, metric: str, unit: str, plan: Plan, work: float,
-                  cupy_ms: Callable[[], float] | None = None, target: str = "",
-                  judge: Callable[[Row], None] | None = None, notes: str = "") -> None:
+    def _run_plan(
+        self,
+        rid: str,
+        metric: str,
+        unit: str,
+        plan: Plan,
+        work: float,
+        cupy_ms: Callable[[], float] | None = None,
+        target: str = "",
+        judge: Callable[[Row], None] | None = None,
+        notes: str = "",
+    ) -> None:
         vr = _VknbPlanRunner(plan)
         rr = None
         try:
@@ -1121,13 +1374,21 @@ class Suite:
         c: Cell = "n/a: not measured"
         if cupy_ms is not None:
             c = peer_cell(cupy_ms) if self.cupy_ok else self.cupy_why
-        row = Row(rid, metric, unit, "higher", vknb=work / (v_ms * 1e-3), raw=work / (r_ms * 1e-3),
-                  wgpu="n/a: not measured",
-                  cupy=work / (float(c) * 1e-3) if _num(c) else c, target=target, check=check,
-                  notes=notes + f" {len(plan.steps)} dispatch(es); GPU time from timestamps, "
-                                "summed over the dispatches.",
-                  extra={"vknb_gpu_ms": v_ms, "raw_gpu_ms": r_ms,
-                         "dispatches": len(plan.steps)})
+        row = Row(
+            rid,
+            metric,
+            unit,
+            "higher",
+            vknb=work / (v_ms * 1e-3),
+            raw=work / (r_ms * 1e-3),
+            wgpu="n/a: not measured",
+            cupy=work / (float(c) * 1e-3) if _num(c) else c,
+            target=target,
+            check=check,
+            notes=notes + f" {len(plan.steps)} dispatch(es); GPU time from timestamps, "
+            "summed over the dispatches.",
+            extra={"vknb_gpu_ms": v_ms, "raw_gpu_ms": r_ms, "dispatches": len(plan.steps)},
+        )
         if judge is not None:
             judge(row)
         self.add(row)
@@ -1141,10 +1402,20 @@ class Suite:
         def check(c: np.ndarray) -> None:
             _close_all(c.reshape(n, n), ref, 1e-4, 1e-3, f"matmul {n}")
 
-        plan = Plan({"mm": ("matmul", None)},
-                    {"A": A.reshape(-1), "B": B.reshape(-1), "C": (n * n, np.float32)},
-                    [Step("mm", ("A", "B", "C"), (("M", "I", n), ("N", "I", n), ("K", "I", n)),
-                          (_ceil(n, 64), _ceil(n, 64), 1))], "C", check)
+        plan = Plan(
+            {"mm": ("matmul", None)},
+            {"A": A.reshape(-1), "B": B.reshape(-1), "C": (n * n, np.float32)},
+            [
+                Step(
+                    "mm",
+                    ("A", "B", "C"),
+                    (("M", "I", n), ("N", "I", n), ("K", "I", n)),
+                    (_ceil(n, 64), _ceil(n, 64), 1),
+                )
+            ],
+            "C",
+            check,
+        )
 
         def cupy_ms() -> float:
             cm = peers.CupyMatmul(A, B)
@@ -1159,10 +1430,17 @@ class Suite:
                 row.extra["vknb_over_cupy"] = float(row.vknb) / float(row.cupy)  # type: ignore
             self.judge_h100(row, ok, n == 4096)
 
-        self._run_plan("lib_matmul", f"matmul fp32 {n}×{n}×{n} (shaders/matmul.comp)",
-                       "GFLOP/s", plan, 2.0 * n**3 / 1e9, cupy_ms,
-                       target="≥ 40% of CuPy fp32, TF32 off (H100, 4096³)", judge=judge,
-                       notes="2n³ flops.")
+        self._run_plan(
+            "lib_matmul",
+            f"matmul fp32 {n}×{n}×{n} (shaders/matmul.comp)",
+            "GFLOP/s",
+            plan,
+            2.0 * n**3 / 1e9,
+            cupy_ms,
+            target="≥ 40% of CuPy fp32, TF32 off (H100, 4096³)",
+            judge=judge,
+            notes="2n³ flops.",
+        )
 
     def _plan_reduce(self) -> None:
         log2 = self.p.reduce_log2
@@ -1188,8 +1466,14 @@ class Suite:
             _close_all(np.float64(o[0]), ref, 1e-5, 0.0, f"reduce_sum 2^{log2}")
 
         plan = Plan({"r": ("reduce_sum", None)}, bufs, steps, out, check)
-        self._run_plan("lib_reduce_sum", f"reduce_sum fp32 2^{log2} (shaders/reduce_sum.comp)",
-                       "GB/s", plan, 4.0 * n / 1e9, notes="4 bytes per element read.")
+        self._run_plan(
+            "lib_reduce_sum",
+            f"reduce_sum fp32 2^{log2} (shaders/reduce_sum.comp)",
+            "GB/s",
+            plan,
+            4.0 * n / 1e9,
+            notes="4 bytes per element read.",
+        )
 
     def _plan_scan(self) -> None:
         log2 = self.p.scan_log2
@@ -1206,14 +1490,24 @@ class Suite:
             y, sums = f"y{lvl}", f"s{lvl}"
             bufs[y] = (m, np.uint32)
             bufs[sums] = (nb, np.uint32)
-            steps.append(Step("s", (src, y, sums),
-                              (("n", "I", m), ("exclusive", "I", int(exclusive)), ("mode", "I", 0)),
-                              (nb, 1, 1)))
+            steps.append(
+                Step(
+                    "s",
+                    (src, y, sums),
+                    (("n", "I", m), ("exclusive", "I", int(exclusive)), ("mode", "I", 0)),
+                    (nb, 1, 1),
+                )
+            )
             if nb > 1:
                 offs = scan(sums, nb, True, lvl + 1)
-                steps.append(Step("s", (y, y, offs),
-                                  (("n", "I", m), ("exclusive", "I", 0), ("mode", "I", 1)),
-                                  (nb, 1, 1)))
+                steps.append(
+                    Step(
+                        "s",
+                        (y, y, offs),
+                        (("n", "I", m), ("exclusive", "I", 0), ("mode", "I", 1)),
+                        (nb, 1, 1),
+                    )
+                )
             return y
 
         out = scan("x", n, False, 0)
@@ -1222,9 +1516,14 @@ class Suite:
             _check(np.array_equal(o, ref), f"scan uint32 2^{log2}")
 
         plan = Plan({"s": ("scan", {"T": "uint"})}, bufs, steps, out, check)
-        self._run_plan("lib_scan", f"inclusive scan uint32 2^{log2} (shaders/scan.comp)", "GB/s",
-                       plan, 8.0 * n / 1e9, notes="8 bytes per element (input read, output "
-                                                  "written).")
+        self._run_plan(
+            "lib_scan",
+            f"inclusive scan uint32 2^{log2} (shaders/scan.comp)",
+            "GB/s",
+            plan,
+            8.0 * n / 1e9,
+            notes="8 bytes per element (input read, output written).",
+        )
 
     def _plan_histogram(self) -> None:
         log2 = self.p.histogram_log2
@@ -1237,14 +1536,22 @@ class Suite:
         def check(o: np.ndarray) -> None:
             _check(np.array_equal(o, ref), f"histogram 2^{log2}")
 
-        plan = Plan({"h": ("histogram", None)},
-                    {"x": x, "bins": np.zeros(bins, np.uint32)},
-                    [Step("h", ("x", "bins"), (("n", "I", n), ("num_bins", "I", bins)),
-                          (g, 1, 1))], "bins", check)
-        self._run_plan("lib_histogram", f"histogram uint32 2^{log2}, {bins} bins "
-                       "(shaders/histogram.comp)", "GB/s", plan, 4.0 * n / 1e9,
-                       notes="4 bytes per element read. Checked on the first run (bins "
-                             "accumulate afterwards).")
+        plan = Plan(
+            {"h": ("histogram", None)},
+            {"x": x, "bins": np.zeros(bins, np.uint32)},
+            [Step("h", ("x", "bins"), (("n", "I", n), ("num_bins", "I", bins)), (g, 1, 1))],
+            "bins",
+            check,
+        )
+        self._run_plan(
+            "lib_histogram",
+            f"histogram uint32 2^{log2}, {bins} bins (shaders/histogram.comp)",
+            "GB/s",
+            plan,
+            4.0 * n / 1e9,
+            notes="4 bytes per element read. Checked on the first run (bins "
+            "accumulate afterwards).",
+        )
 
     def _plan_transpose(self) -> None:
         n = self.p.transpose
@@ -1254,11 +1561,28 @@ class Suite:
         def check(o: np.ndarray) -> None:
             _check(np.array_equal(o.reshape(n, n), ref), f"transpose {n}²")
 
-        plan = Plan({"t": ("transpose", None)}, {"A": A.reshape(-1), "T": (n * n, np.float32)},
-                    [Step("t", ("A", "T"), (("rows", "I", n), ("cols", "I", n)),
-                          (_ceil(n, 32), _ceil(n, 32), 1))], "T", check)
-        self._run_plan("lib_transpose", f"transpose fp32 {n}×{n} (shaders/transpose.comp)",
-                       "GB/s", plan, 8.0 * n * n / 1e9, notes="8 bytes per element.")
+        plan = Plan(
+            {"t": ("transpose", None)},
+            {"A": A.reshape(-1), "T": (n * n, np.float32)},
+            [
+                Step(
+                    "t",
+                    ("A", "T"),
+                    (("rows", "I", n), ("cols", "I", n)),
+                    (_ceil(n, 32), _ceil(n, 32), 1),
+                )
+            ],
+            "T",
+            check,
+        )
+        self._run_plan(
+            "lib_transpose",
+            f"transpose fp32 {n}×{n} (shaders/transpose.comp)",
+            "GB/s",
+            plan,
+            8.0 * n * n / 1e9,
+            notes="8 bytes per element.",
+        )
 
     def _plan_blur(self) -> None:
         n = self.p.blur
@@ -1275,18 +1599,40 @@ class Suite:
         def check(o: np.ndarray) -> None:
             _close_all(o.reshape(n, n), ref, 1e-5, 1e-6, f"blur {n}²")
 
-        plan = Plan({"c": ("convolve2d", None)},
-                    {"img": img.reshape(-1), "gx": g.copy(), "gy": g.copy(),
-                     "tmp": (n * n, np.float32), "out": (n * n, np.float32)},
-                    [Step("c", ("img", "gx", "tmp"),
-                          (("width", "I", n), ("height", "I", n), ("kw", "I", K), ("kh", "I", 1)),
-                          grid),
-                     Step("c", ("tmp", "gy", "out"),
-                          (("width", "I", n), ("height", "I", n), ("kw", "I", 1), ("kh", "I", K)),
-                          grid)], "out", check)
-        self._run_plan("lib_blur", f"Gaussian blur fp32 {n}×{n}, σ=2 ({K} taps, 2 passes of "
-                       "shaders/convolve2d.comp)", "Mpixel/s", plan, n * n / 1e6,
-                       notes="Separable: a 1×K pass then a K×1 pass, clamp-to-edge.")
+        plan = Plan(
+            {"c": ("convolve2d", None)},
+            {
+                "img": img.reshape(-1),
+                "gx": g.copy(),
+                "gy": g.copy(),
+                "tmp": (n * n, np.float32),
+                "out": (n * n, np.float32),
+            },
+            [
+                Step(
+                    "c",
+                    ("img", "gx", "tmp"),
+                    (("width", "I", n), ("height", "I", n), ("kw", "I", K), ("kh", "I", 1)),
+                    grid,
+                ),
+                Step(
+                    "c",
+                    ("tmp", "gy", "out"),
+                    (("width", "I", n), ("height", "I", n), ("kw", "I", 1), ("kh", "I", K)),
+                    grid,
+                ),
+            ],
+            "out",
+            check,
+        )
+        self._run_plan(
+            "lib_blur",
+            f"Gaussian blur fp32 {n}×{n}, σ=2 ({K} taps, 2 passes of shaders/convolve2d.comp)",
+            "Mpixel/s",
+            plan,
+            n * n / 1e6,
+            notes="Separable: a 1×K pass then a K×1 pass, clamp-to-edge.",
+        )
 
 
 def _separable_ref(img: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -1295,9 +1641,9 @@ def _separable_ref(img: np.ndarray, g: np.ndarray) -> np.ndarray:
     a = img.astype(np.float64)
     gf = g.astype(np.float64)[::-1]  # a true convolution flips the filter (symmetric anyway)
     p = np.pad(a, ((0, 0), (r, r)), mode="edge")
-    h = sum(gf[j] * p[:, j:j + a.shape[1]] for j in range(g.size))
+    h = sum(gf[j] * p[:, j : j + a.shape[1]] for j in range(g.size))
     p = np.pad(h, ((r, r), (0, 0)), mode="edge")
-    return sum(gf[i] * p[i:i + a.shape[0], :] for i in range(g.size))
+    return sum(gf[i] * p[i : i + a.shape[0], :] for i in range(g.size))
 
 
 def _has_batch(vknb: Any) -> bool:

@@ -48,8 +48,10 @@ MODULES = [
 
 # Top-level names grouped for reading; anything in vknb.__all__ not named here lands in "Other".
 GROUPS = [
-    ("Devices", ["devices", "DeviceInfo", "device", "use", "reset", "synchronize", "Device",
-                 "Submission"]),
+    (
+        "Devices",
+        ["devices", "DeviceInfo", "device", "use", "reset", "synchronize", "Device", "Submission"],
+    ),
     ("Kernels", ["compile", "Kernel", "compile_glsl", "reflect", "Reflection", "clear_cache"]),
     ("Memory", ["asarray", "empty", "zeros", "Array", "Buffer"]),
     ("Batches", ["batch", "Batch"]),
@@ -58,11 +60,30 @@ GROUPS = [
 ]
 
 _SECTION_NAMES = {
-    "parameters", "other parameters", "returns", "yields", "raises", "warns", "attributes",
-    "examples", "example", "notes", "see also", "references", "methods",
+    "parameters",
+    "other parameters",
+    "returns",
+    "yields",
+    "raises",
+    "warns",
+    "attributes",
+    "examples",
+    "example",
+    "notes",
+    "see also",
+    "references",
+    "methods",
 }
-_LIST_SECTIONS = {"parameters", "other parameters", "returns", "yields", "raises", "warns",
-                  "attributes", "methods"}
+_LIST_SECTIONS = {
+    "parameters",
+    "other parameters",
+    "returns",
+    "yields",
+    "raises",
+    "warns",
+    "attributes",
+    "methods",
+}
 _ROLE_RE = re.compile(r":(?:py:)?(?:func|class|meth|attr|mod|data|exc|obj|const):`~?([^`]+)`")
 _CODE_RE = re.compile(r"``([^`]+)``")
 _ADDR_RE = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -90,8 +111,12 @@ def _split_sections(doc: str) -> list[tuple[str | None, list[str]]]:
     while i < len(lines):
         line = lines[i]
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if (line.strip() and not line.startswith(" ") and re.fullmatch(r"[-=~]{3,}", nxt.strip())
-                and len(nxt.strip()) >= len(line.strip()) - 2):
+        if (
+            line.strip()
+            and not line.startswith(" ")
+            and re.fullmatch(r"[-=~]{3,}", nxt.strip())
+            and len(nxt.strip()) >= len(line.strip()) - 2
+        ):
             out.append((line.strip(), []))
             i += 2
             continue
@@ -143,10 +168,13 @@ def _prose(lines: list[str]) -> list[str]:
             cut = min((_indent(b) for b in block if b.strip()), default=0)
             md += ["", "```text", *[b[cut:] for b in block], "```", ""]
             continue
-        nxt = next((ln for ln in lines[i + 1:] if ln.strip()), "")
+        nxt = next((ln for ln in lines[i + 1 :] if ln.strip()), "")
         is_term = (
-            i + 1 < len(lines) and lines[i + 1].strip() and _indent(lines[i + 1]) > _indent(line)
-            and not stripped.startswith(("* ", "- ")) and len(stripped) < 80
+            i + 1 < len(lines)
+            and lines[i + 1].strip()
+            and _indent(lines[i + 1]) > _indent(line)
+            and not stripped.startswith(("* ", "- "))
+            and len(stripped) < 80
             and not stripped.endswith((".", ",", ";", ":"))
         )
         if is_term and nxt:
@@ -214,8 +242,9 @@ def doc_to_md(doc: str | None) -> list[str]:
             md += _list_section(lines)
         elif key in ("example", "examples"):
             if any(ln.strip().startswith(">>>") for ln in lines):
-                body = [ln.strip() if ln.lstrip().startswith((">>>", "...")) else ln
-                        for ln in lines]
+                body = [
+                    ln.strip() if ln.lstrip().startswith((">>>", "...")) else ln for ln in lines
+                ]
                 md += ["```pycon", *_strip_doctest_flags(body), "```", ""]
             else:  # a shell session or similar: keep it verbatim
                 cut = min((_indent(ln) for ln in lines if ln.strip()), default=0)
@@ -311,8 +340,12 @@ def _defined_in(obj: Any, module: types.ModuleType) -> bool:
 
 def _function(qual: str, obj: Any, level: int) -> list[str]:
     head = "#" * level
-    return [f"{head} `{qual}{_signature(obj)}` {{#{_anchor(qual)}}}", "", *doc_to_md(obj.__doc__),
-            ""]
+    return [
+        f"{head} `{qual}{_signature(obj)}` {{#{_anchor(qual)}}}",
+        "",
+        *doc_to_md(obj.__doc__),
+        "",
+    ]
 
 
 def _class(qual: str, cls: type, level: int) -> list[str]:
@@ -347,11 +380,15 @@ def _class(qual: str, cls: type, level: int) -> list[str]:
             members.append((name, attr))
     for name, attr in sorted(members, key=lambda t: t[0]):
         if isinstance(attr, property):
-            md += [f"- `{name}` (property)" + (f" — {_first_para(attr.__doc__)}"
-                                                if attr.__doc__ else "")]
+            md += [
+                f"- `{name}` (property)"
+                + (f" — {_first_para(attr.__doc__)}" if attr.__doc__ else "")
+            ]
         else:
-            md += [f"- `{name}{_signature(attr)}`" + (f" — {_first_para(attr.__doc__)}"
-                                                       if attr.__doc__ else "")]
+            md += [
+                f"- `{name}{_signature(attr)}`"
+                + (f" — {_first_para(attr.__doc__)}" if attr.__doc__ else "")
+            ]
     if members:
         md.insert(len(md) - len(members), "")
         md.insert(len(md) - len(members), "**Members**")
@@ -377,16 +414,24 @@ def _object(qual: str, obj: Any, level: int) -> list[str]:
         return _class(qual, obj, level)
     if callable(obj):
         return _function(qual, obj, level)
-    return [f"{'#' * level} `{qual}` {{#{_anchor(qual)}}}", "", f"`{_ADDR_RE.sub('', repr(obj))}`",
-            ""]
+    return [
+        f"{'#' * level} `{qual}` {{#{_anchor(qual)}}}",
+        "",
+        f"`{_ADDR_RE.sub('', repr(obj))}`",
+        "",
+    ]
 
 
 def _module_names(mod: types.ModuleType) -> list[str]:
     names = getattr(mod, "__all__", None)
     if names is None:
-        names = [n for n, v in vars(mod).items()
-                 if _is_public(n) and (inspect.isclass(v) or inspect.isfunction(v))
-                 and _defined_in(v, mod)]
+        names = [
+            n
+            for n, v in vars(mod).items()
+            if _is_public(n)
+            and (inspect.isclass(v) or inspect.isfunction(v))
+            and _defined_in(v, mod)
+        ]
     return sorted(n for n in names if not inspect.ismodule(getattr(mod, n, None)))
 
 
@@ -425,9 +470,13 @@ def generate() -> str:
         md += ["### Other", ""]
         for n in rest:
             md += _object(f"vknb.{n}", getattr(vknb, n), 4)
-    md += ["### Errors", "",
-           "Every vknb error derives from `vknb.VulkanError`; argument mistakes are plain "
-           "`TypeError` / `ValueError`.", ""]
+    md += [
+        "### Errors",
+        "",
+        "Every vknb error derives from `vknb.VulkanError`; argument mistakes are plain "
+        "`TypeError` / `ValueError`.",
+        "",
+    ]
     from vknb import errors as errmod
 
     md += [*doc_to_md(errmod.__doc__), ""]
@@ -439,8 +488,14 @@ def generate() -> str:
         except ImportError as e:
             print(f"gen_api: {modname} cannot be imported ({e}); left out", file=sys.stderr)
             continue
-        md += [f"## `{modname}` {{#{_anchor(modname)}}}", "", f"*{summary}*", "",
-               *doc_to_md(mod.__doc__), ""]
+        md += [
+            f"## `{modname}` {{#{_anchor(modname)}}}",
+            "",
+            f"*{summary}*",
+            "",
+            *doc_to_md(mod.__doc__),
+            "",
+        ]
         for n in _module_names(mod):
             obj = getattr(mod, n)
             if inspect.isclass(obj) or callable(obj):
@@ -461,8 +516,7 @@ def _importable(pkg: types.ModuleType, name: str) -> bool:
     try:
         getattr(pkg, name)
     except (ImportError, AttributeError):
-        print(f"gen_api: vknb.{name} is exported but cannot be imported; left out",
-              file=sys.stderr)
+        print(f"gen_api: vknb.{name} is exported but cannot be imported; left out", file=sys.stderr)
         return False
     return True
 
@@ -511,8 +565,14 @@ def _shader_header(path: Path) -> list[str]:
 
 def generate_library() -> str:
     """docs/library.md: an index of shaders/*.comp and each one's header."""
-    md = [_LIBRARY_INTRO.rstrip(), "", "## Kernels", "", "| kernel | what it computes |",
-          "| --- | --- |"]
+    md = [
+        _LIBRARY_INTRO.rstrip(),
+        "",
+        "## Kernels",
+        "",
+        "| kernel | what it computes |",
+        "| --- | --- |",
+    ]
     comps = sorted(SHADERS.glob("*.comp"))
     headers = {p.stem: _shader_header(p) for p in comps}
     for name, head in headers.items():
@@ -521,8 +581,16 @@ def generate_library() -> str:
         md.append(f"| [`{name}`](#{_anchor('shader-' + name)}) | {_inline(summary)} |")
     md.append("")
     for name, head in headers.items():
-        md += [f"## `{name}` {{#{_anchor('shader-' + name)}}}", "",
-               f"`shaders/{name}.comp`", "", "```text", *head, "```", ""]
+        md += [
+            f"## `{name}` {{#{_anchor('shader-' + name)}}}",
+            "",
+            f"`shaders/{name}.comp`",
+            "",
+            "```text",
+            *head,
+            "```",
+            "",
+        ]
     glsl = sorted(SHADERS.glob("*.glsl"))
     if glsl:
         md += ["## Include files", ""]
@@ -534,8 +602,11 @@ def generate_library() -> str:
 def main(argv: list[str]) -> int:
     pages = {OUT: generate(), LIBRARY_OUT: generate_library()}
     if "--check" in argv:
-        stale = [p for p, text in pages.items()
-                 if (p.read_text(encoding="utf-8") if p.exists() else "") != text]
+        stale = [
+            p
+            for p, text in pages.items()
+            if (p.read_text(encoding="utf-8") if p.exists() else "") != text
+        ]
         for p in stale:
             print(f"{p} is stale: run `.venv/bin/python docs/gen_api.py`", file=sys.stderr)
         return 1 if stale else 0

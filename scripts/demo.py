@@ -32,8 +32,12 @@ def main() -> int:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     t0 = time.perf_counter()
     print(f"executing {NOTEBOOK.relative_to(ROOT)} ...")
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     client.execute()
     print(f"executed in {time.perf_counter() - t0:.1f} s")
     out_dir = ROOT / "build"

@@ -32,13 +32,17 @@ def main() -> None:
     U = vknb.asarray(np.zeros(256, np.float32))
     k(T, U, a=1.0, n=256, grid=256)
     pipe = k.pipeline
-    lib, ffi = _vk.lib, _vk.ffi
+    lib = _vk.lib
     fast = k._fast_lookup((T, U), {"a": 1.0, "n": 256}, 256, None, pipe)[0]
     slot = pipe._slots[0]
     out = {}
-    out["fast_lookup"] = per(lambda: k._fast_lookup((T, U), {"a": 1.0, "n": 256}, 256, None, pipe), 5000)
+    out["fast_lookup"] = per(
+        lambda: k._fast_lookup((T, U), {"a": 1.0, "n": 256}, 256, None, pipe), 5000
+    )
     out["gpu_ms query"] = per(lambda: pipe.gpu_ms(slot), 5000)
-    out["resubmit+wait (recorded)"] = per(lambda: pipe.dispatch(fast.sets, fast.push, fast.groups, None), 3000)
+    out["resubmit+wait (recorded)"] = per(
+        lambda: pipe.dispatch(fast.sets, fast.push, fast.groups, None), 3000
+    )
     out["full call"] = per(lambda: k(T, U, a=1.0, n=256, grid=256), 3000)
     pf = slot.pfence
     out["vkResetFences"] = per(lambda: lib.vkResetFences(dev.handle, 1, pf), 5000)
@@ -59,8 +63,10 @@ def main() -> None:
     t = time.perf_counter()
     b2.replay()
     rep = (time.perf_counter() - t) / N * 1e6
-    print(f"batch of {N} over 64 outputs: record+submit {rec:.2f} us/disp, barriers {b2.barriers}, "
-          f"replay {rep:.2f} us/disp, gpu {b2.gpu_ms * 1e3 / N:.2f} us/disp")
+    print(
+        f"batch of {N} over 64 outputs: record+submit {rec:.2f} us/disp, barriers {b2.barriers}, "
+        f"replay {rep:.2f} us/disp, gpu {b2.gpu_ms * 1e3 / N:.2f} us/disp"
+    )
 
 
 if __name__ == "__main__":

@@ -99,8 +99,11 @@ def write_notebook(path: Path) -> None:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, str(path))
 
 
@@ -122,8 +125,9 @@ def wait_for(what: str, fn: Any, timeout: float, interval: float = 0.25) -> Any:
         except (OSError, ValueError, KeyError, IndexError, RuntimeError) as e:  # not up yet
             last_exc = e
         time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what}" + (f" (last error: {last_exc})"
-                                                          if last_exc else ""))
+    raise TimeoutError(
+        f"timed out waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 class CDP:
@@ -146,8 +150,9 @@ class CDP:
                 return msg.get("result", {})
 
     def eval(self, expr: str, await_promise: bool = False) -> Any:
-        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True,
-                      awaitPromise=await_promise)
+        r = self.call(
+            "Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=await_promise
+        )
         if "exceptionDetails" in r:
             raise RuntimeError(f"JS error in {expr!r}: {r['exceptionDetails']}")
         return r.get("result", {}).get("value")
@@ -201,8 +206,9 @@ JS_BOTTOM = """(() => {
 })()"""
 
 
-def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float,
-               keep: bool) -> None:
+def screenshot(
+    out: Path, chromium: str, width: int, height: int, timeout: float, keep: bool
+) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vknb-screenshot-"))
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[Any] = []
@@ -218,32 +224,48 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
             p.write_text(json.dumps(value))
 
         env = dict(os.environ)
-        env.update({
-            "JUPYTERLAB_SETTINGS_DIR": str(settings),
-            "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces"),
-            "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-            "JUPYTER_DATA_DIR": str(tmp / "data"),  # no user kernels, extensions or secrets
-            "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-            "VKNB_CACHE_DIR": str(tmp / "vknb-cache"),
-            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        })
+        env.update(
+            {
+                "JUPYTERLAB_SETTINGS_DIR": str(settings),
+                "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "lab-workspaces"),
+                "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+                "JUPYTER_DATA_DIR": str(tmp / "data"),  # no user kernels, extensions or secrets
+                "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+                "VKNB_CACHE_DIR": str(tmp / "vknb-cache"),
+                "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+            }
+        )
         port = free_port()
         token = secrets.token_hex(16)
         lab_log = open(tmp / "lab.log", "wb")
         lab = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={work}", "--LabApp.expose_app_in_browser=True",
-             "--ServerApp.port_retries=0",
-             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
-            cwd=work, env=env, stdout=lab_log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                f"--port={port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={work}",
+                "--LabApp.expose_app_in_browser=True",
+                "--ServerApp.port_retries=0",
+                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+            ],
+            cwd=work,
+            env=env,
+            stdout=lab_log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(lab)
         base = f"http://127.0.0.1:{port}"
 
         def lab_up() -> bool:
             if lab.poll() is not None:
-                raise SystemExit(f"JupyterLab exited ({lab.returncode}):\n"
-                                 + (tmp / "lab.log").read_text()[-3000:])
+                raise SystemExit(
+                    f"JupyterLab exited ({lab.returncode}):\n"
+                    + (tmp / "lab.log").read_text()[-3000:]
+                )
             with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
                 return r.status == 200
 
@@ -253,19 +275,40 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
         profile = tmp / "chromium-profile"
         chrome_log = open(tmp / "chromium.log", "wb")
         chrome = subprocess.Popen(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             f"--window-size={width},{height}", "about:blank"],
-            stdout=chrome_log, stderr=subprocess.STDOUT)
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdout=chrome_log,
+            stderr=subprocess.STDOUT,
+        )
         procs.append(chrome)
-        devtools = wait_for("Chromium's DevTools port",
-                            lambda: (profile / "DevToolsActivePort").read_text().split()[0], 30)
-        targets = wait_for("a page target", lambda: [
-            t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json"))
-            if t.get("type") == "page"], 30)
+        devtools = wait_for(
+            "Chromium's DevTools port",
+            lambda: (profile / "DevToolsActivePort").read_text().split()[0],
+            30,
+        )
+        targets = wait_for(
+            "a page target",
+            lambda: [
+                t
+                for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json"))
+                if t.get("type") == "page"
+            ],
+            30,
+        )
         cdp = CDP(targets[0]["webSocketDebuggerUrl"])
         try:
-            cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                     deviceScaleFactor=1, mobile=False)
+            cdp.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
             cdp.call("Page.enable")
             cdp.call("Emulation.setFocusEmulationEnabled", enabled=True)
             cdp.call("Page.navigate", url=f"{base}/lab/tree/{nb.name}?token={token}")
@@ -273,17 +316,25 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
             print("notebook open, kernel idle; running all cells")
             # Tidy the page: no file browser, then Run All through JupyterLab's own command.
             wait_for("the notebook to be the current widget", lambda: cdp.eval(JS_ACTIVATE), 30)
-            cdp.eval("window.jupyterapp.commands.execute('application:toggle-left-area')",
-                     await_promise=True)
-            cdp.eval("window.jupyterapp.commands.execute('notebook:run-all-cells')",
-                     await_promise=True)
+            cdp.eval(
+                "window.jupyterapp.commands.execute('application:toggle-left-area')",
+                await_promise=True,
+            )
+            cdp.eval(
+                "window.jupyterapp.commands.execute('notebook:run-all-cells')", await_promise=True
+            )
 
             def done() -> dict[str, Any] | None:
                 st = cdp.eval(JS_STATE)
                 finished = all(p.strip() not in ("[*]:", "[ ]:", "") for p in st["prompts"])
                 idle = cdp.eval(JS_KERNEL_IDLE) == "idle"
-                if finished and idle and st["views"] >= 3 and st["loading"] == 0 \
-                        and st["imgs"] >= 1:
+                if (
+                    finished
+                    and idle
+                    and st["views"] >= 3
+                    and st["loading"] == 0
+                    and st["imgs"] >= 1
+                ):
                     return st
                 return None
 
@@ -292,23 +343,35 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
             except TimeoutError:
                 print(json.dumps(cdp.eval(JS_STATE), indent=1)[:5000], file=sys.stderr)
                 raise
-            for needle in ("Vulkan devices", "compute limits", "vknb allocated", "saxpy",
-                           "Dispatch timings"):
+            for needle in (
+                "Vulkan devices",
+                "compute limits",
+                "vknb allocated",
+                "saxpy",
+                "Dispatch timings",
+            ):
                 if needle not in state["text"]:
                     raise RuntimeError(f"rendered notebook lacks {needle!r}")
             if state["errors"]:
                 raise RuntimeError(f"{state['errors']} cell(s) wrote to stderr:\n{state['text']}")
             cdp.eval("document.activeElement && document.activeElement.blur()")
-            cdp.eval(f"(() => {{ const w = {JS_PANEL}; w.content.activeCellIndex = 0; "
-                     f"w.content.mode = 'command'; }})()")
+            cdp.eval(
+                f"(() => {{ const w = {JS_PANEL}; w.content.activeCellIndex = 0; "
+                f"w.content.mode = 'command'; }})()"
+            )
             time.sleep(1.0)  # let the last layout settle
             bottom = min(int(cdp.eval(JS_BOTTOM)) + 16, height)
-            shot = cdp.call("Page.captureScreenshot", format="png",
-                            clip={"x": 0, "y": 0, "width": width, "height": bottom, "scale": 1})
+            shot = cdp.call(
+                "Page.captureScreenshot",
+                format="png",
+                clip={"x": 0, "y": 0, "width": width, "height": bottom, "scale": 1},
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(base64.b64decode(shot["data"]))
-            print(f"wrote {out} ({width}x{bottom}, {out.stat().st_size} bytes): "
-                  f"{state['views']} widget views rendered, {state['imgs']} image(s)")
+            print(
+                f"wrote {out} ({width}x{bottom}, {out.stat().st_size} bytes): "
+                f"{state['views']} widget views rendered, {state['imgs']} image(s)"
+            )
         finally:
             cdp.close()
     finally:
@@ -329,9 +392,13 @@ def screenshot(out: Path, chromium: str, width: int, height: int, timeout: float
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "widgets.png")
-    ap.add_argument("--chromium", default=shutil.which("chromium")
-                    or shutil.which("chromium-browser") or shutil.which("google-chrome")
-                    or "chromium")
+    ap.add_argument(
+        "--chromium",
+        default=shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+        or "chromium",
+    )
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=3000)
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds for each stage")

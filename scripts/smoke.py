@@ -35,8 +35,10 @@ def main() -> None:
         t2 = time.perf_counter()
         assert np.array_equal(a, b), n
         if n >= 1 << 20:
-            print(f"round trip {n >> 20} MiB ok: up {n / (t1 - t0) / 1e9:.2f} GB/s, "
-                  f"down {n / (t2 - t1) / 1e9:.2f} GB/s")
+            print(
+                f"round trip {n >> 20} MiB ok: up {n / (t1 - t0) / 1e9:.2f} GB/s, "
+                f"down {n / (t2 - t1) / 1e9:.2f} GB/s"
+            )
         d.close()
     k = vknb.compile(SAXPY, name="saxpy")
     n = 1 << 20

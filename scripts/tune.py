@@ -62,15 +62,20 @@ def main() -> None:
     t = time.perf_counter()
     b.replay()
     rep_us = (time.perf_counter() - t) / N * 1e6
-    n = 1 << 26 if vknb.device().info.limits['max_workgroup_count'][0] >= (1 << 18) else 1 << 23
+    n = 1 << 26 if vknb.device().info.limits["max_workgroup_count"][0] >= (1 << 18) else 1 << 23
     X = vknb.asarray(np.ones(n, np.float32))
     Y = vknb.asarray(np.ones(n, np.float32))
     gpu = min(k(X, Y, a=1.0, n=n, grid=n).gpu_ms for _ in range(5))
-    env = {k_: os.environ.get(k_) for k_ in ("VKNB_STAGING_MB", "VKNB_COPY_THREADS", "VKNB_BAR",
-                                              "VKNB_SPIN_US") if os.environ.get(k_)}
-    print(f"{env} up {up:.1f} GB/s down {down:.1f} GB/s | sync {sync_us:.1f} us | batch record "
-          f"{rec_us:.2f} us/disp (incl submit {tot_us:.2f}) replay {rep_us:.2f} us/disp gpu "
-          f"{b.gpu_ms:.2f} ms | saxpy {n} {gpu:.3f} ms = {12 * n / gpu / 1e6:.0f} GB/s")
+    env = {
+        k_: os.environ.get(k_)
+        for k_ in ("VKNB_STAGING_MB", "VKNB_COPY_THREADS", "VKNB_BAR", "VKNB_SPIN_US")
+        if os.environ.get(k_)
+    }
+    print(
+        f"{env} up {up:.1f} GB/s down {down:.1f} GB/s | sync {sync_us:.1f} us | batch record "
+        f"{rec_us:.2f} us/disp (incl submit {tot_us:.2f}) replay {rep_us:.2f} us/disp gpu "
+        f"{b.gpu_ms:.2f} ms | saxpy {n} {gpu:.3f} ms = {12 * n / gpu / 1e6:.0f} GB/s"
+    )
 
 
 if __name__ == "__main__":

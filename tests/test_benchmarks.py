@@ -21,10 +21,24 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Rows every run must have (the library rows need their shaders, which the repo ships).
 EXPECTED = {
-    "sync_dispatch", "sync_resubmit", "batch_record", "batch_total", "batch_replay",
-    "batch_replay_update", "batch_gpu", "h2d", "h2d_update", "d2h", "compile_cold",
-    "compile_cached", "lib_matmul", "lib_reduce_sum", "lib_scan", "lib_histogram",
-    "lib_transpose", "lib_blur",
+    "sync_dispatch",
+    "sync_resubmit",
+    "batch_record",
+    "batch_total",
+    "batch_replay",
+    "batch_replay_update",
+    "batch_gpu",
+    "h2d",
+    "h2d_update",
+    "d2h",
+    "compile_cold",
+    "compile_cached",
+    "lib_matmul",
+    "lib_reduce_sum",
+    "lib_scan",
+    "lib_histogram",
+    "lib_transpose",
+    "lib_blur",
 }
 # Cells that may hold a reason instead of a number, by column.
 REASON_OK = ("n/a", "not installed")
@@ -42,9 +56,23 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into the working tree
     env["VKNB_CACHE_DIR"] = str(tmp / "cache")
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--size", "smoke", "--json", str(json_path),
-         "--md", str(md_path), "--quiet"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--size",
+            "smoke",
+            "--json",
+            str(json_path),
+            "--md",
+            str(md_path),
+            "--quiet",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return json.loads(json_path.read_text()), proc.stdout, md_path
@@ -64,7 +92,8 @@ def test_every_row_has_numbers(smoke_run: tuple[dict, str, Path]) -> None:
         for side in ("wgpu", "cupy"):
             v = r[side]
             assert _is_number(v) or (isinstance(v, str) and v.startswith(REASON_OK)), (
-                f"{rid}: {side} = {v!r}")
+                f"{rid}: {side} = {v!r}"
+            )
         if _is_number(r["vknb"]) and _is_number(r["raw"]) and r["raw"]:
             assert r["ratio"] == pytest.approx(r["vknb"] / r["raw"])
 

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vknb", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "vknb", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 def test_devices_table_names_every_device_and_its_score() -> None:
@@ -43,9 +44,11 @@ def test_info_lists_versions_and_cache() -> None:
 
 def test_compile_and_reflect(tmp_path: Path) -> None:
     src = tmp_path / "k.comp"
-    src.write_text("layout(local_size_x = 8) in;\n"
-                   "layout(binding = 0) buffer B { float b[]; };\n"
-                   "void main() { b[gl_GlobalInvocationID.x] *= 2.0; }\n")
+    src.write_text(
+        "layout(local_size_x = 8) in;\n"
+        "layout(binding = 0) buffer B { float b[]; };\n"
+        "void main() { b[gl_GlobalInvocationID.x] *= 2.0; }\n"
+    )
     out = tmp_path / "k.spv"
     p = run("compile", str(src), "-o", str(out))
     assert p.returncode == 0, p.stderr

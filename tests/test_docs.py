@@ -8,7 +8,6 @@ notebooks``); these tests check what nbval does not.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import re
 import subprocess
@@ -25,10 +24,12 @@ _NB_RE = re.compile(r"notebooks/[\w.-]+\.ipynb")
 
 
 def _gen_api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vknb_docs_gen_api", DOCS / "gen_api.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    """docs/gen_api.py as a module (executed from source: no __pycache__ written into docs/)."""
+    path = DOCS / "gen_api.py"
+    mod = ModuleType("vknb_docs_gen_api")
+    mod.__file__ = str(path)
+    sys.modules[mod.__name__] = mod  # dataclasses and inspect look modules up by name
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), mod.__dict__)
     return mod
 
 
@@ -45,19 +46,34 @@ def _stale(path: Path, expected: str) -> str:
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     if current == expected:
         return ""
-    diff = difflib.unified_diff(current.splitlines(), expected.splitlines(), "committed",
-                                "generated", lineterm="", n=1)
+    diff = difflib.unified_diff(
+        current.splitlines(), expected.splitlines(), "committed", "generated", lineterm="", n=1
+    )
     head = "\n".join(list(diff)[:40])
-    return (f"docs/{path.name} is stale: run `.venv/bin/python docs/gen_api.py` and commit the "
-            f"result. First differences:\n{head}")
+    return (
+        f"docs/{path.name} is stale: run `.venv/bin/python docs/gen_api.py` and commit the "
+        f"result. First differences:\n{head}"
+    )
 
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     """`mkdocs build --strict` succeeds and prints no warning (broken links, missing pages)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-         str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{out}"
@@ -114,8 +130,10 @@ def test_notebook_is_stored_executed(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors and "raises-exception" not in tags:
-            pytest.fail(f"{path.name}: stored error output in an untagged cell: "
-                        f"{errors[0].get('ename')}: {errors[0].get('evalue')}")
+            pytest.fail(
+                f"{path.name}: stored error output in an untagged cell: "
+                f"{errors[0].get('ename')}: {errors[0].get('evalue')}"
+            )
     assert counts == list(range(1, len(counts) + 1)), f"{path.name}: cells run out of order"
 
 

@@ -82,8 +82,9 @@ void main() {
 }
 """
 
-MATRIX_ROW_MAJOR = MATRIX.replace("layout(std140, binding = 0) uniform",
-                                  "layout(std140, row_major, binding = 0) uniform")
+MATRIX_ROW_MAJOR = MATRIX.replace(
+    "layout(std140, binding = 0) uniform", "layout(std140, row_major, binding = 0) uniform"
+)
 
 SPEC = """
 layout(local_size_x_id = 0) in;
@@ -299,8 +300,9 @@ def test_struct_array_fields(rng):
     parts["id"] = rng.integers(-500, 500, n, dtype=np.int32)
     res = np.zeros((n, 4), np.float32)
     rec = k(parts, res, n=n, bias=7, grid=n)
-    np.testing.assert_allclose(res[:, :3], parts["pos"] * parts["mass"][:, None], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        res[:, :3], parts["pos"] * parts["mass"][:, None], rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_array_equal(res[:, 3], (parts["id"] + 7).astype(np.float32))
     assert rec.bytes_in == parts.nbytes and rec.bytes_out == res.nbytes
     # Push constants by the block name (the instance name is `pc`).
@@ -364,8 +366,9 @@ def test_mat4_uniform_layout(rng, row_major):
 
 
 def test_spec_constants_by_name(rng):
-    k = vknb.compile(SPEC, name="spec", constants={"SCALE": 3.0, "OFFSET": -2, "NEGATE": True},
-                     local_size=32)
+    k = vknb.compile(
+        SPEC, name="spec", constants={"SCALE": 3.0, "OFFSET": -2, "NEGATE": True}, local_size=32
+    )
     assert k.local_size == (32, 1, 1)
     assert k.constants == {"SCALE": 3.0, "OFFSET": -2, "NEGATE": True}
     d = rng.standard_normal(100).astype(np.float32)
@@ -552,10 +555,17 @@ print(json.dumps([ok1, ok2]))
 def test_async_dispatch_writes_numpy_arrays_back(tmp_path):
     """Run in a subprocess with a time limit: the bug is an endless loop."""
     code = _ASYNC_WRITE_BACK.replace("SRC", repr(SAXPY))
-    env = dict(os.environ, PYTHONPATH=str(REPO), VKNB_CACHE_DIR=str(tmp_path))
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, VKNB_CACHE_DIR=str(tmp_path))
     try:
-        res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=12)
+        res = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=12,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("an asynchronous dispatch with numpy arrays did not finish within 12 s")
     assert res.returncode == 0, res.stderr
@@ -637,32 +647,70 @@ def _y() -> np.ndarray:
 
 
 BAD_CALLS: list[tuple[str, Callable[[vknb.Kernel], Any], type[Exception], str]] = [
-    ("wrong dtype", lambda k: k(X0.astype(np.float64), _y(), a=1.0, n=100, grid=100),
-     TypeError, "'xs'.*float32.*float64"),
-    ("wrong dtype int", lambda k: k(X0, _y().astype(np.int32), a=1.0, n=100, grid=100),
-     TypeError, "'ys'.*int32"),
-    ("big-endian", lambda k: k(X0.astype(">f4"), _y(), a=1.0, n=100, grid=100),
-     TypeError, "'xs'"),
-    ("structured for float", lambda k: k(np.zeros(100, [("f", "<f4")]), _y(), a=1.0, n=100,
-                                         grid=100), TypeError, "'xs'"),
-    ("non-contiguous", lambda k: k(np.ones(200, np.float32)[::2], _y(), a=1.0, n=100, grid=100),
-     ValueError, "'xs'.*contiguous"),
-    ("fortran order", lambda k: k(np.asfortranarray(np.ones((10, 10), np.float32)), _y(),
-                                  a=1.0, n=100, grid=100), ValueError, "'xs'.*contiguous"),
-    ("empty", lambda k: k(np.ones(0, np.float32), _y(), a=1.0, n=100, grid=100),
-     ValueError, "'xs'.*empty"),
-    ("read-only output", lambda k: k(X0, np.frombuffer(bytes(400), np.float32), a=1.0, n=100,
-                                     grid=100), ValueError, "'ys'.*read-only"),
-    ("unknown kwarg", lambda k: k(X0, _y(), a=1.0, n=100, b=3, grid=100),
-     TypeError, "'b'.*xs"),
+    (
+        "wrong dtype",
+        lambda k: k(X0.astype(np.float64), _y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "'xs'.*float32.*float64",
+    ),
+    (
+        "wrong dtype int",
+        lambda k: k(X0, _y().astype(np.int32), a=1.0, n=100, grid=100),
+        TypeError,
+        "'ys'.*int32",
+    ),
+    ("big-endian", lambda k: k(X0.astype(">f4"), _y(), a=1.0, n=100, grid=100), TypeError, "'xs'"),
+    (
+        "structured for float",
+        lambda k: k(np.zeros(100, [("f", "<f4")]), _y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "'xs'",
+    ),
+    (
+        "non-contiguous",
+        lambda k: k(np.ones(200, np.float32)[::2], _y(), a=1.0, n=100, grid=100),
+        ValueError,
+        "'xs'.*contiguous",
+    ),
+    (
+        "fortran order",
+        lambda k: k(np.asfortranarray(np.ones((10, 10), np.float32)), _y(), a=1.0, n=100, grid=100),
+        ValueError,
+        "'xs'.*contiguous",
+    ),
+    (
+        "empty",
+        lambda k: k(np.ones(0, np.float32), _y(), a=1.0, n=100, grid=100),
+        ValueError,
+        "'xs'.*empty",
+    ),
+    (
+        "read-only output",
+        lambda k: k(X0, np.frombuffer(bytes(400), np.float32), a=1.0, n=100, grid=100),
+        ValueError,
+        "'ys'.*read-only",
+    ),
+    ("unknown kwarg", lambda k: k(X0, _y(), a=1.0, n=100, b=3, grid=100), TypeError, "'b'.*xs"),
     ("missing binding", lambda k: k(X0, a=1.0, n=100, grid=100), TypeError, "missing.*ys"),
-    ("duplicate binding", lambda k: k(X0, _y(), y=_y(), a=1.0, n=100, grid=100),
-     TypeError, "'y' twice"),
-    ("too many positional", lambda k: k(X0, _y(), _y(), a=1.0, n=100, grid=100),
-     TypeError, "2 positional.*xs, ys"),
+    (
+        "duplicate binding",
+        lambda k: k(X0, _y(), y=_y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "'y' twice",
+    ),
+    (
+        "too many positional",
+        lambda k: k(X0, _y(), _y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "2 positional.*xs, ys",
+    ),
     ("missing push constant", lambda k: k(X0, _y(), n=100, grid=100), TypeError, "'a'"),
-    ("unknown push member", lambda k: k(X0, _y(), P={"a": 1.0, "n": 1, "z": 2}, grid=100),
-     TypeError, "'z'.*a, n"),
+    (
+        "unknown push member",
+        lambda k: k(X0, _y(), P={"a": 1.0, "n": 1, "z": 2}, grid=100),
+        TypeError,
+        "'z'.*a, n",
+    ),
     ("push block not a dict", lambda k: k(X0, _y(), P=3.0, grid=100), TypeError, "'P'"),
     ("float for uint", lambda k: k(X0, _y(), a=1.0, n=100.0, grid=100), TypeError, "'n'.*uint"),
     ("negative uint", lambda k: k(X0, _y(), a=1.0, n=-1, grid=100), ValueError, "'n'.*-1"),
@@ -676,27 +724,52 @@ BAD_CALLS: list[tuple[str, Callable[[vknb.Kernel], Any], type[Exception], str]] 
     ("grid float", lambda k: k(X0, _y(), a=1.0, n=100, grid=100.0), TypeError, "grid"),
     ("grid 4-d", lambda k: k(X0, _y(), a=1.0, n=100, grid=(1, 1, 1, 1)), TypeError, "grid"),
     ("grid bool", lambda k: k(X0, _y(), a=1.0, n=100, grid=True), TypeError, "grid"),
-    ("grid beyond limit", lambda k: k(X0, _y(), a=1.0, n=100, grid=64 * 65536 * 4),
-     ValueError, "maxComputeWorkGroupCount"),
-    ("groups beyond limit", lambda k: k(X0, _y(), a=1.0, n=100, groups=(1, 1 << 31)),
-     ValueError, "maxComputeWorkGroupCount"),
+    (
+        "grid beyond limit",
+        lambda k: k(X0, _y(), a=1.0, n=100, grid=(1, 1 << 22)),
+        ValueError,
+        "maxComputeWorkGroupCount",
+    ),
+    (
+        "groups beyond limit",
+        lambda k: k(X0, _y(), a=1.0, n=100, groups=(1, 1 << 31)),
+        ValueError,
+        "maxComputeWorkGroupCount",
+    ),
     ("groups 0", lambda k: k(X0, _y(), a=1.0, n=100, groups=0), ValueError, "groups"),
-    ("grid and groups", lambda k: k(X0, _y(), a=1.0, n=100, grid=100, groups=2),
-     TypeError, "not both"),
+    (
+        "grid and groups",
+        lambda k: k(X0, _y(), a=1.0, n=100, grid=100, groups=2),
+        TypeError,
+        "not both",
+    ),
     ("neither grid nor groups", lambda k: k(X0, _y(), a=1.0, n=100), TypeError, "grid="),
-    ("list for binding", lambda k: k([1.0] * 100, _y(), a=1.0, n=100, grid=100),
-     TypeError, "'xs'.*list"),
-    ("bytes for binding", lambda k: k(bytes(400), _y(), a=1.0, n=100, grid=100),
-     TypeError, "'xs'.*bytes"),
+    (
+        "list for binding",
+        lambda k: k([1.0] * 100, _y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "'xs'.*list",
+    ),
+    (
+        "bytes for binding",
+        lambda k: k(bytes(400), _y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "'xs'.*bytes",
+    ),
     ("scalar for binding", lambda k: k(1.0, _y(), a=1.0, n=100, grid=100), TypeError, "'xs'"),
     ("None for binding", lambda k: k(None, _y(), a=1.0, n=100, grid=100), TypeError, "'xs'"),
-    ("Array of wrong dtype", lambda k: k(vknb.asarray(np.ones(100, np.int32)), _y(), a=1.0,
-                                         n=100, grid=100), TypeError, "'xs'"),
+    (
+        "Array of wrong dtype",
+        lambda k: k(vknb.asarray(np.ones(100, np.int32)), _y(), a=1.0, n=100, grid=100),
+        TypeError,
+        "'xs'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("what", "call", "exc", "pattern"), BAD_CALLS,
-                         ids=[c[0] for c in BAD_CALLS])
+@pytest.mark.parametrize(
+    ("what", "call", "exc", "pattern"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS]
+)
 def test_bad_call_raises_and_kernel_still_works(saxpy, rng, what, call, exc, pattern):
     with pytest.raises(exc) as ei:
         call(saxpy)

@@ -117,8 +117,14 @@ def test_load_ext_registers_magics_and_nothing_else(tmp_path: Path) -> None:
         print("OK")
     """)
     env = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "OK"
 
@@ -141,8 +147,14 @@ def test_define_binds_kernel_and_shows_card(ip: Any, data: dict[str, Any]) -> No
     assert isinstance(k, vknb.Kernel) and k.name == "saxpy"
     (card,) = _mimes(cap)
     html, text = card["text/html"], card["text/plain"]
-    for expected in ("saxpy", "readonly", "float32", "push constants", "SPIR-V",
-                     vknb.device().info.name):
+    for expected in (
+        "saxpy",
+        "readonly",
+        "float32",
+        "push constants",
+        "SPIR-V",
+        vknb.device().info.name,
+    ):
         assert expected in html, expected
     assert "local_size=(64, 1, 1)" in text and "compile" in text and "X" in text
 
@@ -200,7 +212,12 @@ def test_rerun_200_times_does_not_leak(ip: Any, data: dict[str, Any]) -> None:
     live1, mem1 = dev.live_objects(), dev.memory_stats()
     assert live1 == live0
     assert (mem1.allocated, mem1.used, mem1.buffers, mem1.blocks, mem1.allocations) == (
-        mem0.allocated, mem0.used, mem0.buffers, mem0.blocks, mem0.allocations)
+        mem0.allocated,
+        mem0.used,
+        mem0.buffers,
+        mem0.blocks,
+        mem0.allocations,
+    )
     assert sum(isinstance(o, vknb.Kernel) for o in gc.get_objects()) == kernels0
     expected = data["y"] + 101 * np.float32(data["alpha"]) * data["x"]
     np.testing.assert_allclose(ip.user_ns["y"], expected, rtol=1e-4, atol=1e-4)
@@ -266,8 +283,10 @@ def test_compile_error_inside_spliced_block_points_at_its_line(ip: Any) -> None:
     lines = {d[0]: d[3] for d in err.diagnostics}
     block_line = _line_of(cell, "$BLOCK")
     after_line = _line_of(cell, "after_block")
-    assert "oops_here" in lines[block_line] and "line 2 of the text spliced from $BLOCK" in (
-        lines[block_line])
+    assert (
+        "oops_here" in lines[block_line]
+        and "line 2 of the text spliced from $BLOCK" in (lines[block_line])
+    )
     assert "after_block" in lines[after_line]
     assert "blocky" not in ip.user_ns
 
@@ -276,8 +295,10 @@ def test_compiler_warning_in_cell_lines(ip: Any) -> None:
     from vknb.compiler import ShaderWarning
 
     ip.user_ns["BLOCK2"] = "// one\n// two"
-    cell = "%%glsl warned\n$BLOCK2\nlayout(local_size_x = 1) in;\n" \
-           "#extension GL_EXT_nonexistent_thing : warn\nvoid main() {}\n"
+    cell = (
+        "%%glsl warned\n$BLOCK2\nlayout(local_size_x = 1) in;\n"
+        "#extension GL_EXT_nonexistent_thing : warn\nvoid main() {}\n"
+    )
     with pytest.warns(ShaderWarning) as rec:
         res = ip.run_cell(cell)
     assert res.success
@@ -372,8 +393,9 @@ def test_device_option(ip: Any, data: dict[str, Any]) -> None:
     if vknb.device().index == 0:
         assert k.device is vknb.device()
     assert ip.run_cell("saxpy(x, y, a=alpha, grid=n)").success
-    np.testing.assert_allclose(ip.user_ns["y"], data["y"] + np.float32(data["alpha"]) * data["x"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ip.user_ns["y"], data["y"] + np.float32(data["alpha"]) * data["x"], rtol=1e-5, atol=1e-6
+    )
     with capture_output(), pytest.raises(vknb.NoDeviceFound):
         ip.run_cell_magic("glsl", f"saxpy --device {len(vknb.devices())}", SAXPY)
 
@@ -381,8 +403,9 @@ def test_device_option(ip: Any, data: dict[str, Any]) -> None:
 def test_quiet(ip: Any, data: dict[str, Any]) -> None:
     cap = glsl(ip, 'saxpy --quiet --run "x, y, a=alpha, grid=n"', SAXPY)
     assert cap.outputs == [] and cap.stdout == ""
-    np.testing.assert_allclose(ip.user_ns["y"], data["y"] + np.float32(data["alpha"]) * data["x"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ip.user_ns["y"], data["y"] + np.float32(data["alpha"]) * data["x"], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_save(ip: Any, tmp_path: Path) -> None:
@@ -403,8 +426,19 @@ def test_save(ip: Any, tmp_path: Path) -> None:
 def test_help(ip: Any) -> None:
     with capture_output() as cap:
         ip.run_line_magic("glsl", "--help")
-    for opt in ("-D", "--constant", "--local-size", "--device", "--quiet", "--run", "--save",
-                "--no-splice", "$NAME", "$$", "ShaderCompileError"):
+    for opt in (
+        "-D",
+        "--constant",
+        "--local-size",
+        "--device",
+        "--quiet",
+        "--run",
+        "--save",
+        "--no-splice",
+        "$NAME",
+        "$$",
+        "ShaderCompileError",
+    ):
         assert opt in cap.stdout, opt
     with capture_output() as cap2:
         ip.run_cell_magic("glsl", "whatever --help", SAXPY)
@@ -452,10 +486,13 @@ def test_splice_function() -> None:
     assert s.values == {"X": "2"} and s.skipped == {}
     s = magics.splice("1\n$B\n3", {"B": "b1\nb2"})
     assert s.text == "1\nb1\nb2\n3"
-    assert s.map_diagnostics([(1, 0, "error", "m"), (3, 0, "error", "m"), (4, 2, "error", "m")],
-                             offset=1) == [
-        (2, 0, "error", "m"), (3, 0, "error", "m (line 2 of the text spliced from $B)"),
-        (4, 2, "error", "m")]
+    assert s.map_diagnostics(
+        [(1, 0, "error", "m"), (3, 0, "error", "m"), (4, 2, "error", "m")], offset=1
+    ) == [
+        (2, 0, "error", "m"),
+        (3, 0, "error", "m (line 2 of the text spliced from $B)"),
+        (4, 2, "error", "m"),
+    ]
     assert magics.splice_value(np.int64(3)) == "3"
     assert magics.splice_value(np.bool_(False)) == "false"
     assert magics.splice_value(1.5) == "1.5"
@@ -468,8 +505,17 @@ def test_splice_function() -> None:
 def test_vknb_help(ip: Any) -> None:
     for line in ("", "help", "--help"):
         out = vknb_line(ip, line).stdout
-        for cmd in ("devices", "use", "memory", "timings", "--last", "--plot", "info",
-                    "clear-cache", "--text"):
+        for cmd in (
+            "devices",
+            "use",
+            "memory",
+            "timings",
+            "--last",
+            "--plot",
+            "info",
+            "clear-cache",
+            "--text",
+        ):
             assert cmd in out, (line, cmd)
     with capture_output(), pytest.raises(UsageError, match="unknown command"):
         ip.run_line_magic("vknb", "bogus")
@@ -516,8 +562,11 @@ def test_vknb_timings(ip: Any, data: dict[str, Any]) -> None:
     vknb.clear_timings()
     assert "no dispatches recorded yet" in vknb_line(ip, "timings --text").stdout
     glsl(ip, 'saxpy --quiet --run "x, y, a=alpha, grid=n"', SAXPY)
-    glsl(ip, 'scale2 --quiet --run "x, y, grid=n"',
-         SAXPY.replace("layout(push_constant) uniform P { float a; };", "const float a = 2.0;"))
+    glsl(
+        ip,
+        'scale2 --quiet --run "x, y, grid=n"',
+        SAXPY.replace("layout(push_constant) uniform P { float a; };", "const float a = 2.0;"),
+    )
     assert ip.run_cell("saxpy(x, y, a=alpha, grid=n)").success
     out = vknb_line(ip, "timings --text").stdout
     assert "3 dispatches recorded" in out
@@ -539,9 +588,16 @@ def test_vknb_info(ip: Any) -> None:
     from vknb.compiler import cache_dir, find_compiler
 
     out = vknb_line(ip, "info --text").stdout
-    for expected in (vknb.__version__, importlib.metadata.version("vulkan"), "Vulkan loader",
-                     vknb.device().info.name, vknb.device().info.driver,
-                     find_compiler().kind, str(cache_dir()), np.__version__):
+    for expected in (
+        vknb.__version__,
+        importlib.metadata.version("vulkan"),
+        "Vulkan loader",
+        vknb.device().info.name,
+        vknb.device().info.driver,
+        find_compiler().kind,
+        str(cache_dir()),
+        np.__version__,
+    ):
         assert expected in out, expected
     (rich,) = _mimes(vknb_line(ip, "info"))
     assert "<table" in rich["text/html"] and "Vulkan loader" in rich["text/html"]
@@ -564,10 +620,15 @@ def test_vknb_widgets_when_asked(ip: Any, monkeypatch: pytest.MonkeyPatch) -> No
     pytest.importorskip("ipywidgets")
     monkeypatch.setattr(magics, "use_widgets", True)
     widget_mime = "application/vnd.jupyter.widget-view+json"
-    have = {name: magics._widget(name) is not None
-            for name in ("DeviceExplorer", "MemoryMonitor", "TimingsView")}
-    for cmd, name in (("devices", "DeviceExplorer"), ("memory", "MemoryMonitor"),
-                      ("timings", "TimingsView")):
+    have = {
+        name: magics._widget(name) is not None
+        for name in ("DeviceExplorer", "MemoryMonitor", "TimingsView")
+    }
+    for cmd, name in (
+        ("devices", "DeviceExplorer"),
+        ("memory", "MemoryMonitor"),
+        ("timings", "TimingsView"),
+    ):
         (out,) = _mimes(vknb_line(ip, cmd))
         assert (widget_mime in out) == have[name], cmd
         assert "text/html" in out  # the widget's own fallback, or ours

@@ -84,12 +84,16 @@ FUZZ = settings(
 )
 
 
-def run_python(code: str, tmp_path: Path, env: dict[str, str] | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, tmp_path: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (cwd and cache in ``tmp_path``)."""
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=tmp_path, env=_child_env(tmp_path, env), capture_output=True, text=True,
+        cwd=tmp_path,
+        env=_child_env(tmp_path, env),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
@@ -135,7 +139,14 @@ def check_saxpy(k: vknb.Kernel, rng: np.random.Generator, n: int = 333) -> None:
 # ---------------------------------------------------------------------------------------------
 
 OP_EXT_INST_IMPORT, OP_TYPE_INT, OP_FUNCTION, OP_LOAD, OP_STORE, OP_FMUL, OP_RETURN = (
-    11, 21, 54, 61, 62, 133, 253)
+    11,
+    21,
+    54,
+    61,
+    62,
+    133,
+    253,
+)
 
 
 def to_words(b: bytes) -> list[int]:
@@ -200,8 +211,11 @@ def mutations(draw: Any, spirv: bytes) -> tuple[str, bytes]:
     nbytes, nwords = len(spirv), len(spirv) // 4
     kind = draw(st.sampled_from(["flip", "truncate", "word", "delete", "header"]))
     if kind == "flip":
-        flips = draw(st.lists(st.tuples(st.integers(0, nbytes - 1), st.integers(0, 7)),
-                              min_size=1, max_size=4))
+        flips = draw(
+            st.lists(
+                st.tuples(st.integers(0, nbytes - 1), st.integers(0, 7)), min_size=1, max_size=4
+            )
+        )
         b = bytearray(spirv)
         for pos, bit in flips:
             b[pos] ^= 1 << bit
@@ -213,8 +227,7 @@ def mutations(draw: Any, spirv: bytes) -> tuple[str, bytes]:
     special = st.sampled_from([0, 1, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF, 0xFFFF0000])
     value = st.one_of(special, st.integers(0, 2**32 - 1), st.integers(0, 64))
     if kind == "word":
-        edits = draw(st.lists(st.tuples(st.integers(5, nwords - 1), value), min_size=1,
-                              max_size=3))
+        edits = draw(st.lists(st.tuples(st.integers(5, nwords - 1), value), min_size=1, max_size=3))
         for at, v in edits:
             w[at] = v
         return f"words {edits}", to_bytes(w)
@@ -297,9 +310,14 @@ class CompileWorker:
     def _start(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _COMPILE_WORKER], cwd=self.tmp_path,
-                env=_child_env(self.tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, bufsize=1,
+                [sys.executable, "-c", _COMPILE_WORKER],
+                cwd=self.tmp_path,
+                env=_child_env(self.tmp_path),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                bufsize=1,
             )
             self.restarts += 1
         return self.proc
@@ -338,11 +356,6 @@ def worker(tmp_path: Path) -> Iterator[CompileWorker]:
     w.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: validate_spirv decodes spirv-val's output as strict UTF-8; a damaged "
-    "string in the module makes vknb.compile raise UnicodeDecodeError",
-)
 def test_malformed_spirv_compile_raises_never_crashes(rich_spirv, worker, record_property):
     """vknb.compile(bytes) of damaged modules: a VulkanError (SpirvError, PipelineCreationFailed)
     or a kernel; never a crash, a hang or another exception (checked in a worker process)."""
@@ -367,8 +380,9 @@ def test_malformed_spirv_compile_raises_never_crashes(rich_spirv, worker, record
     assert not bad, f"{len(bad)} of 200 damaged modules crashed or hung the process: {bad[:5]}"
 
 
-@pytest.mark.parametrize("damage", [function_type_is_void, without_return],
-                         ids=["function-type-void", "no-OpReturn"])
+@pytest.mark.parametrize(
+    "damage", [function_type_is_void, without_return], ids=["function-type-void", "no-OpReturn"]
+)
 def test_invalid_spirv_that_reflects_is_rejected_not_crashing(small_spirv, tmp_path, damage):
     bad = damage(small_spirv)
     vknb.reflect(bad)  # reflection alone cannot tell
@@ -395,11 +409,6 @@ def non_utf8_import_name(spirv: bytes) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: validate_spirv decodes spirv-val's output as strict UTF-8 "
-    "(UnicodeDecodeError instead of SpirvError)",
-)
 def test_non_utf8_string_in_spirv_raises_spirv_error(small_spirv):
     bad = non_utf8_import_name(small_spirv)
     with pytest.raises(vknb.SpirvError):
@@ -433,8 +442,17 @@ def test_driver_rejected_module_raises_pipeline_creation_failed(small_spirv, rng
 # Argument fuzzing
 # ---------------------------------------------------------------------------------------------
 
-WRONG_DTYPES = [np.float64, np.float16, np.int32, np.uint32, np.int8, np.uint8, np.complex64,
-                np.dtype(">f4"), np.dtype([("f", "<f4")])]
+WRONG_DTYPES = [
+    np.float64,
+    np.float16,
+    np.int32,
+    np.uint32,
+    np.int8,
+    np.uint8,
+    np.complex64,
+    np.dtype(">f4"),
+    np.dtype([("f", "<f4")]),
+]
 NAMES = {"x": ["xs", "X", "x"], "y": ["ys", "Y", "y"]}
 
 
@@ -468,8 +486,9 @@ BAD_BINDINGS = ["dtype", "strided", "transposed", "empty", "list", "none", "scal
 FAULTS = ["x", "y", "binding style", "a", "n", "push style", "launch"]
 
 
-def _binding_value(draw: Any, rng: np.random.Generator, which: str, call: Call,
-                   faulty: bool) -> Any:
+def _binding_value(
+    draw: Any, rng: np.random.Generator, which: str, call: Call, faulty: bool
+) -> Any:
     name = NAMES[which][0]
     n = draw(st.integers(1, 700))
     # A read-only numpy array is fine for the readonly x, a fault for y (it is written back).
@@ -493,8 +512,11 @@ def _binding_value(draw: Any, rng: np.random.Generator, which: str, call: Call,
         v = vknb.asarray(np.zeros(n, dt)) if draw(st.booleans()) else np.zeros(n, dt)
     elif variant in ("strided", "transposed"):
         base = rng.standard_normal((n + 1) * 3).astype(np.float32)
-        v = base[:: draw(st.integers(2, 3))] if variant == "strided" else (
-            base[: (n + 1) * 2].reshape(n + 1, 2).T)
+        v = (
+            base[:: draw(st.integers(2, 3))]
+            if variant == "strided"
+            else (base[: (n + 1) * 2].reshape(n + 1, 2).T)
+        )
     else:
         v = {"list": [1.0] * 3, "none": None, "scalar": 1.5, "bytes": b"\0" * 16}[variant]
     if faulty:
@@ -514,9 +536,13 @@ def fuzzed_calls(draw: Any) -> Call:
     call.y = _binding_value(draw, rng, "y", call, "y" in faults)
 
     # Bindings: by position or by one of their names; or missing, doubled, extra.
-    style = draw(st.sampled_from(["missing y", "duplicate", "extra positional"]
-                                 if "binding style" in faults
-                                 else ["positional", "named", "mixed"]))
+    style = draw(
+        st.sampled_from(
+            ["missing y", "duplicate", "extra positional"]
+            if "binding style" in faults
+            else ["positional", "named", "mixed"]
+        )
+    )
     if style == "positional":
         call.args = [call.x, call.y]
     elif style == "named":
@@ -541,8 +567,14 @@ def fuzzed_calls(draw: Any) -> Call:
     if "a" in faults:
         call.culprits.append("a")
         kind = draw(st.sampled_from(["str", "none", "bool", "overflow", "list", "complex"]))
-        call.a = {"str": "1.0", "none": None, "bool": True, "list": [1.0], "complex": 1j,
-                  "overflow": draw(st.floats(1e39, 1e300))}[kind]
+        call.a = {
+            "str": "1.0",
+            "none": None,
+            "bool": True,
+            "list": [1.0],
+            "complex": 1j,
+            "overflow": draw(st.floats(1e39, 1e300)),
+        }[kind]
     else:
         kind = draw(st.sampled_from(["float", "np", "int"]))
         f = draw(st.floats(-100, 100, allow_nan=False))
@@ -550,15 +582,26 @@ def fuzzed_calls(draw: Any) -> Call:
     if "n" in faults:
         call.culprits.append("n")
         kind = draw(st.sampled_from(["negative", "huge", "float", "bool", "str"]))
-        call.n = {"negative": draw(st.integers(-2**40, -1)), "str": "7",
-                  "huge": draw(st.integers(2**32, 2**70)), "float": 3.0, "bool": False}[kind]
+        call.n = {
+            "negative": draw(st.integers(-(2**40), -1)),
+            "str": "7",
+            "huge": draw(st.integers(2**32, 2**70)),
+            "float": 3.0,
+            "bool": False,
+        }[kind]
     else:
         kind = draw(st.sampled_from(["small", "small", "big", "np"]))
         small = draw(st.integers(0, 800))
-        call.n = {"small": small, "big": draw(st.integers(0, 2**32 - 1)),
-                  "np": np.uint32(small)}[kind]
-    push_style = draw(st.sampled_from(["missing a", "unknown", "not a dict"]
-                                      if "push style" in faults else ["members", "dict"]))
+        call.n = {"small": small, "big": draw(st.integers(0, 2**32 - 1)), "np": np.uint32(small)}[
+            kind
+        ]
+    push_style = draw(
+        st.sampled_from(
+            ["missing a", "unknown", "not a dict"]
+            if "push style" in faults
+            else ["members", "dict"]
+        )
+    )
     if push_style == "members":
         call.kwargs.update(a=call.a, n=call.n)
     elif push_style == "dict":
@@ -575,8 +618,13 @@ def fuzzed_calls(draw: Any) -> Call:
 
     # Launch size.
     g = draw(st.integers(1, 1000))
-    launch = draw(st.sampled_from(["zero", "negative", "float", "both", "neither", "too many"]
-                                  if "launch" in faults else ["grid", "grid tuple", "groups"]))
+    launch = draw(
+        st.sampled_from(
+            ["zero", "negative", "float", "both", "neither", "too many"]
+            if "launch" in faults
+            else ["grid", "grid tuple", "groups"]
+        )
+    )
     call.invocations = -(-g // 64) * 64
     if launch == "grid":
         call.kwargs["grid"] = g
@@ -586,11 +634,16 @@ def fuzzed_calls(draw: Any) -> Call:
         call.kwargs["groups"] = -(-g // 64)
     else:
         call.culprits.append("grid" if launch != "too many" else "groups")
-        call.kwargs.update({
-            "zero": {"grid": 0}, "negative": {"grid": (g, -g)}, "float": {"grid": float(g)},
-            "both": {"grid": g, "groups": 1}, "neither": {},
-            "too many": {"grid": 64 * 70000},
-        }[launch])
+        call.kwargs.update(
+            {
+                "zero": {"grid": 0},
+                "negative": {"grid": (g, -g)},
+                "float": {"grid": float(g)},
+                "both": {"grid": g, "groups": 1},
+                "neither": {},
+                "too many": {"groups": (1, 1 << 20)},  # y beyond 65535 on every device
+            }[launch]
+        )
     return call
 
 
@@ -625,8 +678,9 @@ def test_argument_fuzzing(saxpy, rng, dev, record_property):
                 m = min(int(call.n), x0.size, y0.size, call.invocations)
                 expected = y0.copy()
                 expected[:m] = y0[:m] + np.float32(call.a) * x0[:m]
-                np.testing.assert_allclose(_flat(call.y), expected, rtol=1e-5,
-                                           atol=1e-4 * max(1.0, abs(float(call.a))))
+                np.testing.assert_allclose(
+                    _flat(call.y), expected, rtol=1e-5, atol=1e-4 * max(1.0, abs(float(call.a)))
+                )
         finally:
             for v in (call.x, call.y):
                 if isinstance(v, vknb.Array):
@@ -637,7 +691,7 @@ def test_argument_fuzzing(saxpy, rng, dev, record_property):
     report(record_property, "argument_fuzz", dict(outcomes))
     assert not unexpected, "\n".join(unexpected[:10])
     assert sum(outcomes.values()) == 300
-    assert outcomes["ok"] >= 60 and outcomes["TypeError"] >= 30 and outcomes["ValueError"] >= 20
+    assert outcomes["ok"] >= 60 and outcomes["TypeError"] >= 30 and outcomes["ValueError"] >= 10
 
 
 # ---------------------------------------------------------------------------------------------
@@ -649,8 +703,14 @@ def _snapshot(dev: vknb.Device) -> dict[str, Any]:
     settle()
     dev.synchronize()
     s = dev.memory_stats()
-    return {"allocated": s.allocated, "used": s.used, "blocks": s.blocks, "buffers": s.buffers,
-            "allocations": s.allocations, "live": dev.live_objects()}
+    return {
+        "allocated": s.allocated,
+        "used": s.used,
+        "blocks": s.blocks,
+        "buffers": s.buffers,
+        "allocations": s.allocations,
+        "live": dev.live_objects(),
+    }
 
 
 def _warm(dev: vknb.Device) -> None:
@@ -682,8 +742,11 @@ def test_leaks_buffer_and_array_loops(dev, rng, record_property):
     k.close()
     del k
     after = _snapshot(dev)
-    report(record_property, "leaks_1000_buffers",
-           {"before": before, "kernel alive": k_live, "after loop": after_loop, "after": after})
+    report(
+        record_property,
+        "leaks_1000_buffers",
+        {"before": before, "kernel alive": k_live, "after loop": after_loop, "after": after},
+    )
     assert after == before
 
 
@@ -722,8 +785,11 @@ def test_leaks_recompiling_the_same_source(dev, rng, record_property):
         np.testing.assert_allclose(y, x, rtol=1e-6)
     del k
     after = _snapshot(dev)
-    report(record_property, "leaks_200_recompiles",
-           {"before": before, "after": after, "cache hits": hits})
+    report(
+        record_property,
+        "leaks_200_recompiles",
+        {"before": before, "after": after, "cache hits": hits},
+    )
     assert hits == 200
     assert after == before
 
@@ -757,8 +823,11 @@ def test_filling_the_heap_in_pieces_fails_cleanly(dev, rng, record_property):
             except vknb.AllocationFailed as e:
                 error = e
                 break
-        report(record_property, "heap_pieces", {"heap": heap, "piece": piece,
-                                                "allocated before failing": len(held)})
+        report(
+            record_property,
+            "heap_pieces",
+            {"heap": heap, "piece": piece, "allocated before failing": len(held)},
+        )
     finally:
         for b in held:
             b.close()
@@ -804,9 +873,12 @@ os._exit(0)  # the driver cannot abort the shader: leave without waiting for it
 
 def test_runaway_kernel_times_out(tmp_path, record_property):
     proc = subprocess.Popen(
-        [sys.executable, "-c", _RUNAWAY], cwd=tmp_path,
+        [sys.executable, "-c", _RUNAWAY],
+        cwd=tmp_path,
         env=_child_env(tmp_path, {"VKNB_TIMEOUT_S": "2"}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=60)
@@ -920,8 +992,11 @@ def test_polling_while_dispatching(dev, rng, saxpy, record_property):
         poller.stop.set()
         poller.join(10)
     dt = time.perf_counter() - t0
-    report(record_property, "poll_while_dispatch",
-           {"dispatches": 200, "polls": poller.polls, "seconds": round(dt, 2)})
+    report(
+        record_property,
+        "poll_while_dispatch",
+        {"dispatches": 200, "polls": poller.polls, "seconds": round(dt, 2)},
+    )
     assert not poller.errors, poller.errors
     assert poller.polls > 0
 
@@ -964,8 +1039,11 @@ def test_two_threads_dispatching_their_own_kernels(dev, record_property):
     poller.stop.set()
     poller.join(10)
     dt = time.perf_counter() - t0
-    report(record_property, "two_threads",
-           {"dispatches": dict(done), "polls": poller.polls, "seconds": round(dt, 2)})
+    report(
+        record_property,
+        "two_threads",
+        {"dispatches": dict(done), "polls": poller.polls, "seconds": round(dt, 2)},
+    )
     assert not errors, errors
     assert not poller.errors, poller.errors
     assert done == {1: 100, 2: 100}
@@ -1094,8 +1172,9 @@ def _assert_clean_exit(res: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.mark.parametrize("validation", ["0", "1"], ids=["plain", "validation"])
 def test_exit_with_live_objects_is_clean(tmp_path, validation):
-    res = run_python(_LIVE_AT_EXIT.replace("PENDING", ""), tmp_path,
-                     {"VKNB_VALIDATION": validation})
+    res = run_python(
+        _LIVE_AT_EXIT.replace("PENDING", ""), tmp_path, {"VKNB_VALIDATION": validation}
+    )
     _assert_clean_exit(res)
 
 
@@ -1105,6 +1184,5 @@ def test_exit_with_pending_submissions_is_clean(tmp_path):
 
 
 def test_exit_with_pending_submissions_is_clean_under_validation(tmp_path):
-    res = run_python(_LIVE_AT_EXIT.replace("PENDING", _PENDING), tmp_path,
-                     {"VKNB_VALIDATION": "1"})
+    res = run_python(_LIVE_AT_EXIT.replace("PENDING", _PENDING), tmp_path, {"VKNB_VALIDATION": "1"})
     _assert_clean_exit(res)

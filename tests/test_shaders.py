@@ -46,8 +46,19 @@ def _header(text: str) -> str:
 def test_library_has_at_least_twelve_shaders():
     assert len(SHADERS) >= 12
     assert library.list_shaders() == SHADERS
-    for name in ("saxpy", "map", "reduce_sum", "scan", "histogram", "matmul", "convolve2d",
-                 "transpose", "mandelbrot", "random_uniform", "sobel"):
+    for name in (
+        "saxpy",
+        "map",
+        "reduce_sum",
+        "scan",
+        "histogram",
+        "matmul",
+        "convolve2d",
+        "transpose",
+        "mandelbrot",
+        "random_uniform",
+        "sobel",
+    ):
         assert name in SHADERS
 
 
@@ -140,16 +151,28 @@ def test_saxpy_device_array_in_place_and_grid_stride(rng):
 # --- map ----------------------------------------------------------------------------------------
 
 _F64 = {
-    "add": lambda a, b, s: a + b, "sub": lambda a, b, s: a - b, "mul": lambda a, b, s: a * b,
-    "div": lambda a, b, s: a / b, "max": lambda a, b, s: np.maximum(a, b),
-    "min": lambda a, b, s: np.minimum(a, b), "pow": lambda a, b, s: a**b,
-    "neg": lambda a, b, s: -a, "abs": lambda a, b, s: np.abs(a), "exp": lambda a, b, s: np.exp(a),
-    "log": lambda a, b, s: np.log(a), "sqrt": lambda a, b, s: np.sqrt(a),
-    "sin": lambda a, b, s: np.sin(a), "cos": lambda a, b, s: np.cos(a),
-    "tanh": lambda a, b, s: np.tanh(a), "relu": lambda a, b, s: np.maximum(a, 0),
-    "sigmoid": lambda a, b, s: 1 / (1 + np.exp(-a)), "square": lambda a, b, s: a * a,
-    "reciprocal": lambda a, b, s: 1 / a, "scale": lambda a, b, s: a * s,
-    "add_scalar": lambda a, b, s: a + s, "axpy": lambda a, b, s: s * a + b,
+    "add": lambda a, b, s: a + b,
+    "sub": lambda a, b, s: a - b,
+    "mul": lambda a, b, s: a * b,
+    "div": lambda a, b, s: a / b,
+    "max": lambda a, b, s: np.maximum(a, b),
+    "min": lambda a, b, s: np.minimum(a, b),
+    "pow": lambda a, b, s: a**b,
+    "neg": lambda a, b, s: -a,
+    "abs": lambda a, b, s: np.abs(a),
+    "exp": lambda a, b, s: np.exp(a),
+    "log": lambda a, b, s: np.log(a),
+    "sqrt": lambda a, b, s: np.sqrt(a),
+    "sin": lambda a, b, s: np.sin(a),
+    "cos": lambda a, b, s: np.cos(a),
+    "tanh": lambda a, b, s: np.tanh(a),
+    "relu": lambda a, b, s: np.maximum(a, 0),
+    "sigmoid": lambda a, b, s: 1 / (1 + np.exp(-a)),
+    "square": lambda a, b, s: a * a,
+    "reciprocal": lambda a, b, s: 1 / a,
+    "scale": lambda a, b, s: a * s,
+    "add_scalar": lambda a, b, s: a + s,
+    "axpy": lambda a, b, s: s * a + b,
     "pow_scalar": lambda a, b, s: a**s,
 }
 # Inputs where the op is defined and well conditioned (log, sqrt, pow need a > 0).
@@ -170,8 +193,9 @@ def test_map_op(rng, op):
         a = rng.uniform(-4.0, 4.0, n).astype(np.float32)
         b = rng.uniform(-4.0, 4.0, n).astype(np.float32)
     alpha = 1.25
-    out = library.elementwise(op, a, b if library.MAP_OPS[op] in library._BINARY_OPS else None,
-                              alpha=alpha)
+    out = library.elementwise(
+        op, a, b if library.MAP_OPS[op] in library._BINARY_OPS else None, alpha=alpha
+    )
     ref = _F64[op](a.astype(np.float64), b.astype(np.float64), alpha)
     # rtol 1e-5 relative; the absolute 1e-6 covers results near 0 whose inputs are near 1
     # (log(a) for a ~ 1, tanh/sin of small arguments): there an error of one float32 ulp of
@@ -285,8 +309,9 @@ def test_scan_integers(rng, n, exclusive, dtype):
 def test_scan_other_block_shapes(rng, local_size, items):
     n = 20_011
     x = rng.integers(0, 100, n).astype(np.uint32)
-    k = library.load("scan", defines={"T": "uint"}, local_size=local_size,
-                     constants={"ITEMS": items})
+    k = library.load(
+        "scan", defines={"T": "uint"}, local_size=local_size, constants={"ITEMS": items}
+    )
     for exclusive in (False, True):
         got = library._scan_device(k, x, n, exclusive, np.dtype(np.uint32)).numpy()
         ref = np.cumsum(x, dtype=np.uint32)
@@ -296,8 +321,9 @@ def test_scan_other_block_shapes(rng, local_size, items):
 # --- histogram ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("n", "bins"), [(1, 1), (1, 16), (1000, 7), (100_003, 256),
-                                         (50_000, 4096), (50_000, 5000)])
+@pytest.mark.parametrize(
+    ("n", "bins"), [(1, 1), (1, 16), (1000, 7), (100_003, 256), (50_000, 4096), (50_000, 5000)]
+)
 def test_histogram(rng, n, bins):
     x = rng.integers(0, bins + bins // 5 + 1, n).astype(np.uint32)  # some values >= bins
     counts = library.histogram(x, bins)
@@ -326,8 +352,10 @@ def test_histogram_global_atomics_and_accumulation(rng):
 # --- matmul -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("M", "K", "N"), [(1, 1, 1), (64, 64, 64), (65, 17, 33), (100, 70, 130),
-                                           (3, 200, 5), (256, 256, 256)])
+@pytest.mark.parametrize(
+    ("M", "K", "N"),
+    [(1, 1, 1), (64, 64, 64), (65, 17, 33), (100, 70, 130), (3, 200, 5), (256, 256, 256)],
+)
 def test_matmul(rng, M, K, N):
     A = rng.random((M, K), dtype=np.float32)
     B = rng.random((K, N), dtype=np.float32)
@@ -452,12 +480,15 @@ def _mandelbrot_ref(width, height, cx, cy, scale, max_iter):
     return it
 
 
-@pytest.mark.parametrize(("w", "h", "center", "span", "max_iter"), [
-    (1, 1, (-0.5, 0.0), 3.0, 50),
-    (64, 48, (-0.5, 0.0), 3.0, 100),
-    (17, 13, (0.25, 0.1), 0.5, 200),
-    (50, 37, (-0.743643887, 0.131825904), 0.01, 400),  # along the boundary: chaotic points
-])
+@pytest.mark.parametrize(
+    ("w", "h", "center", "span", "max_iter"),
+    [
+        (1, 1, (-0.5, 0.0), 3.0, 50),
+        (64, 48, (-0.5, 0.0), 3.0, 100),
+        (17, 13, (0.25, 0.1), 0.5, 200),
+        (50, 37, (-0.743643887, 0.131825904), 0.01, 400),  # along the boundary: chaotic points
+    ],
+)
 def test_mandelbrot(w, h, center, span, max_iter):
     got = library.mandelbrot(w, h, center=center, span=span, max_iter=max_iter)
     assert got.shape == (h, w) and got.dtype == np.uint32
@@ -470,8 +501,9 @@ _M32 = np.uint64(0xFFFFFFFF)
 
 
 def _pcg_permute(state: np.ndarray) -> np.ndarray:
-    word = (((state >> ((state >> np.uint64(28)) + np.uint64(4))) ^ state)
-            * np.uint64(277803737)) & _M32
+    word = (
+        ((state >> ((state >> np.uint64(28)) + np.uint64(4))) ^ state) * np.uint64(277803737)
+    ) & _M32
     return (word >> np.uint64(22)) ^ word
 
 

@@ -70,8 +70,10 @@ def settle() -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = ("import sys, vknb.widgets; "
-            "print([m for m in ('ipywidgets', 'matplotlib', 'IPython') if m in sys.modules])")
+    code = (
+        "import sys, vknb.widgets; "
+        "print([m for m in ('ipywidgets', 'matplotlib', 'IPython') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -86,10 +88,16 @@ def test_device_explorer_rows_and_table(dev: vknb.Device) -> None:
     assert [r["index"] for r in rows] == [d.index for d in infos]
     for r, d in zip(rows, infos, strict=True):
         assert (r["name"], r["type"], r["driver"], r["api_version"]) == (
-            d.name, d.type, d.driver, d.api_version)
+            d.name,
+            d.type,
+            d.driver,
+            d.api_version,
+        )
         assert r["score"] == d.score == r["score_type"] + r["score_memory"]
-        assert (r["score_type"], r["score_memory"]) == (d.score_parts["type"],
-                                                        d.score_parts["memory"])
+        assert (r["score_type"], r["score_memory"]) == (
+            d.score_parts["type"],
+            d.score_parts["memory"],
+        )
         assert r["total_memory"] == d.total_memory
         assert r["session"] == (d.index == dev.index)
     table = ex.table.value
@@ -113,8 +121,16 @@ def test_device_explorer_selection_shows_details(dev: vknb.Device) -> None:
         pane = ex.details_pane.value
         lim = d.limits
         assert f"Device {d.index}: {html.escape(d.name)}" in pane
-        for section in ("compute limits", "timestamps", "features", "memory heaps",
-                        "memory types", "queue families", "extensions", "score"):
+        for section in (
+            "compute limits",
+            "timestamps",
+            "features",
+            "memory heaps",
+            "memory types",
+            "queue families",
+            "extensions",
+            "score",
+        ):
             assert f"<b>{section}</b>" in pane
         assert " x ".join(map(str, lim["max_workgroup_size"])) in pane
         assert " x ".join(map(str, lim["max_workgroup_count"])) in pane
@@ -170,8 +186,10 @@ def test_fallbacks_mimebundle_and_ipython_formatter(dev: vknb.Device) -> None:
     assert set(bundle) == {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"}
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
     assert "score (type+mem)" in bundle["text/plain"] and dev.info.name in bundle["text/plain"]
-    assert html.escape(dev.info.name) in bundle["text/html"] and "compute limits" in bundle[
-        "text/html"]
+    assert (
+        html.escape(dev.info.name) in bundle["text/html"]
+        and "compute limits" in bundle["text/html"]
+    )
     # The real IPython display machinery picks the same three.
     data, _md = InteractiveShell.instance().display_formatter.format(ex)
     assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(data)
@@ -208,13 +226,15 @@ def test_nbconvert_shows_the_html_table(dev: vknb.Device, saxpy: Any, rng: Any) 
 # --- memory monitor --------------------------------------------------------------------------
 
 
-def test_memory_monitor_content_and_refresh(dev: vknb.Device, no_leaks: None,
-                                            rng: np.random.Generator) -> None:
+def test_memory_monitor_content_and_refresh(
+    dev: vknb.Device, no_leaks: None, rng: np.random.Generator
+) -> None:
     mon = vw.MemoryMonitor(dev)
     assert mon.device is dev
     heaps = mon.rows()
     assert [(h["index"], h["size"], h["device_local"]) for h in heaps] == [
-        (h.index, h.size, h.device_local) for h in dev.info.heaps]
+        (h.index, h.size, h.device_local) for h in dev.info.heaps
+    ]
     for h in dev.info.heaps:
         assert f"<td>{display.fmt_bytes(h.size)}</td>" in mon.pane.value
     assert "vknb used" in mon.pane.value and "class='vknb-bar'" in mon.pane.value
@@ -258,8 +278,9 @@ def test_memory_monitor_follows_the_session_device(dev: vknb.Device) -> None:
     mon.close()
 
 
-def test_memory_monitor_auto_refresh_while_dispatching(dev: vknb.Device, saxpy: Any,
-                                                       rng: np.random.Generator) -> None:
+def test_memory_monitor_auto_refresh_while_dispatching(
+    dev: vknb.Device, saxpy: Any, rng: np.random.Generator
+) -> None:
     mon = vw.MemoryMonitor(dev)
     mon.interval.value = 0.05
     seen: list[str] = []
@@ -330,8 +351,9 @@ def test_memory_monitor_collected_stops_its_thread(dev: vknb.Device) -> None:
 # --- timings ---------------------------------------------------------------------------------
 
 
-def test_timings_view_live_table_filter_and_plot(saxpy: Any, scale: Any,
-                                                 rng: np.random.Generator) -> None:
+def test_timings_view_live_table_filter_and_plot(
+    saxpy: Any, scale: Any, rng: np.random.Generator
+) -> None:
     tv = vw.TimingsView(min_interval=0)
     assert tv.live
     n0 = tv.renders

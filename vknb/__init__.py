@@ -50,14 +50,14 @@ from .errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover - the names below load lazily at run time
-    from ._device import Device, Submission, device, reset, synchronize, use
-    from .batching import Batch, batch
-    from .buffer import Array, Buffer, asarray, empty, zeros
-    from .compiler import clear_cache, compile_glsl
-    from .instance import DeviceInfo, devices
-    from .kernel import Kernel, compile
-    from .spirv import Reflection, reflect
-    from .timing import DispatchRecord, clear_timings, timings
+    from ._device import Device, Submission, device, reset, synchronize, use  # noqa: F401
+    from .batching import Batch, batch  # noqa: F401
+    from .buffer import Array, Buffer, asarray, empty, zeros  # noqa: F401
+    from .compiler import clear_cache, compile_glsl  # noqa: F401
+    from .instance import DeviceInfo, devices  # noqa: F401
+    from .kernel import Kernel, compile  # noqa: F401, A004
+    from .spirv import Reflection, reflect  # noqa: F401
+    from .timing import DispatchRecord, clear_timings, timings  # noqa: F401
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {

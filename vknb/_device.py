@@ -26,7 +26,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +61,28 @@ class Submission:
     >>> s.wait()                                             # doctest: +SKIP
     """
 
-    __slots__ = ("__weakref__", "_done", "_on_done", "_result", "cmd", "device", "fence", "keep",
-                 "label", "transfer")
+    __slots__ = (
+        "__weakref__",
+        "_done",
+        "_on_done",
+        "_result",
+        "cmd",
+        "device",
+        "fence",
+        "keep",
+        "label",
+        "transfer",
+    )
 
-    def __init__(self, device: Device, cmd: Any, fence: Any, keep: Any, label: str,
-                 on_done: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        device: Device,
+        cmd: Any,
+        fence: Any,
+        keep: Any,
+        label: str,
+        on_done: Callable[[], Any] | None = None,
+    ) -> None:
         self.device = device
         self.cmd = cmd
         self.fence = fence
@@ -153,7 +170,18 @@ class Device:
         self.allocator = Allocator(self)
         self._buffers = 0
         self._staging: Any = None
-        self._finalizer = weakref.finalize(self, Device._final_close, weakref.ref(self))
+        # Collected without close(): by then every child is gone (children hold the device), so
+        # only the device's own handles remain; the callback gets them, not the dead object.
+        self._finalizer = weakref.finalize(
+            self,
+            _release_device,
+            self.handle,
+            self.allocator,
+            self._free_cmds,
+            self._transfer_free,
+            [p for p in (self.compute_pool, self.transfer_pool) if p],
+            self.pipeline_cache,
+        )
         _live_devices.add(self)
         _install_exit_hook()
 
@@ -193,22 +221,44 @@ class Device:
 
         # Enable every core feature the device has (compute shaders opt into what they use),
         # except robustBufferAccess, which costs speed on some GPUs.
-        api = min(self.instance.api_version, _vk.make_version(*map(int, info.api_version.split(".")[:2])))
+        api = min(
+            self.instance.api_version, _vk.make_version(*map(int, info.api_version.split(".")[:2]))
+        )
         chain = ffi.NULL
         if api >= _vk.make_version(1, 2):
-            f11 = keep(_vk.new("VkPhysicalDeviceVulkan11Features",
-                               {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES}))
-            f12 = keep(_vk.new("VkPhysicalDeviceVulkan12Features",
-                               {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-                                "pNext": f11}))
+            f11 = keep(
+                _vk.new(
+                    "VkPhysicalDeviceVulkan11Features",
+                    {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES},
+                )
+            )
+            f12 = keep(
+                _vk.new(
+                    "VkPhysicalDeviceVulkan12Features",
+                    {
+                        "sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                        "pNext": f11,
+                    },
+                )
+            )
             chain = f12
             if api >= _vk.make_version(1, 3):
-                f13 = keep(_vk.new("VkPhysicalDeviceVulkan13Features",
-                                   {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
-                                    "pNext": f12}))
+                f13 = keep(
+                    _vk.new(
+                        "VkPhysicalDeviceVulkan13Features",
+                        {
+                            "sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
+                            "pNext": f12,
+                        },
+                    )
+                )
                 chain = f13
-        feats2 = keep(_vk.new("VkPhysicalDeviceFeatures2",
-                              {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": chain}))
+        feats2 = keep(
+            _vk.new(
+                "VkPhysicalDeviceFeatures2",
+                {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": chain},
+            )
+        )
         if api >= _vk.make_version(1, 1):
             lib.vkGetPhysicalDeviceFeatures2(info.handle, feats2)
         else:
@@ -269,8 +319,11 @@ class Device:
             },
         )
         p = ffi.new("VkCommandPool*")
-        _vk.check(lib.vkCreateCommandPool(self.handle, info, ffi.NULL, p), "vkCreateCommandPool",
-                  self.label)
+        _vk.check(
+            lib.vkCreateCommandPool(self.handle, info, ffi.NULL, p),
+            "vkCreateCommandPool",
+            self.label,
+        )
         return p[0]
 
     # -- pipeline cache ------------------------------------------------------------------
@@ -283,7 +336,10 @@ class Device:
         return (
             cache_dir()
             / "pipelines"
-            / f"{i.vendor_id:04x}-{i.device_id:04x}-{i.driver_version:x}-{i.pipeline_cache_uuid.hex()}.bin"
+            / (
+                f"{i.vendor_id:04x}-{i.device_id:04x}-{i.driver_version:x}-"
+                f"{i.pipeline_cache_uuid.hex()}.bin"
+            )
         )
 
     def _valid_cache_header(self, data: bytes) -> bool:
@@ -349,7 +405,10 @@ class Device:
             return None
         ffi, lib = _vk.ffi, _vk.lib
         n = ffi.new("size_t*")
-        if lib.vkGetPipelineCacheData(self.handle, self.pipeline_cache, n, ffi.NULL) < 0 or n[0] == 0:
+        if (
+            lib.vkGetPipelineCacheData(self.handle, self.pipeline_cache, n, ffi.NULL) < 0
+            or n[0] == 0
+        ):
             return None
         buf = ffi.new("char[]", n[0])
         if lib.vkGetPipelineCacheData(self.handle, self.pipeline_cache, n, buf) < 0:
@@ -384,8 +443,11 @@ class Device:
             },
         )
         p = ffi.new("VkCommandBuffer*")
-        _vk.check(lib.vkAllocateCommandBuffers(self.handle, info, p), "vkAllocateCommandBuffers",
-                  self.label)
+        _vk.check(
+            lib.vkAllocateCommandBuffers(self.handle, info, p),
+            "vkAllocateCommandBuffers",
+            self.label,
+        )
         return p[0], self.new_fence()
 
     def new_fence(self) -> Any:
@@ -400,8 +462,9 @@ class Device:
         if not self._closed:
             _vk.lib.vkDestroyFence(self.handle, fence, _vk.ffi.NULL)
 
-    def _wait_fence(self, fence: Any, label: str, timeout: float | None = None,
-                    pfence: Any = None) -> None:
+    def _wait_fence(
+        self, fence: Any, label: str, timeout: float | None = None, pfence: Any = None
+    ) -> None:
         """Wait for ``fence``: spin briefly on its status, then block (with the timeout).
 
         Tiny dispatches finish within tens of microseconds; a blocking wait costs a thread
@@ -460,13 +523,15 @@ class Device:
         True
         """
         self._check_open()
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        lib, vk = _vk.lib, _vk.vk
         use_transfer = transfer and self.transfer_pool is not None
         queue = self.transfer_queue if use_transfer else self.compute_queue
         with self._lock:
             free = self._transfer_free if use_transfer else self._free_cmds
-            cmd, fence = free.pop() if free else self._new_cmd(
-                self.transfer_pool if use_transfer else self.compute_pool
+            cmd, fence = (
+                free.pop()
+                if free
+                else self._new_cmd(self.transfer_pool if use_transfer else self.compute_pool)
             )
             try:
                 begin = _vk.new(
@@ -497,8 +562,11 @@ class Device:
         pc = ffi.new("VkCommandBuffer*", cmd)
         info = _vk.new(
             "VkSubmitInfo",
-            {"sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, "commandBufferCount": 1,
-             "pCommandBuffers": pc},
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                "commandBufferCount": 1,
+                "pCommandBuffers": pc,
+            },
         )
         pf = ffi.new("VkFence*", fence)
         _vk.check(lib.vkResetFences(self.handle, 1, pf), "vkResetFences", label)
@@ -558,12 +626,6 @@ class Device:
 
     # -- teardown ------------------------------------------------------------------------
 
-    @staticmethod
-    def _final_close(ref: Any) -> None:
-        dev = ref()
-        if dev is not None:
-            dev.close()
-
     def close(self) -> None:
         """Wait idle, close every child (arrays, kernels), save the pipeline cache, destroy.
 
@@ -581,6 +643,9 @@ class Device:
             for child in list(self._children):
                 try:
                     child.close()
+                    release = getattr(child, "_release_now", None)
+                    if release is not None:  # a buffer whose release waits on a mapped view
+                        release()
                 except Exception:  # pragma: no cover
                     log.exception("closing %r failed", child)
             if self._staging is not None:
@@ -617,12 +682,36 @@ class Device:
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return f"<vknb.Device {self.index}: {self.info.name} ({self.info.type}, score {self.info.score}){state}>"
+        i = self.info
+        return f"<vknb.Device {self.index}: {i.name} ({i.type}, score {i.score}){state}>"
 
     def _repr_html_(self) -> str:
         from .display import device_html
 
         return device_html(self)
+
+
+def _release_device(
+    handle: Any,
+    allocator: Allocator,
+    free_cmds: list[Any],
+    transfer_free: list[Any],
+    pools: list[Any],
+    pipeline_cache: Any,
+) -> None:
+    """Finalizer of a Device collected without close(): destroy its own handles."""
+    ffi, lib = _vk.ffi, _vk.lib
+    try:
+        lib.vkDeviceWaitIdle(handle)
+        allocator.close()
+        for _cmd, fence in free_cmds + transfer_free:
+            lib.vkDestroyFence(handle, fence, ffi.NULL)
+        lib.vkDestroyPipelineCache(handle, pipeline_cache, ffi.NULL)
+        for pool in pools:
+            lib.vkDestroyCommandPool(handle, pool, ffi.NULL)
+        lib.vkDestroyDevice(handle, ffi.NULL)
+    except Exception:  # pragma: no cover - never raise from cleanup
+        log.exception("releasing a collected device failed")
 
 
 # --- the session device ----------------------------------------------------------------------
@@ -655,7 +744,7 @@ def device() -> Device:
 
 
 def use(index: int | str) -> Device:
-    """Make physical device ``index`` (or the first whose name contains the string) the session device.
+    """Make physical device ``index`` (or the first named like the string) the session device.
 
     Kernels compiled without ``device=`` follow the session device: they rebuild their pipeline
     on the new device at their next call (from the cached SPIR-V).  Arrays stay where they are.
@@ -738,4 +827,3 @@ def _install_exit_hook() -> None:
     if not _exit_hook_installed:
         _exit_hook_installed = True
         atexit.register(_close_all_at_exit)
-

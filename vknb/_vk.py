@@ -97,7 +97,9 @@ _HINTS = {
 }
 
 
-def error_for(result: int, function: str, label: str | None = None, detail: str = "") -> E.VulkanError:
+def error_for(
+    result: int, function: str, label: str | None = None, detail: str = ""
+) -> E.VulkanError:
     """Build (not raise) the exception for a failed call."""
     name = E.result_name(result)
     cls: type[E.VulkanError]
@@ -211,3 +213,35 @@ def version_str(v: int) -> str:
 
 def make_version(major: int, minor: int, patch: int = 0) -> int:
     return (major << 22) | (minor << 12) | patch
+
+
+# --- debug names (with VKNB_VALIDATION=1, validation messages then name vknb's objects) -------
+
+_set_name_fn: Any = None
+
+OBJECT_BUFFER = 9
+OBJECT_PIPELINE = 19
+OBJECT_DEVICE_MEMORY = 8
+
+
+def enable_debug_names(instance: Any) -> None:
+    """Resolve vkSetDebugUtilsObjectNameEXT (only when the debug-utils extension is on)."""
+    global _set_name_fn
+    _set_name_fn = instance_proc(instance, "vkSetDebugUtilsObjectNameEXT")
+
+
+def set_name(device: Any, object_type: int, handle: Any, name: str) -> None:
+    """Label a Vulkan object for validation messages (no-op without validation)."""
+    if _set_name_fn is None:
+        return
+    cname = ffi.new("char[]", name.encode(errors="replace"))
+    info = ffi.new(
+        "VkDebugUtilsObjectNameInfoEXT*",
+        {
+            "sType": vk.VK_STRUCTURE_TYPE_DEBUG_UTILS_OBJECT_NAME_INFO_EXT,
+            "objectType": object_type,
+            "objectHandle": int(ffi.cast("uint64_t", handle)),
+            "pObjectName": cname,
+        },
+    )
+    _set_name_fn(device, info)

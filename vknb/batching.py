@@ -50,8 +50,16 @@ def current() -> Batch | None:
 class _Entry:
     __slots__ = ("barrier", "cpush", "groups", "keep", "kernel", "pipeline", "sets")
 
-    def __init__(self, kernel: Kernel, pipeline: ComputePipeline, sets: Any, cpush: Any,
-                 groups: tuple[int, int, int], barrier: bool, keep: Any) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        pipeline: ComputePipeline,
+        sets: Any,
+        cpush: Any,
+        groups: tuple[int, int, int],
+        barrier: bool,
+        keep: Any,
+    ) -> None:
         self.kernel = kernel
         self.pipeline = pipeline
         self.sets = sets
@@ -119,48 +127,84 @@ class Batch:
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dev = self.device
         self._handles: dict[str, Any] = {}
-        pinfo = _vk.new("VkCommandPoolCreateInfo", {
-            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-            "flags": vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-            "queueFamilyIndex": dev.compute_family})
+        pinfo = _vk.new(
+            "VkCommandPoolCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+                "flags": vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                "queueFamilyIndex": dev.compute_family,
+            },
+        )
         pp = ffi.new("VkCommandPool*")
-        _vk.check(lib.vkCreateCommandPool(dev.handle, pinfo, ffi.NULL, pp), "vkCreateCommandPool",
-                  "batch")
+        _vk.check(
+            lib.vkCreateCommandPool(dev.handle, pinfo, ffi.NULL, pp), "vkCreateCommandPool", "batch"
+        )
         self._handles["pool"] = pp[0]
-        ainfo = _vk.new("VkCommandBufferAllocateInfo", {
-            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-            "commandPool": pp[0], "level": 0, "commandBufferCount": 1})
+        ainfo = _vk.new(
+            "VkCommandBufferAllocateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                "commandPool": pp[0],
+                "level": 0,
+                "commandBufferCount": 1,
+            },
+        )
         self._pcmd = ffi.new("VkCommandBuffer*")
-        _vk.check(lib.vkAllocateCommandBuffers(dev.handle, ainfo, self._pcmd),
-                  "vkAllocateCommandBuffers", "batch")
+        _vk.check(
+            lib.vkAllocateCommandBuffers(dev.handle, ainfo, self._pcmd),
+            "vkAllocateCommandBuffers",
+            "batch",
+        )
         self._cmd = self._pcmd[0]
         self._fence = dev.new_fence()
         self._handles["fence"] = self._fence
         self._pfence = ffi.new("VkFence*", self._fence)
         self.timestamps = dev.timestamp_bits > 0
         if self.timestamps:
-            qinfo = _vk.new("VkQueryPoolCreateInfo", {
-                "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                "queryType": vk.VK_QUERY_TYPE_TIMESTAMP, "queryCount": 2})
+            qinfo = _vk.new(
+                "VkQueryPoolCreateInfo",
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                    "queryType": vk.VK_QUERY_TYPE_TIMESTAMP,
+                    "queryCount": 2,
+                },
+            )
             pq = ffi.new("VkQueryPool*")
-            _vk.check(lib.vkCreateQueryPool(dev.handle, qinfo, ffi.NULL, pq), "vkCreateQueryPool",
-                      "batch")
+            _vk.check(
+                lib.vkCreateQueryPool(dev.handle, qinfo, ffi.NULL, pq), "vkCreateQueryPool", "batch"
+            )
             self._handles["query"] = pq[0]
             self._ts = ffi.new("uint64_t[2]")
-        self._submit_info = _vk.new("VkSubmitInfo", {
-            "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, "commandBufferCount": 1,
-            "pCommandBuffers": self._pcmd})
-        self._barrier = _vk.new("VkMemoryBarrier", {
-            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_SHADER_READ_BIT,
-            "dstAccessMask": vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT})
-        self._end_barrier = _vk.new("VkMemoryBarrier", {
-            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT,
-            "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT | vk.VK_ACCESS_TRANSFER_READ_BIT
-            | vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT})
-        self._begin_info = _vk.new("VkCommandBufferBeginInfo", {
-            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO})
+        self._submit_info = _vk.new(
+            "VkSubmitInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                "commandBufferCount": 1,
+                "pCommandBuffers": self._pcmd,
+            },
+        )
+        self._barrier = _vk.new(
+            "VkMemoryBarrier",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_SHADER_READ_BIT,
+                "dstAccessMask": vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT,
+            },
+        )
+        self._end_barrier = _vk.new(
+            "VkMemoryBarrier",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT,
+                "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT
+                | vk.VK_ACCESS_TRANSFER_READ_BIT
+                | vk.VK_ACCESS_SHADER_READ_BIT
+                | vk.VK_ACCESS_SHADER_WRITE_BIT,
+            },
+        )
+        self._begin_info = _vk.new(
+            "VkCommandBufferBeginInfo", {"sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO}
+        )
         dev._adopt(self)
         self._finalizer = weakref.finalize(self, _destroy_batch, dev, self._handles, self._pcmd)
 
@@ -197,8 +241,9 @@ class Batch:
     def _begin(self) -> None:
         lib = _vk.lib
         self._t_record = time.perf_counter()
-        _vk.check(lib.vkBeginCommandBuffer(self._cmd, self._begin_info), "vkBeginCommandBuffer",
-                  "batch")
+        _vk.check(
+            lib.vkBeginCommandBuffer(self._cmd, self._begin_info), "vkBeginCommandBuffer", "batch"
+        )
         if self.timestamps:
             lib.vkCmdResetQueryPool(self._cmd, self._handles["query"], 0, 2)
             lib.vkCmdWriteTimestamp(self._cmd, 0x1, self._handles["query"], 0)  # TOP_OF_PIPE
@@ -211,19 +256,37 @@ class Batch:
         lib, vk = _vk.lib, _vk.vk
         cmd = self._cmd
         lib.vkCmdPipelineBarrier(
-            cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-            vk.VK_PIPELINE_STAGE_HOST_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+            cmd,
+            vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+            vk.VK_PIPELINE_STAGE_HOST_BIT
+            | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
             | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-            0, 1, self._end_barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL)
+            0,
+            1,
+            self._end_barrier,
+            0,
+            _vk.ffi.NULL,
+            0,
+            _vk.ffi.NULL,
+        )
         if self.timestamps:
             lib.vkCmdWriteTimestamp(cmd, 0x2000, self._handles["query"], 1)  # BOTTOM_OF_PIPE
         _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", "batch")
         self._recording = False
         self._recorded = True
 
-    def add(self, kernel: Kernel, pipe: ComputePipeline, sets: Any, cpush: Any,
-            groups: tuple[int, int, int], reads: list[int], writes: list[int], keep: Any,
-            writeback: Any) -> int:
+    def add(
+        self,
+        kernel: Kernel,
+        pipe: ComputePipeline,
+        sets: Any,
+        cpush: Any,
+        groups: tuple[int, int, int],
+        reads: list[int],
+        writes: list[int],
+        keep: Any,
+        writeback: Any,
+    ) -> int:
         """Record one dispatch (called by Kernel.__call__ inside a batch block).
 
         ``cpush`` is the push-constant data as cdata (see :func:`_cpush`); ``keep`` is held
@@ -250,12 +313,20 @@ class Batch:
             self._writeback.extend(writeback)
         return len(self.entries) - 1
 
-    def _emit(self, cmd: Any, pipe: ComputePipeline, sets: Any, push: Any,
-              groups: tuple[int, int, int], barrier: bool) -> None:
+    def _emit(
+        self,
+        cmd: Any,
+        pipe: ComputePipeline,
+        sets: Any,
+        push: Any,
+        groups: tuple[int, int, int],
+        barrier: bool,
+    ) -> None:
         lib = _vk.lib
         if barrier:
-            lib.vkCmdPipelineBarrier(cmd, 0x800, 0x800, 0, 1, self._barrier, 0, _vk.ffi.NULL, 0,
-                                     _vk.ffi.NULL)  # COMPUTE_SHADER -> COMPUTE_SHADER
+            lib.vkCmdPipelineBarrier(
+                cmd, 0x800, 0x800, 0, 1, self._barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL
+            )  # COMPUTE_SHADER -> COMPUTE_SHADER
         if pipe is not self._last_pipe:
             lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
             self._last_pipe = pipe
@@ -286,11 +357,20 @@ class Batch:
         t0 = time.perf_counter()
         with dev._lock:
             _vk.check(lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch")
-            _vk.check(lib.vkQueueSubmit(dev.compute_queue, 1, self._submit_info, self._fence),
-                      "vkQueueSubmit", "batch")
+            _vk.check(
+                lib.vkQueueSubmit(dev.compute_queue, 1, self._submit_info, self._fence),
+                "vkQueueSubmit",
+                "batch",
+            )
             self._handles["submitted"] = True
-        sub = Submission(dev, None, self._fence, self.entries, f"batch of {len(self.entries)}",
-                         on_done=lambda: self._finish(t0))
+        sub = Submission(
+            dev,
+            None,
+            self._fence,
+            self.entries,
+            f"batch of {len(self.entries)}",
+            on_done=lambda: self._finish(t0),
+        )
         self._sub = sub
         if wait:
             sub.wait()
@@ -303,8 +383,9 @@ class Batch:
             buf.read(out=arr)
         gpu = None
         if self.timestamps:
-            res = _vk.lib.vkGetQueryPoolResults(self.device.handle, self._handles["query"], 0, 2,
-                                                16, self._ts, 8, 0x1)
+            res = _vk.lib.vkGetQueryPoolResults(
+                self.device.handle, self._handles["query"], 0, 2, 16, self._ts, 8, 0x1
+            )
             if res == 0:
                 bits = self.device.timestamp_bits
                 mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
@@ -313,9 +394,15 @@ class Batch:
         self.gpu_ms = gpu
         self.host_ms = (time.perf_counter() - t0) * 1e3
         names = sorted({e.kernel.name for e in self.entries})
-        rec = DispatchRecord(kernel=f"batch[{', '.join(names)}]", groups=(0, 0, 0),
-                             local_size=(0, 0, 0), gpu_ms=gpu, host_ms=self.host_ms,
-                             device=self.device.info.name, dispatches=len(self.entries))
+        rec = DispatchRecord(
+            kernel=f"batch[{', '.join(names)}]",
+            groups=(0, 0, 0),
+            local_size=(0, 0, 0),
+            gpu_ms=gpu,
+            host_ms=self.host_ms,
+            device=self.device.info.name,
+            dispatches=len(self.entries),
+        )
         record(rec)
         return rec
 
@@ -324,8 +411,9 @@ class Batch:
         if self._sub is not None and not self._sub._done:
             self._sub.wait()
 
-    def replay(self, updates: Mapping[int, Mapping[str, Any]] | None = None, *,
-               wait: bool = True) -> Submission | None:
+    def replay(
+        self, updates: Mapping[int, Mapping[str, Any]] | None = None, *, wait: bool = True
+    ) -> Submission | None:
         """Submit the batch again; ``updates`` gives new push-constant values per dispatch index.
 
         Example
@@ -364,8 +452,11 @@ class Batch:
         self._finalizer()
 
     def __repr__(self) -> str:
-        return (f"<vknb.Batch {len(self.entries)} dispatches, {self.barriers} barriers"
-                + (f", gpu {self.gpu_ms:.3f} ms" if self.gpu_ms is not None else "") + ">")
+        return (
+            f"<vknb.Batch {len(self.entries)} dispatches, {self.barriers} barriers"
+            + (f", gpu {self.gpu_ms:.3f} ms" if self.gpu_ms is not None else "")
+            + ">"
+        )
 
 
 def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any) -> None:
@@ -374,8 +465,9 @@ def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any) -> None:
     ffi, lib = _vk.ffi, _vk.lib
     try:
         if handles.get("submitted"):  # a fence never submitted would never signal
-            lib.vkWaitForFences(dev.handle, 1, ffi.new("VkFence*", handles["fence"]), 1,
-                                _vk.UINT64_MAX)
+            lib.vkWaitForFences(
+                dev.handle, 1, ffi.new("VkFence*", handles["fence"]), 1, _vk.UINT64_MAX
+            )
         lib.vkFreeCommandBuffers(dev.handle, handles["pool"], 1, pcmd)
         lib.vkDestroyCommandPool(dev.handle, handles.pop("pool"), ffi.NULL)
         lib.vkDestroyFence(dev.handle, handles.pop("fence"), ffi.NULL)
@@ -413,4 +505,3 @@ def batch(device: Device | None = None, *, wait: bool = True) -> Batch:
     ...     k(Y, Z, a=2.0, grid=n)
     """
     return Batch(device, wait=wait)
-

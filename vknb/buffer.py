@@ -21,9 +21,9 @@ array([0., 1., 2.], dtype=float32)
 from __future__ import annotations
 
 import contextlib
-import operator
 import itertools
 import logging
+import operator
 import os
 import threading
 import weakref
@@ -59,6 +59,9 @@ def _env_int(name: str, default: int) -> int:
 
 STAGING_CHUNK = _env_int("VKNB_STAGING_MB", 64) << 20  # bytes per staging buffer
 _PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
+# Tests set VKNB_FORCE_STAGING=1 to drive the staging path (what discrete GPUs use) on drivers
+# whose memory is all host-visible, such as lavapipe.
+_FORCE_STAGING = os.environ.get("VKNB_FORCE_STAGING") == "1"
 _ids = itertools.count(1)
 
 _pool: ThreadPoolExecutor | None = None
@@ -166,11 +169,16 @@ class Buffer:
                 "usage": usage,
                 "sharingMode": 1 if len(fams) > 1 else 0,  # CONCURRENT across our two families
                 "queueFamilyIndexCount": len(fams) if len(fams) > 1 else 0,
-                "pQueueFamilyIndices": keep(ffi.new("uint32_t[]", fams)) if len(fams) > 1 else ffi.NULL,
+                "pQueueFamilyIndices": keep(ffi.new("uint32_t[]", fams))
+                if len(fams) > 1
+                else ffi.NULL,
             },
         )
         p = ffi.new("VkBuffer*")
-        _vk.check(lib.vkCreateBuffer(dev.handle, info, ffi.NULL, p), "vkCreateBuffer", self.label)
+        res = lib.vkCreateBuffer(dev.handle, info, ffi.NULL, p)
+        if res == 0 and _vk._validation_pending:  # created, but validation objected: undo
+            lib.vkDestroyBuffer(dev.handle, p[0], ffi.NULL)
+        _vk.check(res, "vkCreateBuffer", self.label)
         handle = p[0]
         req = ffi.new("VkMemoryRequirements*")
         lib.vkGetBufferMemoryRequirements(dev.handle, handle, req)
@@ -189,6 +197,7 @@ class Buffer:
         self.handle = handle
         self.size = size
         self._alloc: Allocation | None = alloc
+        _vk.set_name(dev.handle, _vk.OBJECT_BUFFER, handle, self.label)
         flags = dev.info.memory_types[alloc.memory_type].flags
         self.host_visible = bool(flags & HOST_VISIBLE)
         self._coherent = bool(flags & HOST_COHERENT)
@@ -236,6 +245,11 @@ class Buffer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _release_now(self) -> None:
+        """Destroy now even if mapped views are kept (the device is closing)."""
+        self._alloc = None
+        self._finalizer()
 
     def _check(self) -> Allocation:
         a = self._alloc
@@ -317,7 +331,9 @@ class Buffer:
         a = self._check()
         src = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
         if not isinstance(src, np.ndarray):
-            raise TypeError(f"{self.label}.write expects a numpy array or bytes, got {type(data).__name__}")
+            raise TypeError(
+                f"{self.label}.write expects a numpy array or bytes, got {type(data).__name__}"
+            )
         if not src.flags.c_contiguous:
             src = np.ascontiguousarray(src)
         flat = _flat_bytes(src)
@@ -328,15 +344,21 @@ class Buffer:
             )
         if n == 0:
             return
-        if a.mapped is not None:
+        if a.mapped is not None and not _FORCE_STAGING:
             self.device.synchronize()
             host_copy(_bytes_view(a.mapped + offset, n), flat)
             self._flush(a)
             return
         _staging(self.device).upload(self, flat, offset)
 
-    def read(self, dtype: Any = np.uint8, *, out: np.ndarray | None = None, offset: int = 0,
-             nbytes: int | None = None) -> np.ndarray:
+    def read(
+        self,
+        dtype: Any = np.uint8,
+        *,
+        out: np.ndarray | None = None,
+        offset: int = 0,
+        nbytes: int | None = None,
+    ) -> np.ndarray:
         """Copy the buffer's bytes to a new array of ``dtype`` (or into ``out``, C-contiguous).
 
         Example
@@ -359,7 +381,7 @@ class Buffer:
             )
         if n == 0:
             return out
-        if a.mapped is not None and self._fast_read:
+        if a.mapped is not None and self._fast_read and not _FORCE_STAGING:
             self.device.synchronize()
             self._invalidate(a)
             host_copy(flat, _bytes_view(a.mapped + offset, n))
@@ -410,10 +432,26 @@ class _Staging:
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.up = [Buffer(STAGING_CHUNK, device=device, memory="upload", label=f"staging-up{i}",
-                          usage=USAGE_TRANSFER_SRC) for i in range(2)]
-        self.down = [Buffer(STAGING_CHUNK, device=device, memory="readback",
-                            label=f"staging-down{i}", usage=USAGE_TRANSFER_DST) for i in range(2)]
+        self.up = [
+            Buffer(
+                STAGING_CHUNK,
+                device=device,
+                memory="upload",
+                label=f"staging-up{i}",
+                usage=USAGE_TRANSFER_SRC,
+            )
+            for i in range(2)
+        ]
+        self.down = [
+            Buffer(
+                STAGING_CHUNK,
+                device=device,
+                memory="readback",
+                label=f"staging-down{i}",
+                usage=USAGE_TRANSFER_DST,
+            )
+            for i in range(2)
+        ]
         for b in self.up + self.down:
             device._children.discard(b)  # owned by the device directly, closed last
         self.lock = threading.Lock()
@@ -437,7 +475,9 @@ class _Staging:
                 n = min(STAGING_CHUNK, flat.nbytes - start)
                 host_copy(_bytes_view(a.mapped, n), flat[start : start + n])
                 st._flush(a)
-                region = ffi.new("VkBufferCopy*", {"srcOffset": 0, "dstOffset": offset + start, "size": n})
+                region = ffi.new(
+                    "VkBufferCopy*", {"srcOffset": 0, "dstOffset": offset + start, "size": n}
+                )
                 src_h, dst_h = st.handle, dst.handle
                 pending[half] = dev.submit(
                     lambda cmd, s=src_h, d=dst_h, r=region: lib.vkCmdCopyBuffer(cmd, s, d, 1, r),
@@ -462,7 +502,9 @@ class _Staging:
                 start = chunks[k]
                 n = min(STAGING_CHUNK, flat.nbytes - start)
                 st = self.down[k % 2]
-                region = ffi.new("VkBufferCopy*", {"srcOffset": offset + start, "dstOffset": 0, "size": n})
+                region = ffi.new(
+                    "VkBufferCopy*", {"srcOffset": offset + start, "dstOffset": 0, "size": n}
+                )
                 s_h, d_h = src.handle, st.handle
                 pending[k] = dev.submit(
                     lambda cmd, s=s_h, d=d_h, r=region: (
@@ -507,7 +549,13 @@ def _host_read_barrier(cmd: Any, transfer_only: bool = False) -> None:
         cmd,
         src_stage,
         vk.VK_PIPELINE_STAGE_HOST_BIT,
-        0, 1, b, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL,
+        0,
+        1,
+        b,
+        0,
+        _vk.ffi.NULL,
+        0,
+        _vk.ffi.NULL,
     )
 
 
@@ -561,7 +609,9 @@ class Array:
         self.shape = _norm_shape(shape)
         self.dtype = np.dtype(dtype)
         if self.dtype.hasobject:
-            raise TypeError(f"dtype {self.dtype} holds Python objects; device arrays need plain data")
+            raise TypeError(
+                f"dtype {self.dtype} holds Python objects; device arrays need plain data"
+            )
         self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         self.label = label or f"Array#{next(_ids)}"
         if memory == "device" and os.environ.get("VKNB_BAR") == "1":
@@ -648,10 +698,13 @@ class Array:
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
-        return f"<vknb.Array {self.label} shape={self.shape} dtype={self.dtype} on {self.device.info.name}{state}>"
+        where = self.device.info.name
+        return f"<vknb.Array {self.label} shape={self.shape} dtype={self.dtype} on {where}{state}>"
 
 
-def asarray(a: Any, dtype: Any = None, *, device: Device | None = None, label: str | None = None) -> Array:
+def asarray(
+    a: Any, dtype: Any = None, *, device: Device | None = None, label: str | None = None
+) -> Array:
     """Copy a numpy array (or anything ``np.asarray`` takes) to a new device :class:`Array`.
 
     An :class:`Array` on the same device is returned as is.
@@ -674,8 +727,13 @@ def asarray(a: Any, dtype: Any = None, *, device: Device | None = None, label: s
     return out
 
 
-def empty(shape: ShapeLike, dtype: Any = np.float32, *, device: Device | None = None,
-          label: str | None = None) -> Array:
+def empty(
+    shape: ShapeLike,
+    dtype: Any = np.float32,
+    *,
+    device: Device | None = None,
+    label: str | None = None,
+) -> Array:
     """A device :class:`Array` with undefined contents.
 
     Example
@@ -686,8 +744,13 @@ def empty(shape: ShapeLike, dtype: Any = np.float32, *, device: Device | None = 
     return Array(shape, dtype, device=device, label=label)
 
 
-def zeros(shape: ShapeLike, dtype: Any = np.float32, *, device: Device | None = None,
-          label: str | None = None) -> Array:
+def zeros(
+    shape: ShapeLike,
+    dtype: Any = np.float32,
+    *,
+    device: Device | None = None,
+    label: str | None = None,
+) -> Array:
     """A device :class:`Array` filled with zeros.
 
     Example

@@ -56,7 +56,9 @@ def _info(args: argparse.Namespace) -> int:
         rows.append(("compiler", f"missing: {e}"))
     rows.append(("cache directory", str(compiler.cache_dir())))
     for d in vknb.devices():
-        rows.append((f"device {d.index}", f"{d.name}, {d.driver} {d.driver_info}, Vulkan {d.api_version}"))
+        rows.append(
+            (f"device {d.index}", f"{d.name}, {d.driver} {d.driver_info}, Vulkan {d.api_version}")
+        )
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k.ljust(w)}  {v}")
@@ -69,8 +71,9 @@ def _compile(args: argparse.Namespace) -> int:
     src = Path(args.source).read_text()
     defines = dict(d.split("=", 1) if "=" in d else (d, None) for d in args.define or [])
     try:
-        spv = vknb.compile_glsl(src, defines=defines, name=Path(args.source).stem,
-                                optimize=args.optimize)
+        spv = vknb.compile_glsl(
+            src, defines=defines, name=Path(args.source).stem, optimize=args.optimize
+        )
     except vknb.ShaderCompileError as e:
         print(e, file=sys.stderr)
         return 1
@@ -109,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("source")
     c.add_argument("-o", "--output")
     c.add_argument("-D", "--define", action="append", help="NAME[=VALUE]")
-    c.add_argument("-O", "--optimize", action="store_true",
-                   help="run spirv-opt (strips the names that reflection shows)")
+    c.add_argument(
+        "-O",
+        "--optimize",
+        action="store_true",
+        help="run spirv-opt (strips the names that reflection shows)",
+    )
     c.set_defaults(fn=_compile)
     r = sub.add_parser("reflect", help="print the reflected interface of a .comp or .spv file")
     r.add_argument("file")

@@ -1101,8 +1101,13 @@ def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
         path = os.path.join(d, "module.spv")
         with open(path, "wb") as f:
             f.write(spirv)
-        p = subprocess.run([tool, "--target-env", target_env, path], capture_output=True,
-                           text=True, errors="replace", timeout=60)
+        p = subprocess.run(
+            [tool, "--target-env", target_env, path],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=60,
+        )
     if p.returncode != 0:
         msg = (p.stderr or p.stdout).strip().replace(path, "<module>")
         raise SpirvError(f"invalid SPIR-V (spirv-val --target-env {target_env}): {msg}")

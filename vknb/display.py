@@ -51,8 +51,9 @@ def _table(
             style = " style='font-weight:bold'" if marks and marks[i] else ""
             body += f"<tr{style}>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>"
         return f"<table class='vknb'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
@@ -92,11 +93,17 @@ def kernel_summary(k: Kernel) -> dict[str, Any]:
         "name": k.name,
         "local_size": k.local_size,
         "bindings": _binding_rows(k),
-        "push_constants": [] if pc is None else [[m.name, str(m.offset), m.type]
-                                                 for m in pc.members],
+        "push_constants": []
+        if pc is None
+        else [[m.name, str(m.offset), m.type] for m in pc.members],
         "spec_constants": [
-            [str(s.id), s.name, str(s.dtype), repr(s.default),
-             repr(k.constants.get(s.name, s.default))]
+            [
+                str(s.id),
+                s.name,
+                str(s.dtype),
+                repr(s.default),
+                repr(k.constants.get(s.name, s.default)),
+            ]
             for s in k.reflection.spec_constants
         ],
         "compile_ms": None if ci is None else ci.compile_ms,
@@ -126,11 +133,14 @@ def kernel_text(k: Kernel) -> str:
     if s["bindings"]:
         out.append(_table(_BINDING_HEAD, s["bindings"], False))
     if s["push_constants"]:
-        out.append("push constants: " + ", ".join(f"{n} ({t} @{o})"
-                                                  for n, o, t in s["push_constants"]))
+        out.append(
+            "push constants: " + ", ".join(f"{n} ({t} @{o})" for n, o, t in s["push_constants"])
+        )
     if s["spec_constants"]:
-        out.append("specialization constants: " + ", ".join(
-            f"{n or '#' + i} = {v} ({t})" for i, n, t, _d, v in s["spec_constants"]))
+        out.append(
+            "specialization constants: "
+            + ", ".join(f"{n or '#' + i} = {v} ({t})" for i, n, t, _d, v in s["spec_constants"])
+        )
     out.append(_kernel_foot(s))
     return "\n".join(out)
 
@@ -138,16 +148,24 @@ def kernel_text(k: Kernel) -> str:
 def kernel_html(k: Kernel) -> str:
     """HTML reflection card of a kernel."""
     s = kernel_summary(k)
-    h = [f"<div class='vknb-kernel'><b>vknb kernel <code>{_esc(s['name'])}</code></b> "
-         f"&nbsp; workgroup {_esc(s['local_size'])}"]
+    h = [
+        f"<div class='vknb-kernel'><b>vknb kernel <code>{_esc(s['name'])}</code></b> "
+        f"&nbsp; workgroup {_esc(s['local_size'])}"
+    ]
     if s["bindings"]:
         h.append(_table(_BINDING_HEAD, s["bindings"], True))
     if s["push_constants"]:
-        h.append("<div>push constants: "
-                 + _table(["name", "offset", "type"], s["push_constants"], True) + "</div>")
+        h.append(
+            "<div>push constants: "
+            + _table(["name", "offset", "type"], s["push_constants"], True)
+            + "</div>"
+        )
     if s["spec_constants"]:
-        h.append("<div>specialization constants: " + _table(
-            ["id", "name", "type", "default", "value"], s["spec_constants"], True) + "</div>")
+        h.append(
+            "<div>specialization constants: "
+            + _table(["id", "name", "type", "default", "value"], s["spec_constants"], True)
+            + "</div>"
+        )
     h.append(f"<div style='color:#666'>{_esc(_kernel_foot(s))}</div></div>")
     return "".join(h)
 
@@ -173,17 +191,22 @@ def compile_error_html(err: ShaderCompileError) -> str:
         diags = by_line.get(i, [])
         color = "#fdd" if any(d[2] == "error" for d in diags) else ("#ffd" if diags else "")
         style = f" style='background:{color}'" if color else ""
-        rows.append(f"<tr{style}><td style='color:#888;text-align:right'>{i}</td>"
-                    f"<td><pre style='margin:0'>{_esc(text)}</pre></td></tr>")
+        rows.append(
+            f"<tr{style}><td style='color:#888;text-align:right'>{i}</td>"
+            f"<td><pre style='margin:0'>{_esc(text)}</pre></td></tr>"
+        )
         for d in diags:
             c = "#c00" if d[2] == "error" else "#a60"
-            rows.append(f"<tr><td></td><td style='color:{c}'><b>{_esc(d[2])}</b>: "
-                        f"{_esc(d[3])}</td></tr>")
+            rows.append(
+                f"<tr><td></td><td style='color:{c}'><b>{_esc(d[2])}</b>: {_esc(d[3])}</td></tr>"
+            )
     other = [d for d in err.diagnostics if d[0] < 1 or d[0] > len(lines)]
     extra = "".join(f"<div style='color:#c00'>{_esc(d[2])}: {_esc(d[3])}</div>" for d in other)
     name = _esc(err.name or "kernel")
-    return (f"<div class='vknb-error'><b style='color:#c00'>ShaderCompileError in {name}</b>"
-            f"<table style='font-family:monospace'>{''.join(rows)}</table>{extra}</div>")
+    return (
+        f"<div class='vknb-error'><b style='color:#c00'>ShaderCompileError in {name}</b>"
+        f"<table style='font-family:monospace'>{''.join(rows)}</table>{extra}</div>"
+    )
 
 
 # --- devices --------------------------------------------------------------------------------
@@ -196,9 +219,18 @@ def _device_rows(
     for d in infos:
         mark = d.index == current
         p = d.score_parts
-        rows.append([("*" if mark else "") + str(d.index), d.name, d.type, d.vendor, d.driver,
-                     d.api_version, fmt_bytes(d.total_memory),
-                     f"{d.score} ({p['type']}+{p['memory']})"])
+        rows.append(
+            [
+                ("*" if mark else "") + str(d.index),
+                d.name,
+                d.type,
+                d.vendor,
+                d.driver,
+                d.api_version,
+                fmt_bytes(d.total_memory),
+                f"{d.score} ({p['type']}+{p['memory']})",
+            ]
+        )
         marks.append(mark)
     return rows, marks
 
@@ -236,9 +268,11 @@ def devices_html(infos: list[DeviceInfo] | None = None, current: int | None = No
 def device_html(dev: Device) -> str:
     """HTML summary of a logical device."""
     i = dev.info
-    return (f"<div><b>{_esc(i.name)}</b> ({_esc(i.type)}, score {i.score}: "
-            f"type +{i.score_parts['type']}, memory +{i.score_parts['memory']}) — "
-            f"{_esc(dev.reason)}</div>")
+    return (
+        f"<div><b>{_esc(i.name)}</b> ({_esc(i.type)}, score {i.score}: "
+        f"type +{i.score_parts['type']}, memory +{i.score_parts['memory']}) — "
+        f"{_esc(dev.reason)}</div>"
+    )
 
 
 # --- memory and timings ----------------------------------------------------------------------
@@ -247,13 +281,27 @@ def device_html(dev: Device) -> str:
 def memory_text(dev: Device) -> str:
     """Plain-text memory statistics of a device."""
     s = dev.memory_stats()
-    rows = [[str(h.index), "device-local" if h.device_local else "host", fmt_bytes(h.size),
-             fmt_bytes(h.budget), fmt_bytes(h.usage), fmt_bytes(h.allocated), fmt_bytes(h.used)]
-            for h in s.heaps]
-    head = _table(["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
-                  rows, False)
-    return (f"{head}\nvknb: {fmt_bytes(s.allocated)} allocated in {s.blocks} blocks, "
-            f"{fmt_bytes(s.used)} used by {s.buffers} buffers")
+    rows = [
+        [
+            str(h.index),
+            "device-local" if h.device_local else "host",
+            fmt_bytes(h.size),
+            fmt_bytes(h.budget),
+            fmt_bytes(h.usage),
+            fmt_bytes(h.allocated),
+            fmt_bytes(h.used),
+        ]
+        for h in s.heaps
+    ]
+    head = _table(
+        ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
+        rows,
+        False,
+    )
+    return (
+        f"{head}\nvknb: {fmt_bytes(s.allocated)} allocated in {s.blocks} blocks, "
+        f"{fmt_bytes(s.used)} used by {s.buffers} buffers"
+    )
 
 
 def timings_text(records: list[Any]) -> str:
@@ -272,28 +320,57 @@ def memory_html(dev: Device) -> str:
     rows = []
     for h in s.heaps:
         frac = 0.0 if not h.size else min(1.0, h.allocated / h.size)
-        bar = (f"<div style='width:120px;height:8px;background:#eee;display:inline-block'>"
-               f"<div style='width:{frac * 120:.0f}px;height:8px;background:#4a8'></div></div>")
-        cells = [str(h.index), "device-local" if h.device_local else "host", fmt_bytes(h.size),
-                 fmt_bytes(h.budget), fmt_bytes(h.usage), fmt_bytes(h.allocated), fmt_bytes(h.used)]
+        bar = (
+            f"<div style='width:120px;height:8px;background:#eee;display:inline-block'>"
+            f"<div style='width:{frac * 120:.0f}px;height:8px;background:#4a8'></div></div>"
+        )
+        cells = [
+            str(h.index),
+            "device-local" if h.device_local else "host",
+            fmt_bytes(h.size),
+            fmt_bytes(h.budget),
+            fmt_bytes(h.usage),
+            fmt_bytes(h.allocated),
+            fmt_bytes(h.used),
+        ]
         rows.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + f"<td>{bar}</td></tr>")
-    head = "".join(f"<th style='text-align:left'>{_esc(h)}</th>" for h in
-                   ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used",
-                    ""])
-    return (f"<div class='vknb-memory'><b>{_esc(dev.info.name)}</b>"
-            f"<table class='vknb'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
-            f"</table><div style='color:#666'>vknb: {_esc(fmt_bytes(s.allocated))} allocated in "
-            f"{s.blocks} blocks, {_esc(fmt_bytes(s.used))} used by {s.buffers} buffers</div></div>")
+    head = "".join(
+        f"<th style='text-align:left'>{_esc(h)}</th>"
+        for h in [
+            "heap",
+            "kind",
+            "size",
+            "budget",
+            "driver usage",
+            "vknb allocated",
+            "vknb used",
+            "",
+        ]
+    )
+    return (
+        f"<div class='vknb-memory'><b>{_esc(dev.info.name)}</b>"
+        f"<table class='vknb'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        f"</table><div style='color:#666'>vknb: {_esc(fmt_bytes(s.allocated))} allocated in "
+        f"{s.blocks} blocks, {_esc(fmt_bytes(s.used))} used by {s.buffers} buffers</div></div>"
+    )
 
 
 def _timing_rows(records: list[Any]) -> list[list[str]]:
     rows = []
     for r in records:
         bw = r.bandwidth_gbs
-        rows.append([r.kernel, "x".join(map(str, r.groups)), "x".join(map(str, r.local_size)),
-                     "–" if r.gpu_ms is None else f"{r.gpu_ms:.3f}", f"{r.host_ms:.3f}",
-                     fmt_bytes(r.bytes_in), fmt_bytes(r.bytes_out),
-                     "–" if bw is None else f"{bw:.1f}"])
+        rows.append(
+            [
+                r.kernel,
+                "x".join(map(str, r.groups)),
+                "x".join(map(str, r.local_size)),
+                "–" if r.gpu_ms is None else f"{r.gpu_ms:.3f}",
+                f"{r.host_ms:.3f}",
+                fmt_bytes(r.bytes_in),
+                fmt_bytes(r.bytes_out),
+                "–" if bw is None else f"{bw:.1f}",
+            ]
+        )
     return rows
 
 
@@ -317,14 +394,16 @@ def timings_summary(records: list[Any]) -> list[dict[str, Any]]:
     out = []
     for name, recs in groups.items():
         gpu = [r.gpu_ms for r in recs if r.gpu_ms is not None]
-        out.append({
-            "kernel": name,
-            "count": len(recs),
-            "gpu_ms_total": sum(gpu) if gpu else None,
-            "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
-            "gpu_ms_min": min(gpu) if gpu else None,
-            "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
-        })
+        out.append(
+            {
+                "kernel": name,
+                "count": len(recs),
+                "gpu_ms_total": sum(gpu) if gpu else None,
+                "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
+                "gpu_ms_min": min(gpu) if gpu else None,
+                "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
+            }
+        )
     return out
 
 
@@ -332,12 +411,26 @@ def _summary_rows(records: list[Any]) -> list[list[str]]:
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.3f}"
 
-    return [[s["kernel"], str(s["count"]), ms(s["gpu_ms_total"]), ms(s["gpu_ms_mean"]),
-             ms(s["gpu_ms_min"]), ms(s["host_ms_mean"])] for s in timings_summary(records)]
+    return [
+        [
+            s["kernel"],
+            str(s["count"]),
+            ms(s["gpu_ms_total"]),
+            ms(s["gpu_ms_mean"]),
+            ms(s["gpu_ms_min"]),
+            ms(s["host_ms_mean"]),
+        ]
+        for s in timings_summary(records)
+    ]
 
 
 _SUMMARY_HEAD = [
-    "kernel", "dispatches", "gpu ms total", "gpu ms mean", "gpu ms min", "host ms mean"
+    "kernel",
+    "dispatches",
+    "gpu ms total",
+    "gpu ms mean",
+    "gpu ms min",
+    "host ms mean",
 ]
 
 
@@ -352,9 +445,12 @@ def timings_report_text(records: list[Any], total: int | None = None) -> str:
         return "no dispatches recorded yet"
     shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
     n = len(records) if total is None else total
-    return (f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}\n"
-            + _table(_SUMMARY_HEAD, _summary_rows(records), False) + "\n\n"
-            + timings_text(records))
+    return (
+        f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}\n"
+        + _table(_SUMMARY_HEAD, _summary_rows(records), False)
+        + "\n\n"
+        + timings_text(records)
+    )
 
 
 def timings_html(records: list[Any], total: int | None = None) -> str:
@@ -368,9 +464,14 @@ def timings_html(records: list[Any], total: int | None = None) -> str:
         return "<div class='vknb-timings'>no dispatches recorded yet</div>"
     shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
     n = len(records) if total is None else total
-    return (f"<div class='vknb-timings'><div>{n} dispatch{'es' if n != 1 else ''} recorded; "
-            f"showing {shown}</div>" + _table(_SUMMARY_HEAD, _summary_rows(records), True)
-            + "<br>" + _table(_TIMING_HEAD, _timing_rows(records), True) + "</div>")
+    return (
+        f"<div class='vknb-timings'><div>{n} dispatch{'es' if n != 1 else ''} recorded; "
+        f"showing {shown}</div>"
+        + _table(_SUMMARY_HEAD, _summary_rows(records), True)
+        + "<br>"
+        + _table(_TIMING_HEAD, _timing_rows(records), True)
+        + "</div>"
+    )
 
 
 def dispatch_text(rec: Any) -> str:
@@ -381,8 +482,10 @@ def dispatch_text(rec: Any) -> str:
     >>> print(dispatch_text(k(x, y, a=2.0, grid=n)))         # doctest: +SKIP
     saxpy: 16x1x1 groups of 64x1x1, gpu 0.012 ms, host 0.090 ms, in 8.0 KiB, out 4.0 KiB
     """
-    parts = [f"{rec.kernel}: {'x'.join(map(str, rec.groups))} groups of "
-             f"{'x'.join(map(str, rec.local_size))}"]
+    parts = [
+        f"{rec.kernel}: {'x'.join(map(str, rec.groups))} groups of "
+        f"{'x'.join(map(str, rec.local_size))}"
+    ]
     parts.append("gpu –" if rec.gpu_ms is None else f"gpu {rec.gpu_ms:.3f} ms")
     parts.append(f"host {rec.host_ms:.3f} ms")
     parts.append(f"in {fmt_bytes(rec.bytes_in)}, out {fmt_bytes(rec.bytes_out)}")
@@ -421,8 +524,10 @@ def info_html(info: dict[str, str]) -> str:
     >>> info_html({"vknb": "0.1.0"}).count("<tr>")
     1
     """
-    rows = "".join(f"<tr><th style='text-align:left'>{_esc(k)}</th><td>{_esc(v)}</td></tr>"
-                   for k, v in info.items())
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{_esc(k)}</th><td>{_esc(v)}</td></tr>"
+        for k, v in info.items()
+    )
     return f"<table class='vknb'><tbody>{rows}</tbody></table>"
 
 
@@ -553,16 +658,19 @@ def device_details(info: DeviceInfo) -> dict[str, list[tuple[str, str]]]:
         ("max storage buffer range", fmt_bytes(lim.get("max_storage_buffer_range"))),
         ("max uniform buffer range", fmt_bytes(lim.get("max_uniform_buffer_range"))),
         ("max bound descriptor sets", str(lim.get("max_bound_descriptor_sets", "–"))),
-        ("storage buffer offset alignment",
-         str(lim.get("min_storage_buffer_offset_alignment", "–"))),
+        (
+            "storage buffer offset alignment",
+            str(lim.get("min_storage_buffer_offset_alignment", "–")),
+        ),
     ]
     out["timestamps"] = [
         ("compute queue timestamps", "yes" if info.timestamps else "no"),
         ("period", f"{lim.get('timestamp_period_ns', 0):g} ns"),
         ("valid bits", str(lim.get("timestamp_valid_bits", "–"))),
     ]
-    out["features"] = [(label, "yes" if info.features.get(key) else "no")
-                       for key, label in _FEATURE_LABELS]
+    out["features"] = [
+        (label, "yes" if info.features.get(key) else "no") for key, label in _FEATURE_LABELS
+    ]
     out["memory heaps"] = [
         (f"heap {h.index}", f"{fmt_bytes(h.size)}, {'device-local' if h.device_local else 'host'}")
         for h in info.heaps
@@ -572,14 +680,15 @@ def device_details(info: DeviceInfo) -> dict[str, list[tuple[str, str]]]:
         for t in info.memory_types
     ]
     out["queue families"] = [
-        (f"family {q.index}", f"{', '.join(q.capabilities)}; {q.count} queue(s); "
-                              f"timestamps {q.timestamp_valid_bits} bits")
+        (
+            f"family {q.index}",
+            f"{', '.join(q.capabilities)}; {q.count} queue(s); "
+            f"timestamps {q.timestamp_valid_bits} bits",
+        )
         for q in info.queue_families
     ]
     notable = info.notable_extensions
-    out["extensions"] = [("count", str(len(info.extensions)))] + [
-        (e, "yes") for e in notable
-    ]
+    out["extensions"] = [("count", str(len(info.extensions)))] + [(e, "yes") for e in notable]
     return out
 
 
@@ -610,12 +719,18 @@ def device_details_html(info: DeviceInfo) -> str:
     for section, pairs in device_details(info).items():
         rows = "".join(
             f"<tr><td style='padding:0 .8em 0 0;color:#666'>{_esc(k)}</td>"
-            f"<td style='padding:0'>{_esc(v)}</td></tr>" for k, v in pairs)
-        boxes.append(f"<div style='margin:0 1.5em .6em 0'><b>{_esc(section)}</b>"
-                     f"<table class='vknb'>{rows}</table></div>")
-    return (f"<div class='vknb-device-details'><div><b>Device {info.index}: {_esc(info.name)}</b>"
-            f"</div><div style='display:flex;flex-wrap:wrap;align-items:flex-start'>"
-            f"{''.join(boxes)}</div></div>")
+            f"<td style='padding:0'>{_esc(v)}</td></tr>"
+            for k, v in pairs
+        )
+        boxes.append(
+            f"<div style='margin:0 1.5em .6em 0'><b>{_esc(section)}</b>"
+            f"<table class='vknb'>{rows}</table></div>"
+        )
+    return (
+        f"<div class='vknb-device-details'><div><b>Device {info.index}: {_esc(info.name)}</b>"
+        f"</div><div style='display:flex;flex-wrap:wrap;align-items:flex-start'>"
+        f"{''.join(boxes)}</div></div>"
+    )
 
 
 def _n(count: int, noun: str) -> str:
@@ -629,10 +744,14 @@ def _bar(parts: list[tuple[float, str, str]], width_px: int = 220) -> str:
     for frac, color, tip in parts:
         frac = min(max(frac, 0.0), 1.0)
         w = f"max(2px,{frac * 100:.3f}%)" if frac > 0 else "0"
-        inner += (f"<div title='{_esc(tip)}' style='position:absolute;left:0;top:0;bottom:0;"
-                  f"width:{w};background:{color}'></div>")
-    return (f"<div class='vknb-bar' style='position:relative;width:{width_px}px;height:12px;"
-            f"background:#e8e8e8;border:1px solid #bbb'>{inner}</div>")
+        inner += (
+            f"<div title='{_esc(tip)}' style='position:absolute;left:0;top:0;bottom:0;"
+            f"width:{w};background:{color}'></div>"
+        )
+    return (
+        f"<div class='vknb-bar' style='position:relative;width:{width_px}px;height:12px;"
+        f"background:#e8e8e8;border:1px solid #bbb'>{inner}</div>"
+    )
 
 
 def memory_stats_html(stats: Any, title: str = "") -> str:
@@ -657,20 +776,32 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
             parts.append((h.usage / size, "#f0a050", f"driver usage {fmt_bytes(h.usage)}"))
         parts.append((h.allocated / size, "#9cc3e6", f"vknb allocated {fmt_bytes(h.allocated)}"))
         parts.append((h.used / size, "#1f5fa0", f"vknb used {fmt_bytes(h.used)}"))
-        cells = [str(h.index), "device-local" if h.device_local else "host", fmt_bytes(h.size),
-                 fmt_bytes(h.budget), fmt_bytes(h.usage), fmt_bytes(h.allocated), fmt_bytes(h.used)]
-        rows += ("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells)
-                 + f"<td>{_bar(parts)}</td></tr>")
+        cells = [
+            str(h.index),
+            "device-local" if h.device_local else "host",
+            fmt_bytes(h.size),
+            fmt_bytes(h.budget),
+            fmt_bytes(h.usage),
+            fmt_bytes(h.allocated),
+            fmt_bytes(h.used),
+        ]
+        rows += (
+            "<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + f"<td>{_bar(parts)}</td></tr>"
+        )
     th = "".join(f"<th style='text-align:left'>{_esc(h)}</th>" for h in head)
     budget_note = ""
     if stats.heaps and all(h.budget is None for h in stats.heaps):
         budget_note = " (budget and usage: the driver lacks VK_EXT_memory_budget)"
-    legend = ("<span style='color:#f0a050'>&#9632;</span> driver usage &nbsp;"
-              "<span style='color:#9cc3e6'>&#9632;</span> vknb allocated &nbsp;"
-              "<span style='color:#1f5fa0'>&#9632;</span> vknb used")
+    legend = (
+        "<span style='color:#f0a050'>&#9632;</span> driver usage &nbsp;"
+        "<span style='color:#9cc3e6'>&#9632;</span> vknb allocated &nbsp;"
+        "<span style='color:#1f5fa0'>&#9632;</span> vknb used"
+    )
     title_html = f"<div><b>{_esc(title)}</b></div>" if title else ""
-    return (f"<div class='vknb-memory'>{title_html}<table class='vknb'><thead><tr>{th}</tr></thead>"
-            f"<tbody>{rows}</tbody></table><div style='color:#444'>vknb: "
-            f"{_esc(fmt_bytes(stats.allocated))} allocated in {_n(stats.blocks, 'block')}, "
-            f"{_esc(fmt_bytes(stats.used))} used by {_n(stats.buffers, 'live buffer')}"
-            f"{_esc(budget_note)}</div><div style='font-size:90%'>{legend}</div></div>")
+    return (
+        f"<div class='vknb-memory'>{title_html}<table class='vknb'><thead><tr>{th}</tr></thead>"
+        f"<tbody>{rows}</tbody></table><div style='color:#444'>vknb: "
+        f"{_esc(fmt_bytes(stats.allocated))} allocated in {_n(stats.blocks, 'block')}, "
+        f"{_esc(fmt_bytes(stats.used))} used by {_n(stats.buffers, 'live buffer')}"
+        f"{_esc(budget_note)}</div><div style='font-size:90%'>{legend}</div></div>"
+    )

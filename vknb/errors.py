@@ -17,30 +17,28 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = [
-    "VulkanError",
-    "NotAvailable",
-    "NoDeviceFound",
-    "NoComputeQueue",
-    "InitializationFailed",
-    "DeviceCreationFailed",
+    "RESULT_NAMES",
     "AllocationFailed",
     "BufferFailed",
     "BufferTooSmall",
+    "CommandBufferError",
+    "DeviceCreationFailed",
+    "DeviceLost",
+    "ExecutionFailed",
+    "InitializationFailed",
+    "NoComputeQueue",
+    "NoDeviceFound",
+    "NotAvailable",
     "NotMapped",
+    "ObjectClosed",
     "PipelineCreationFailed",
     "ShaderCompileError",
     "SpirvCompilationFailed",
     "SpirvError",
-    "ExecutionFailed",
-    "CommandBufferError",
     "SyncError",
-    "DeviceLost",
     "ValidationError",
-    "ObjectClosed",
-    "RESULT_NAMES",
+    "VulkanError",
     "result_name",
 ]
 
@@ -75,7 +73,7 @@ RESULT_NAMES: dict[int, str] = {
 
 
 def result_name(code: int) -> str:
-    """Return the symbolic name of a ``VkResult`` code, e.g. ``-2 -> 'VK_ERROR_OUT_OF_DEVICE_MEMORY'``.
+    """Return the symbolic name of a ``VkResult`` code (``-2``: out of device memory).
 
     Example
     -------
@@ -221,5 +219,3 @@ class ValidationError(VulkanError):
 
 class ObjectClosed(VulkanError):
     """An object was used after ``close()`` (or after its device was closed)."""
-
-

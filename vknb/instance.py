@@ -57,7 +57,13 @@ _MEMORY_FLAG_NAMES = {
     0x40: "device_coherent_amd",
     0x80: "device_uncached_amd",
 }
-_QUEUE_FLAG_NAMES = {0x1: "graphics", 0x2: "compute", 0x4: "transfer", 0x8: "sparse", 0x10: "protected"}
+_QUEUE_FLAG_NAMES = {
+    0x1: "graphics",
+    0x2: "compute",
+    0x4: "transfer",
+    0x8: "sparse",
+    0x10: "protected",
+}
 _SUBGROUP_OPS = {
     0x1: "basic",
     0x2: "vote",
@@ -285,6 +291,7 @@ class Instance:
         self.handle = p[0]
         if validation:
             self._install_messenger()
+            _vk.enable_debug_names(self.handle)
         self._devices: list[DeviceInfo] | None = None
         self._finalizer = weakref.finalize(
             self, _destroy_instance, self.handle, self._messenger, lib, ffi

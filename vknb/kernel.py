@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import errors as E
-from .buffer import Array, Buffer
 from ._device import Device, Submission, session_generation
 from ._device import device as session_device
-from .pipeline import ComputePipeline
 from .batching import _cpush
 from .batching import _local as _batching_local
+from .buffer import Array, Buffer
+from .pipeline import ComputePipeline
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,8 +80,13 @@ def _scalar_check(value: Any, dt: np.dtype, what: str, gl_type: str) -> Any:
     raise TypeError(f"{what}: cannot set a value of dtype {dt} from {type(value).__name__}")
 
 
-def _pack_into(target: np.ndarray, members: Sequence[Member], values: Mapping[str, Any],
-               where: str, required: bool = True) -> None:
+def _pack_into(
+    target: np.ndarray,
+    members: Sequence[Member],
+    values: Mapping[str, Any],
+    where: str,
+    required: bool = True,
+) -> None:
     """Fill a structured scalar ``target`` from ``values`` by member name."""
     names = {m.name for m in members}
     unknown = [k for k in values if k not in names]
@@ -190,8 +195,9 @@ def _member_type(b: Binding) -> str:
     return b.block.name if b.block is not None else b.kind
 
 
-def _groups(local: tuple[int, int, int], grid: Any, groups: Any,
-            limits: tuple[int, ...], name: str) -> tuple[int, int, int]:
+def _groups(
+    local: tuple[int, int, int], grid: Any, groups: Any, limits: tuple[int, ...], name: str
+) -> tuple[int, int, int]:
     def norm(v: Any, what: str) -> tuple[int, int, int]:
         if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
             t = [int(v)]
@@ -232,11 +238,28 @@ def _groups(local: tuple[int, int, int], grid: Any, groups: Any,
 class _Fast:
     """A remembered call: what to dispatch when the same Arrays and values come again."""
 
-    __slots__ = ("cpush", "epoch", "groups", "kernel_bytes", "pipe", "push", "reads", "refs",
-                 "sets", "writes")
+    __slots__ = (
+        "cpush",
+        "epoch",
+        "groups",
+        "kernel_bytes",
+        "pipe",
+        "push",
+        "reads",
+        "refs",
+        "sets",
+        "writes",
+    )
 
-    def __init__(self, pipe: ComputePipeline, refs: list[Any], prep: _Prepared, sets: Any,
-                 push: bytes, groups: tuple[int, int, int]) -> None:
+    def __init__(
+        self,
+        pipe: ComputePipeline,
+        refs: list[Any],
+        prep: _Prepared,
+        sets: Any,
+        push: bytes,
+        groups: tuple[int, int, int],
+    ) -> None:
         # Only weak references to the Arrays: a remembered call must not keep memory alive.
         self.pipe = pipe
         self.epoch = pipe._sets_epoch
@@ -290,11 +313,19 @@ class Kernel:
     array([0., 2., 4.], dtype=float32)
     """
 
-    def __init__(self, spirv: bytes, reflection: Reflection, *, name: str = "kernel",
-                 source: str | None = None, constants: Mapping[str | int, Any] | None = None,
-                 local_size: Sequence[int] | int | None = None, device: Device | None = None,
-                 compile_info: CompileResult | None = None, defines: Mapping[str, Any] | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        spirv: bytes,
+        reflection: Reflection,
+        *,
+        name: str = "kernel",
+        source: str | None = None,
+        constants: Mapping[str | int, Any] | None = None,
+        local_size: Sequence[int] | int | None = None,
+        device: Device | None = None,
+        compile_info: CompileResult | None = None,
+        defines: Mapping[str, Any] | None = None,
+    ) -> None:
         self.name = name
         self.source = source
         self.spirv = bytes(spirv)
@@ -316,8 +347,9 @@ class Kernel:
 
     # -- construction --------------------------------------------------------------------
 
-    def _resolve_constants(self, constants: Mapping[str | int, Any] | None
-                           ) -> tuple[dict[int, Any], dict[str, Any]]:
+    def _resolve_constants(
+        self, constants: Mapping[str | int, Any] | None
+    ) -> tuple[dict[int, Any], dict[str, Any]]:
         specs = self.reflection.spec_constants
         by_name = {s.name: s for s in specs if s.name}
         by_id = {s.id: s for s in specs}
@@ -332,8 +364,9 @@ class Kernel:
                 )
             what = f"{self.name}: specialization constant {spec.name or spec.id!r}"
             gl = "bool" if spec.dtype == np.bool_ else str(spec.dtype)
-            values[spec.id] = _scalar_check(v, np.dtype(np.uint32) if gl == "bool" else spec.dtype,
-                                            what, gl)
+            values[spec.id] = _scalar_check(
+                v, np.dtype(np.uint32) if gl == "bool" else spec.dtype, what, gl
+            )
             named[spec.name or str(spec.id)] = v
         # glslang gives `local_size_x_id = N` its own constant (default 1) even when a named
         # `constant_id = N` constant declares the size the author meant: specialize with that.
@@ -347,7 +380,9 @@ class Kernel:
             return
         ls = [local_size] if isinstance(local_size, int) else list(local_size)
         if not 1 <= len(ls) <= 3:
-            raise TypeError(f"{self.name}: local_size must be an int or 1 to 3 ints, got {local_size!r}")
+            raise TypeError(
+                f"{self.name}: local_size must be an int or 1 to 3 ints, got {local_size!r}"
+            )
         ids = self.reflection.local_size_ids
         for d, v in enumerate(ls):
             if not isinstance(v, (int, np.integer)) or v < 1:
@@ -357,7 +392,8 @@ class Kernel:
                     continue
                 raise ValueError(
                     f"{self.name}: the shader fixes local_size_{'xyz'[d]} = "
-                    f"{self.reflection.local_size[d]}; declare `layout(local_size_{'xyz'[d]}_id = N) in;` "
+                    f"{self.reflection.local_size[d]}; declare "
+                    f"`layout(local_size_{'xyz'[d]}_id = N) in;` "
                     "to make it settable, or use a define"
                 )
             self._spec_values[ids[d]] = int(v)
@@ -388,7 +424,10 @@ class Kernel:
         lim = dev.info.limits
         ls = self.local_size
         mx = lim["max_workgroup_size"]
-        if any(ls[d] > mx[d] for d in range(3)) or ls[0] * ls[1] * ls[2] > lim["max_workgroup_invocations"]:
+        if (
+            any(ls[d] > mx[d] for d in range(3))
+            or ls[0] * ls[1] * ls[2] > lim["max_workgroup_invocations"]
+        ):
             raise ValueError(
                 f"{self.name}: workgroup size {ls} exceeds the limits of {dev.info.name}: "
                 f"maxComputeWorkGroupSize {mx}, maxComputeWorkGroupInvocations "
@@ -396,8 +435,9 @@ class Kernel:
             )
         old = self._pipeline
         t0 = time.perf_counter()
-        self._pipeline = ComputePipeline(dev, self.spirv, self.reflection, self._spec_values,
-                                         label=self.name)
+        self._pipeline = ComputePipeline(
+            dev, self.spirv, self.reflection, self._spec_values, label=self.name
+        )
         self.pipeline_ms = (time.perf_counter() - t0) * 1e3
         self._generation = session_generation()
         self._scratch = {}
@@ -415,8 +455,10 @@ class Kernel:
         p = self._pipeline
         if p is None:
             raise E.ObjectClosed(f"kernel {self.name!r} is closed")
-        if p._closed or p.device._closed or (
-            self._follow_session and self._generation != session_generation()
+        if (
+            p._closed
+            or p.device._closed
+            or (self._follow_session and self._generation != session_generation())
         ):
             if not self._follow_session and p.device._closed:
                 raise E.ObjectClosed(f"kernel {self.name!r}: its device {p.device.label} is closed")
@@ -427,8 +469,9 @@ class Kernel:
 
     # -- calling -------------------------------------------------------------------------
 
-    def _bind_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]
-                   ) -> tuple[list[Any], dict[str, Any]]:
+    def _bind_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         bindings = self.reflection.bindings
         if len(args) > len(bindings):
             raise TypeError(
@@ -443,12 +486,14 @@ class Kernel:
                 known = sorted(self._names)
                 raise TypeError(
                     f"{self.name}() got an unexpected argument {key!r}; it takes: "
-                    f"{', '.join(known + ['grid', 'groups']) }"
+                    f"{', '.join([*known, 'grid', 'groups'])}"
                 )
             kind, ref = hit
             if kind == "binding":
                 if vals[ref] is not _MISSING:
-                    raise TypeError(f"{self.name}() got binding {key!r} twice (by position and name)")
+                    raise TypeError(
+                        f"{self.name}() got binding {key!r} twice (by position and name)"
+                    )
                 vals[ref] = v
             elif kind == "push":
                 push[ref.name] = v
@@ -456,28 +501,33 @@ class Kernel:
                 if not isinstance(v, Mapping):
                     raise TypeError(f"{self.name}: push-constant block {key!r} takes a dict")
                 push.update(v)
-        missing = [b.name for b, v in zip(bindings, vals) if v is _MISSING]
+        missing = [b.name for b, v in zip(bindings, vals, strict=True) if v is _MISSING]
         if missing:
             raise TypeError(f"{self.name}() missing binding argument(s): {', '.join(missing)}")
         return vals, push
 
-    def _prepare(self, vals: list[Any], dev: Device, pipe: ComputePipeline,
-                 private: bool = False) -> _Prepared:
+    def _prepare(
+        self, vals: list[Any], dev: Device, pipe: ComputePipeline, private: bool = False
+    ) -> _Prepared:
         prep = _Prepared()
         lim = dev.info.limits
-        for i, (b, v) in enumerate(zip(self.reflection.bindings, vals)):
+        for i, (b, v) in enumerate(zip(self.reflection.bindings, vals, strict=True)):
             if b.kind not in ("storage", "uniform"):
                 raise TypeError(
                     f"{self.name}: binding {b.name!r} is a {b.kind}; vknb binds storage and "
-                    "uniform buffers only (images and samplers are listed by reflection, not bindable yet)"
+                    "uniform buffers only (images and samplers are listed by reflection, not "
+                    "bindable yet)"
                 )
             block = b.block
             fixed = block.size if block is not None else 0
-            max_range = lim["max_storage_buffer_range" if b.kind == "storage" else "max_uniform_buffer_range"]
+            max_range = lim[
+                "max_storage_buffer_range" if b.kind == "storage" else "max_uniform_buffer_range"
+            ]
             if isinstance(v, Array):
                 if v.buffer.device is not dev:
                     raise ValueError(
-                        f"{self.name}: binding {b.name!r} holds an Array on {v.buffer.device.label}, "
+                        f"{self.name}: binding {b.name!r} holds an Array on "
+                        f"{v.buffer.device.label}, "
                         f"but the kernel runs on {dev.label}"
                     )
                 if b.kind == "storage":
@@ -487,7 +537,9 @@ class Kernel:
             elif isinstance(v, Buffer):
                 buf, nbytes = v, v.nbytes
                 buf._check()
-            elif isinstance(v, np.ndarray) and not (b.kind == "uniform" and v.dtype.names is not None):
+            elif isinstance(v, np.ndarray) and not (
+                b.kind == "uniform" and v.dtype.names is not None
+            ):
                 if b.kind == "uniform" and block is not None:
                     v = _uniform_from_array(self.name, b, v)
                 else:
@@ -504,7 +556,8 @@ class Kernel:
                 if writable and not v.flags.writeable:
                     raise ValueError(
                         f"{self.name}: binding {b.name!r} may be written by the shader, but the "
-                        "array is read-only; pass a writeable array (or declare the binding readonly)"
+                        "array is read-only; pass a writeable array (or declare the binding "
+                        "readonly)"
                     )
                 buf = self._scratch_buffer(i, b, nbytes, dev, private)
                 if not b.writeonly:
@@ -538,12 +591,18 @@ class Kernel:
             prep.kernel_bytes += nbytes * ((not b.writeonly) + (not b.readonly))
         return prep
 
-    def _scratch_buffer(self, i: int, b: Binding, nbytes: int, dev: Device,
-                        private: bool = False) -> Buffer:
+    def _scratch_buffer(
+        self, i: int, b: Binding, nbytes: int, dev: Device, private: bool = False
+    ) -> Buffer:
         if private:  # a batch keeps its own copy: later calls must not overwrite it
             return Buffer(nbytes, device=dev, label=f"{self.name}.{b.name}")
         buf = self._scratch.get(i)
-        if buf is not None and not buf.closed and buf.nbytes == nbytes and not getattr(buf, "_busy", False):
+        if (
+            buf is not None
+            and not buf.closed
+            and buf.nbytes == nbytes
+            and not getattr(buf, "_busy", False)
+        ):
             return buf
         buf = Buffer(nbytes, device=dev, label=f"{self.name}.{b.name}")
         if self._scratch.get(i) is None or not getattr(self._scratch[i], "_busy", False):
@@ -582,8 +641,9 @@ class Kernel:
     # -- the fast path: a repeated call with the same device Arrays and scalar values ----------
 
     @staticmethod
-    def _fast_key(args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
-                  ) -> tuple[Any, list[Array]] | None:
+    def _fast_key(
+        args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
+    ) -> tuple[Any, list[Array]] | None:
         arrays = [a for a in args if type(a) is Array]
         if len(arrays) != len(args):
             return None
@@ -601,8 +661,14 @@ class Kernel:
                 items.append((k, t, v))
         return (grid, groups, *map(id, args), *items), arrays
 
-    def _fast_lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any,
-                     groups: Any, pipe: ComputePipeline) -> tuple[_Fast, list[Array]] | None:
+    def _fast_lookup(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        grid: Any,
+        groups: Any,
+        pipe: ComputePipeline,
+    ) -> tuple[_Fast, list[Array]] | None:
         if not self._fast:
             return None
         k = self._fast_key(args, kwargs, grid, groups)
@@ -620,9 +686,18 @@ class Kernel:
                 return None
         return f, arrays
 
-    def _fast_store(self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any,
-                    groups: Any, pipe: ComputePipeline, prep: _Prepared, sets: Any,
-                    push: bytes, grp: tuple[int, int, int]) -> None:
+    def _fast_store(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        grid: Any,
+        groups: Any,
+        pipe: ComputePipeline,
+        prep: _Prepared,
+        sets: Any,
+        push: bytes,
+        grp: tuple[int, int, int],
+    ) -> None:
         if prep.writeback or prep.bytes_in:
             return  # numpy arguments: their data must move on every call
         k = self._fast_key(args, kwargs, grid, groups)
@@ -635,8 +710,9 @@ class Kernel:
         except TypeError:
             pass
 
-    def __call__(self, *args: Any, grid: Any = None, groups: Any = None, wait: bool = True,
-                 **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, grid: Any = None, groups: Any = None, wait: bool = True, **kwargs: Any
+    ) -> Any:
         """Dispatch the kernel; return its :class:`~vknb.timing.DispatchRecord`.
 
         With ``wait=False`` return a :class:`~vknb.Submission` at once; its ``wait()`` writes
@@ -657,8 +733,9 @@ class Kernel:
             prep, sets, push_bytes, grp = f.prepared(arrays), f.sets, f.push, f.groups
         else:
             vals, push = self._bind_args(args, kwargs)
-            grp = _groups(self.local_size, grid, groups, dev.info.limits["max_workgroup_count"],
-                          self.name)
+            grp = _groups(
+                self.local_size, grid, groups, dev.info.limits["max_workgroup_count"], self.name
+            )
             push_bytes = self._push_bytes(push)
             prep = self._prepare(vals, dev, pipe, private=b is not None)
             sets = pipe.descriptor_sets(prep.resources)
@@ -666,8 +743,17 @@ class Kernel:
             prep.writes = [buf._serial for bd, buf, _ in prep.resources if not bd.readonly]
             self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
         if b is not None:
-            return b.add(self, pipe, sets, _cpush(push_bytes), grp, prep.reads, prep.writes,
-                         prep.keep, prep.writeback)
+            return b.add(
+                self,
+                pipe,
+                sets,
+                _cpush(push_bytes),
+                grp,
+                prep.reads,
+                prep.writes,
+                prep.keep,
+                prep.writeback,
+            )
         for buf in prep.keep:
             buf._busy = True
         try:
@@ -686,9 +772,14 @@ class Kernel:
                 buf.read(out=arr)
                 bytes_out += arr.nbytes
             rec = DispatchRecord(
-                kernel=self.name, groups=grp, local_size=self.local_size,
-                gpu_ms=pipe.gpu_ms(slot), host_ms=(time.perf_counter() - t0) * 1e3,
-                bytes_in=prep.bytes_in, bytes_out=bytes_out, device=dev.info.name,
+                kernel=self.name,
+                groups=grp,
+                local_size=self.local_size,
+                gpu_ms=pipe.gpu_ms(slot),
+                host_ms=(time.perf_counter() - t0) * 1e3,
+                bytes_in=prep.bytes_in,
+                bytes_out=bytes_out,
+                device=dev.info.name,
                 kernel_bytes=prep.kernel_bytes,
             )
             record(rec)
@@ -747,7 +838,7 @@ def _uniform_from_array(name: str, b: Binding, v: np.ndarray) -> np.ndarray:
     )
 
 
-def compile(
+def compile(  # noqa: A001 - the contract's name (vknb.compile)
     source: str | bytes | bytearray | memoryview,
     name: str | None = None,
     *,
@@ -808,26 +899,48 @@ def compile(
         from .compiler import compile_glsl_info
 
         name = name or "kernel"
-        info = compile_glsl_info(source, defines=defines, name=name, include_dirs=include_dirs,
-                                 optimize=False)
+        info = compile_glsl_info(
+            source, defines=defines, name=name, include_dirs=include_dirs, optimize=False
+        )
         spirv = info.spirv
         text = source
         if optimize:
             reflect_from = spirv
-            spirv = compile_glsl_info(source, defines=defines, name=name,
-                                      include_dirs=include_dirs, optimize=True).spirv
+            spirv = compile_glsl_info(
+                source, defines=defines, name=name, include_dirs=include_dirs, optimize=True
+            ).spirv
             refl = reflect(reflect_from, entry_point) if entry_point else reflect(reflect_from)
-            return Kernel(spirv, refl, name=name, source=text, constants=constants,
-                          local_size=local_size, device=device, compile_info=info, defines=defines)
+            return Kernel(
+                spirv,
+                refl,
+                name=name,
+                source=text,
+                constants=constants,
+                local_size=local_size,
+                device=device,
+                compile_info=info,
+                defines=defines,
+            )
     else:
-        raise TypeError(f"compile() takes GLSL source (str) or SPIR-V (bytes), got {type(source).__name__}")
+        raise TypeError(
+            f"compile() takes GLSL source (str) or SPIR-V (bytes), got {type(source).__name__}"
+        )
     refl = reflect(spirv, entry_point) if entry_point else reflect(spirv)
     if info is None:  # SPIR-V from outside: validate before a driver sees it (some crash)
         from .compiler import validate_spirv
 
         validate_spirv(spirv)
-    return Kernel(spirv, refl, name=name, source=text, constants=constants, local_size=local_size,
-                  device=device, compile_info=info, defines=defines)
+    return Kernel(
+        spirv,
+        refl,
+        name=name,
+        source=text,
+        constants=constants,
+        local_size=local_size,
+        device=device,
+        compile_info=info,
+        defines=defines,
+    )
 
 
 # Weak registry of kernels by name, so tools can find the newest (magics update in place).

@@ -72,10 +72,29 @@ ArrayLike = Union[np.ndarray, "Array", Sequence[Any]]
 
 #: Operations of ``map.comp`` (its specialization constant ``OP``), by name.
 MAP_OPS: dict[str, int] = {
-    "add": 0, "sub": 1, "mul": 2, "div": 3, "max": 4, "min": 5, "pow": 6,
-    "neg": 10, "abs": 11, "exp": 12, "log": 13, "sqrt": 14, "sin": 15, "cos": 16,
-    "tanh": 17, "relu": 18, "sigmoid": 19, "square": 20, "reciprocal": 21,
-    "scale": 30, "add_scalar": 31, "axpy": 32, "pow_scalar": 33,
+    "add": 0,
+    "sub": 1,
+    "mul": 2,
+    "div": 3,
+    "max": 4,
+    "min": 5,
+    "pow": 6,
+    "neg": 10,
+    "abs": 11,
+    "exp": 12,
+    "log": 13,
+    "sqrt": 14,
+    "sin": 15,
+    "cos": 16,
+    "tanh": 17,
+    "relu": 18,
+    "sigmoid": 19,
+    "square": 20,
+    "reciprocal": 21,
+    "scale": 30,
+    "add_scalar": 31,
+    "axpy": 32,
+    "pow_scalar": 33,
 }
 _BINARY_OPS = frozenset(v for v in MAP_OPS.values() if v <= 6 or v == 32)
 
@@ -350,8 +369,9 @@ def saxpy(a: float, x: ArrayLike, y: ArrayLike) -> np.ndarray:
     return out.numpy() if _is_array(out) else out
 
 
-def elementwise(op: str | int, a: ArrayLike, b: ArrayLike | None = None, *,
-                alpha: float = 0.0) -> np.ndarray:
+def elementwise(
+    op: str | int, a: ArrayLike, b: ArrayLike | None = None, *, alpha: float = 0.0
+) -> np.ndarray:
     """``f(a, b, alpha)`` elementwise in float32 (``map.comp``); see :data:`MAP_OPS`.
 
     Parameters
@@ -644,8 +664,14 @@ def transpose(A: ArrayLike) -> np.ndarray:
     return out
 
 
-def mandelbrot(width: int, height: int, *, center: tuple[float, float] = (-0.5, 0.0),
-               span: float = 3.0, max_iter: int = 256) -> np.ndarray:
+def mandelbrot(
+    width: int,
+    height: int,
+    *,
+    center: tuple[float, float] = (-0.5, 0.0),
+    span: float = 3.0,
+    max_iter: int = 256,
+) -> np.ndarray:
     """Escape-time iteration counts of the Mandelbrot set (``mandelbrot.comp``).
 
     Parameters
@@ -671,8 +697,16 @@ def mandelbrot(width: int, height: int, *, center: tuple[float, float] = (-0.5, 
         raise ValueError(f"mandelbrot: width and height must be >= 1, got {width} x {height}")
     out = np.empty((height, width), np.uint32)
     k = load("mandelbrot")
-    k(out, width=width, height=height, center_x=float(center[0]), center_y=float(center[1]),
-      scale=float(span) / width, max_iter=max_iter, grid=(width, height))
+    k(
+        out,
+        width=width,
+        height=height,
+        center_x=float(center[0]),
+        center_y=float(center[1]),
+        scale=float(span) / width,
+        max_iter=max_iter,
+        grid=(width, height),
+    )
     return out
 
 
@@ -706,8 +740,9 @@ _M32 = np.uint64(0xFFFFFFFF)
 
 
 def _pcg_permute(state: np.ndarray) -> np.ndarray:
-    word = (((state >> ((state >> np.uint64(28)) + np.uint64(4))) ^ state)
-            * np.uint64(277803737)) & _M32
+    word = (
+        ((state >> ((state >> np.uint64(28)) + np.uint64(4))) ^ state) * np.uint64(277803737)
+    ) & _M32
     return (word >> np.uint64(22)) ^ word
 
 
@@ -734,9 +769,9 @@ def random_uniform_reference(n: int, seed: int = 0) -> np.ndarray:
     # uint64 with a 32-bit mask after each multiply-add: uint32 wrap-around without overflow.
     i = np.arange(n, dtype=np.uint64)
     state = _pcg_hash((i + _pcg_hash(np.array([seed], np.uint64))) & _M32)
-    state = (state * _PCG_MUL + _PCG_INC) & _M32                      # rng_next
-    bits = _pcg_permute(state) >> np.uint64(8)                           # 24 high bits
-    return (bits.astype(np.float64) / 2.0**24).astype(np.float32)     # k / 2^24, exact
+    state = (state * _PCG_MUL + _PCG_INC) & _M32  # rng_next
+    bits = _pcg_permute(state) >> np.uint64(8)  # 24 high bits
+    return (bits.astype(np.float64) / 2.0**24).astype(np.float32)  # k / 2^24, exact
 
 
 def sobel(image: ArrayLike) -> np.ndarray:
@@ -860,5 +895,5 @@ def argsort(keys: ArrayLike) -> np.ndarray:
     top = np.nonzero(sorted_keys == 0xFFFFFFFF)[0]
     if top.size:
         host = (kv.numpy() if _is_array(kv) else kv).reshape(-1)
-        idx[top[0]:] = np.nonzero(host == 0xFFFFFFFF)[0]
+        idx[top[0] :] = np.nonzero(host == 0xFFFFFFFF)[0]
     return idx[:n].astype(np.intp)

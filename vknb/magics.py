@@ -157,8 +157,9 @@ class Spliced:
     skipped: dict[str, str] = field(default_factory=dict)
     lines: list[tuple[int, str | None, int, int | None]] = field(default_factory=list)
 
-    def map_diagnostics(self, diagnostics: list[tuple[int, int, str, str]], offset: int = 0
-                        ) -> list[tuple[int, int, str, str]]:
+    def map_diagnostics(
+        self, diagnostics: list[tuple[int, int, str, str]], offset: int = 0
+    ) -> list[tuple[int, int, str, str]]:
         """Diagnostics of the spliced text -> the original source's lines (+ ``offset``).
 
         A diagnostic inside a multi-line spliced value points at the ``$NAME`` line and says
@@ -206,7 +207,7 @@ def splice(source: str, namespace: dict[str, Any]) -> Spliced:
         first: int | None = None
         multi: str | None = None
         for m in _SPLICE_RE.finditer(src_line):
-            pieces.append(src_line[pos:m.start()])
+            pieces.append(src_line[pos : m.start()])
             pos = m.end()
             if m.group(1):
                 text = "$"
@@ -367,7 +368,8 @@ def _cell_error(err: Any, spliced: Spliced, line: str, cell: str) -> Any:
     errors = [d for d in diags if d[2] == "error"]
     if errors:
         head = f"GLSL kernel {err.name!r} failed to compile: " + (
-            f"line {errors[0][0]}: {errors[0][3]}" if errors[0][0] else errors[0][3])
+            f"line {errors[0][0]}: {errors[0][3]}" if errors[0][0] else errors[0][3]
+        )
         if len(errors) > 1:
             head += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
         body = [format_diagnostics(source, diags)]
@@ -375,8 +377,9 @@ def _cell_error(err: Any, spliced: Spliced, line: str, cell: str) -> Any:
         head = old[0] if old else "GLSL compilation failed"
         body = old[1:tail_at]
     message = "\n".join([head, *body, *old[tail_at:]])
-    new = ShaderCompileError(message, diagnostics=diags, source=source, command=err.command,
-                             name=err.name)
+    new = ShaderCompileError(
+        message, diagnostics=diags, source=source, command=err.command, name=err.name
+    )
     return new
 
 
@@ -387,9 +390,18 @@ def _reissue_warnings(caught: list[warnings.WarningMessage], spliced: Spliced, n
         msg = w.message
         if isinstance(msg, ShaderWarning) and msg.line:
             ((line, col, _s, _t),) = spliced.map_diagnostics(
-                [(msg.line, msg.column, "warning", msg.text)], offset=1)
-            warnings.warn(ShaderWarning(f"{name}:{line}: {msg.text}", name=msg.name, line=line,
-                                        column=col, text=msg.text), stacklevel=3)
+                [(msg.line, msg.column, "warning", msg.text)], offset=1
+            )
+            warnings.warn(
+                ShaderWarning(
+                    f"{name}:{line}: {msg.text}",
+                    name=msg.name,
+                    line=line,
+                    column=col,
+                    text=msg.text,
+                ),
+                stacklevel=3,
+            )
         else:
             warnings.warn_explicit(msg, w.category, w.filename, w.lineno, source=w.source)
 
@@ -495,23 +507,55 @@ def _magics_class() -> Any:
         @no_var_expand
         @magic_arguments()
         @argument("name", nargs="?", help="the Python name to bind the kernel to")
-        @argument("-D", dest="defines", action="append", default=[], metavar="NAME[=VALUE]",
-                  help="preprocessor define (repeatable)")
-        @argument("--constant", dest="constants", action="append", default=[],
-                  metavar="NAME=VALUE", help="specialization constant (repeatable); VALUE is a "
-                  "Python literal or an expression in the user namespace")
-        @argument("--local-size", metavar="X[,Y[,Z]]",
-                  help="workgroup size, for shaders that declare local_size_x_id etc.")
-        @argument("--device", type=int, metavar="N",
-                  help="build for physical device N (default: the session device)")
-        @argument("-I", dest="include_dirs", action="append", default=[], metavar="DIR",
-                  help="#include search directory (repeatable; shaders/ is always searched)")
+        @argument(
+            "-D",
+            dest="defines",
+            action="append",
+            default=[],
+            metavar="NAME[=VALUE]",
+            help="preprocessor define (repeatable)",
+        )
+        @argument(
+            "--constant",
+            dest="constants",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="specialization constant (repeatable); VALUE is a "
+            "Python literal or an expression in the user namespace",
+        )
+        @argument(
+            "--local-size",
+            metavar="X[,Y[,Z]]",
+            help="workgroup size, for shaders that declare local_size_x_id etc.",
+        )
+        @argument(
+            "--device",
+            type=int,
+            metavar="N",
+            help="build for physical device N (default: the session device)",
+        )
+        @argument(
+            "-I",
+            dest="include_dirs",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="#include search directory (repeatable; shaders/ is always searched)",
+        )
         @argument("-O", "--optimize", action="store_true", help="run spirv-opt on the SPIR-V")
-        @argument("-q", "--quiet", action="store_true",
-                  help="show nothing on success (no card, no dispatch record)")
-        @argument("--run", metavar="ARGS",
-                  help='dispatch at once: NAME(ARGS) in the user namespace, e.g. '
-                  '--run "x, y, a=2.0, grid=n"')
+        @argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="show nothing on success (no card, no dispatch record)",
+        )
+        @argument(
+            "--run",
+            metavar="ARGS",
+            help="dispatch at once: NAME(ARGS) in the user namespace, e.g. "
+            '--run "x, y, a=2.0, grid=n"',
+        )
         @argument("--save", metavar="PATH", help="write the (spliced) cell to PATH (.comp)")
         @argument("--no-splice", action="store_true", help="no $NAME splicing in the cell")
         @argument("-h", "--help", action="store_true", help="show this help")
@@ -529,19 +573,26 @@ def _magics_class() -> Any:
             if not name or not name.isidentifier() or keyword.iskeyword(name):
                 raise UsageError(
                     "%%glsl needs the Python name to bind the kernel to, e.g. `%%glsl saxpy`; "
-                    f"got {name!r} (see %%glsl --help)")
+                    f"got {name!r} (see %%glsl --help)"
+                )
             if cell is None:
-                raise UsageError(f"%glsl {name}: the shader goes in the cell body: start the cell "
-                                 "with %%glsl (two %); `%glsl --help` shows the options")
-            spliced = Spliced(cell, lines=[(i, None, 0, None)
-                                           for i in range(1, cell.count("\n") + 2)])
+                raise UsageError(
+                    f"%glsl {name}: the shader goes in the cell body: start the cell "
+                    "with %%glsl (two %); `%glsl --help` shows the options"
+                )
+            spliced = Spliced(
+                cell, lines=[(i, None, 0, None) for i in range(1, cell.count("\n") + 2)]
+            )
             if not args.no_splice:
                 spliced = splice(cell, ns)
             skipped = {**line_sp.skipped, **spliced.skipped}
             for var, tname in skipped.items():
-                warnings.warn(f"%%glsl {name}: ${var} is a {tname}, not spliced (only str, int, "
-                              "float and bool values are; write $$ for a literal $)",
-                              UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"%%glsl {name}: ${var} is a {tname}, not spliced (only str, int, "
+                    "float and bool values are; write $$ for a literal $)",
+                    UserWarning,
+                    stacklevel=2,
+                )
             defines: dict[str, Any] = {}
             for d in args.defines:
                 key, eq, value = d.partition("=")
@@ -552,15 +603,15 @@ def _magics_class() -> Any:
                 if not eq or not key.strip():
                     raise UsageError(f"--constant takes NAME=VALUE, got {c!r}")
                 k = key.strip()
-                constants[int(k) if k.isdigit() else k] = _parse_value(
-                    value, ns, f"--constant {k}")
+                constants[int(k) if k.isdigit() else k] = _parse_value(value, ns, f"--constant {k}")
             local_size = None
             if args.local_size:
                 try:
                     local_size = tuple(int(v) for v in args.local_size.split(","))
                 except ValueError:
-                    raise UsageError(f"--local-size takes X[,Y[,Z]] integers, got "
-                                     f"{args.local_size!r}") from None
+                    raise UsageError(
+                        f"--local-size takes X[,Y[,Z]] integers, got {args.local_size!r}"
+                    ) from None
             device = _device_for(args.device) if args.device is not None else None
             if args.save:
                 _save(Path(_unquote(args.save)).expanduser(), spliced.text)
@@ -574,23 +625,35 @@ def _magics_class() -> Any:
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    kernel = vk_compile(spliced.text, name=name, defines=defines,
-                                        constants=constants, local_size=local_size,
-                                        device=device, include_dirs=includes,
-                                        optimize=args.optimize)
+                    kernel = vk_compile(
+                        spliced.text,
+                        name=name,
+                        defines=defines,
+                        constants=constants,
+                        local_size=local_size,
+                        device=device,
+                        include_dirs=includes,
+                        optimize=args.optimize,
+                    )
             except ShaderCompileError as err:
                 _reissue_warnings(caught, spliced, name)
                 new = _cell_error(err, spliced, line, cell)
                 # No local may refer to the previous kernel: the traceback (sys.last_traceback)
                 # keeps this frame alive, and with it anything its locals refer to.
-                kept = (f"`{name}` still holds the previous kernel"
-                        if isinstance(ns.get(name), Kernel) else f"`{name}` is not defined")
+                kept = (
+                    f"`{name}` still holds the previous kernel"
+                    if isinstance(ns.get(name), Kernel)
+                    else f"`{name}` is not defined"
+                )
                 from vknb.display import Rendered, compile_error_html, compile_error_text
 
                 first = str(new).splitlines()[0]
-                _show(Rendered(
-                    compile_error_html(new) + f"<div style='color:#666'>{kept}</div>",
-                    f"ShaderCompileError: {first}\n{compile_error_text(new)}\n({kept})"))
+                _show(
+                    Rendered(
+                        compile_error_html(new) + f"<div style='color:#666'>{kept}</div>",
+                        f"ShaderCompileError: {first}\n{compile_error_text(new)}\n({kept})",
+                    )
+                )
                 short = [f"ShaderCompileError: {first} ({kept}; the listing is above)"]
                 new._render_traceback_ = lambda: short
                 raise new from None
@@ -627,8 +690,10 @@ def _magics_class() -> Any:
                 print(self.vknb.__doc__)
                 return
             if cmd not in _VKNB_COMMANDS:
-                raise UsageError(f"%vknb: unknown command {cmd!r}; commands: "
-                                 f"{', '.join(_VKNB_COMMANDS)} (see %vknb help)")
+                raise UsageError(
+                    f"%vknb: unknown command {cmd!r}; commands: "
+                    f"{', '.join(_VKNB_COMMANDS)} (see %vknb help)"
+                )
             if args.value is not None and cmd != "use":
                 raise UsageError(f"%vknb {cmd} takes no argument (got {args.value!r})")
             if (args.last is not None or args.kernel or args.plot) and cmd != "timings":
@@ -654,23 +719,31 @@ def _magics_class() -> Any:
             from vknb import _device
 
             s = _device._session
-            note = (f"session device: {s.index}: {s.info.name} ({s.reason})"
-                    if s is not None and not s.closed
-                    else "no session device yet (vknb.device() creates the best-scored one)")
-            self._emit(display.devices_html() + f"<div style='color:#666'>{note}</div>",
-                       display.devices_text() + "\n" + note, args.text)
+            note = (
+                f"session device: {s.index}: {s.info.name} ({s.reason})"
+                if s is not None and not s.closed
+                else "no session device yet (vknb.device() creates the best-scored one)"
+            )
+            self._emit(
+                display.devices_html() + f"<div style='color:#666'>{note}</div>",
+                display.devices_text() + "\n" + note,
+                args.text,
+            )
 
         def _cmd_use(self, args: Any, widgets: bool) -> None:
             from vknb._device import use
 
             if args.value is None:
-                raise UsageError("%vknb use N: give a device index or a name substring "
-                                 "(see %vknb devices)")
+                raise UsageError(
+                    "%vknb use N: give a device index or a name substring (see %vknb devices)"
+                )
             v = args.value
             dev = use(int(v) if v.isdigit() else v)
-            print(f"using device {dev.index}: {dev.info.name} ({dev.info.type}, score "
-                  f"{dev.info.score}); kernels move to it on their next call (except those "
-                  "built with --device N)")
+            print(
+                f"using device {dev.index}: {dev.info.name} ({dev.info.type}, score "
+                f"{dev.info.score}); kernels move to it on their next call (except those "
+                "built with --device N)"
+            )
 
         def _cmd_memory(self, args: Any, widgets: bool) -> None:
             from vknb import display
@@ -681,8 +754,9 @@ def _magics_class() -> Any:
                 _show(cls())
                 return
             dev = device()
-            self._emit(display.memory_html(dev),
-                       f"{dev.info.name}\n{display.memory_text(dev)}", args.text)
+            self._emit(
+                display.memory_html(dev), f"{dev.info.name}\n{display.memory_text(dev)}", args.text
+            )
 
         def _cmd_timings(self, args: Any, widgets: bool) -> None:
             from vknb import display
@@ -703,8 +777,11 @@ def _magics_class() -> Any:
             if cls is not None:
                 _show(cls(args.kernel, last=max(1, last)))
                 return
-            self._emit(display.timings_html(records, len(everything)),
-                       display.timings_report_text(records, len(everything)), args.text)
+            self._emit(
+                display.timings_html(records, len(everything)),
+                display.timings_report_text(records, len(everything)),
+                args.text,
+            )
 
         def _cmd_info(self, args: Any, widgets: bool) -> None:
             from vknb import display
@@ -716,8 +793,10 @@ def _magics_class() -> Any:
             from vknb.compiler import cache_dir, clear_cache
 
             n = clear_cache()
-            print(f"removed {n} cached SPIR-V entr{'y' if n == 1 else 'ies'} from "
-                  f"{cache_dir() / 'spirv'}")
+            print(
+                f"removed {n} cached SPIR-V entr{'y' if n == 1 else 'ies'} from "
+                f"{cache_dir() / 'spirv'}"
+            )
 
     _MAGICS_CLASS = VknbMagics
     return VknbMagics

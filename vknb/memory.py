@@ -183,9 +183,7 @@ class Allocator:
 
     def has_host_visible_device_memory(self, type_bits: int = 0xFFFFFFFF) -> bool:
         want = HOST_VISIBLE | DEVICE_LOCAL | HOST_COHERENT
-        return any(
-            (t.flags & want) == want and (type_bits >> t.index) & 1 for t in self.types
-        )
+        return any((t.flags & want) == want and (type_bits >> t.index) & 1 for t in self.types)
 
     # -- allocate / free ------------------------------------------------------------------
 
@@ -244,7 +242,9 @@ class Allocator:
             mapped = ffi.cast("char*", pp[0])
         return mem, mapped
 
-    def allocate(self, size: int, alignment: int, type_bits: int, kind: str, label: str) -> Allocation:
+    def allocate(
+        self, size: int, alignment: int, type_bits: int, kind: str, label: str
+    ) -> Allocation:
         """Allocate ``size`` bytes for a buffer of ``kind`` (see :meth:`type_for`)."""
         memory_type = self.type_for(type_bits, kind)
         heap_size = self.heaps[self.types[memory_type].heap].size
@@ -327,7 +327,7 @@ class Allocator:
     def _budget(self) -> tuple[list[int], list[int]] | None:
         if "VK_EXT_memory_budget" not in self.info.extensions:
             return None
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        lib, vk = _vk.lib, _vk.vk
         budget = _vk.new(
             "VkPhysicalDeviceMemoryBudgetPropertiesEXT",
             {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT},

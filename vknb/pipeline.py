@@ -22,8 +22,8 @@ from . import _vk
 from . import errors as E
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .buffer import Buffer
     from ._device import Device
+    from .buffer import Buffer
     from .spirv import Reflection
 
 log = logging.getLogger("vknb")
@@ -32,7 +32,9 @@ DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pipeline
 _STAGE_COMPUTE = 0x20
 
 
-def pack_spec_values(reflection: Reflection, values: dict[int, Any]) -> tuple[bytes, list[tuple[int, int, int]]]:
+def pack_spec_values(
+    reflection: Reflection, values: dict[int, Any]
+) -> tuple[bytes, list[tuple[int, int, int]]]:
     """Pack specialization values (by id) into bytes + (id, offset, size) map entries."""
     by_id = {s.id: s for s in reflection.spec_constants}
     data = bytearray()
@@ -68,8 +70,11 @@ class _Slot:
         self.pfence = ffi.new("VkFence*", fence)
         self.submit_info = _vk.new(
             "VkSubmitInfo",
-            {"sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO, "commandBufferCount": 1,
-             "pCommandBuffers": self.pcmd},
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                "commandBufferCount": 1,
+                "pCommandBuffers": self.pcmd,
+            },
         )
 
 
@@ -92,8 +97,14 @@ class ComputePipeline:
 
     MAX_SLOTS = 8
 
-    def __init__(self, device: Device, spirv: bytes, reflection: Reflection,
-                 spec_values: dict[int, Any] | None = None, label: str = "kernel") -> None:
+    def __init__(
+        self,
+        device: Device,
+        spirv: bytes,
+        reflection: Reflection,
+        spec_values: dict[int, Any] | None = None,
+        label: str = "kernel",
+    ) -> None:
         device._check_open()
         self.device = device
         self.reflection = reflection
@@ -108,55 +119,98 @@ class ComputePipeline:
         try:
             # Shader module
             if len(spirv) % 4:
-                raise E.PipelineCreationFailed(f"{label}: SPIR-V size {len(spirv)} is not a multiple of 4")
+                raise E.PipelineCreationFailed(
+                    f"{label}: SPIR-V size {len(spirv)} is not a multiple of 4"
+                )
             code = keep(ffi.from_buffer("uint32_t[]", bytearray(spirv)))
-            info = _vk.new("VkShaderModuleCreateInfo", {
-                "sType": vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-                "codeSize": len(spirv), "pCode": code})
+            info = _vk.new(
+                "VkShaderModuleCreateInfo",
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                    "codeSize": len(spirv),
+                    "pCode": code,
+                },
+            )
             p = ffi.new("VkShaderModule*")
-            _vk.check(lib.vkCreateShaderModule(dh, info, ffi.NULL, p), "vkCreateShaderModule", label)
-            self._handles["module"] = p[0]
+            # Each handle is stored before the result is checked: a validation error raised for
+            # a call that did create the object must not leak it.
+            res = lib.vkCreateShaderModule(dh, info, ffi.NULL, p)
+            if res == 0:
+                self._handles["module"] = p[0]
+            _vk.check(res, "vkCreateShaderModule", label)
 
-            # Descriptor-set layouts: one per set number up to the highest used (gaps get empty ones).
+            # Set layouts: one per set number up to the highest used (gaps get empty ones).
             bindings = reflection.bindings
             nsets = max((b.set for b in bindings), default=-1) + 1
             layouts = []
             self._type_counts: dict[int, int] = {}
             for s in range(nsets):
                 mine = [b for b in bindings if b.set == s]
-                arr = keep(ffi.new("VkDescriptorSetLayoutBinding[]", [
-                    {"binding": b.binding, "descriptorType": b.descriptor_type,
-                     "descriptorCount": max(1, b.count), "stageFlags": _STAGE_COMPUTE}
-                    for b in mine
-                ])) if mine else ffi.NULL
+                arr = (
+                    keep(
+                        ffi.new(
+                            "VkDescriptorSetLayoutBinding[]",
+                            [
+                                {
+                                    "binding": b.binding,
+                                    "descriptorType": b.descriptor_type,
+                                    "descriptorCount": max(1, b.count),
+                                    "stageFlags": _STAGE_COMPUTE,
+                                }
+                                for b in mine
+                            ],
+                        )
+                    )
+                    if mine
+                    else ffi.NULL
+                )
                 for b in mine:
-                    self._type_counts[b.descriptor_type] = (
-                        self._type_counts.get(b.descriptor_type, 0) + max(1, b.count))
-                linfo = _vk.new("VkDescriptorSetLayoutCreateInfo", {
-                    "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                    "bindingCount": len(mine), "pBindings": arr})
+                    self._type_counts[b.descriptor_type] = self._type_counts.get(
+                        b.descriptor_type, 0
+                    ) + max(1, b.count)
+                linfo = _vk.new(
+                    "VkDescriptorSetLayoutCreateInfo",
+                    {
+                        "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                        "bindingCount": len(mine),
+                        "pBindings": arr,
+                    },
+                )
                 pl = ffi.new("VkDescriptorSetLayout*")
-                _vk.check(lib.vkCreateDescriptorSetLayout(dh, linfo, ffi.NULL, pl),
-                          "vkCreateDescriptorSetLayout", label)
+                res = lib.vkCreateDescriptorSetLayout(dh, linfo, ffi.NULL, pl)
+                if res == 0:
+                    self._handles.setdefault("set_layouts", []).append(pl[0])
+                _vk.check(res, "vkCreateDescriptorSetLayout", label)
                 layouts.append(pl[0])
-                self._handles.setdefault("set_layouts", []).append(pl[0])
             self.nsets = nsets
-            self._layout_array = ffi.new("VkDescriptorSetLayout[]", layouts) if layouts else ffi.NULL
+            self._layout_array = (
+                ffi.new("VkDescriptorSetLayout[]", layouts) if layouts else ffi.NULL
+            )
 
             # Pipeline layout with the push-constant range.
             pc = reflection.push_constants
             self.push_size = pc.size if pc is not None else 0
-            prange = keep(_vk.new("VkPushConstantRange", {
-                "stageFlags": _STAGE_COMPUTE, "offset": 0, "size": self.push_size}))
-            plinfo = _vk.new("VkPipelineLayoutCreateInfo", {
-                "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
-                "setLayoutCount": nsets, "pSetLayouts": self._layout_array,
-                "pushConstantRangeCount": 1 if self.push_size else 0,
-                "pPushConstantRanges": prange if self.push_size else ffi.NULL})
+            prange = keep(
+                _vk.new(
+                    "VkPushConstantRange",
+                    {"stageFlags": _STAGE_COMPUTE, "offset": 0, "size": self.push_size},
+                )
+            )
+            plinfo = _vk.new(
+                "VkPipelineLayoutCreateInfo",
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                    "setLayoutCount": nsets,
+                    "pSetLayouts": self._layout_array,
+                    "pushConstantRangeCount": 1 if self.push_size else 0,
+                    "pPushConstantRanges": prange if self.push_size else ffi.NULL,
+                },
+            )
             ppl = ffi.new("VkPipelineLayout*")
-            _vk.check(lib.vkCreatePipelineLayout(dh, plinfo, ffi.NULL, ppl),
-                      "vkCreatePipelineLayout", label)
-            self._handles["layout"] = ppl[0]
+            res = lib.vkCreatePipelineLayout(dh, plinfo, ffi.NULL, ppl)
+            if res == 0:
+                self._handles["layout"] = ppl[0]
+            _vk.check(res, "vkCreatePipelineLayout", label)
             self.layout = ppl[0]
 
             # Specialization.
@@ -164,37 +218,66 @@ class ComputePipeline:
             data, entries = pack_spec_values(reflection, spec_values)
             spec_info = ffi.NULL
             if entries:
-                ents = keep(ffi.new("VkSpecializationMapEntry[]", [
-                    {"constantID": i, "offset": o, "size": n} for i, o, n in entries]))
+                ents = keep(
+                    ffi.new(
+                        "VkSpecializationMapEntry[]",
+                        [{"constantID": i, "offset": o, "size": n} for i, o, n in entries],
+                    )
+                )
                 dbuf = keep(ffi.from_buffer(bytearray(data)))
-                spec_info = keep(_vk.new("VkSpecializationInfo", {
-                    "mapEntryCount": len(entries), "pMapEntries": ents,
-                    "dataSize": len(data), "pData": dbuf}))
+                spec_info = keep(
+                    _vk.new(
+                        "VkSpecializationInfo",
+                        {
+                            "mapEntryCount": len(entries),
+                            "pMapEntries": ents,
+                            "dataSize": len(data),
+                            "pData": dbuf,
+                        },
+                    )
+                )
             name = keep(_vk.cstr(reflection.entry_point))
-            cinfo = _vk.new("VkComputePipelineCreateInfo", {
-                "sType": vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-                "stage": {
-                    "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-                    "stage": _STAGE_COMPUTE, "module": self._handles["module"],
-                    "pName": name, "pSpecializationInfo": spec_info},
-                "layout": self.layout, "basePipelineIndex": -1})
+            cinfo = _vk.new(
+                "VkComputePipelineCreateInfo",
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+                    "stage": {
+                        "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                        "stage": _STAGE_COMPUTE,
+                        "module": self._handles["module"],
+                        "pName": name,
+                        "pSpecializationInfo": spec_info,
+                    },
+                    "layout": self.layout,
+                    "basePipelineIndex": -1,
+                },
+            )
             pp = ffi.new("VkPipeline*")
-            _vk.check(lib.vkCreateComputePipelines(dh, device.pipeline_cache, 1, cinfo, ffi.NULL, pp),
-                      "vkCreateComputePipelines", label)
-            self._handles["pipeline"] = pp[0]
+            res = lib.vkCreateComputePipelines(dh, device.pipeline_cache, 1, cinfo, ffi.NULL, pp)
+            if res == 0:
+                self._handles["pipeline"] = pp[0]
+            _vk.check(res, "vkCreateComputePipelines", label)
             self.handle = pp[0]
+            _vk.set_name(dh, _vk.OBJECT_PIPELINE, pp[0], label)
 
             # Descriptor pool (sets are cached per tuple of bound buffers).
             self._make_pool()
             # Timestamp queries: two per slot.
             self.timestamps = device.timestamp_bits > 0
             if self.timestamps:
-                qinfo = _vk.new("VkQueryPoolCreateInfo", {
-                    "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                    "queryType": vk.VK_QUERY_TYPE_TIMESTAMP, "queryCount": 2 * self.MAX_SLOTS})
+                qinfo = _vk.new(
+                    "VkQueryPoolCreateInfo",
+                    {
+                        "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                        "queryType": vk.VK_QUERY_TYPE_TIMESTAMP,
+                        "queryCount": 2 * self.MAX_SLOTS,
+                    },
+                )
                 pq = ffi.new("VkQueryPool*")
-                _vk.check(lib.vkCreateQueryPool(dh, qinfo, ffi.NULL, pq), "vkCreateQueryPool", label)
-                self._handles["query_pool"] = pq[0]
+                res = lib.vkCreateQueryPool(dh, qinfo, ffi.NULL, pq)
+                if res == 0:
+                    self._handles["query_pool"] = pq[0]
+                _vk.check(res, "vkCreateQueryPool", label)
                 self.query_pool = pq[0]
                 bits = device.timestamp_bits
                 self._ts_mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
@@ -204,8 +287,13 @@ class ComputePipeline:
                 # them costs no driver call (vkGetQueryPoolResults costs tens of µs on some).
                 from .buffer import USAGE_TRANSFER_DST, Buffer
 
-                tsb = Buffer(16 * self.MAX_SLOTS, device=device, memory="readback",
-                             usage=USAGE_TRANSFER_DST, label=f"{label}.timestamps")
+                tsb = Buffer(
+                    16 * self.MAX_SLOTS,
+                    device=device,
+                    memory="readback",
+                    usage=USAGE_TRANSFER_DST,
+                    label=f"{label}.timestamps",
+                )
                 device._children.discard(tsb)  # owned (and closed) by this pipeline
                 self._handles["ts_buffer"] = tsb
                 self._ts_buffer = tsb
@@ -218,33 +306,51 @@ class ComputePipeline:
         self._slots: list[_Slot] = []
         self._sets: OrderedDict[Any, Any] = OrderedDict()
         self._sets_epoch = 0
-        self._begin = _vk.new("VkCommandBufferBeginInfo", {
-            "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO})
-        self._barrier = _vk.new("VkMemoryBarrier", {
-            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
-            "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT | vk.VK_ACCESS_TRANSFER_READ_BIT
-            | vk.VK_ACCESS_SHADER_READ_BIT | vk.VK_ACCESS_SHADER_WRITE_BIT
-            | vk.VK_ACCESS_TRANSFER_WRITE_BIT})
+        self._begin = _vk.new(
+            "VkCommandBufferBeginInfo", {"sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO}
+        )
+        self._barrier = _vk.new(
+            "VkMemoryBarrier",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+                "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
+                "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT
+                | vk.VK_ACCESS_TRANSFER_READ_BIT
+                | vk.VK_ACCESS_SHADER_READ_BIT
+                | vk.VK_ACCESS_SHADER_WRITE_BIT
+                | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
+            },
+        )
         self._push = ffi.new("char[]", max(4, self.push_size))
         device._adopt(self)
-        self._finalizer = weakref.finalize(self, _destroy_pipeline, device, self._handles, self._slots)
+        self._finalizer = weakref.finalize(
+            self, _destroy_pipeline, device, self._handles, self._slots
+        )
 
     # -- descriptors ---------------------------------------------------------------------
 
     def _make_pool(self) -> None:
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         n = max(1, self.nsets) * DESCRIPTOR_CACHE
-        sizes = [{"type": t, "descriptorCount": c * DESCRIPTOR_CACHE}
-                 for t, c in self._type_counts.items()] or [{"type": 7, "descriptorCount": 1}]
+        sizes = [
+            {"type": t, "descriptorCount": c * DESCRIPTOR_CACHE}
+            for t, c in self._type_counts.items()
+        ] or [{"type": 7, "descriptorCount": 1}]
         arr = ffi.new("VkDescriptorPoolSize[]", sizes)
-        info = _vk.new("VkDescriptorPoolCreateInfo", {
-            "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-            "maxSets": n, "poolSizeCount": len(sizes), "pPoolSizes": arr})
+        info = _vk.new(
+            "VkDescriptorPoolCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                "maxSets": n,
+                "poolSizeCount": len(sizes),
+                "pPoolSizes": arr,
+            },
+        )
         p = ffi.new("VkDescriptorPool*")
-        _vk.check(lib.vkCreateDescriptorPool(self.device.handle, info, ffi.NULL, p),
-                  "vkCreateDescriptorPool", self.label)
-        self._handles["descriptor_pool"] = p[0]
+        res = lib.vkCreateDescriptorPool(self.device.handle, info, ffi.NULL, p)
+        if res == 0:
+            self._handles["descriptor_pool"] = p[0]
+        _vk.check(res, "vkCreateDescriptorPool", self.label)
 
     def descriptor_sets(self, resources: list[tuple[Any, Buffer, int]]) -> Any:
         """``VkDescriptorSet[nsets]`` for ``[(binding, buffer, range), ...]``, cached by buffers.
@@ -269,21 +375,38 @@ class ComputePipeline:
                 s.key = None
         sets = ffi.new("VkDescriptorSet[]", max(1, self.nsets))
         if self.nsets:
-            ainfo = _vk.new("VkDescriptorSetAllocateInfo", {
-                "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-                "descriptorPool": self._handles["descriptor_pool"],
-                "descriptorSetCount": self.nsets, "pSetLayouts": self._layout_array})
-            _vk.check(lib.vkAllocateDescriptorSets(dh, ainfo, sets), "vkAllocateDescriptorSets",
-                      self.label)
+            ainfo = _vk.new(
+                "VkDescriptorSetAllocateInfo",
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+                    "descriptorPool": self._handles["descriptor_pool"],
+                    "descriptorSetCount": self.nsets,
+                    "pSetLayouts": self._layout_array,
+                },
+            )
+            _vk.check(
+                lib.vkAllocateDescriptorSets(dh, ainfo, sets),
+                "vkAllocateDescriptorSets",
+                self.label,
+            )
         keep = []
         writes = []
         for b, buf, rng in resources:
-            bi = ffi.new("VkDescriptorBufferInfo*", {"buffer": buf.handle, "offset": 0, "range": rng})
+            bi = ffi.new(
+                "VkDescriptorBufferInfo*", {"buffer": buf.handle, "offset": 0, "range": rng}
+            )
             keep.append(bi)
-            writes.append({"sType": vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                           "dstSet": sets[b.set], "dstBinding": b.binding, "dstArrayElement": 0,
-                           "descriptorCount": 1, "descriptorType": b.descriptor_type,
-                           "pBufferInfo": bi})
+            writes.append(
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                    "dstSet": sets[b.set],
+                    "dstBinding": b.binding,
+                    "dstArrayElement": 0,
+                    "descriptorCount": 1,
+                    "descriptorType": b.descriptor_type,
+                    "pBufferInfo": bi,
+                }
+            )
         if writes:
             warr = ffi.new("VkWriteDescriptorSet[]", writes)
             lib.vkUpdateDescriptorSets(dh, len(writes), warr, 0, ffi.NULL)
@@ -312,13 +435,16 @@ class ComputePipeline:
                 self.device._wait_fence(s.fence, self.label)
                 s.busy = False
 
-    def record(self, cmd: Any, sets: Any, push: bytes, groups: tuple[int, int, int],
-               query: int | None) -> None:
+    def record(
+        self, cmd: Any, sets: Any, push: bytes, groups: tuple[int, int, int], query: int | None
+    ) -> None:
         """Record bind + push + dispatch (+ timestamps around it when ``query`` is given)."""
         lib, ffi, vk = _vk.lib, _vk.ffi, _vk.vk
         if query is not None:
             lib.vkCmdResetQueryPool(cmd, self.query_pool, query, 2)
-            lib.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, self.query_pool, query)
+            lib.vkCmdWriteTimestamp(
+                cmd, vk.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, self.query_pool, query
+            )
         lib.vkCmdBindPipeline(cmd, 1, self.handle)  # VK_PIPELINE_BIND_POINT_COMPUTE
         if self.nsets:
             lib.vkCmdBindDescriptorSets(cmd, 1, self.layout, 0, self.nsets, sets, 0, ffi.NULL)
@@ -327,14 +453,17 @@ class ComputePipeline:
             lib.vkCmdPushConstants(cmd, self.layout, _STAGE_COMPUTE, 0, self.push_size, self._push)
         lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
         if query is not None:
-            lib.vkCmdWriteTimestamp(cmd, vk.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, self.query_pool,
-                                    query + 1)
+            lib.vkCmdWriteTimestamp(
+                cmd, vk.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, self.query_pool, query + 1
+            )
             if self._ts_mapped is not None:
-                lib.vkCmdCopyQueryPoolResults(cmd, self.query_pool, query, 2, self._ts_buffer.handle,
-                                              query * 8, 8, 0x3)  # 64_BIT | WAIT
+                lib.vkCmdCopyQueryPoolResults(
+                    cmd, self.query_pool, query, 2, self._ts_buffer.handle, query * 8, 8, 0x3
+                )  # 64_BIT | WAIT
 
-    def dispatch(self, sets: Any, push: bytes, groups: tuple[int, int, int], keep: Any,
-                 wait: bool = True) -> _Slot:
+    def dispatch(
+        self, sets: Any, push: bytes, groups: tuple[int, int, int], keep: Any, wait: bool = True
+    ) -> _Slot:
         """Submit one dispatch; with ``wait`` block until done. Returns the slot used."""
         if self._closed:
             raise E.ObjectClosed(f"{self.label}: pipeline is closed")
@@ -347,18 +476,32 @@ class ComputePipeline:
             if slot.key != key:
                 slot.key = None
                 cmd = slot.cmd
-                _vk.check(lib.vkBeginCommandBuffer(cmd, self._begin), "vkBeginCommandBuffer", self.label)
+                _vk.check(
+                    lib.vkBeginCommandBuffer(cmd, self._begin), "vkBeginCommandBuffer", self.label
+                )
                 self.record(cmd, sets, push, groups, slot.query if self.timestamps else None)
                 lib.vkCmdPipelineBarrier(
-                    cmd, vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
-                    vk.VK_PIPELINE_STAGE_HOST_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+                    cmd,
+                    vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    vk.VK_PIPELINE_STAGE_HOST_BIT
+                    | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
                     | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                    0, 1, self._barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL)
+                    0,
+                    1,
+                    self._barrier,
+                    0,
+                    _vk.ffi.NULL,
+                    0,
+                    _vk.ffi.NULL,
+                )
                 _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", self.label)
                 slot.key = key
             _vk.check(lib.vkResetFences(dev.handle, 1, slot.pfence), "vkResetFences", self.label)
-            _vk.check(lib.vkQueueSubmit(dev.compute_queue, 1, slot.submit_info, slot.fence),
-                      "vkQueueSubmit", self.label)
+            _vk.check(
+                lib.vkQueueSubmit(dev.compute_queue, 1, slot.submit_info, slot.fence),
+                "vkQueueSubmit",
+                self.label,
+            )
             slot.busy = True
         if wait:
             self.wait(slot)
@@ -383,8 +526,9 @@ class ComputePipeline:
             t0, t1 = m[q] & self._ts_mask, m[q + 1] & self._ts_mask
             return ((t1 - t0) & self._ts_mask) * self._ts_period * 1e-6
         lib = _vk.lib
-        res = lib.vkGetQueryPoolResults(self.device.handle, self.query_pool, slot.query, 2, 16,
-                                        self._ts_buf, 8, 0x1)  # VK_QUERY_RESULT_64_BIT
+        res = lib.vkGetQueryPoolResults(
+            self.device.handle, self.query_pool, slot.query, 2, 16, self._ts_buf, 8, 0x1
+        )  # VK_QUERY_RESULT_64_BIT
         if res != 0:
             return None
         t0 = self._ts_buf[0] & self._ts_mask

@@ -63,10 +63,12 @@ def _esc(s: Any) -> str:
 
 
 # Widget HTML panes are not styled like notebook outputs: give vknb's tables some air.
-_CSS = ("<style>.vknb-w table.vknb{border-collapse:collapse;margin:2px 0 6px 0}"
-        ".vknb-w table.vknb th,.vknb-w table.vknb td{padding:1px 12px 1px 0;text-align:left;"
-        "vertical-align:top;white-space:nowrap}"
-        ".vknb-w table.vknb thead th{border-bottom:1px solid #aaa}</style>")
+_CSS = (
+    "<style>.vknb-w table.vknb{border-collapse:collapse;margin:2px 0 6px 0}"
+    ".vknb-w table.vknb th,.vknb-w table.vknb td{padding:1px 12px 1px 0;text-align:left;"
+    "vertical-align:top;white-space:nowrap}"
+    ".vknb-w table.vknb thead th{border-bottom:1px solid #aaa}</style>"
+)
 
 
 def _pane(html: str) -> str:
@@ -207,9 +209,11 @@ class DeviceExplorer(_View):
         )
         self.status = W.HTML()
         self.details_pane = W.HTML()
-        self._setup(W.VBox(
-            [self.table, W.HBox([self.select, self.use_button, self.status]), self.details_pane]
-        ))
+        self._setup(
+            W.VBox(
+                [self.table, W.HBox([self.select, self.use_button, self.status]), self.details_pane]
+            )
+        )
         self.select.observe(_weak(self._on_select), names="value")
         self.use_button.on_click(_weak(self._on_use))
         self.refresh()
@@ -274,11 +278,13 @@ class DeviceExplorer(_View):
 
     def table_html(self) -> str:
         """The device table (session device in bold, marked ``*``) and the session line."""
-        return (f"<div class='vknb-devices'><b>Vulkan devices</b> "
-                f"<span style='color:#666'>(score = type bonus + memory bonus; the highest "
-                f"score becomes the session device unless VKNB_DEVICE says otherwise)</span>"
-                f"{_display.devices_html(self.infos, _session_index())}"
-                f"<div>{_esc(self._session_line())}</div></div>")
+        return (
+            f"<div class='vknb-devices'><b>Vulkan devices</b> "
+            f"<span style='color:#666'>(score = type bonus + memory bonus; the highest "
+            f"score becomes the session device unless VKNB_DEVICE says otherwise)</span>"
+            f"{_display.devices_html(self.infos, _session_index())}"
+            f"<div>{_esc(self._session_line())}</div></div>"
+        )
 
     def html(self) -> str:
         """Static HTML: the table and the selected device's details."""
@@ -319,8 +325,9 @@ class DeviceExplorer(_View):
         if self.selected is None:
             raise ValueError("no device selected")
         dev = use(self.selected)
-        self.status.value = (f"<span style='color:#080'>session device: {dev.index}: "
-                             f"{_esc(dev.info.name)}</span>")
+        self.status.value = (
+            f"<span style='color:#080'>session device: {dev.index}: {_esc(dev.info.name)}</span>"
+        )
         self.refresh()
         return dev
 
@@ -332,13 +339,16 @@ class DeviceExplorer(_View):
         try:
             self.use()
         except Exception as e:  # shown in the widget: a callback's exception would be lost
-            self.status.value = (f"<span style='color:#c00'>{_esc(type(e).__name__)}: "
-                                 f"{_esc(e)}</span>")
+            self.status.value = (
+                f"<span style='color:#c00'>{_esc(type(e).__name__)}: {_esc(e)}</span>"
+            )
 
     def __repr__(self) -> str:
         cur = _session_index()
-        return (f"<vknb.widgets.DeviceExplorer: {len(self.infos)} device(s), "
-                f"session {'none' if cur is None else cur}, selected {self.selected}>")
+        return (
+            f"<vknb.widgets.DeviceExplorer: {len(self.infos)} device(s), "
+            f"session {'none' if cur is None else cur}, selected {self.selected}>"
+        )
 
 
 # --- memory monitor --------------------------------------------------------------------------
@@ -405,18 +415,32 @@ class MemoryMonitor(_View):
         self.refreshes = 0
 
         self.pane = W.HTML()
-        self.refresh_button = W.Button(description="Refresh", icon="refresh",
-                                       tooltip="read memory_stats() now")
-        self.auto = W.ToggleButton(value=False, description="Auto-refresh", icon="clock-o",
-                                   tooltip="refresh every `interval` seconds from a thread")
-        self.interval = W.BoundedFloatText(value=interval or 1.0, min=0.05, max=3600.0, step=0.5,
-                                           description="every (s)",
-                                           layout=W.Layout(width="150px"))
+        self.refresh_button = W.Button(
+            description="Refresh", icon="refresh", tooltip="read memory_stats() now"
+        )
+        self.auto = W.ToggleButton(
+            value=False,
+            description="Auto-refresh",
+            icon="clock-o",
+            tooltip="refresh every `interval` seconds from a thread",
+        )
+        self.interval = W.BoundedFloatText(
+            value=interval or 1.0,
+            min=0.05,
+            max=3600.0,
+            step=0.5,
+            description="every (s)",
+            layout=W.Layout(width="150px"),
+        )
         self.updated = W.HTML()
-        self._setup(W.VBox([
-            self.pane,
-            W.HBox([self.refresh_button, self.auto, self.interval, self.updated]),
-        ]))
+        self._setup(
+            W.VBox(
+                [
+                    self.pane,
+                    W.HBox([self.refresh_button, self.auto, self.interval, self.updated]),
+                ]
+            )
+        )
         self.refresh_button.on_click(_weak(self._on_refresh))
         self.auto.observe(_weak(self._on_auto), names="value")
         self.refresh()
@@ -476,19 +500,40 @@ class MemoryMonitor(_View):
         d = self.device
         s = self.stats() if d is not None else None
         if s is None:
-            msg = ("device closed" if not self._follow_session
-                   else "no session device (vknb.device() creates one)")
-            return (f"<div class='vknb-memory'><b>Memory:</b> <i>{_esc(msg)}</i></div>",
-                    f"Memory: {msg}")
+            msg = (
+                "device closed"
+                if not self._follow_session
+                else "no session device (vknb.device() creates one)"
+            )
+            return (
+                f"<div class='vknb-memory'><b>Memory:</b> <i>{_esc(msg)}</i></div>",
+                f"Memory: {msg}",
+            )
         title = self._title(d)
         fb = _display.fmt_bytes
-        rows = [[str(h.index), "device-local" if h.device_local else "host", fb(h.size),
-                 fb(h.budget), fb(h.usage), fb(h.allocated), fb(h.used)] for h in s.heaps]
-        text = (f"{title}\n" + _display._table(
-            ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
-            rows, False) + f"\nvknb: {fb(s.allocated)} allocated in "
+        rows = [
+            [
+                str(h.index),
+                "device-local" if h.device_local else "host",
+                fb(h.size),
+                fb(h.budget),
+                fb(h.usage),
+                fb(h.allocated),
+                fb(h.used),
+            ]
+            for h in s.heaps
+        ]
+        text = (
+            f"{title}\n"
+            + _display._table(
+                ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
+                rows,
+                False,
+            )
+            + f"\nvknb: {fb(s.allocated)} allocated in "
             f"{_display._n(s.blocks, 'block')}, {fb(s.used)} used by "
-            f"{_display._n(s.buffers, 'live buffer')}")
+            f"{_display._n(s.buffers, 'live buffer')}"
+        )
         return _display.memory_stats_html(s, title), text
 
     def html(self) -> str:
@@ -504,8 +549,9 @@ class MemoryMonitor(_View):
         with self._lock:
             self.pane.value = _pane(self.html())
             self.refreshes += 1
-            self.updated.value = (f"<span style='color:#666'>updated "
-                                  f"{time.strftime('%H:%M:%S')}</span>")
+            self.updated.value = (
+                f"<span style='color:#666'>updated {time.strftime('%H:%M:%S')}</span>"
+            )
 
     # -- auto refresh -----------------------------------------------------------------------
 
@@ -528,8 +574,12 @@ class MemoryMonitor(_View):
             self.interval.value = max(float(interval_s), self.interval.min)
         self._stop_thread()
         stop = threading.Event()
-        t = threading.Thread(target=_auto_refresh, args=(weakref.ref(self), stop),
-                             name="vknb-memory-monitor", daemon=True)
+        t = threading.Thread(
+            target=_auto_refresh,
+            args=(weakref.ref(self), stop),
+            name="vknb-memory-monitor",
+            daemon=True,
+        )
         self._stop_event, self._thread = stop, t
         # Collecting the monitor stops its thread (the thread holds it only weakly).
         self._finalizer = weakref.finalize(self, stop.set)
@@ -602,10 +652,26 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-_TABLE_HEAD = ["time", "kernel", "groups", "workgroup", "GPU ms", "host ms", "bytes in",
-               "bytes out", "GB/s"]
-_SUMMARY_HEAD = ["kernel", "dispatches", "mean GPU ms", "min GPU ms", "max GPU ms",
-                 "mean host ms", "mean GB/s"]
+_TABLE_HEAD = [
+    "time",
+    "kernel",
+    "groups",
+    "workgroup",
+    "GPU ms",
+    "host ms",
+    "bytes in",
+    "bytes out",
+    "GB/s",
+]
+_SUMMARY_HEAD = [
+    "kernel",
+    "dispatches",
+    "mean GPU ms",
+    "min GPU ms",
+    "max GPU ms",
+    "mean host ms",
+    "mean GB/s",
+]
 
 
 def summary_rows(records: list[DispatchRecord]) -> list[dict[str, Any]]:
@@ -624,23 +690,33 @@ def summary_rows(records: list[DispatchRecord]) -> list[dict[str, Any]]:
     for name, rs in groups.items():
         gpu = [r.gpu_ms for r in rs if r.gpu_ms is not None]
         bw = [b for b in (r.bandwidth_gbs for r in rs) if b is not None]
-        out.append({
-            "kernel": name,
-            "count": len(rs),
-            "gpu_mean": sum(gpu) / len(gpu) if gpu else None,
-            "gpu_min": min(gpu) if gpu else None,
-            "gpu_max": max(gpu) if gpu else None,
-            "host_mean": sum(r.host_ms for r in rs) / len(rs),
-            "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
-        })
+        out.append(
+            {
+                "kernel": name,
+                "count": len(rs),
+                "gpu_mean": sum(gpu) / len(gpu) if gpu else None,
+                "gpu_min": min(gpu) if gpu else None,
+                "gpu_max": max(gpu) if gpu else None,
+                "host_mean": sum(r.host_ms for r in rs) / len(rs),
+                "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
+            }
+        )
     return out
 
 
 def _summary_table(records: list[DispatchRecord], html: bool) -> str:
-    rows = [[s["kernel"], str(s["count"]), _ms(s["gpu_mean"]), _ms(s["gpu_min"]),
-             _ms(s["gpu_max"]), _ms(s["host_mean"]),
-             "–" if s["bandwidth_gbs"] is None else f"{s['bandwidth_gbs']:.2f}"]
-            for s in summary_rows(records)]
+    rows = [
+        [
+            s["kernel"],
+            str(s["count"]),
+            _ms(s["gpu_mean"]),
+            _ms(s["gpu_min"]),
+            _ms(s["gpu_max"]),
+            _ms(s["host_mean"]),
+            "–" if s["bandwidth_gbs"] is None else f"{s['bandwidth_gbs']:.2f}",
+        ]
+        for s in summary_rows(records)
+    ]
     return _display._table(_SUMMARY_HEAD, rows, html)
 
 
@@ -660,10 +736,19 @@ def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
     rows = []
     for r in records:
         bw = r.bandwidth_gbs
-        rows.append([_clock(r.time), r.kernel, "x".join(map(str, r.groups)),
-                     "x".join(map(str, r.local_size)), _ms(r.gpu_ms), _ms(r.host_ms),
-                     _display.fmt_bytes(r.bytes_in), _display.fmt_bytes(r.bytes_out),
-                     "–" if bw is None else f"{bw:.2f}"])
+        rows.append(
+            [
+                _clock(r.time),
+                r.kernel,
+                "x".join(map(str, r.groups)),
+                "x".join(map(str, r.local_size)),
+                _ms(r.gpu_ms),
+                _ms(r.host_ms),
+                _display.fmt_bytes(r.bytes_in),
+                _display.fmt_bytes(r.bytes_out),
+                "–" if bw is None else f"{bw:.2f}",
+            ]
+        )
     return rows
 
 
@@ -697,8 +782,14 @@ class TimingsView(_View):
     >>> tv.plot()                                                # doctest: +SKIP
     """
 
-    def __init__(self, kernel: str | None = None, *, last: int = 50, live: bool = True,
-                 min_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        kernel: str | None = None,
+        *,
+        last: int = 50,
+        live: bool = True,
+        min_interval: float = 0.25,
+    ) -> None:
         import ipywidgets as W
 
         self.min_interval = float(min_interval)
@@ -708,20 +799,35 @@ class TimingsView(_View):
         self._updating_options = False
         self.renders = 0
 
-        self.kernel_filter = W.Dropdown(options=self._filter_options(kernel), value=kernel or "all",
-                                        description="Kernel")
-        self.last = W.BoundedIntText(value=last, min=1, max=_timing.MAX_RECORDS,
-                                     description="last", layout=W.Layout(width="150px"))
+        self.kernel_filter = W.Dropdown(
+            options=self._filter_options(kernel), value=kernel or "all", description="Kernel"
+        )
+        self.last = W.BoundedIntText(
+            value=last,
+            min=1,
+            max=_timing.MAX_RECORDS,
+            description="last",
+            layout=W.Layout(width="150px"),
+        )
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
-        self.plot_button = W.Button(description="Plot", icon="bar-chart",
-                                    tooltip="timeline, histogram per kernel, GPU vs host time")
+        self.plot_button = W.Button(
+            description="Plot",
+            icon="bar-chart",
+            tooltip="timeline, histogram per kernel, GPU vs host time",
+        )
         self.summary_pane = W.HTML()
         self.table = W.HTML()
         self.image = W.Image(format="png", layout=W.Layout(display="none", max_width="100%"))
-        self._setup(W.VBox([
-            W.HBox([self.kernel_filter, self.last, self.refresh_button, self.plot_button]),
-            self.summary_pane, self.table, self.image,
-        ]))
+        self._setup(
+            W.VBox(
+                [
+                    W.HBox([self.kernel_filter, self.last, self.refresh_button, self.plot_button]),
+                    self.summary_pane,
+                    self.table,
+                    self.image,
+                ]
+            )
+        )
         self.kernel_filter.observe(_weak(self._on_filter), names="value")
         self.last.observe(_weak(self._on_filter), names="value")
         self.refresh_button.on_click(_weak(self._on_refresh))
@@ -777,19 +883,25 @@ class TimingsView(_View):
         allrecs = _timing.timings(kernel=self.kernel)
         what = "all kernels" if self.kernel is None else f"kernel {self.kernel}"
         if not allrecs:
-            return (f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}): "
-                    f"<i>no dispatches yet</i></div>")
-        return (f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}, "
-                f"{len(allrecs)} dispatches)"
-                f"{_summary_table(allrecs, True)}</div>")
+            return (
+                f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}): "
+                f"<i>no dispatches yet</i></div>"
+            )
+        return (
+            f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}, "
+            f"{len(allrecs)} dispatches)"
+            f"{_summary_table(allrecs, True)}</div>"
+        )
 
     def _table_html(self) -> str:
         recs = self.records()
         if not recs:
             return ""
         table = _display._table(_TABLE_HEAD, dispatch_rows(recs[::-1]), True)
-        return (f"<div><b>Last {len(recs)} dispatches</b> (newest first)"
-                f"<div style='max-height:22em;overflow-y:auto'>{table}</div></div>")
+        return (
+            f"<div><b>Last {len(recs)} dispatches</b> (newest first)"
+            f"<div style='max-height:22em;overflow-y:auto'>{table}</div></div>"
+        )
 
     def html(self) -> str:
         """Static HTML: the summary and the table."""
@@ -801,9 +913,12 @@ class TimingsView(_View):
         what = "all kernels" if self.kernel is None else f"kernel {self.kernel}"
         if not recs:
             return f"Dispatch timings ({what}): no dispatches yet"
-        return (f"Dispatch timings ({what}, last {len(recs)}, oldest first):\n"
-                + _summary_table(_timing.timings(kernel=self.kernel), False) + "\n\n"
-                + _display._table(_TABLE_HEAD, dispatch_rows(recs), False))
+        return (
+            f"Dispatch timings ({what}, last {len(recs)}, oldest first):\n"
+            + _summary_table(_timing.timings(kernel=self.kernel), False)
+            + "\n\n"
+            + _display._table(_TABLE_HEAD, dispatch_rows(recs), False)
+        )
 
     def refresh(self) -> None:
         """Re-read :func:`vknb.timings` and update the filter's choices and the tables."""
@@ -903,8 +1018,10 @@ class TimingsView(_View):
         super().close()
 
     def __repr__(self) -> str:
-        return (f"<vknb.widgets.TimingsView kernel={self.kernel_filter.value!r} "
-                f"{len(self.records())} records{' live' if self.live else ''}>")
+        return (
+            f"<vknb.widgets.TimingsView kernel={self.kernel_filter.value!r} "
+            f"{len(self.records())} records{' live' if self.live else ''}>"
+        )
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -973,8 +1090,9 @@ def _plot_timeline(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) 
     ax.set_xlabel("dispatch #")
     ax.set_ylabel("GPU ms")
     for name, color in colors.items():
-        pts = [(i, r.gpu_ms) for i, r in enumerate(recs)
-               if r.kernel == name and r.gpu_ms is not None]
+        pts = [
+            (i, r.gpu_ms) for i, r in enumerate(recs) if r.kernel == name and r.gpu_ms is not None
+        ]
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, ".-", color=color, label=name, markersize=4, linewidth=0.8)
@@ -1026,8 +1144,9 @@ def _plot_overhead(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) 
     ax.legend(fontsize="small")
 
 
-def plot_timings(records: list[DispatchRecord] | None = None, kind: str = "all",
-                 kernel: str | None = None) -> Any:
+def plot_timings(
+    records: list[DispatchRecord] | None = None, kind: str = "all", kernel: str | None = None
+) -> Any:
     """Plot dispatch timings: a matplotlib Figure (Agg; pyplot is not used, nothing is shown).
 
     Parameters
@@ -1066,14 +1185,12 @@ def plot_timings(records: list[DispatchRecord] | None = None, kind: str = "all",
     for r in recs:
         names.setdefault(r.kernel)
     colors = _colors(list(names))
-    draw = {"timeline": _plot_timeline, "histogram": _plot_histogram,
-            "overhead": _plot_overhead}
+    draw = {"timeline": _plot_timeline, "histogram": _plot_histogram, "overhead": _plot_overhead}
     for i, k in enumerate(kinds):
         ax = fig.add_subplot(1, len(kinds), i + 1)
         if not recs:
             ax.set_title(k)
-            ax.text(0.5, 0.5, "no dispatches yet", ha="center", va="center",
-                    transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no dispatches yet", ha="center", va="center", transform=ax.transAxes)
             continue
         draw[k](ax, recs, colors)
     return fig
