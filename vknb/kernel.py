@@ -754,8 +754,10 @@ class Kernel:
                 prep.keep,
                 prep.writeback,
             )
-        for buf in prep.keep:
-            buf._busy = True
+        scratch = fast is None  # only calls with numpy arguments use scratch buffers
+        if scratch:
+            for buf in prep.keep:
+                buf._busy = True
         try:
             slot = pipe.dispatch(sets, push_bytes, grp, prep.keep, wait=False)
         except BaseException:
@@ -765,8 +767,9 @@ class Kernel:
 
         def finish() -> DispatchRecord:
             pipe.wait(slot)
-            for buf in prep.keep:
-                buf._busy = False
+            if scratch:
+                for buf in prep.keep:
+                    buf._busy = False
             bytes_out = 0
             for arr, buf in prep.writeback:
                 buf.read(out=arr)

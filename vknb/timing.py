@@ -24,7 +24,7 @@ from typing import Any
 MAX_RECORDS = 10_000
 
 
-@dataclass
+@dataclass(slots=True)
 class DispatchRecord:
     """One dispatch: what ran, how big, how long.
 
@@ -71,8 +71,10 @@ _listeners: list[Callable[[DispatchRecord], None]] = []
 
 def record(rec: DispatchRecord) -> None:
     """Append a record and tell the listeners (errors in listeners are ignored)."""
+    _records.append(rec)  # deque.append is atomic
+    if not _listeners:
+        return
     with _lock:
-        _records.append(rec)
         listeners = list(_listeners)
     for fn in listeners:
         try:
