@@ -94,11 +94,63 @@ SETTINGS = {
 }
 
 
-def write_notebook(path: Path) -> None:
+# --magics: the %%glsl card, a kernel call and a compile error, as a user meets them.
+MAGIC_CELLS = [
+    "%load_ext vknb\nimport numpy as np",
+    """%%glsl saxpy
+layout(local_size_x = 256) in;
+layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 1) buffer Y { float y[]; };
+layout(push_constant) uniform P { float a; uint n; };
+void main() {
+    uint i = gl_GlobalInvocationID.x;
+    if (i < n) y[i] += a * x[i];
+}""",
+    "x = np.random.rand(100_000).astype(np.float32)\ny = np.zeros_like(x)\n"
+    "rec = saxpy(x, y, a=2.0, n=x.size, grid=x.size)\nprint(np.allclose(y, 2 * x), rec)",
+    """%%glsl saxpy
+layout(local_size_x = 256) in;
+layout(binding = 0) buffer Y { float y[]; };
+void main() {
+    y[gl_GlobalInvocationID.x] = undeclared_scale * 2.0;
+}""",
+]
+PROFILES: dict[str, dict[str, Any]] = {
+    "widgets": {
+        "cells": CELLS,
+        "views": 3,
+        "imgs": 1,
+        "needles": (
+            "Vulkan devices",
+            "compute limits",
+            "vknb allocated",
+            "saxpy",
+            "Dispatch timings",
+        ),
+        "errors_ok": False,
+    },
+    "magics": {
+        "cells": MAGIC_CELLS,
+        "views": 0,
+        "imgs": 0,
+        "needles": (
+            "vknb kernel",
+            "saxpy",
+            "push constants",
+            "True",
+            "ShaderCompileError",
+            "undeclared_scale",
+        ),
+        "errors_ok": True,
+    },
+}
+
+
+def write_notebook(path: Path, cells: list[str] = CELLS) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -207,8 +259,15 @@ JS_BOTTOM = """(() => {
 
 
 def screenshot(
-    out: Path, chromium: str, width: int, height: int, timeout: float, keep: bool
+    out: Path,
+    chromium: str,
+    width: int,
+    height: int,
+    timeout: float,
+    keep: bool,
+    profile_name: str = "widgets",
 ) -> None:
+    prof = PROFILES[profile_name]
     tmp = Path(tempfile.mkdtemp(prefix="vknb-screenshot-"))
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[Any] = []
@@ -216,7 +275,7 @@ def screenshot(
         work = tmp / "work"
         work.mkdir()
         nb = work / "widgets.ipynb"
-        write_notebook(nb)
+        write_notebook(nb, prof["cells"])
         settings = tmp / "lab-settings"
         for name, value in SETTINGS.items():
             p = settings / name
@@ -331,9 +390,9 @@ def screenshot(
                 if (
                     finished
                     and idle
-                    and st["views"] >= 3
+                    and st["views"] >= prof["views"]
                     and st["loading"] == 0
-                    and st["imgs"] >= 1
+                    and st["imgs"] >= prof["imgs"]
                 ):
                     return st
                 return None
@@ -343,16 +402,10 @@ def screenshot(
             except TimeoutError:
                 print(json.dumps(cdp.eval(JS_STATE), indent=1)[:5000], file=sys.stderr)
                 raise
-            for needle in (
-                "Vulkan devices",
-                "compute limits",
-                "vknb allocated",
-                "saxpy",
-                "Dispatch timings",
-            ):
+            for needle in prof["needles"]:
                 if needle not in state["text"]:
                     raise RuntimeError(f"rendered notebook lacks {needle!r}")
-            if state["errors"]:
+            if state["errors"] and not prof["errors_ok"]:
                 raise RuntimeError(f"{state['errors']} cell(s) wrote to stderr:\n{state['text']}")
             cdp.eval("document.activeElement && document.activeElement.blur()")
             cdp.eval(
@@ -403,8 +456,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=3000)
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds for each stage")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    ap.add_argument(
+        "--magics",
+        action="store_true",
+        help="show a %%%%glsl card, a call and a compile error instead (docs/magics.png)",
+    )
     args = ap.parse_args(argv)
-    screenshot(args.out, args.chromium, args.width, args.height, args.timeout, args.keep)
+    out = args.out
+    if args.magics and out == ROOT / "docs" / "widgets.png":
+        out = ROOT / "docs" / "magics.png"
+    screenshot(
+        out,
+        args.chromium,
+        args.width,
+        args.height,
+        args.timeout,
+        args.keep,
+        "magics" if args.magics else "widgets",
+    )
     return 0
 
 

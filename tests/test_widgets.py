@@ -64,6 +64,11 @@ def run_scale(k: Any, rng: np.random.Generator, n: int = 640) -> Any:
     return rec
 
 
+def _plain(html_: str) -> str:
+    """Table HTML without the inline left-alignment (JupyterLab would right-align cells)."""
+    return html_.replace(" style='text-align:left'", "")
+
+
 def settle() -> None:
     for _ in range(3):
         gc.collect()
@@ -107,7 +112,7 @@ def test_device_explorer_rows_and_table(dev: vknb.Device) -> None:
         assert f"{d.score} ({d.score_parts['type']}+{d.score_parts['memory']})" in table
         assert display.fmt_bytes(d.total_memory) in table
     # The session device: bold row, '*' mark, and why it was chosen.
-    assert f"<tr style='font-weight:bold'><td>*{dev.index}</td>" in table
+    assert f"<tr style='font-weight:bold'><td>*{dev.index}</td>" in _plain(table)
     assert html.escape(dev.reason) in table
     assert f"*{dev.index}" in ex.text()
     assert ex.select.value == dev.index
@@ -172,7 +177,7 @@ def test_device_explorer_use_button(dev: vknb.Device) -> None:
     assert html.escape(dev.info.name) in ex.status.value
     assert "color:#080" in ex.status.value  # success, not an error
     assert ex.use_button.button_style == "success"
-    assert f"<td>*{dev.index}</td>" in ex.table.value
+    assert f"<td>*{dev.index}</td>" in _plain(ex.table.value)
     assert [r["index"] for r in ex.rows() if r["session"]] == [dev.index]
     assert ex.use() is dev
     ex.close()
@@ -236,7 +241,7 @@ def test_memory_monitor_content_and_refresh(
         (h.index, h.size, h.device_local) for h in dev.info.heaps
     ]
     for h in dev.info.heaps:
-        assert f"<td>{display.fmt_bytes(h.size)}</td>" in mon.pane.value
+        assert f"<td>{display.fmt_bytes(h.size)}</td>" in _plain(mon.pane.value)
     assert "vknb used" in mon.pane.value and "class='vknb-bar'" in mon.pane.value
     before = dev.memory_stats()
     shown = mon.pane.value
@@ -256,7 +261,7 @@ def test_memory_monitor_content_and_refresh(
     assert f"{display.fmt_bytes(now.used)} used by {buffers}" in pane
     assert f"{display.fmt_bytes(now.allocated)} allocated in {blocks}" in pane
     heap = next(h for h in now.heaps if h.used)
-    assert f"<td>{display.fmt_bytes(heap.used)}</td>" in pane
+    assert f"<td>{display.fmt_bytes(heap.used)}</td>" in _plain(pane)
     assert sum(h["used"] for h in mon.rows()) == now.used
     text = mon.text()
     assert "vknb allocated" in text and f"used by {buffers}" in text
@@ -362,15 +367,15 @@ def test_timings_view_live_table_filter_and_plot(
     assert {"all", "wt_saxpy", "wt_scale"} <= set(tv.kernel_filter.options)
     table = tv.table.value
     for r in recs:
-        assert f"<td>{r.gpu_ms:.3f}</td>" in table
-        assert f"<td>{r.host_ms:.3f}</td>" in table
+        assert f"<td>{r.gpu_ms:.3f}</td>" in _plain(table)
+        assert f"<td>{r.host_ms:.3f}</td>" in _plain(table)
     last = recs[-1]
     assert tv.records()[-1] is last
-    assert f"<td>{'x'.join(map(str, last.groups))}</td><td>32x1x1</td>" in table
+    assert f"<td>{'x'.join(map(str, last.groups))}</td><td>32x1x1</td>" in _plain(table)
     sax = recs[0]
     assert sax.bandwidth_gbs is not None
-    assert f"<td>{sax.bandwidth_gbs:.2f}</td>" in table  # achieved bandwidth
-    assert f"<td>{display.fmt_bytes(sax.bytes_in)}</td>" in table
+    assert f"<td>{sax.bandwidth_gbs:.2f}</td>" in _plain(table)  # achieved bandwidth
+    assert f"<td>{display.fmt_bytes(sax.bytes_in)}</td>" in _plain(table)
 
     tv.kernel_filter.value = "wt_saxpy"  # the dropdown
     assert tv.kernel == "wt_saxpy"
@@ -378,14 +383,14 @@ def test_timings_view_live_table_filter_and_plot(
     assert "wt_saxpy" in tv.table.value and "wt_scale" not in tv.table.value
     (summary,) = tv.summary()
     assert summary["count"] == len(vknb.timings(kernel="wt_saxpy"))
-    assert f"<td>wt_saxpy</td><td>{summary['count']}</td>" in tv.summary_pane.value
+    assert f"<td>wt_saxpy</td><td>{summary['count']}</td>" in _plain(tv.summary_pane.value)
     assert "kernel wt_saxpy" in tv.text() and "wt_scale" not in tv.text()
 
     tv.kernel_filter.value = "wt_scale"
     assert "wt_scale" in tv.table.value and "wt_saxpy" not in tv.table.value
     tv.kernel_filter.value = "all"
     tv.last.value = 2
-    assert len(tv.records()) == 2 and tv.table.value.count("<tr><td>") == 2
+    assert len(tv.records()) == 2 and _plain(tv.table.value).count("<tr><td>") == 2
     assert "Last 2 dispatches" in tv.table.value
 
     # A dispatch of the filtered-out kernel still adds to the choices, keeping the selection.
@@ -412,7 +417,7 @@ def test_timings_view_throttles_and_catches_up(saxpy: Any, rng: np.random.Genera
     assert tv.renders - n0 < 15  # not one render per dispatch
     time.sleep(0.6)  # the trailing update arrives
     count = len(vknb.timings(kernel="wt_saxpy"))
-    assert f"<td>wt_saxpy</td><td>{count}</td>" in tv.summary_pane.value
+    assert f"<td>wt_saxpy</td><td>{count}</td>" in _plain(tv.summary_pane.value)
     tv.close()
 
 

@@ -41,6 +41,10 @@ def _esc(s: Any) -> str:
     return html.escape(str(s))
 
 
+# JupyterLab right-aligns table cells and strips <style> from outputs: align inline.
+_LEFT = " style='text-align:left'"
+
+
 def _table(
     headers: list[str], rows: list[list[str]], html_: bool, marks: list[bool] | None = None
 ) -> str:
@@ -49,7 +53,7 @@ def _table(
         body = ""
         for i, r in enumerate(rows):
             style = " style='font-weight:bold'" if marks and marks[i] else ""
-            body += f"<tr{style}>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>"
+            body += f"<tr{style}>" + "".join(f"<td{_LEFT}>{_esc(c)}</td>" for c in r) + "</tr>"
         return f"<table class='vknb'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
@@ -193,19 +197,21 @@ def compile_error_html(err: ShaderCompileError) -> str:
         style = f" style='background:{color}'" if color else ""
         rows.append(
             f"<tr{style}><td style='color:#888;text-align:right'>{i}</td>"
-            f"<td><pre style='margin:0'>{_esc(text)}</pre></td></tr>"
+            f"<td{_LEFT}><pre style='margin:0'>{_esc(text)}</pre></td></tr>"
         )
         for d in diags:
             c = "#c00" if d[2] == "error" else "#a60"
             rows.append(
-                f"<tr><td></td><td style='color:{c}'><b>{_esc(d[2])}</b>: {_esc(d[3])}</td></tr>"
+                f"<tr><td></td><td style='color:{c};text-align:left'><b>{_esc(d[2])}</b>: "
+                f"{_esc(d[3])}</td></tr>"
             )
     other = [d for d in err.diagnostics if d[0] < 1 or d[0] > len(lines)]
     extra = "".join(f"<div style='color:#c00'>{_esc(d[2])}: {_esc(d[3])}</div>" for d in other)
     name = _esc(err.name or "kernel")
     return (
-        f"<div class='vknb-error'><b style='color:#c00'>ShaderCompileError in {name}</b>"
-        f"<table style='font-family:monospace'>{''.join(rows)}</table>{extra}</div>"
+        f"<div class='vknb-error'><b style='color:#c00'>ShaderCompileError in "
+        f"{name}</b><table class='vknb' style='font-family:monospace'>{''.join(rows)}</table>"
+        f"{extra}</div>"
     )
 
 
