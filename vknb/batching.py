@@ -159,7 +159,9 @@ class Batch:
         self._fence = dev.new_fence()
         self._handles["fence"] = self._fence
         self._pfence = ffi.new("VkFence*", self._fence)
-        self.timestamps = dev.timestamp_bits > 0
+        from .pipeline import timestamps_enabled
+
+        self.timestamps = dev.timestamp_bits > 0 and timestamps_enabled()
         if self.timestamps:
             qinfo = _vk.new(
                 "VkQueryPoolCreateInfo",

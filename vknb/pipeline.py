@@ -10,6 +10,7 @@ resubmits the already-recorded command buffer.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import time
 import weakref
@@ -30,6 +31,11 @@ log = logging.getLogger("vknb")
 
 DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pipeline
 _STAGE_COMPUTE = 0x20
+
+
+def timestamps_enabled() -> bool:
+    """Whether dispatches are timed with timestamp queries (``VKNB_TIMESTAMPS``, default on)."""
+    return os.environ.get("VKNB_TIMESTAMPS", "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def pack_spec_values(
@@ -263,7 +269,9 @@ class ComputePipeline:
             # Descriptor pool (sets are cached per tuple of bound buffers).
             self._make_pool()
             # Timestamp queries: two per slot.
-            self.timestamps = device.timestamp_bits > 0
+            # VKNB_TIMESTAMPS=0 trades the per-dispatch GPU time (gpu_ms becomes None) for
+            # latency: on CPU drivers the timestamp queries cost about half of a tiny dispatch.
+            self.timestamps = device.timestamp_bits > 0 and timestamps_enabled()
             if self.timestamps:
                 qinfo = _vk.new(
                     "VkQueryPoolCreateInfo",

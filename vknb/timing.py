@@ -29,7 +29,8 @@ class DispatchRecord:
     """One dispatch: what ran, how big, how long.
 
     ``gpu_ms`` is measured with timestamp queries around the dispatch (None only where the queue
-    has no timestamps); ``host_ms`` is the wall time of the whole call (argument checks,
+    has no timestamps, or with ``VKNB_TIMESTAMPS=0``); ``host_ms`` is the wall time of the whole
+    call (argument checks,
     transfers, submit, wait, write-back).
     """
 
