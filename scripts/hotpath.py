@@ -5,17 +5,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from tune import SRC  # the same kernel (scripts/ is on sys.path when run as a script)
 
 import vknb
 from vknb import _vk
-
-SRC = """
-layout(local_size_x = 256) in;
-layout(set = 0, binding = 0) readonly buffer X { float x[]; };
-layout(set = 0, binding = 1) buffer Y { float y[]; };
-layout(push_constant) uniform P { float a; uint n; };
-void main() { uint i = gl_GlobalInvocationID.x; if (i < n) y[i] += a * x[i]; }
-"""
 
 
 def per(fn, n: int) -> float:

@@ -121,6 +121,8 @@ class Batch:
         self._recorded = False
         self._sub: Submission | None = None
         self._t_record = 0.0
+        self._pins: list[tuple[Any, Any]] = []  # (pipeline, descriptor pool) pinned
+        self._pinned: set[tuple[Any, Any]] = set()
         self._last_pipe: Any = None
         self._last_sets: Any = None
         self._last_push: Any = None
@@ -208,7 +210,9 @@ class Batch:
             "VkCommandBufferBeginInfo", {"sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO}
         )
         dev._adopt(self)
-        self._finalizer = weakref.finalize(self, _destroy_batch, dev, self._handles, self._pcmd)
+        self._finalizer = weakref.finalize(
+            self, _destroy_batch, dev, self._handles, self._pcmd, self._pins
+        )
 
     # -- recording -----------------------------------------------------------------------
 
@@ -233,7 +237,14 @@ class Batch:
         self.record_ms = (time.perf_counter() - self._t_record) * 1e3
         self.submit(wait=self.wait_on_exit)
 
+    def _unpin(self) -> None:
+        pins, self._pins[:] = list(self._pins), []
+        self._pinned.clear()
+        for pipe, pool in pins:
+            pipe.unpin_pool(pool)
+
     def _reset_recording(self) -> None:
+        self._unpin()
         self.entries = []
         self._writeback = []
         self._written = set()
@@ -301,6 +312,11 @@ class Batch:
                 f"{kernel.name} runs on {pipe.device.label} but the batch records for "
                 f"{self.device.label}"
             )
+        pin = (pipe, pipe._handles["descriptor_pool"])
+        if pin not in self._pinned:  # the sets recorded here must outlive a pool reset
+            pipe.pin_pool()
+            self._pinned.add(pin)
+            self._pins.append(pin)
         w, r = self._written, self._read
         hazard = not (w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes))
         if hazard:
@@ -461,7 +477,7 @@ class Batch:
         )
 
 
-def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any) -> None:
+def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any, pins: list[Any]) -> None:
     if dev._closed:
         return
     ffi, lib = _vk.ffi, _vk.lib
@@ -475,6 +491,9 @@ def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any) -> None:
         lib.vkDestroyFence(dev.handle, handles.pop("fence"), ffi.NULL)
         if "query" in handles:
             lib.vkDestroyQueryPool(dev.handle, handles.pop("query"), ffi.NULL)
+        for pipe, pool in pins:  # the recorded sets are no longer needed
+            pipe.unpin_pool(pool)
+        pins.clear()
     except Exception:  # pragma: no cover
         import logging
 

@@ -894,41 +894,29 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
     from .spirv import reflect
 
     info = None
+    text = None
     if isinstance(source, (bytes, bytearray, memoryview)):
-        spirv = bytes(source)
-        text = None
+        spirv = reflect_from = bytes(source)
         name = name or "spirv"
     elif isinstance(source, str):
         from .compiler import compile_glsl_info
 
         name = name or "kernel"
+        text = source
+        # Reflection always reads the unoptimized module: spirv-opt strips the names.
         info = compile_glsl_info(
             source, defines=defines, name=name, include_dirs=include_dirs, optimize=False
         )
-        spirv = info.spirv
-        text = source
+        spirv = reflect_from = info.spirv
         if optimize:
-            reflect_from = spirv
             spirv = compile_glsl_info(
                 source, defines=defines, name=name, include_dirs=include_dirs, optimize=True
             ).spirv
-            refl = reflect(reflect_from, entry_point) if entry_point else reflect(reflect_from)
-            return Kernel(
-                spirv,
-                refl,
-                name=name,
-                source=text,
-                constants=constants,
-                local_size=local_size,
-                device=device,
-                compile_info=info,
-                defines=defines,
-            )
     else:
         raise TypeError(
             f"compile() takes GLSL source (str) or SPIR-V (bytes), got {type(source).__name__}"
         )
-    refl = reflect(spirv, entry_point) if entry_point else reflect(spirv)
+    refl = reflect(reflect_from, entry_point) if entry_point else reflect(reflect_from)
     if info is None:  # SPIR-V from outside: validate before a driver sees it (some crash)
         from .compiler import validate_spirv
 

@@ -314,6 +314,7 @@ class ComputePipeline:
         self._slots: list[_Slot] = []
         self._sets: OrderedDict[Any, Any] = OrderedDict()
         self._sets_epoch = 0
+        self._pool_pins: dict[Any, int] = {}
         self._begin = _vk.new(
             "VkCommandBufferBeginInfo", {"sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO}
         )
@@ -373,10 +374,17 @@ class ComputePipeline:
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dh = self.device.handle
         if len(self._sets) >= DESCRIPTOR_CACHE:
-            # Free every cached set at once; wait first, since pending work may still use them.
-            self.device.synchronize()
-            self._wait_slots()
-            lib.vkResetDescriptorPool(dh, self._handles["descriptor_pool"], 0)
+            pool = self._handles["descriptor_pool"]
+            if self._pool_pins.get(pool):
+                # A batch has recorded sets from this pool (and may replay them): keep the pool
+                # until the last such batch goes, and continue in a fresh one.
+                self._handles.setdefault("retired_pools", []).append(pool)
+                self._make_pool()
+            else:
+                # Free every cached set at once; wait first, since pending work may use them.
+                self.device.synchronize()
+                self._wait_slots()
+                lib.vkResetDescriptorPool(dh, pool, 0)
             self._sets.clear()
             self._sets_epoch += 1
             for s in self._slots:
@@ -421,6 +429,24 @@ class ComputePipeline:
             _vk.after_void("vkUpdateDescriptorSets", self.label)
         self._sets[key] = sets
         return sets
+
+    def pin_pool(self) -> Any:
+        """A batch recorded sets from the current pool: keep it until :meth:`unpin_pool`."""
+        pool = self._handles["descriptor_pool"]
+        self._pool_pins[pool] = self._pool_pins.get(pool, 0) + 1
+        return pool
+
+    def unpin_pool(self, pool: Any) -> None:
+        """Release a pin; a retired pool with no pins left is destroyed."""
+        n = self._pool_pins.get(pool, 0) - 1
+        if n > 0:
+            self._pool_pins[pool] = n
+            return
+        self._pool_pins.pop(pool, None)
+        retired = self._handles.get("retired_pools", [])
+        if pool in retired and not self._closed and not self.device._closed:
+            retired.remove(pool)
+            _vk.lib.vkDestroyDescriptorPool(self.device.handle, pool, _vk.ffi.NULL)
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -580,6 +606,8 @@ def _destroy_pipeline(device: Device, handles: dict[str, Any], slots: list[_Slot
             handles.pop("ts_buffer").close()
         if "descriptor_pool" in handles:
             lib.vkDestroyDescriptorPool(dh, handles.pop("descriptor_pool"), ffi.NULL)
+        for pool in handles.pop("retired_pools", []):
+            lib.vkDestroyDescriptorPool(dh, pool, ffi.NULL)
         if "pipeline" in handles:
             lib.vkDestroyPipeline(dh, handles.pop("pipeline"), ffi.NULL)
         if "layout" in handles:

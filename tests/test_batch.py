@@ -1,0 +1,166 @@
+"""Batches: one submission for many calls, barriers from reflected access, replay."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import vknb
+
+AXPY = """
+layout(local_size_x = 64) in;
+layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 1) buffer Y { float y[]; };
+layout(push_constant) uniform P { float a; uint n; };
+void main() { uint i = gl_GlobalInvocationID.x; if (i < n) y[i] += a * x[i]; }
+"""
+SCALE = """
+layout(local_size_x = 64) in;
+layout(binding = 0) buffer Y { float y[]; };
+layout(push_constant) uniform P { float s; uint n; };
+void main() { uint i = gl_GlobalInvocationID.x; if (i < n) y[i] *= s; }
+"""
+
+
+@pytest.fixture(scope="module")
+def axpy() -> vknb.Kernel:
+    return vknb.compile(AXPY, name="b_axpy")
+
+
+@pytest.fixture(scope="module")
+def scale() -> vknb.Kernel:
+    return vknb.compile(SCALE, name="b_scale")
+
+
+def test_batch_matches_sequential_calls(axpy, scale, rng, no_leaks):
+    n = 1000
+    x = rng.random(n, dtype=np.float32)
+    y = rng.random(n, dtype=np.float32)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    with vknb.batch() as b:
+        i0 = axpy(X, Y, a=2.0, n=n, grid=n)
+        i1 = scale(Y, s=0.5, n=n, grid=n)
+        i2 = axpy(X, Y, a=-1.0, n=n, grid=n)
+    assert (i0, i1, i2) == (0, 1, 2) and len(b) == 3
+    ref = ((y + 2 * x) * np.float32(0.5)) - x
+    np.testing.assert_allclose(Y.numpy(), ref, rtol=1e-5, atol=1e-6)
+    assert b.gpu_ms is not None and b.gpu_ms >= 0
+    assert vknb.timings()[-1].dispatches == 3
+    b.close()
+    X.close()
+    Y.close()
+
+
+def test_barriers_only_where_a_dispatch_depends_on_an_earlier_one(axpy, rng):
+    n = 256
+    X = vknb.asarray(rng.random(n, dtype=np.float32))
+    outs = [vknb.zeros(n, np.float32) for _ in range(4)]
+    with vknb.batch() as b:
+        for o in outs:  # all read X, each writes its own output: independent
+            axpy(X, o, a=1.0, n=n, grid=n)
+    assert b.barriers == 0
+    with vknb.batch() as b2:
+        axpy(X, outs[0], a=1.0, n=n, grid=n)
+        axpy(outs[0], outs[1], a=1.0, n=n, grid=n)  # reads what the first wrote (RAW)
+        axpy(X, outs[1], a=1.0, n=n, grid=n)  # writes what the second wrote (WAW)
+        axpy(X, outs[2], a=1.0, n=n, grid=n)  # independent of the last barrier group
+        axpy(outs[2], X, a=1.0, n=n, grid=n)  # writes X, which others read (WAR), and RAW
+    assert b2.barriers == 3
+    x = X.numpy()  # X changed last; check the others against numpy step by step
+    assert np.isfinite(x).all()
+
+
+def test_replay_and_replay_with_new_push_constants(axpy, rng):
+    n = 500
+    x = rng.random(n, dtype=np.float32)
+    y = rng.random(n, dtype=np.float32)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    with vknb.batch() as b:
+        axpy(X, Y, a=1.0, n=n, grid=n)
+        axpy(X, Y, a=2.0, n=n, grid=n)
+    expected = y + 3 * x
+    np.testing.assert_allclose(Y.numpy(), expected, rtol=1e-5)
+    b.replay()
+    expected = expected + 3 * x
+    np.testing.assert_allclose(Y.numpy(), expected, rtol=1e-5)
+    b.replay({1: {"a": 10.0}})  # dispatch 1 now adds 10 x; dispatch 0 still 1 x
+    expected = expected + 11 * x
+    np.testing.assert_allclose(Y.numpy(), expected, rtol=1e-5)
+    with pytest.raises(IndexError):
+        b.replay({5: {"a": 1.0}})
+    with pytest.raises(TypeError, match="n"):
+        b.replay({0: {"n": 1.5}})
+    b.replay()  # the failed updates changed nothing
+    np.testing.assert_allclose(Y.numpy(), expected + 11 * x, rtol=1e-5)
+
+
+def test_numpy_arguments_are_written_back_after_the_batch(axpy, rng):
+    n = 300
+    x = rng.random(n, dtype=np.float32)
+    y = rng.random(n, dtype=np.float32)
+    y0 = y.copy()
+    with vknb.batch():
+        axpy(x, y, a=2.0, n=n, grid=n)
+        y_during = y.copy()
+    np.testing.assert_array_equal(y_during, y0)  # nothing ran inside the block
+    np.testing.assert_allclose(y, y0 + 2 * x, rtol=1e-5)
+
+
+def test_async_batch_and_synchronize(axpy, rng):
+    n = 400
+    x = rng.random(n, dtype=np.float32)
+    X, Y = vknb.asarray(x), vknb.zeros(n, np.float32)
+    with vknb.batch(wait=False) as b:
+        for _ in range(5):
+            axpy(X, Y, a=1.0, n=n, grid=n)
+    vknb.synchronize()
+    np.testing.assert_allclose(Y.numpy(), 5 * x, rtol=1e-5)
+    sub = b.replay(wait=False)
+    assert sub is not None
+    sub.wait()
+    np.testing.assert_allclose(Y.numpy(), 10 * x, rtol=1e-5)
+
+
+def test_nesting_and_errors_inside_the_block(axpy, rng):
+    n = 64
+    X, Y = vknb.asarray(rng.random(n, dtype=np.float32)), vknb.zeros(n, np.float32)
+    with vknb.batch():
+        with pytest.raises(RuntimeError, match="nest"):
+            with vknb.batch():
+                pass
+    with pytest.raises(TypeError, match="float"), vknb.batch() as b:
+        axpy(X, Y, a=1.0, n=n, grid=n)
+        axpy(X, Y, a="one", n=n, grid=n)
+    assert len(b) == 0  # discarded, nothing submitted
+    assert not Y.numpy().any()
+    rec = axpy(X, Y, a=1.0, n=n, grid=n)  # outside a batch, calls run at once again
+    assert rec.kernel == "b_axpy"
+    with pytest.raises(RuntimeError, match=r"nothing recorded|recording"):
+        vknb.batch().submit()
+
+
+def test_more_descriptor_sets_than_the_cache_holds_then_replay(axpy, rng, no_leaks):
+    """Regression: the set cache used to reset its pool under a recorded batch (a crash)."""
+    n = 64
+    x = rng.random(n, dtype=np.float32)
+    X = vknb.asarray(x)
+    outs = [vknb.zeros(n, np.float32) for _ in range(150)]  # > 64 distinct descriptor sets
+    with vknb.batch() as b:
+        for o in outs:
+            axpy(X, o, a=1.0, n=n, grid=n)
+    b.replay()
+    for o in outs:
+        np.testing.assert_allclose(o.numpy(), 2 * x, rtol=1e-6)
+    pipe = axpy.pipeline
+    assert pipe._handles.get("retired_pools")  # kept alive for the batch
+    b.close()
+    gc.collect()
+    assert not pipe._handles.get("retired_pools") and not pipe._pool_pins
+    for o in outs[:80]:  # and plain calls still work afterwards
+        axpy(X, o, a=1.0, n=n, grid=n)
+    np.testing.assert_allclose(outs[0].numpy(), 3 * x, rtol=1e-6)
+    for o in outs:
+        o.close()
+    X.close()
