@@ -106,7 +106,7 @@ def kernel_summary(k: Kernel) -> dict[str, Any]:
                 s.name,
                 str(s.dtype),
                 repr(s.default),
-                repr(k.constants.get(s.name, s.default)),
+                repr(k._spec_values.get(s.id, k.constants.get(s.name, s.default))),
             ]
             for s in k.reflection.spec_constants
         ],

@@ -125,6 +125,12 @@ def _assign(target: np.ndarray, m: Member, value: Any, what: str) -> None:
         raise TypeError(f"{what} ({m.type}) needs an array of dtype {fdt}")
     if arr.shape != shape:
         raise ValueError(f"{what} is {m.type}: expected shape {shape}, got {arr.shape}")
+    if isinstance(value, np.ndarray) and value.dtype != base:
+        # Python lists and numbers are taken by value; a numpy array must already be exact.
+        raise TypeError(
+            f"{what} is {m.type} ({base}); got an array of dtype {value.dtype} "
+            "(nothing is converted silently)"
+        )
     if arr.dtype.kind not in ("iub" if base.kind in "iu" else "iuf") or (
         base.kind in "iu" and arr.dtype.kind == "f"
     ):
@@ -163,7 +169,9 @@ def _expected_text(b: Binding) -> str:
     return str(dt)
 
 
-def _check_array_dtype(b: Binding, dt: np.dtype, shape: tuple[int, ...]) -> None:
+def _check_array_dtype(
+    b: Binding, dt: np.dtype, shape: tuple[int, ...], kernel: str = "kernel"
+) -> None:
     exp = b.dtype
     assert exp is not None
     block = b.block
@@ -177,14 +185,16 @@ def _check_array_dtype(b: Binding, dt: np.dtype, shape: tuple[int, ...]) -> None
         if shape and int(np.prod(shape)) % n == 0:
             return
         raise ValueError(
-            f"binding {b.name!r} holds {exp.base} in groups of {n} ({_member_type(b)}); an array "
+            f"{kernel}: binding {b.name!r} holds {exp.base} in groups of {n} ({_member_type(b)}); "
+            "an array "
             f"of shape {shape} does not divide into them"
         )
     hint = ""
     if exp.names is not None:
         hint = f"; build it with dtype=k.reflection.binding({b.name!r}).dtype"
     raise TypeError(
-        f"binding {b.name!r} (set={b.set}, binding={b.binding}) expects {_expected_text(b)}"
+        f"{kernel}: binding {b.name!r} (set={b.set}, binding={b.binding}) expects "
+        f"{_expected_text(b)}"
         f" ({_member_type(b)}), got an array of dtype {dt}{hint}; nothing is converted silently"
     )
 
@@ -531,19 +541,19 @@ class Kernel:
                         f"but the kernel runs on {dev.label}"
                     )
                 if b.kind == "storage":
-                    _check_array_dtype(b, v.dtype, v.shape)
+                    _check_array_dtype(b, v.dtype, v.shape, self.name)
                 buf, nbytes = v.buffer, v.nbytes
                 buf._check()
             elif isinstance(v, Buffer):
                 buf, nbytes = v, v.nbytes
                 buf._check()
             elif isinstance(v, np.ndarray) and not (
-                b.kind == "uniform" and v.dtype.names is not None
+                b.kind == "uniform" and (v.dtype.names is not None or _one_member_value(block, v))
             ):
                 if b.kind == "uniform" and block is not None:
                     v = _uniform_from_array(self.name, b, v)
                 else:
-                    _check_array_dtype(b, v.dtype, v.shape)
+                    _check_array_dtype(b, v.dtype, v.shape, self.name)
                 if not v.flags.c_contiguous:
                     raise ValueError(
                         f"{self.name}: binding {b.name!r} got a non-contiguous array (strides "
@@ -828,6 +838,13 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def _one_member_value(block: Block | None, v: np.ndarray) -> bool:
+    """A numpy value for a one-member uniform block (packed like a list would be)."""
+    if block is None or v.dtype == block.dtype or v.dtype == np.uint8:
+        return False
+    return len([m for m in block.members if m.array_length != 0]) == 1
 
 
 def _uniform_from_array(name: str, b: Binding, v: np.ndarray) -> np.ndarray:
