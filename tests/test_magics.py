@@ -617,7 +617,8 @@ def test_vknb_clear_cache(ip: Any) -> None:
 
 
 def test_vknb_widgets_when_asked(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ipywidgets")
+    import ipywidgets  # noqa: F401 - a dependency of vknb: its absence must fail, not skip
+
     monkeypatch.setattr(magics, "use_widgets", True)
     widget_mime = "application/vnd.jupyter.widget-view+json"
     have = {

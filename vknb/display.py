@@ -284,21 +284,23 @@ def device_html(dev: Device) -> str:
 # --- memory and timings ----------------------------------------------------------------------
 
 
+def _heap_cells(h: Any) -> list[str]:
+    """One heap's row: index, kind, size, driver budget and usage, vknb's allocated and used."""
+    return [
+        str(h.index),
+        "device-local" if h.device_local else "host",
+        fmt_bytes(h.size),
+        fmt_bytes(h.budget),
+        fmt_bytes(h.usage),
+        fmt_bytes(h.allocated),
+        fmt_bytes(h.used),
+    ]
+
+
 def memory_text(dev: Device) -> str:
     """Plain-text memory statistics of a device."""
     s = dev.memory_stats()
-    rows = [
-        [
-            str(h.index),
-            "device-local" if h.device_local else "host",
-            fmt_bytes(h.size),
-            fmt_bytes(h.budget),
-            fmt_bytes(h.usage),
-            fmt_bytes(h.allocated),
-            fmt_bytes(h.used),
-        ]
-        for h in s.heaps
-    ]
+    rows = [_heap_cells(h) for h in s.heaps]
     head = _table(
         ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
         rows,
@@ -330,15 +332,7 @@ def memory_html(dev: Device) -> str:
             f"<div style='width:120px;height:8px;background:#eee;display:inline-block'>"
             f"<div style='width:{frac * 120:.0f}px;height:8px;background:#4a8'></div></div>"
         )
-        cells = [
-            str(h.index),
-            "device-local" if h.device_local else "host",
-            fmt_bytes(h.size),
-            fmt_bytes(h.budget),
-            fmt_bytes(h.usage),
-            fmt_bytes(h.allocated),
-            fmt_bytes(h.used),
-        ]
+        cells = _heap_cells(h)
         rows.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + f"<td>{bar}</td></tr>")
     head = "".join(
         f"<th style='text-align:left'>{_esc(h)}</th>"
