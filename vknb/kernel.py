@@ -451,6 +451,7 @@ class Kernel:
         self.pipeline_ms = (time.perf_counter() - t0) * 1e3
         self._generation = session_generation()
         self._scratch = {}
+        self._fast = {}  # remembered calls name the old pipeline
         if old is not None:
             old.close()
 
@@ -812,6 +813,7 @@ class Kernel:
         for b in self._scratch.values():
             b.close()
         self._scratch = {}
+        self._fast = {}
         if p is not None:
             p.close()
 
