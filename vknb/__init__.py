@@ -115,7 +115,29 @@ __all__ = [
 ]
 
 
+# Submodules reachable as attributes without an explicit import (``vknb.widgets.TimingsView``).
+_SUBMODULES = {
+    "timing",
+    "display",
+    "widgets",
+    "library",
+    "compiler",
+    "spirv",
+    "magics",
+    "cli",
+    "instance",
+    "memory",
+    "buffer",
+    "pipeline",
+    "kernel",
+    "batching",
+    "errors",
+}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'vknb' has no attribute {name!r}")
@@ -125,7 +147,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
 def load_ipython_extension(ipython: Any) -> None:
