@@ -484,13 +484,15 @@ def test_dispatch_record_fields(saxpy, rng, dev):
     assert d["kernel"] == "saxpy" and d["groups"] == [79, 1, 1]
 
 
-def test_lavapipe_has_gpu_times(saxpy, rng, dev):
-    if dev.info.type != "cpu":
-        pytest.skip("lavapipe-specific")
-    assert dev.info.timestamps
+def test_gpu_times_wherever_the_queue_has_timestamps(saxpy, rng, dev):
+    if dev.info.type == "cpu":
+        assert dev.info.timestamps  # lavapipe has them: CI must measure GPU times
     x, y = _saxpy_data(rng)
     rec = saxpy(x, y, a=1.0, n=x.size, grid=x.size)
-    assert rec.gpu_ms is not None and rec.gpu_ms >= 0
+    if dev.info.timestamps:
+        assert rec.gpu_ms is not None and rec.gpu_ms >= 0
+    else:
+        assert rec.gpu_ms is None
 
 
 def test_timings_append_and_filter(saxpy, rng):

@@ -776,15 +776,7 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
             parts.append((h.usage / size, "#f0a050", f"driver usage {fmt_bytes(h.usage)}"))
         parts.append((h.allocated / size, "#9cc3e6", f"vknb allocated {fmt_bytes(h.allocated)}"))
         parts.append((h.used / size, "#1f5fa0", f"vknb used {fmt_bytes(h.used)}"))
-        cells = [
-            str(h.index),
-            "device-local" if h.device_local else "host",
-            fmt_bytes(h.size),
-            fmt_bytes(h.budget),
-            fmt_bytes(h.usage),
-            fmt_bytes(h.allocated),
-            fmt_bytes(h.used),
-        ]
+        cells = _heap_cells(h)
         rows += (
             "<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + f"<td>{_bar(parts)}</td></tr>"
         )
