@@ -293,6 +293,10 @@ class Device:
             "float64": bool(feats2.features.shaderFloat64),
             "int64": bool(feats2.features.shaderInt64),
         }
+        # Queries reset from the host (Vulkan 1.2): a timed dispatch then needs no reset command.
+        self.host_query_reset = bool(
+            chain != ffi.NULL and api >= _vk.make_version(1, 2) and f12.hostQueryReset
+        )
         q = ffi.new("VkQueue*")
         lib.vkGetDeviceQueue(self.handle, self.compute_family, 0, q)
         self.compute_queue = q[0]

@@ -161,9 +161,10 @@ class Batch:
         self._fence = dev.new_fence()
         self._handles["fence"] = self._fence
         self._pfence = ffi.new("VkFence*", self._fence)
-        from .pipeline import timestamps_enabled
+        from .pipeline import end_timestamp_stage, timestamps_enabled
 
         self.timestamps = dev.timestamp_bits > 0 and timestamps_enabled()
+        self._ts_end = end_timestamp_stage(dev)
         if self.timestamps:
             qinfo = _vk.new(
                 "VkQueryPoolCreateInfo",
@@ -258,7 +259,8 @@ class Batch:
             lib.vkBeginCommandBuffer(self._cmd, self._begin_info), "vkBeginCommandBuffer", "batch"
         )
         if self.timestamps:
-            lib.vkCmdResetQueryPool(self._cmd, self._handles["query"], 0, 2)
+            if not self.device.host_query_reset:  # else reset from the host at each submit
+                lib.vkCmdResetQueryPool(self._cmd, self._handles["query"], 0, 2)
             lib.vkCmdWriteTimestamp(self._cmd, 0x1, self._handles["query"], 0)  # TOP_OF_PIPE
         self._last_pipe = None
         self._last_sets = None
@@ -283,7 +285,7 @@ class Batch:
             _vk.ffi.NULL,
         )
         if self.timestamps:
-            lib.vkCmdWriteTimestamp(cmd, 0x2000, self._handles["query"], 1)  # BOTTOM_OF_PIPE
+            lib.vkCmdWriteTimestamp(cmd, self._ts_end, self._handles["query"], 1)
         _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", "batch")
         self._recording = False
         self._recorded = True
@@ -375,6 +377,8 @@ class Batch:
         t0 = time.perf_counter()
         with dev._lock:
             _vk.check(lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch")
+            if self.timestamps and dev.host_query_reset:
+                lib.vkResetQueryPool(dev.handle, self._handles["query"], 0, 2)
             _vk.check(
                 lib.vkQueueSubmit(dev.compute_queue, 1, self._submit_info, self._fence),
                 "vkQueueSubmit",
