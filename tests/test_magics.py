@@ -203,12 +203,14 @@ def test_rerun_200_times_does_not_leak(ip: Any, data: dict[str, Any]) -> None:
     dev = vknb.device()
     _settle()
     dev.synchronize()
+    dev.trim()
     live0, mem0 = dev.live_objects(), dev.memory_stats()
     kernels0 = sum(isinstance(o, vknb.Kernel) for o in gc.get_objects())
     for i in range(200):
         glsl(ip, line if i % 2 else "saxpy --quiet", SAXPY)
     _settle()
     dev.synchronize()
+    dev.trim()
     live1, mem1 = dev.live_objects(), dev.memory_stats()
     assert live1 == live0
     assert (mem1.allocated, mem1.used, mem1.buffers, mem1.blocks, mem1.allocations) == (

@@ -702,6 +702,7 @@ def test_argument_fuzzing(saxpy, rng, dev, record_property):
 def _snapshot(dev: vknb.Device) -> dict[str, Any]:
     settle()
     dev.synchronize()
+    dev.trim()
     s = dev.memory_stats()
     return {
         "allocated": s.allocated,

@@ -83,6 +83,7 @@ def random_array(rng: np.random.Generator, n: int, dtype: Any) -> np.ndarray:
 
 
 def stats_tuple(dev: vknb.Device) -> tuple[int, int, int, int, int]:
+    dev.trim()  # freed large allocations kept for reuse are not leaks
     s = dev.memory_stats()
     return (s.allocated, s.used, s.blocks, s.buffers, s.allocations)
 
@@ -92,6 +93,7 @@ def warm_up(dev: vknb.Device) -> None:
     vknb.asarray(np.zeros(4, np.float32), device=dev).numpy()
     settle()
     dev.synchronize()
+    dev.trim()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -656,9 +658,97 @@ def test_small_buffers_churn_returns_to_baseline(any_device, rng):
     assert d.live_objects() == base_live
 
 
-def test_dedicated_allocations_return_to_baseline(any_device, rng):
+def test_freed_large_allocations_are_recycled(any_device, rng, monkeypatch):
+    """A freed dedicated allocation serves the next Array of about its size; trim() frees it."""
+    d = any_device
+    warm_up(d)
+    base = d.memory_stats()
+    assert base.cached == 0
+    size = 3 * d.allocator.block_size // 2  # dedicated
+    a = vknb.empty(size // 4, np.float32, device=d)
+    handle = a.buffer._alloc.memory
+    a.close()
+    s = d.memory_stats()
+    assert s.cached == size and s.allocated == base.allocated + size
+    assert s.used == base.used and s.buffers == base.buffers
+    # about the same size (within 1/8): the same VkDeviceMemory, with correct contents
+    x = rng.random(size // 4 - 1000).astype(np.float32)
+    b = vknb.asarray(x, device=d)
+    assert b.buffer._alloc.memory == handle
+    assert d.memory_stats().cached == 0
+    np.testing.assert_array_equal(b.numpy(), x)
+    b.close()
+    # much smaller: not served from the cache (it would waste more than 1/8)
+    c = vknb.empty(size // 16, np.float32, device=d)
+    assert c.buffer._alloc.memory != handle
+    c.close()
+    cached = d.memory_stats().cached
+    assert cached >= size  # the first block, and c's
+    assert d.trim() == cached
+    assert d.memory_stats().cached == 0
+    assert stats_tuple(d) == (
+        base.allocated,
+        base.used,
+        base.blocks,
+        base.buffers,
+        base.allocations,
+    )
+    # the limit: nothing is kept when it is 0, and the cache never exceeds it
+    monkeypatch.setattr(d.allocator, "recycle_limit", size + size // 2)
+    arrs = [vknb.empty(size // 4, np.float32, device=d) for _ in range(3)]
+    for arr in arrs:
+        arr.close()
+    assert d.memory_stats().cached == size  # two would exceed the limit
+    monkeypatch.setattr(d.allocator, "recycle_limit", 0)
+    e = vknb.empty(size // 2, np.float32, device=d)  # 2x the size: a new allocation
+    e.close()
+    assert d.memory_stats().cached == size  # the 0 limit kept nothing new
+    d.trim()
+
+
+def test_recycle_cache_gives_way_under_memory_pressure(any_device):
+    """Cached blocks are freed before an allocation would exceed the heap."""
+    d = any_device
+    warm_up(d)
+    heap = max(d.info.heaps, key=lambda h: h.size if h.device_local else 0)
+    piece = (heap.size // 3) & ~0xFFFF
+    old = d.allocator.recycle_limit
+    d.allocator.recycle_limit = heap.size  # keep everything
+    try:
+        held = [vknb.Buffer(piece, device=d) for _ in range(2)]
+        for b in held:
+            b.close()
+        assert d.memory_stats().cached == 2 * piece
+        # 2 pieces cached + 2 new ones > the heap: the cache must give way
+        held = [vknb.Buffer(piece + piece // 4, device=d) for _ in range(2)]
+        assert d.memory_stats().cached < 2 * piece
+        for b in held:
+            b.close()
+    finally:
+        d.allocator.recycle_limit = old
+        d.trim()
+    assert d.memory_stats().cached == 0
+
+
+def test_recycle_limit_from_the_environment(monkeypatch):
+    from vknb.memory import recycle_limit
+
+    heaps = vknb.device().info.heaps
+    monkeypatch.setenv("VKNB_RECYCLE_MB", "0")
+    assert recycle_limit(heaps) == 0
+    monkeypatch.setenv("VKNB_RECYCLE_MB", "64")
+    assert recycle_limit(heaps) == 64 << 20
+    monkeypatch.setenv("VKNB_RECYCLE_MB", "lots")
+    with pytest.raises(ValueError, match="VKNB_RECYCLE_MB"):
+        recycle_limit(heaps)
+    monkeypatch.delenv("VKNB_RECYCLE_MB")
+    assert 0 < recycle_limit(heaps) <= 1 << 30
+
+
+def test_dedicated_allocations_return_to_baseline(any_device, rng, monkeypatch):
     """50 buffers larger than a block each get their own VkDeviceMemory (at most 4 alive)."""
     d = any_device
+    monkeypatch.setattr(d.allocator, "recycle_limit", 0)  # no reuse (tested on its own below)
     warm_up(d)
     base = d.memory_stats()
     block = d.allocator.block_size
