@@ -510,3 +510,18 @@ def test_a_displayed_view_lives_until_closed(saxpy: Any, rng: np.random.Generato
     del view
     settle()
     assert ref() is None
+
+
+def test_memory_views_show_the_recycle_cache(dev):
+    from vknb import display
+
+    big = vknb.empty(3 * dev.allocator.block_size // 8, np.float32)  # 1.5 blocks: dedicated
+    big.close()
+    s = dev.memory_stats()
+    assert s.cached > 0
+    note = f"{display.fmt_bytes(s.cached)} of it kept for reuse"
+    assert note in display.memory_text(dev)
+    assert note in display.memory_html(dev)
+    assert note in display.memory_stats_html(s)
+    dev.trim()
+    assert "kept for reuse" not in display.memory_text(dev)

@@ -297,6 +297,12 @@ def _heap_cells(h: Any) -> list[str]:
     ]
 
 
+def _cached_note(s: Any) -> str:
+    """``"; 256.0 MiB of it kept for reuse"`` where freed allocations are cached, else ``""``."""
+    c = getattr(s, "cached", 0)
+    return f"; {fmt_bytes(c)} of it kept for reuse (Device.trim() frees it)" if c else ""
+
+
 def memory_text(dev: Device) -> str:
     """Plain-text memory statistics of a device."""
     s = dev.memory_stats()
@@ -308,7 +314,7 @@ def memory_text(dev: Device) -> str:
     )
     return (
         f"{head}\nvknb: {fmt_bytes(s.allocated)} allocated in {s.blocks} blocks, "
-        f"{fmt_bytes(s.used)} used by {s.buffers} buffers"
+        f"{fmt_bytes(s.used)} used by {s.buffers} buffers{_cached_note(s)}"
     )
 
 
@@ -351,7 +357,8 @@ def memory_html(dev: Device) -> str:
         f"<div class='vknb-memory'><b>{_esc(dev.info.name)}</b>"
         f"<table class='vknb'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
         f"</table><div style='color:#666'>vknb: {_esc(fmt_bytes(s.allocated))} allocated in "
-        f"{s.blocks} blocks, {_esc(fmt_bytes(s.used))} used by {s.buffers} buffers</div></div>"
+        f"{s.blocks} blocks, {_esc(fmt_bytes(s.used))} used by {s.buffers} buffers"
+        f"{_esc(_cached_note(s))}</div></div>"
     )
 
 
@@ -795,5 +802,5 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
         f"<tbody>{rows}</tbody></table><div style='color:#444'>vknb: "
         f"{_esc(fmt_bytes(stats.allocated))} allocated in {_n(stats.blocks, 'block')}, "
         f"{_esc(fmt_bytes(stats.used))} used by {_n(stats.buffers, 'live buffer')}"
-        f"{_esc(budget_note)}</div><div style='font-size:90%'>{legend}</div></div>"
+        f"{_esc(_cached_note(stats))}{_esc(budget_note)}</div><div style='font-size:90%'>{legend}</div></div>"
     )

@@ -532,7 +532,7 @@ class MemoryMonitor(_View):
             )
             + f"\nvknb: {fb(s.allocated)} allocated in "
             f"{_display._n(s.blocks, 'block')}, {fb(s.used)} used by "
-            f"{_display._n(s.buffers, 'live buffer')}"
+            f"{_display._n(s.buffers, 'live buffer')}{_display._cached_note(s)}"
         )
         return _display.memory_stats_html(s, title), text
 
