@@ -28,6 +28,8 @@ EXPECTED = {
     "batch_replay",
     "batch_replay_update",
     "batch_gpu",
+    "batch_indep_total",
+    "batch_indep_replay",
     "h2d",
     "h2d_update",
     "d2h",
