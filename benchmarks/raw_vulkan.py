@@ -127,7 +127,7 @@ class RawPipeline:
     with a push-constant range, the compute pipeline and a descriptor pool."""
 
     def __init__(
-        self, rv: RawVulkan, spirv: bytes, n_bindings: int, push_size: int, max_sets: int = 64
+        self, rv: RawVulkan, spirv: bytes, n_bindings: int, push_size: int, max_sets: int = 128
     ) -> None:
         vk, dev = rv.vk, rv.device
         self.rv = rv

@@ -24,6 +24,7 @@ void main() { uint i = gl_GlobalInvocationID.x; if (i < y.length()) y[i] += a * 
 
 
 def main() -> None:
+    os.environ["VKNB_TS_READOUT"] = "copy"  # the variants below need the mapped buffer
     dev = vknb.device()
     print(dev.info.name)
     n = 256
