@@ -214,11 +214,7 @@ class Device:
             qinfos.append({**qinfos[0], "queueFamilyIndex": self.transfer_family})
         qarr = keep(ffi.new("VkDeviceQueueCreateInfo[]", qinfos))
 
-        exts = [
-            e
-            for e in ("VK_EXT_memory_budget", "VK_EXT_external_memory_host")
-            if e in info.extensions
-        ]
+        exts = [e for e in ("VK_EXT_memory_budget",) if e in info.extensions]
         if "VK_KHR_portability_subset" in info.extensions:
             exts.append("VK_KHR_portability_subset")
         ext_c = [keep(_vk.cstr(e)) for e in exts]
