@@ -11,9 +11,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import vknb  # noqa: E402
-from benchmarks.suite import TINY_SRC  # noqa: E402
-from vknb.timing import DispatchRecord, record  # noqa: E402
+import vknb
+from benchmarks.suite import TINY_SRC
+from vknb.timing import DispatchRecord, record
 
 
 def loop(fn, inner=2000, rep=9):

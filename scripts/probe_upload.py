@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
+from tune import best  # scripts/ is on sys.path when run as a script
 
 import vknb
 import vknb.memory as M
 from vknb.buffer import _bytes_view, host_copy
-
-
-def best(fn, n=5):
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return min(out)
 
 
 def main() -> None:

@@ -802,5 +802,6 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
         f"<tbody>{rows}</tbody></table><div style='color:#444'>vknb: "
         f"{_esc(fmt_bytes(stats.allocated))} allocated in {_n(stats.blocks, 'block')}, "
         f"{_esc(fmt_bytes(stats.used))} used by {_n(stats.buffers, 'live buffer')}"
-        f"{_esc(_cached_note(stats))}{_esc(budget_note)}</div><div style='font-size:90%'>{legend}</div></div>"
+        f"{_esc(_cached_note(stats))}{_esc(budget_note)}</div>"
+        f"<div style='font-size:90%'>{legend}</div></div>"
     )

@@ -448,7 +448,9 @@ def recycle_limit(heaps: Any) -> int:
         try:
             return max(0, int(env)) << 20
         except ValueError:
-            raise ValueError(f"VKNB_RECYCLE_MB must be a whole number of MiB, got {env!r}") from None
+            raise ValueError(
+                f"VKNB_RECYCLE_MB must be a whole number of MiB, got {env!r}"
+            ) from None
     largest = max((h.size for h in heaps), default=0)
     return min(1 << 30, largest // 8)
 
