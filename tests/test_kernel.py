@@ -851,3 +851,34 @@ def test_gpu_time_tracks_the_work(readout, dev, monkeypatch):
     assert np.all(np.isfinite(got)) and got.min() > 0
     k.close()
     y.close()
+
+
+def test_repeated_call_memo_never_serves_a_different_call(saxpy, rng):
+    """The last-call shortcut must miss on any change: a value, a type, an Array, the grid."""
+    n = 512
+    x, y = _saxpy_data(rng, n)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    saxpy(X, Y, a=1.0, n=n, grid=n)
+    saxpy(X, Y, a=1.0, n=n, grid=n)  # served by the memo
+    want = y + 2 * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
+    saxpy(X, Y, a=3.0, n=n, grid=n)  # another value
+    want = want + 3 * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
+    saxpy(X, Y, a=3.0, n=n // 2, grid=n)  # another push constant: only half is updated
+    want[: n // 2] += 3 * x[: n // 2]
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
+    saxpy(X, Y, a=3.0, n=n, grid=n // 2)  # another grid: the first 448 (7 groups of 64)
+    groups = -(-(n // 2) // 64) * 64
+    want[:groups] += 3 * x[:groups]
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
+    X2 = vknb.asarray(2 * x)  # another Array in the same place
+    saxpy(X2, Y, a=3.0, n=n, grid=n)
+    want += 6 * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
+    X2.close()
+    with pytest.raises(vknb.ObjectClosed):
+        saxpy(X2, Y, a=3.0, n=n, grid=n)  # a closed Array: an error, not a stale dispatch
+    with pytest.raises(TypeError):
+        saxpy(X, Y, a="3", n=n, grid=n)  # another type: checked again, and refused
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
