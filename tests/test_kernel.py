@@ -882,3 +882,16 @@ def test_repeated_call_memo_never_serves_a_different_call(saxpy, rng):
     with pytest.raises(TypeError):
         saxpy(X, Y, a="3", n=n, grid=n)  # another type: checked again, and refused
     np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-4)
+
+
+def test_repeated_calls_stay_fast_after_the_descriptor_sets_are_rebuilt(saxpy, rng):
+    """A remembered call made stale (new descriptor-set epoch) is replaced, not missed forever."""
+    n = 256
+    X, Y = vknb.asarray(rng.random(n, dtype=np.float32)), vknb.zeros(n, np.float32)
+    saxpy(X, Y, a=1.0, n=n, grid=n)
+    pipe = saxpy.pipeline
+    assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is not None
+    pipe._sets_epoch += 1  # what a descriptor-pool reset does
+    assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is None
+    saxpy(X, Y, a=1.0, n=n, grid=n)  # the slow path remembers the call again
+    assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is not None

@@ -736,41 +736,27 @@ class Kernel:
     ) -> tuple[_Fast, list[Array]] | None:
         if not self._fast:
             return None
-        hit = self._same_as_last(args, kwargs, grid, groups)
-        if hit is not None:
-            f, arrays = hit
-            if f.pipe is pipe and f.epoch == pipe._sets_epoch:
-                for a in arrays:
-                    if a.buffer._alloc is None:
-                        return None
-                return hit
-        found = self._fast_lookup_dict(args, kwargs, grid, groups, pipe)
-        if found is not None:
-            self._remember_last(args, kwargs, grid, groups, found[0])
-        return found
-
-    def _fast_lookup_dict(
-        self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        grid: Any,
-        groups: Any,
-        pipe: ComputePipeline,
-    ) -> tuple[_Fast, list[Array]] | None:
-        k = self._fast_key(args, kwargs, grid, groups)
-        if k is None:
-            return None
-        try:
-            f = self._fast.get(k[0])
-        except TypeError:  # an unhashable value (tuple holding a list)
-            return None
-        if f is None or f.pipe is not pipe or f.epoch != pipe._sets_epoch:
-            return None
-        arrays = k[1]
-        for r, a in zip(f.refs, arrays, strict=True):
-            if r() is not a or a.buffer._alloc is None:
+        hit = self._same_as_last(args, kwargs, grid, groups)  # the cheap check first
+        if hit is None:
+            k = self._fast_key(args, kwargs, grid, groups)
+            if k is None:
                 return None
-        return f, arrays
+            try:
+                f = self._fast.get(k[0])
+            except TypeError:  # an unhashable value (tuple holding a list)
+                return None
+            if f is None or any(r() is not a for r, a in zip(f.refs, k[1], strict=True)):
+                return None
+            hit = f, k[1]
+            self._remember_last(args, kwargs, grid, groups, f)
+        f, arrays = hit
+        if f.pipe is not pipe or f.epoch != pipe._sets_epoch:
+            self._last = None  # stale: the next call goes through the cache (and refreshes it)
+            return None
+        for a in arrays:
+            if a.buffer._alloc is None:
+                return None
+        return hit
 
     def _fast_store(
         self,
