@@ -84,7 +84,11 @@ def random_array(rng: np.random.Generator, n: int, dtype: Any) -> np.ndarray:
 
 def stats_tuple(dev: vknb.Device) -> tuple[int, int, int, int, int]:
     dev.trim()  # freed large allocations kept for reuse are not leaks
-    s = dev.memory_stats()
+    return as_tuple(dev.memory_stats())
+
+
+def as_tuple(s: vknb.memory.MemoryStats) -> tuple[int, int, int, int, int]:
+    """The fields of ``stats_tuple`` from a snapshot taken earlier."""
     return (s.allocated, s.used, s.blocks, s.buffers, s.allocations)
 
 
@@ -648,13 +652,7 @@ def test_small_buffers_churn_returns_to_baseline(any_device, rng):
             assert half.allocations == base.allocations + 1499
     del bufs
     settle()
-    assert stats_tuple(d) == (
-        base.allocated,
-        base.used,
-        base.blocks,
-        base.buffers,
-        base.allocations,
-    )
+    assert stats_tuple(d) == as_tuple(base)
     assert d.live_objects() == base_live
 
 
@@ -686,13 +684,7 @@ def test_freed_large_allocations_are_recycled(any_device, rng, monkeypatch):
     assert cached >= size  # the first block, and c's
     assert d.trim() == cached
     assert d.memory_stats().cached == 0
-    assert stats_tuple(d) == (
-        base.allocated,
-        base.used,
-        base.blocks,
-        base.buffers,
-        base.allocations,
-    )
+    assert stats_tuple(d) == as_tuple(base)
     # the limit: nothing is kept when it is 0, and the cache never exceeds it
     monkeypatch.setattr(d.allocator, "recycle_limit", size + size // 2)
     arrs = [vknb.empty(size // 4, np.float32, device=d) for _ in range(3)]
@@ -771,13 +763,7 @@ def test_dedicated_allocations_return_to_baseline(any_device, rng, monkeypatch):
     for b in alive:
         b.close()
     settle()
-    assert stats_tuple(d) == (
-        base.allocated,
-        base.used,
-        base.blocks,
-        base.buffers,
-        base.allocations,
-    )
+    assert stats_tuple(d) == as_tuple(base)
 
 
 def test_fragmentation_holes_are_reused_and_coalesced(any_device):
@@ -814,13 +800,7 @@ def test_fragmentation_holes_are_reused_and_coalesced(any_device):
     for b in [*again, *bufs, big]:
         b.close()
     settle()
-    assert stats_tuple(d) == (
-        base.allocated,
-        base.used,
-        base.blocks,
-        base.buffers,
-        base.allocations,
-    )
+    assert stats_tuple(d) == as_tuple(base)
 
 
 def test_memory_stats_to_dict_and_heaps(dev):
