@@ -853,6 +853,55 @@ def test_gpu_time_tracks_the_work(readout, dev, monkeypatch):
     y.close()
 
 
+@pytest.mark.parametrize("readout", ["copy", "host"])
+def test_gpu_times_read_late_belong_to_their_own_call(readout, dev, monkeypatch):
+    """Repeated calls read their timestamps later, from alternating slots: records read only
+    at the end still carry their own GPU time (light and heavy calls interleaved), also when a
+    call with numpy arguments reuses a slot in between and when the kernel is closed first."""
+    if not dev.info.timestamps:
+        pytest.fail(f"{dev.info.name} has no timestamps on its compute queue")
+    monkeypatch.setenv("VKNB_TS_READOUT", readout)
+    k = vknb.compile(BUSY_SRC + f"// late {readout}\n", name=f"late_{readout}")
+    n = 1024
+    heavy = 3000 if dev.info.type == "cpu" else 300_000
+    y = vknb.zeros(n, np.float32)
+    k(y, n=n, iters=1, grid=n)
+    k(y, n=n, iters=heavy, grid=n)  # both calls now take the repeated-call path
+    recs = []
+    for i in range(12):
+        iters = heavy if i % 3 == 2 else 1  # a pattern that does not follow the two slots
+        recs.append((iters, k(y, n=n, iters=iters, grid=n)))
+        if i == 6:  # numpy arguments: the general path takes a slot, reading what it held
+            k(np.zeros(n, np.float32), n=n, iters=1, grid=n)
+    pending = [r for _, r in recs if r._pending is not None]
+    assert pending, "repeated calls should leave their GPU time to be read later"
+    light = max(r.gpu_ms for it, r in recs if it == 1)
+    for it, r in recs:
+        if it == heavy:
+            assert r.gpu_ms > 5 * light, [(it, r.gpu_ms) for it, r in recs]
+    last = k(y, n=n, iters=heavy, grid=n)
+    k.close()  # the pipeline's queries go: the waiting record reads them first
+    assert last._pending is None and last.gpu_ms > 5 * light
+    y.close()
+
+
+def test_dispatch_record_is_plain_data():
+    a = vknb.DispatchRecord("k", (2, 1, 1), (64, 1, 1), 0.5, 1.0, kernel_bytes=1000)
+    b = vknb.DispatchRecord("k", (2, 1, 1), (64, 1, 1), 0.5, 1.0, kernel_bytes=1000, time=a.time)
+    assert a == b and a != vknb.DispatchRecord("k", (2, 1, 1), (64, 1, 1), 0.6, 1.0)
+    assert a.to_dict()["gpu_ms"] == 0.5 and list(a.to_dict())[:5] == [
+        "kernel",
+        "groups",
+        "local_size",
+        "gpu_ms",
+        "host_ms",
+    ]
+    assert "gpu_ms=0.5" in repr(a) and a.invocations == 128
+    assert a.bandwidth_gbs == pytest.approx(1000 / 0.5e-3 / 1e9)
+    a.gpu_ms = None
+    assert a.gpu_ms is None and a.bandwidth_gbs is None
+
+
 def test_repeated_call_memo_never_serves_a_different_call(saxpy, rng):
     """The last-call shortcut must miss on any change: a value, a type, an Array, the grid."""
     n = 512

@@ -801,13 +801,14 @@ class Kernel:
                 return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, arrays, ())
             if wait:  # a repeated synchronous call: no scratch buffers, nothing to write back
                 t0 = time.perf_counter()
-                slot = pipe.dispatch(f.sets, f.push, f.groups, arrays)
+                slot = pipe.submit_repeated(f.sets, f.push, f.groups)
+                # Built while the GPU runs; its GPU time is read later (defer_gpu_ms).
                 rec = DispatchRecord(
                     self.name,
                     f.groups,
                     self.local_size,
-                    pipe.gpu_ms(slot),
-                    (time.perf_counter() - t0) * 1e3,
+                    None,
+                    0.0,
                     0,
                     0,
                     pipe.device.info.name,
@@ -815,6 +816,9 @@ class Kernel:
                     None,
                     f.kernel_bytes,
                 )
+                pipe.wait(slot)
+                rec.host_ms = (time.perf_counter() - t0) * 1e3
+                pipe.defer_gpu_ms(slot, rec)
                 record(rec)
                 return rec
         t0 = time.perf_counter()

@@ -15,37 +15,102 @@ True
 from __future__ import annotations
 
 import threading
-import time
+import time as _time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MAX_RECORDS = 10_000
 
 
-@dataclass(slots=True)
+_FIELDS = (
+    "kernel",
+    "groups",
+    "local_size",
+    "gpu_ms",
+    "host_ms",
+    "bytes_in",
+    "bytes_out",
+    "device",
+    "time",
+    "batch",
+    "kernel_bytes",
+    "dispatches",
+)
+
+
 class DispatchRecord:
     """One dispatch: what ran, how big, how long.
 
     ``gpu_ms`` is measured with timestamp queries around the dispatch (None only where the queue
     has no timestamps, or with ``VKNB_TIMESTAMPS=0``); ``host_ms`` is the wall time of the whole
-    call (argument checks,
-    transfers, submit, wait, write-back).
+    call (argument checks, transfers, submit, wait, write-back).  A repeated synchronous call
+    reads its timestamps later, while the GPU runs the next call (or when ``gpu_ms`` is first
+    read), so the read costs the call nothing.
+
+    Example
+    -------
+    >>> rec = vknb.DispatchRecord("saxpy", (4, 1, 1), (64, 1, 1), 0.01, 0.05, kernel_bytes=3072)
+    >>> rec.invocations, round(rec.bandwidth_gbs, 1)
+    (256, 0.3)
     """
 
-    kernel: str
-    groups: tuple[int, int, int]
-    local_size: tuple[int, int, int]
-    gpu_ms: float | None
-    host_ms: float
-    bytes_in: int = 0
-    bytes_out: int = 0
-    device: str = ""
-    time: float = field(default_factory=time.time)
-    batch: int | None = None
-    kernel_bytes: int | None = None  # bytes the kernel reads + writes, where known
-    dispatches: int = 1  # > 1 for a batch submission (groups and local_size are then 0)
+    __slots__ = (
+        "_gpu",
+        "_pending",
+        "batch",
+        "bytes_in",
+        "bytes_out",
+        "device",
+        "dispatches",
+        "groups",
+        "host_ms",
+        "kernel",
+        "kernel_bytes",
+        "local_size",
+        "time",
+    )
+
+    def __init__(
+        self,
+        kernel: str,
+        groups: tuple[int, int, int],
+        local_size: tuple[int, int, int],
+        gpu_ms: float | None,
+        host_ms: float,
+        bytes_in: int = 0,
+        bytes_out: int = 0,
+        device: str = "",
+        time: float | None = None,
+        batch: int | None = None,
+        kernel_bytes: int | None = None,  # bytes the kernel reads + writes, where known
+        dispatches: int = 1,  # > 1 for a batch submission (groups and local_size are then 0)
+    ) -> None:
+        self.kernel = kernel
+        self.groups = groups
+        self.local_size = local_size
+        self._gpu = gpu_ms
+        self._pending: Any = None  # an object whose resolve() fills _gpu (see pipeline._Slot)
+        self.host_ms = host_ms
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+        self.device = device
+        self.time = _time.time() if time is None else time
+        self.batch = batch
+        self.kernel_bytes = kernel_bytes
+        self.dispatches = dispatches
+
+    @property
+    def gpu_ms(self) -> float | None:
+        """GPU time in milliseconds (None where the queue has no timestamps)."""
+        if self._pending is not None:
+            self._pending.resolve()
+        return self._gpu
+
+    @gpu_ms.setter
+    def gpu_ms(self, value: float | None) -> None:
+        self._pending = None
+        self._gpu = value
 
     @property
     def invocations(self) -> int:
@@ -56,13 +121,25 @@ class DispatchRecord:
     @property
     def bandwidth_gbs(self) -> float | None:
         """Achieved bandwidth in GB/s where the bytes the kernel touches are known."""
-        if not self.kernel_bytes or not self.gpu_ms:
+        gpu = self.gpu_ms
+        if not self.kernel_bytes or not gpu:
             return None
-        return self.kernel_bytes / (self.gpu_ms * 1e-3) / 1e9
+        return self.kernel_bytes / (gpu * 1e-3) / 1e9
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return asdict(self)
+        """Plain data (tuples as lists are left to the JSON encoder)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DispatchRecord):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"DispatchRecord({inner})"
 
 
 _records: deque[DispatchRecord] = deque(maxlen=MAX_RECORDS)
