@@ -436,13 +436,13 @@ def batches(dev, k, X, Y) -> None:
         seq = []
         seq2 = []
         for i, e in enumerate(b.entries):
-            key = (id(e.sets), e.barrier)
+            key = (id(e[2]), e[5])
             f = fasts.get(key)
             if f is None:
                 ff = k._fast_lookup(mk_args(i), {"a": 1.0}, 256, None, pipe)[0]
-                f = fasts[key] = (secondary(ff, e.barrier), secondary(ff, False))
+                f = fasts[key] = (secondary(ff, e[5]), secondary(ff, False))
             seq.append(f[0])
-            if e.barrier:
+            if e[5]:
                 seq2.append(bar_only)
             seq2.append(f[1])
         for name, s in [

@@ -72,6 +72,44 @@ def test_barriers_only_where_a_dispatch_depends_on_an_earlier_one(axpy, rng):
     assert np.isfinite(x).all()
 
 
+REDUCE = """
+layout(local_size_x = 64) in;
+layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 1) writeonly buffer S { float s[]; };
+layout(push_constant) uniform P { uint n; uint slot; };
+void main() { if (gl_GlobalInvocationID.x == 0u) s[slot] = x[0] + x[n - 1u]; }
+"""
+
+
+def test_a_call_repeated_in_a_batch_waits_for_itself_and_the_result_is_exact(axpy, rng):
+    """The same call k times: a barrier before each repeat (it reads and writes Y), and the
+    result is what k sequential calls give; a read-only kernel repeated needs no barrier."""
+    n = 300
+    x = rng.random(n, dtype=np.float32)
+    y = rng.random(n, dtype=np.float32)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    with vknb.batch() as b:
+        for _ in range(7):
+            axpy(X, Y, a=0.5, n=n, grid=n)
+    assert b.barriers == 6
+    want = y.copy()
+    for _ in range(7):
+        want += np.float32(0.5) * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-6)
+    red = vknb.compile(REDUCE, name="b_reduce")
+    S = vknb.zeros(8, np.float32)
+    with vknb.batch() as b2:
+        for i in range(8):  # each writes its own element of S, but the binding is one buffer
+            red(X, S, n=n, slot=i, grid=64)
+        red(X, Y, n=n, slot=0, grid=64)  # writes Y: independent of the S group
+        red(X, Y, n=n, slot=0, grid=64)  # the same call again: WAW on Y
+    assert b2.barriers == 7 + 1  # S is written by every call (buffer granularity)
+    np.testing.assert_allclose(S.numpy(), x[0] + x[n - 1], rtol=1e-6)
+    for a in (X, Y, S):
+        a.close()
+    red.close()
+
+
 def test_replay_and_replay_with_new_push_constants(axpy, rng):
     n = 500
     x = rng.random(n, dtype=np.float32)

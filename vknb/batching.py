@@ -47,26 +47,9 @@ def current() -> Batch | None:
     return getattr(_local, "batch", None)
 
 
-class _Entry:
-    __slots__ = ("barrier", "cpush", "groups", "keep", "kernel", "pipeline", "sets")
-
-    def __init__(
-        self,
-        kernel: Kernel,
-        pipeline: ComputePipeline,
-        sets: Any,
-        cpush: Any,
-        groups: tuple[int, int, int],
-        barrier: bool,
-        keep: Any,
-    ) -> None:
-        self.kernel = kernel
-        self.pipeline = pipeline
-        self.sets = sets
-        self.cpush = cpush
-        self.groups = groups
-        self.barrier = barrier
-        self.keep = keep  # the buffers it binds, alive as long as the batch
+# A recorded dispatch: (kernel, pipeline, sets, push-constant cdata, groups, barrier before it,
+# what it keeps alive).  Plain tuples: one is built per recorded call.
+_KERNEL, _PIPE, _SETS, _CPUSH, _GROUPS, _BARRIER, _KEEP = range(7)
 
 
 _cpush_cache: dict[bytes, Any] = {}
@@ -109,7 +92,7 @@ class Batch:
         self.device = device if device is not None else session_device()
         self.device._check_open()
         self.wait_on_exit = wait
-        self.entries: list[_Entry] = []
+        self.entries: list[tuple[Any, ...]] = []  # see _KERNEL.._KEEP
         self.barriers = 0
         self.gpu_ms: float | None = None
         self.host_ms = 0.0
@@ -126,6 +109,9 @@ class Batch:
         self._last_pipe: Any = None
         self._last_sets: Any = None
         self._last_push: Any = None
+        self._add_pipe: Any = None  # the pipeline and pool of the last add() (pinned)
+        self._add_pool: Any = None
+        self._add_rw: Any = None  # the reads and writes lists of the last add()
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dev = self.device
         self._handles: dict[str, Any] = {}
@@ -251,6 +237,7 @@ class Batch:
         self._written = set()
         self._read = set()
         self.barriers = 0
+        self._add_pipe = self._add_pool = self._add_rw = None
 
     def _begin(self) -> None:
         lib = _vk.lib
@@ -309,29 +296,55 @@ class Batch:
         """
         if not self._recording:
             raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
-        if pipe.device is not self.device:
-            raise ValueError(
-                f"{kernel.name} runs on {pipe.device.label} but the batch records for "
-                f"{self.device.label}"
-            )
-        pin = (pipe, pipe._handles["descriptor_pool"])
-        if pin not in self._pinned:  # the sets recorded here must outlive a pool reset
-            pipe.pin_pool()
-            self._pinned.add(pin)
-            self._pins.append(pin)
+        pool = pipe._handles["descriptor_pool"]
+        if pipe is not self._add_pipe or pool is not self._add_pool:
+            if pipe.device is not self.device:
+                raise ValueError(
+                    f"{kernel.name} runs on {pipe.device.label} but the batch records for "
+                    f"{self.device.label}"
+                )
+            pin = (pipe, pool)
+            if pin not in self._pinned:  # the sets recorded here must outlive a pool reset
+                pipe.pin_pool()
+                self._pinned.add(pin)
+                self._pins.append(pin)
+            self._add_pipe, self._add_pool = pipe, pool
         w, r = self._written, self._read
-        hazard = not (w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes))
+        rw = (reads, writes)
+        if self._add_rw == rw and writes:  # the same call again: it follows its own writes
+            hazard = True
+        else:
+            hazard = not (w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes))
+            self._add_rw = rw
         if hazard:
             w.clear()
             r.clear()
             self.barriers += 1
         w.update(writes)
         r.update(reads)
-        self._emit(self._cmd, pipe, sets, cpush, groups, hazard)
-        self.entries.append(_Entry(kernel, pipe, sets, cpush, groups, hazard, keep))
+        lib = _vk.lib
+        cmd = self._cmd
+        if hazard:
+            lib.vkCmdPipelineBarrier(
+                cmd, 0x800, 0x800, 0, 1, self._barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL
+            )  # COMPUTE_SHADER -> COMPUTE_SHADER
+        if pipe is not self._last_pipe:
+            lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
+            self._last_pipe = pipe
+            self._last_sets = None
+            self._last_push = None
+        if sets is not self._last_sets and pipe.nsets:
+            lib.vkCmdBindDescriptorSets(cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, _vk.ffi.NULL)
+            self._last_sets = sets
+        if cpush is not self._last_push and pipe.push_size:
+            lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, cpush)
+            self._last_push = cpush
+        lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
+        entries = self.entries
+        entries.append((kernel, pipe, sets, cpush, groups, hazard, keep))
         if writeback:
             self._writeback.extend(writeback)
-        return len(self.entries) - 1
+        return len(entries) - 1
 
     def _emit(
         self,
@@ -415,7 +428,7 @@ class Batch:
                 gpu = (((self._ts[1] & mask) - (self._ts[0] & mask)) & mask) * period * 1e-6
         self.gpu_ms = gpu
         self.host_ms = (time.perf_counter() - t0) * 1e3
-        names = sorted({e.kernel.name for e in self.entries})
+        names = sorted({e[_KERNEL].name for e in self.entries})
         rec = DispatchRecord(
             kernel=f"batch[{', '.join(names)}]",
             groups=(0, 0, 0),
@@ -448,20 +461,22 @@ class Batch:
                 if not 0 <= i < len(self.entries):
                     raise IndexError(f"batch has {len(self.entries)} dispatches; no dispatch {i}")
                 e = self.entries[i]
-                pc = e.kernel.reflection.push_constants
+                kernel = e[_KERNEL]
+                pc = kernel.reflection.push_constants
                 if pc is None:
-                    raise TypeError(f"dispatch {i} ({e.kernel.name}) has no push constants")
-                old = np.frombuffer(_vk.ffi.buffer(e.cpush, pc.size), dtype=pc.dtype)[0]
+                    raise TypeError(f"dispatch {i} ({kernel.name}) has no push constants")
+                old = np.frombuffer(_vk.ffi.buffer(e[_CPUSH], pc.size), dtype=pc.dtype)[0]
                 merged = {m.name: _item(old[m.name]) for m in pc.members if m.array_length != 0}
                 merged.update(values)
-                e.cpush = _cpush(e.kernel._push_bytes(merged))
+                cpush = _cpush(kernel._push_bytes(merged))
+                self.entries[i] = e[:_CPUSH] + (cpush,) + e[_CPUSH + 1 :]
             self._rerecord()
         return self.submit(wait=wait)
 
     def _rerecord(self) -> None:
         self._begin()
         for e in self.entries:
-            self._emit(self._cmd, e.pipeline, e.sets, e.cpush, e.groups, e.barrier)
+            self._emit(self._cmd, e[_PIPE], e[_SETS], e[_CPUSH], e[_GROUPS], e[_BARRIER])
         self._end()
 
     def __len__(self) -> int:

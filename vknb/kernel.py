@@ -246,13 +246,20 @@ def _groups(
 
 
 class _Fast:
-    """A remembered call: what to dispatch when the same Arrays and values come again."""
+    """A remembered call: what to dispatch when the same Arrays and values come again.
+
+    Kept per tuple of the ids of the positional Arrays (see ``Kernel._fast_lookup``); only
+    weak references to the Arrays, so that a remembered call keeps no memory alive.
+    """
 
     __slots__ = (
         "cpush",
         "epoch",
+        "grid_arg",
         "groups",
+        "groups_arg",
         "kernel_bytes",
+        "kw",
         "pipe",
         "push",
         "reads",
@@ -264,16 +271,21 @@ class _Fast:
     def __init__(
         self,
         pipe: ComputePipeline,
-        refs: list[Any],
+        args: tuple[Array, ...],
+        kw: list[tuple[str, type, Any]],
+        grid: Any,
+        groups_arg: Any,
         prep: _Prepared,
         sets: Any,
         push: bytes,
         groups: tuple[int, int, int],
     ) -> None:
-        # Only weak references to the Arrays: a remembered call must not keep memory alive.
         self.pipe = pipe
         self.epoch = pipe._sets_epoch
-        self.refs = refs
+        self.refs = [weakref.ref(a) for a in args]
+        self.kw = kw  # (name, type, value), or (name, Array, weak reference)
+        self.grid_arg = grid
+        self.groups_arg = groups_arg
         self.reads = prep.reads
         self.writes = prep.writes
         self.kernel_bytes = prep.kernel_bytes
@@ -281,6 +293,43 @@ class _Fast:
         self.push = push
         self.cpush = _cpush(push)
         self.groups = groups
+
+    def match(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
+    ) -> list[Array] | None:
+        """The call's Arrays if it repeats this one exactly (identity, type and value)."""
+        refs = self.refs
+        if len(refs) != len(args):
+            return None
+        arrays = []
+        for r, a in zip(refs, args, strict=True):  # the Arrays first: they differ most often
+            if r() is not a:
+                return None
+            arrays.append(a)
+        g, gr = self.grid_arg, self.groups_arg
+        if (
+            type(grid) is not type(g)
+            or type(groups) is not type(gr)
+            or grid != g
+            or groups != gr
+            or len(kwargs) != len(self.kw)
+        ):
+            return None
+        if type(grid) is tuple and not _memo_shape(grid):  # (256.0,) == (256,): not the same
+            return None
+        if type(groups) is tuple and not _memo_shape(groups):
+            return None
+        for name, t, v in self.kw:
+            x = kwargs.get(name, _MISSING)
+            if type(x) is not t:
+                return None
+            if t is Array:
+                if v() is not x:
+                    return None
+                arrays.append(x)
+            elif x != v:
+                return None
+        return arrays
 
     def prepared(self, arrays: list[Array]) -> _Prepared:
         p = _Prepared()
@@ -349,8 +398,8 @@ class Kernel:
         self._names = self._name_map()
         self._scratch: dict[int, Buffer] = {}
         self._push_memo: dict[Any, bytes] = {}
-        self._fast: dict[Any, _Fast] = {}
-        self._last: Any = None  # the last remembered call, checked first (see _same_as_last)
+        self._fast: dict[tuple[int, ...], list[_Fast]] = {}  # see _fast_lookup
+        self._last_fast: _Fast | None = None
         self._pipeline: ComputePipeline | None = None
         self._generation = -1
         dev = device if device is not None else session_device()
@@ -453,7 +502,7 @@ class Kernel:
         self._generation = session_generation()
         self._scratch = {}
         self._fast = {}  # remembered calls name the old pipeline
-        self._last = None
+        self._last_fast = None
         if old is not None:
             old.close()
 
@@ -653,79 +702,6 @@ class Kernel:
 
     # -- the fast path: a repeated call with the same device Arrays and scalar values ----------
 
-    @staticmethod
-    def _fast_key(
-        args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
-    ) -> tuple[Any, list[Array]] | None:
-        arrays = [a for a in args if type(a) is Array]
-        if len(arrays) != len(args):
-            return None
-        items: list[Any] = []
-        for k, v in kwargs.items():
-            t = type(v)
-            if t is Array:
-                arrays.append(v)
-                items.append((k, id(v)))
-            elif t is float or t is int or t is bool:
-                items.append((k, t, v))
-            elif isinstance(v, (np.ndarray, Mapping, list, Buffer)):
-                return None
-            else:
-                items.append((k, t, v))
-        return (grid, groups, *map(id, args), *items), arrays
-
-    def _same_as_last(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
-    ) -> tuple[_Fast, list[Array]] | None:
-        """The last remembered call, if this call repeats it exactly (identity and value)."""
-        last = self._last
-        if last is None:
-            return None
-        refs, kw, lgrid, lgroups, f = last
-        if (
-            len(args) != len(refs)
-            or len(kwargs) != len(kw)
-            or type(grid) is not type(lgrid)
-            or type(groups) is not type(lgroups)
-            or grid != lgrid
-            or groups != lgroups
-        ):
-            return None
-        arrays = []
-        for r, a in zip(refs, args, strict=True):
-            if r() is not a:
-                return None
-            arrays.append(a)
-        for name, t, v in kw:
-            x = kwargs.get(name, _MISSING)
-            if type(x) is not t:
-                return None
-            if t is Array:
-                if v() is not x:
-                    return None
-                arrays.append(x)
-            elif x != v:
-                return None
-        return f, arrays
-
-    def _remember_last(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any, f: _Fast
-    ) -> None:
-        if not (_memo_shape(grid) and _memo_shape(groups)):
-            self._last = None
-            return
-        kw = []
-        for name, v in kwargs.items():
-            t = type(v)
-            if t is Array:
-                kw.append((name, t, weakref.ref(v)))
-            elif t in _SCALAR_TYPES:
-                kw.append((name, t, v))
-            else:
-                self._last = None
-                return
-        self._last = ([weakref.ref(a) for a in args], kw, grid, groups, f)
-
     def _fast_lookup(
         self,
         args: tuple[Any, ...],
@@ -734,29 +710,34 @@ class Kernel:
         groups: Any,
         pipe: ComputePipeline,
     ) -> tuple[_Fast, list[Array]] | None:
-        if not self._fast:
-            return None
-        hit = self._same_as_last(args, kwargs, grid, groups)  # the cheap check first
-        if hit is None:
-            k = self._fast_key(args, kwargs, grid, groups)
-            if k is None:
+        """The remembered call this call repeats, if any, and its Arrays (still alive)."""
+        f = self._last_fast  # the call before, checked first: loops repeat one call
+        arrays = f.match(args, kwargs, grid, groups) if f is not None else None
+        if arrays is None:
+            fast = self._fast
+            if not fast:
                 return None
-            try:
-                f = self._fast.get(k[0])
-            except TypeError:  # an unhashable value (tuple holding a list)
+            cands = fast.get(tuple(map(id, args)))
+            if cands is None:
                 return None
-            if f is None or any(r() is not a for r, a in zip(f.refs, k[1], strict=True)):
+            for f in cands:
+                arrays = f.match(args, kwargs, grid, groups)
+                if arrays is not None:
+                    break
+            else:
                 return None
-            hit = f, k[1]
-            self._remember_last(args, kwargs, grid, groups, f)
-        f, arrays = hit
+            self._last_fast = f
         if f.pipe is not pipe or f.epoch != pipe._sets_epoch:
-            self._last = None  # stale: the next call goes through the cache (and refreshes it)
+            # Stale: forget it; the call goes the long way, which remembers it afresh.
+            self._last_fast = None
+            cands = self._fast.get(tuple(map(id, args)), [])
+            if f in cands:
+                cands.remove(f)
             return None
         for a in arrays:
             if a.buffer._alloc is None:
                 return None
-        return hit
+        return f, arrays
 
     def _fast_store(
         self,
@@ -770,17 +751,30 @@ class Kernel:
         push: bytes,
         grp: tuple[int, int, int],
     ) -> None:
+        """Remember a call made with device Arrays and plain scalars only."""
         if prep.writeback or prep.bytes_in:
             return  # numpy arguments: their data must move on every call
-        k = self._fast_key(args, kwargs, grid, groups)
-        if k is None:
+        if not (_memo_shape(grid) and _memo_shape(groups)):
             return
-        if len(self._fast) >= 64:
-            self._fast.clear()
-        try:
-            self._fast[k[0]] = _Fast(pipe, [weakref.ref(a) for a in k[1]], prep, sets, push, grp)
-        except TypeError:
-            pass
+        for a in args:
+            if type(a) is not Array:
+                return
+        kw: list[tuple[str, type, Any]] = []
+        for name, v in kwargs.items():
+            t = type(v)
+            if t is Array:
+                kw.append((name, t, weakref.ref(v)))
+            elif t in _SCALAR_TYPES:
+                kw.append((name, t, v))
+            else:
+                return
+        key = tuple(map(id, args))
+        fast = self._fast
+        if len(fast) >= 64 and key not in fast:
+            fast.clear()
+        cands = fast.setdefault(key, [])
+        cands.insert(0, _Fast(pipe, args, kw, grid, groups, prep, sets, push, grp))
+        del cands[8:]
 
     def __call__(
         self, *args: Any, grid: Any = None, groups: Any = None, wait: bool = True, **kwargs: Any
@@ -897,7 +891,7 @@ class Kernel:
             b.close()
         self._scratch = {}
         self._fast = {}
-        self._last = None
+        self._last_fast = None
         if p is not None:
             p.close()
 
