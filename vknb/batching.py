@@ -469,7 +469,7 @@ class Batch:
                 merged = {m.name: _item(old[m.name]) for m in pc.members if m.array_length != 0}
                 merged.update(values)
                 cpush = _cpush(kernel._push_bytes(merged))
-                self.entries[i] = e[:_CPUSH] + (cpush,) + e[_CPUSH + 1 :]
+                self.entries[i] = (*e[:_CPUSH], cpush, *e[_CPUSH + 1 :])
             self._rerecord()
         return self.submit(wait=wait)
 
