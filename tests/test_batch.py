@@ -202,3 +202,46 @@ def test_more_descriptor_sets_than_the_cache_holds_then_replay(axpy, rng, no_lea
     for o in outs:
         o.close()
     X.close()
+
+
+LOOP = """
+layout(local_size_x = 64) in;
+layout(binding = 0) buffer Y { float y[]; };
+layout(push_constant) uniform P { uint n; uint iters; };
+void main() {
+    uint i = gl_GlobalInvocationID.x;
+    if (i >= n) return;
+    float s = y[i];
+    for (uint j = 0u; j < iters; j++) s = s * 0.999 + 1.0;
+    y[i] = s;
+}
+"""
+
+
+@pytest.mark.parametrize("readout", ["copy", "host"])
+def test_batch_gpu_time_tracks_the_work(readout, dev, monkeypatch):
+    """A batch's GPU time (both readouts) grows with the work and stays within its wall time."""
+    if not dev.info.timestamps:
+        pytest.fail(f"{dev.info.name} has no timestamps on its compute queue")
+    monkeypatch.setenv("VKNB_TS_READOUT", readout)
+    k = vknb.compile(LOOP, name=f"b_loop_{readout}")
+    n = 1024
+    heavy = 5000 if dev.info.type == "cpu" else 500_000
+    y = vknb.zeros(n, np.float32)
+    times = {}
+    for iters in (heavy // 100, heavy):
+        with vknb.batch() as b:
+            for _ in range(3):
+                k(y, n=n, iters=iters, grid=n)
+        assert b._ts_host == (readout == "host" and dev.host_query_reset)
+        runs = [b.gpu_ms]
+        for _ in range(2):
+            b.replay()
+            runs.append(b.gpu_ms)
+            assert 0 < b.gpu_ms <= b.host_ms * 1.05, (b.gpu_ms, b.host_ms)
+        times[iters] = min(runs)
+        b.close()
+    assert times[heavy] > 5 * times[heavy // 100], times
+    assert np.isfinite(y.numpy()).all()
+    y.close()
+    k.close()

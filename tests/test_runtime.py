@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import gc
 import inspect
 import json
 import os
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -654,6 +656,41 @@ def test_small_buffers_churn_returns_to_baseline(any_device, rng):
     settle()
     assert stats_tuple(d) == as_tuple(base)
     assert d.live_objects() == base_live
+
+
+def test_a_buffer_collected_while_the_allocator_is_busy_is_freed_after(dev, no_leaks):
+    """The garbage collector may run a Buffer's finalizer on the thread that holds the
+    allocator's lock (inside an allocation): that free waits for the section to end instead of
+    deadlocking or changing the blocks under it."""
+
+    class Cycle:
+        pass
+
+    def garbage() -> None:
+        c = Cycle()
+        c.me = c  # only the cycle collector frees it
+        c.buf = vknb.Buffer(4096, device=dev)
+
+    alloc = dev.allocator
+    gc.disable()
+    try:
+        garbage()
+        before = alloc.allocations
+        done = threading.Event()
+
+        def collect_inside_a_section() -> None:
+            with alloc._lock:  # what an allocation holds when a collection starts
+                gc.collect()
+                assert alloc.allocations == before and len(alloc._deferred) == 1
+            done.set()
+
+        t = threading.Thread(target=collect_inside_a_section, daemon=True)
+        t.start()
+        t.join(20)
+        assert done.is_set(), "the finalizer's free deadlocked inside the allocator's lock"
+        assert alloc.allocations == before - 1 and not alloc._deferred
+    finally:
+        gc.enable()
 
 
 def test_freed_large_allocations_are_recycled(any_device, rng, monkeypatch):

@@ -112,6 +112,7 @@ class Batch:
         self._add_pipe: Any = None  # the pipeline and pool of the last add() (pinned)
         self._add_pool: Any = None
         self._add_rw: Any = None  # the reads and writes lists of the last add()
+        self._name: str | None = None  # the record's kernel name, once known
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dev = self.device
         self._handles: dict[str, Any] = {}
@@ -147,10 +148,18 @@ class Batch:
         self._fence = dev.new_fence()
         self._handles["fence"] = self._fence
         self._pfence = ffi.new("VkFence*", self._fence)
-        from .pipeline import end_timestamp_stage, timestamps_enabled
+        from .pipeline import (
+            _TsReader,
+            end_timestamp_stage,
+            timestamp_buffer,
+            timestamp_readout,
+            timestamps_enabled,
+        )
 
         self.timestamps = dev.timestamp_bits > 0 and timestamps_enabled()
         self._ts_end = end_timestamp_stage(dev)
+        self._ts_host = self.timestamps and timestamp_readout(dev) == "host"
+        self._reader: _TsReader | None = None
         if self.timestamps:
             qinfo = _vk.new(
                 "VkQueryPoolCreateInfo",
@@ -165,7 +174,9 @@ class Batch:
                 lib.vkCreateQueryPool(dev.handle, qinfo, ffi.NULL, pq), "vkCreateQueryPool", "batch"
             )
             self._handles["query"] = pq[0]
-            self._ts = ffi.new("uint64_t[2]")
+            if not self._ts_host:  # copied into mapped memory by the command buffer
+                self._handles["ts_buffer"] = timestamp_buffer(dev, 2, "batch")
+            self._reader = _TsReader(dev, pq[0], self._handles.get("ts_buffer"))
         self._submit_info = _vk.new(
             "VkSubmitInfo",
             {
@@ -238,6 +249,7 @@ class Batch:
         self._read = set()
         self.barriers = 0
         self._add_pipe = self._add_pool = self._add_rw = None
+        self._name = None
 
     def _begin(self) -> None:
         lib = _vk.lib
@@ -246,7 +258,7 @@ class Batch:
             lib.vkBeginCommandBuffer(self._cmd, self._begin_info), "vkBeginCommandBuffer", "batch"
         )
         if self.timestamps:
-            if not self.device.host_query_reset:  # else reset from the host at each submit
+            if not self._ts_host:  # else reset from the host at each submit
                 lib.vkCmdResetQueryPool(self._cmd, self._handles["query"], 0, 2)
             lib.vkCmdWriteTimestamp(self._cmd, 0x1, self._handles["query"], 0)  # TOP_OF_PIPE
         self._last_pipe = None
@@ -272,7 +284,11 @@ class Batch:
             _vk.ffi.NULL,
         )
         if self.timestamps:
-            lib.vkCmdWriteTimestamp(cmd, self._ts_end, self._handles["query"], 1)
+            q = self._handles["query"]
+            lib.vkCmdWriteTimestamp(cmd, self._ts_end, q, 1)
+            if self._reader is not None and self._reader.mapped is not None:
+                tsb = self._handles["ts_buffer"]
+                lib.vkCmdCopyQueryPoolResults(cmd, q, 0, 2, tsb.handle, 0, 8, 0x3)  # 64-bit, WAIT
         _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", "batch")
         self._recording = False
         self._recorded = True
@@ -390,7 +406,7 @@ class Batch:
         t0 = time.perf_counter()
         with dev._lock:
             _vk.check(lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch")
-            if self.timestamps and dev.host_query_reset:
+            if self._ts_host:
                 lib.vkResetQueryPool(dev.handle, self._handles["query"], 0, 2)
             _vk.check(
                 lib.vkQueueSubmit(dev.compute_queue, 1, self._submit_info, self._fence),
@@ -416,21 +432,15 @@ class Batch:
     def _finish(self, t0: float) -> DispatchRecord:
         for arr, buf in self._writeback:
             buf.read(out=arr)
-        gpu = None
-        if self.timestamps:
-            res = _vk.lib.vkGetQueryPoolResults(
-                self.device.handle, self._handles["query"], 0, 2, 16, self._ts, 8, 0x1
-            )
-            if res == 0:
-                bits = self.device.timestamp_bits
-                mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
-                period = self.device.info.limits["timestamp_period_ns"]
-                gpu = (((self._ts[1] & mask) - (self._ts[0] & mask)) & mask) * period * 1e-6
+        gpu = self._reader.read(0) if self._reader is not None else None
         self.gpu_ms = gpu
         self.host_ms = (time.perf_counter() - t0) * 1e3
-        names = sorted({e[_KERNEL].name for e in self.entries})
+        name = self._name
+        if name is None:
+            names = sorted({e[_KERNEL].name for e in self.entries})
+            name = self._name = f"batch[{', '.join(names)}]"
         rec = DispatchRecord(
-            kernel=f"batch[{', '.join(names)}]",
+            kernel=name,
             groups=(0, 0, 0),
             local_size=(0, 0, 0),
             gpu_ms=gpu,
@@ -510,6 +520,8 @@ def _destroy_batch(dev: Device, handles: dict[str, Any], pcmd: Any, pins: list[A
         lib.vkDestroyFence(dev.handle, handles.pop("fence"), ffi.NULL)
         if "query" in handles:
             lib.vkDestroyQueryPool(dev.handle, handles.pop("query"), ffi.NULL)
+        if "ts_buffer" in handles:
+            handles.pop("ts_buffer").close()
         for pipe, pool in pins:  # the recorded sets are no longer needed
             pipe.unpin_pool(pool)
         pins.clear()

@@ -142,6 +142,39 @@ class Allocation:
         return None if m is None else m + self.offset
 
 
+class _AllocatorLock:
+    """The allocator's lock, knowing its owner thread.
+
+    The garbage collector can run a Buffer's finalizer on the thread that holds the lock (any
+    allocation in a locked section may start a collection); that finalizer's ``free`` must not
+    wait for the lock (a deadlock) nor change the blocks under the section's feet, so it is
+    deferred and done when the section ends.
+    """
+
+    __slots__ = ("_lock", "allocator", "owner")
+
+    def __init__(self, allocator: Allocator) -> None:
+        self._lock = threading.Lock()
+        self.allocator = allocator
+        self.owner: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.owner = threading.get_ident()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            deferred = self.allocator._deferred
+            while deferred:
+                self.allocator._free_locked(deferred.pop())
+        finally:
+            self.owner = None
+            self._lock.release()
+
+    def held_here(self) -> bool:
+        return self.owner == threading.get_ident()
+
+
 class Allocator:
     """Allocates device memory for one :class:`~vknb.device.Device` and keeps statistics."""
 
@@ -151,7 +184,8 @@ class Allocator:
         self.info = device.info
         self.types = device.info.memory_types
         self.heaps = device.info.heaps
-        self._lock = threading.Lock()
+        self._lock = _AllocatorLock(self)
+        self._deferred: list[Allocation] = []  # frees from finalizers inside a locked section
         self._blocks: dict[int, list[_Block]] = {}  # memory type -> shared blocks
         self._dedicated: set[_Block] = set()
         self.allocations = 0
@@ -304,22 +338,28 @@ class Allocator:
 
     def free(self, a: Allocation) -> None:
         """Return an allocation; a block with nothing left in it goes back to the driver."""
+        if self._lock.held_here():  # a finalizer run by the garbage collector, mid-section
+            self._deferred.append(a)
+            return
         with self._lock:
-            self.allocations -= 1
-            block = a.block
-            if block.dedicated:
-                self._dedicated.discard(block)
-                if block.size <= self.recycle_limit:
-                    block.used = 0
-                    self._recycle.append(block)
-                    self._trim_to(self.recycle_limit)
-                else:
-                    self._free_block(block)
-                return
-            block.release(a.offset, a.size)
-            if block.used == 0:
-                self._blocks[block.memory_type].remove(block)
+            self._free_locked(a)
+
+    def _free_locked(self, a: Allocation) -> None:
+        self.allocations -= 1
+        block = a.block
+        if block.dedicated:
+            self._dedicated.discard(block)
+            if block.size <= self.recycle_limit:
+                block.used = 0
+                self._recycle.append(block)
+                self._trim_to(self.recycle_limit)
+            else:
                 self._free_block(block)
+            return
+        block.release(a.offset, a.size)
+        if block.used == 0:
+            self._blocks[block.memory_type].remove(block)
+            self._free_block(block)
 
     def _reuse(self, size: int, memory_type: int) -> _Block | None:
         """The smallest cached block of ``memory_type`` holding ``size`` with < 1/8 to spare."""
@@ -372,6 +412,7 @@ class Allocator:
             self._blocks.clear()
             self._dedicated.clear()
             self._recycle.clear()
+            self._deferred.clear()  # their blocks are gone with the rest
 
     # -- statistics ----------------------------------------------------------------------
 

@@ -93,18 +93,38 @@ def pack_spec_values(
     return bytes(data), entries
 
 
+def timestamp_buffer(device: Device, queries: int, label: str) -> Buffer:
+    """Mapped memory that a command buffer copies ``queries`` timestamps into ("copy" readout).
+
+    Owned (and closed) by the caller, not by the device's list of children.
+    """
+    from .buffer import USAGE_TRANSFER_DST, Buffer
+
+    tsb = Buffer(
+        8 * queries,
+        device=device,
+        memory="readback",
+        usage=USAGE_TRANSFER_DST,
+        label=f"{label}.timestamps",
+    )
+    device._children.discard(tsb)
+    return tsb
+
+
 class _TsReader:
-    """Reads the two timestamps of a slot: from mapped memory ("copy") or the query pool."""
+    """Reads two timestamps: from mapped memory ("copy" readout) or from the query pool."""
 
     __slots__ = ("buf", "dh", "mapped", "mask", "period", "pool", "tsb")
 
-    def __init__(self, pipe: ComputePipeline) -> None:
-        self.dh = pipe.device.handle
-        self.pool = pipe.query_pool
-        self.mapped = pipe._ts_mapped
-        self.tsb = pipe._ts_buffer if pipe._ts_mapped is not None else None
-        self.mask = pipe._ts_mask
-        self.period = pipe._ts_period
+    def __init__(self, device: Device, pool: Any, tsb: Buffer | None) -> None:
+        self.dh = device.handle
+        self.pool = pool
+        alloc = tsb._alloc if tsb is not None else None
+        self.mapped = _vk.ffi.cast("uint64_t*", alloc.mapped) if alloc and alloc.mapped else None
+        self.tsb = tsb if self.mapped is not None else None
+        bits = device.timestamp_bits
+        self.mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
+        self.period = device.info.limits["timestamp_period_ns"]
         self.buf = _vk.ffi.new("uint64_t[2]")
 
     def read(self, q: int) -> float | None:
@@ -392,33 +412,24 @@ class ComputePipeline:
                     self._handles["query_pool"] = pq[0]
                 _vk.check(res, "vkCreateQueryPool", label)
                 self.query_pool = pq[0]
-                bits = device.timestamp_bits
-                self._ts_mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
-                self._ts_period = device.info.limits["timestamp_period_ns"]
                 self._ts_host = timestamp_readout(device) == "host"
                 self._ts_end = end_timestamp_stage(device)
             if self.timestamps and not self._ts_host:
                 # The command buffer copies its two timestamps into mapped memory, so reading
                 # them costs no driver call (vkGetQueryPoolResults costs ~20 µs on lavapipe).
-                from .buffer import USAGE_TRANSFER_DST, Buffer
-
-                tsb = Buffer(
-                    16 * self.MAX_SLOTS,
-                    device=device,
-                    memory="readback",
-                    usage=USAGE_TRANSFER_DST,
-                    label=f"{label}.timestamps",
-                )
-                device._children.discard(tsb)  # owned (and closed) by this pipeline
+                tsb = timestamp_buffer(device, 2 * self.MAX_SLOTS, label)
                 self._handles["ts_buffer"] = tsb
                 self._ts_buffer = tsb
-                alloc = tsb._alloc
-                self._ts_mapped = ffi.cast("uint64_t*", alloc.mapped) if alloc.mapped else None
+            self._reader = (
+                _TsReader(device, self.query_pool, self._handles.get("ts_buffer"))
+                if self.timestamps
+                else None
+            )
+            self._ts_mapped = self._reader.mapped if self._reader is not None else None
         except BaseException:
             _destroy_pipeline(device, self._handles, [])
             raise
         self.create_ms = (time.perf_counter() - t0) * 1e3
-        self._reader = _TsReader(self) if self.timestamps else None
         self._slots: list[_Slot] = []
         self._flip = 0  # which of the first two slots the next repeated sync call takes
         self._sets: OrderedDict[Any, Any] = OrderedDict()
