@@ -48,6 +48,29 @@ class DispatchRecord:
     reads its timestamps later, while the GPU runs the next call (or when ``gpu_ms`` is first
     read), so the read costs the call nothing.
 
+    Attributes
+    ----------
+    kernel : str
+        The kernel's name (``batch[...]`` for a batch submission).
+    groups, local_size : tuple of 3 ints
+        Workgroups dispatched and the workgroup size (0s for a batch).
+    gpu_ms : float or None
+        Time between the two timestamps around the dispatch.
+    host_ms : float
+        Wall time of the whole call.
+    bytes_in, bytes_out : int
+        Bytes uploaded before and downloaded after the dispatch (numpy arguments).
+    device : str
+        The device's name.
+    time : float
+        When the call was made (``time.time()``).
+    batch : int or None
+        Reserved for the index of the dispatch in a batch.
+    kernel_bytes : int or None
+        Bytes of the bound buffers the kernel may read plus those it may write.
+    dispatches : int
+        1, or the number of dispatches of a batch submission.
+
     Example
     -------
     >>> rec = vknb.DispatchRecord("saxpy", (4, 1, 1), (64, 1, 1), 0.01, 0.05, kernel_bytes=3072)
@@ -127,7 +150,7 @@ class DispatchRecord:
         return self.kernel_bytes / (gpu * 1e-3) / 1e9
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (tuples as lists are left to the JSON encoder)."""
+        """The fields as a dict (what ``json.dumps`` and pandas take)."""
         return {name: getattr(self, name) for name in _FIELDS}
 
     def __eq__(self, other: object) -> bool:
