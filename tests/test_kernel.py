@@ -13,6 +13,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -885,6 +886,52 @@ def test_gpu_times_read_late_belong_to_their_own_call(readout, dev, monkeypatch)
     k.close()  # the pipeline's queries go: the waiting record reads them first
     assert last._pending is None and last.gpu_ms > 5 * light
     y.close()
+
+
+def test_gpu_times_stay_with_their_call_when_threads_share_a_kernel(dev):
+    """Two threads call one kernel (heavy and light calls) while a third reads the records:
+    every record keeps its own call's GPU time."""
+    if not dev.info.timestamps:
+        pytest.fail(f"{dev.info.name} has no timestamps on its compute queue")
+    k = vknb.compile(BUSY_SRC + "// threads\n", name="busy_threads")
+    n = 1024
+    heavy = 10_000 if dev.info.type == "cpu" else 300_000
+    ys = {it: vknb.zeros(n, np.float32) for it in (1, heavy)}
+    recs: dict[int, list[vknb.DispatchRecord]] = {1: [], heavy: []}
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def caller(it: int) -> None:
+        try:
+            for _ in range(12):
+                recs[it].append(k(ys[it], n=n, iters=it, grid=n))
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    def reader() -> None:
+        while not stop.is_set():
+            for lst in list(recs.values()):
+                for r in list(lst):
+                    _ = r.gpu_ms
+
+    threads = [threading.Thread(target=caller, args=(it,)) for it in (1, heavy)]
+    rt = threading.Thread(target=reader)
+    rt.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    stop.set()
+    rt.join(30)
+    assert not errors, errors
+    light = [r.gpu_ms for r in recs[1]]
+    heavy_t = [r.gpu_ms for r in recs[heavy]]
+    assert None not in light and None not in heavy_t
+    assert min(heavy_t) > 5 * statistics.median(light), (light, heavy_t)
+    assert max(light) < min(heavy_t) / 2, (light, heavy_t)
+    k.close()
+    for y in ys.values():
+        y.close()
 
 
 def test_dispatch_record_is_plain_data():

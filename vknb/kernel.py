@@ -796,7 +796,7 @@ class Kernel:
             if wait:  # a repeated synchronous call: no scratch buffers, nothing to write back
                 t0 = time.perf_counter()
                 slot = pipe.submit_repeated(f.sets, f.push, f.groups)
-                # Built while the GPU runs; its GPU time is read later (defer_gpu_ms).
+                # Built while the GPU runs; its GPU time is read later (finish_repeated).
                 rec = DispatchRecord(
                     self.name,
                     f.groups,
@@ -810,9 +810,8 @@ class Kernel:
                     None,
                     f.kernel_bytes,
                 )
-                pipe.wait(slot)
+                pipe.finish_repeated(slot, rec)
                 rec.host_ms = (time.perf_counter() - t0) * 1e3
-                pipe.defer_gpu_ms(slot, rec)
                 record(rec)
                 return rec
         t0 = time.perf_counter()

@@ -159,6 +159,7 @@ class _Slot:
         "dirty",
         "fence",
         "key",
+        "lock",
         "pcmd",
         "pending",
         "pfence",
@@ -167,9 +168,12 @@ class _Slot:
         "submit_info",
     )
 
-    def __init__(self, dh: Any, cmd: Any, fence: Any, query: int, reader: _TsReader | None) -> None:
+    def __init__(
+        self, device: Device, cmd: Any, fence: Any, query: int, reader: _TsReader | None
+    ) -> None:
         ffi, vk = _vk.ffi, _vk.vk
-        self.dh = dh
+        self.dh = device.handle
+        self.lock = device._lock
         self.cmd = cmd
         self.fence = fence
         self.query = query
@@ -190,12 +194,17 @@ class _Slot:
         )
 
     def resolve(self) -> None:
-        """Give the pending record its GPU time (the slot's queries hold it until reused)."""
-        rec = self.pending
-        if rec is not None:
-            self.pending = None
-            rec._gpu = self.reader.read(self.query) if self.reader is not None else None
-            rec._pending = None
+        """Give the pending record its GPU time (the slot's queries hold it until reused).
+
+        Under the device's lock: another thread may read a record while the dispatching
+        thread readies this slot for its next call.
+        """
+        with self.lock:
+            rec = self.pending
+            if rec is not None:
+                rec._gpu = self.reader.read(self.query) if self.reader is not None else None
+                rec._pending = None
+                self.pending = None
 
     def clean(self, host_reset: bool, label: str) -> None:
         """Make the slot ready for a submission: read what it holds, reset fence and queries."""
@@ -583,7 +592,7 @@ class ComputePipeline:
     def _new_slot(self) -> _Slot:
         dev = self.device
         cmd, fence = dev._new_cmd(dev.compute_pool)
-        s = _Slot(dev.handle, cmd, fence, 2 * len(self._slots), self._reader)
+        s = _Slot(dev, cmd, fence, 2 * len(self._slots), self._reader)
         self._slots.append(s)
         return s
 
@@ -699,15 +708,22 @@ class ComputePipeline:
                 other.clean(self._ts_host, self.label)
         return slot
 
-    def defer_gpu_ms(self, slot: _Slot, rec: Any) -> None:
-        """Let ``rec`` read its GPU time from ``slot`` later (before the slot is reused)."""
+    def finish_repeated(self, slot: _Slot, rec: Any) -> None:
+        """Wait for :meth:`submit_repeated`'s slot; ``rec`` reads its GPU time from it later.
+
+        The slot stays busy until the record is attached, so no other thread can take it in
+        between (its queries hold the record's timestamps until it is next readied).
+        """
+        if slot.busy:
+            self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
         if self.timestamps:
-            if slot.pending is not None:
+            if slot.pending is not None:  # (readied before the submission; kept as a guard)
                 slot.resolve()
             slot.pending = rec
             rec._pending = slot
         else:
             rec._gpu = None
+        slot.busy = False
 
     def wait(self, slot: _Slot) -> None:
         """Wait for a slot's submission."""
