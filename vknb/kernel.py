@@ -853,7 +853,7 @@ class Kernel:
             raise
 
         def finish() -> DispatchRecord:
-            pipe.wait(slot)
+            gpu = pipe.wait_and_read(slot)  # read before another call may take the slot
             if scratch:
                 for buf in prep.keep:
                     buf._busy = False
@@ -865,7 +865,7 @@ class Kernel:
                 kernel=self.name,
                 groups=grp,
                 local_size=self.local_size,
-                gpu_ms=pipe.gpu_ms(slot),
+                gpu_ms=gpu,
                 host_ms=(time.perf_counter() - t0) * 1e3,
                 bytes_in=prep.bytes_in,
                 bytes_out=bytes_out,

@@ -731,6 +731,15 @@ class ComputePipeline:
             self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
             slot.busy = False
 
+    def wait_and_read(self, slot: _Slot) -> float | None:
+        """Wait for a slot's submission and read its GPU time before the slot is free again."""
+        if slot.busy:
+            self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
+        try:
+            return self.gpu_ms(slot)
+        finally:
+            slot.busy = False
+
     def gpu_ms(self, slot: _Slot) -> float | None:
         """GPU time of the slot's last dispatch from its timestamps (None without timestamps)."""
         if self._reader is None:
