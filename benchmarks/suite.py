@@ -712,7 +712,10 @@ class Suite:
                 cupy="n/a: not measured",
                 check=check,
                 notes="vknb: b.replay() of a 1-dispatch batch. raw: vkQueueSubmit of the "
-                "recorded command buffer + wait. The floor of a sync call.",
+                "recorded command buffer + wait, the floor of a sync call. vknb's side goes "
+                "through the batch machinery (a Submission, write-back, the timestamps read after "
+                "the wait), so it can cost more than a repeated Kernel call, which reads them "
+                "while the next call runs.",
             )
         )
 

@@ -111,7 +111,7 @@ class Batch:
         self._last_push: Any = None
         self._add_pipe: Any = None  # the pipeline and pool of the last add() (pinned)
         self._add_pool: Any = None
-        self._add_rw: Any = None  # the reads and writes lists of the last add()
+        self._add_rw: Any = None  # the writes list of the last add()
         self._name: str | None = None  # the record's kernel name, once known
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dev = self.device
@@ -326,24 +326,23 @@ class Batch:
                 self._pins.append(pin)
             self._add_pipe, self._add_pool = pipe, pool
         w, r = self._written, self._read
-        rw = (reads, writes)
-        if self._add_rw == rw and writes:  # the same call again: it follows its own writes
+        if writes and writes is self._add_rw:  # the same call again: it follows its own writes
             hazard = True
         else:
             hazard = not (w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes))
-            self._add_rw = rw
+            self._add_rw = writes  # (a repeated call brings the same lists: see Kernel._Fast)
+        lib = _vk.lib
+        cmd = self._cmd
         if hazard:
             w.clear()
             r.clear()
             self.barriers += 1
+            null = _vk.ffi.NULL
+            lib.vkCmdPipelineBarrier(
+                cmd, 0x800, 0x800, 0, 1, self._barrier, 0, null, 0, null
+            )  # COMPUTE_SHADER -> COMPUTE_SHADER
         w.update(writes)
         r.update(reads)
-        lib = _vk.lib
-        cmd = self._cmd
-        if hazard:
-            lib.vkCmdPipelineBarrier(
-                cmd, 0x800, 0x800, 0, 1, self._barrier, 0, _vk.ffi.NULL, 0, _vk.ffi.NULL
-            )  # COMPUTE_SHADER -> COMPUTE_SHADER
         if pipe is not self._last_pipe:
             lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
             self._last_pipe = pipe
@@ -355,7 +354,7 @@ class Batch:
         if cpush is not self._last_push and pipe.push_size:
             lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, cpush)
             self._last_push = cpush
-        lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
+        lib.vkCmdDispatch(cmd, *groups)
         entries = self.entries
         entries.append((kernel, pipe, sets, cpush, groups, hazard, keep))
         if writeback:
