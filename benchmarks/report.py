@@ -72,6 +72,7 @@ def to_markdown(meta: dict[str, Any], rows: list[Row]) -> str:
         f"{dev.get('driver', '?')} {dev.get('driver_info', '')}, "
         f"Vulkan {dev.get('api_version', '?')}",
         f"- date: {meta.get('date', '?')}; host: {meta.get('host', '?')}",
+        *([f"- placement: {meta['placement']}"] if meta.get("placement") else []),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items()),
         f"- size preset: `{meta.get('size', '?')}`; repeats: {meta.get('repeat', '?')}; "
         f"run time: {meta.get('runtime_s', 0):.0f} s",

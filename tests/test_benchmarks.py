@@ -127,3 +127,24 @@ def test_report_and_imports(smoke_run: tuple[dict, str, Path]) -> None:
     # targets are judged only where they apply; a smoke run on lavapipe judges the lavapipe one
     for r in data["rows"]:
         assert r["met"] in (True, False, None)
+
+
+def test_placement_names_the_gpu_interrupt_cpu(smoke_run: tuple[dict, str, Path]) -> None:
+    """The header says where the run's thread ran and which CPU serves the GPU's interrupts
+    (a thread sharing that CPU pays for them: see docs/performance.md)."""
+    sys.path.insert(0, str(REPO))
+    from benchmarks.__main__ import _gpu_irq_cpus
+
+    # The lent H100's /proc/interrupts, abridged to 4 CPUs: interrupt 42 served by CPU 2.
+    text = (
+        "           CPU0       CPU1       CPU2       CPU3\n"
+        " 42:          0          0     787683          0 PCI-MSIX-0000:00:06.0   0-edge  nvidia\n"
+        " 44:         12          0          0          0 PCI-MSIX-0000:00:06.0   2-edge  nvidia\n"
+        " 50:      99999      99999      99999      99999 PCI-MSI 1-edge  eth0\n"
+    )
+    assert _gpu_irq_cpus(text) == [2]
+    assert _gpu_irq_cpus("           CPU0\n  1:  5  IO-APIC  i8042\n") == []
+    data, _, md_path = smoke_run
+    placement = data["meta"]["placement"]
+    assert placement.startswith("main thread on CPU") or placement.startswith("unknown")
+    assert f"- placement: {placement}" in md_path.read_text(encoding="utf-8")
