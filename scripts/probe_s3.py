@@ -168,20 +168,7 @@ def main() -> None:
     flag = vknb.Buffer(64, memory="readback")
     fa = flag._check()
     fptr = ffi.cast("uint32_t *", fa.mapped)
-    pcmd2 = ffi.new("VkCommandBuffer*")
-    lib.vkAllocateCommandBuffers(
-        dh,
-        _vk.new(
-            "VkCommandBufferAllocateInfo",
-            {
-                "sType": st("COMMAND_BUFFER_ALLOCATE_INFO"),
-                "commandPool": dev.compute_pool,
-                "level": 0,
-                "commandBufferCount": 1,
-            },
-        ),
-        pcmd2,
-    )
+    pcmd2 = ffi.new("VkCommandBuffer*", dev._new_cmd(dev.compute_pool)[0])
     c2 = pcmd2[0]
     lib.vkBeginCommandBuffer(
         c2,
@@ -230,20 +217,7 @@ def main() -> None:
     out["flag: fence seen after"] = med_us(t_fence)
 
     # the floor: empty command buffer
-    pcmd3 = ffi.new("VkCommandBuffer*")
-    lib.vkAllocateCommandBuffers(
-        dh,
-        _vk.new(
-            "VkCommandBufferAllocateInfo",
-            {
-                "sType": st("COMMAND_BUFFER_ALLOCATE_INFO"),
-                "commandPool": dev.compute_pool,
-                "level": 0,
-                "commandBufferCount": 1,
-            },
-        ),
-        pcmd3,
-    )
+    pcmd3 = ffi.new("VkCommandBuffer*", dev._new_cmd(dev.compute_pool)[0])
     lib.vkBeginCommandBuffer(
         pcmd3[0],
         _vk.new("VkCommandBufferBeginInfo", {"sType": st("COMMAND_BUFFER_BEGIN_INFO")}),

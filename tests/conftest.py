@@ -23,6 +23,20 @@ os.environ.setdefault("VKNB_CACHE_DIR", _CACHE)
 
 import vknb  # noqa: E402
 
+# A kernel whose GPU time grows with `iters` (the timing tests use it).
+BUSY_SRC = """
+layout(local_size_x = 64) in;
+layout(set = 0, binding = 0) buffer Y { float y[]; };
+layout(push_constant) uniform P { uint n; uint iters; };
+void main() {
+    uint i = gl_GlobalInvocationID.x;
+    if (i >= n) return;
+    float s = y[i];
+    for (uint j = 0u; j < iters; j++) s = s * 0.999 + 1.0;
+    y[i] = s;
+}
+"""
+
 
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "gpu_only: needs a real GPU (never counted as a pass on CI)")

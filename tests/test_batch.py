@@ -6,6 +6,7 @@ import gc
 
 import numpy as np
 import pytest
+from conftest import BUSY_SRC
 
 import vknb
 
@@ -204,27 +205,13 @@ def test_more_descriptor_sets_than_the_cache_holds_then_replay(axpy, rng, no_lea
     X.close()
 
 
-LOOP = """
-layout(local_size_x = 64) in;
-layout(binding = 0) buffer Y { float y[]; };
-layout(push_constant) uniform P { uint n; uint iters; };
-void main() {
-    uint i = gl_GlobalInvocationID.x;
-    if (i >= n) return;
-    float s = y[i];
-    for (uint j = 0u; j < iters; j++) s = s * 0.999 + 1.0;
-    y[i] = s;
-}
-"""
-
-
 @pytest.mark.parametrize("readout", ["copy", "host"])
 def test_batch_gpu_time_tracks_the_work(readout, dev, monkeypatch):
     """A batch's GPU time (both readouts) grows with the work and stays within its wall time."""
     if not dev.info.timestamps:
         pytest.fail(f"{dev.info.name} has no timestamps on its compute queue")
     monkeypatch.setenv("VKNB_TS_READOUT", readout)
-    k = vknb.compile(LOOP, name=f"b_loop_{readout}")
+    k = vknb.compile(BUSY_SRC + f"// batch {readout}\n", name=f"b_loop_{readout}")
     n = 1024
     heavy = 5000 if dev.info.type == "cpu" else 500_000
     y = vknb.zeros(n, np.float32)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import BUSY_SRC
 
 import vknb
 from vknb import timing
@@ -812,20 +813,6 @@ def test_array_on_another_device_is_rejected(saxpy, rng, dev):
         with pytest.raises(ValueError, match=r"'xs'.*another|'xs'.*on"):
             saxpy(a, _y(), a=1.0, n=100, grid=100)
     check_saxpy(saxpy, rng)
-
-
-BUSY_SRC = """
-layout(local_size_x = 64) in;
-layout(set = 0, binding = 0) buffer Y { float y[]; };
-layout(push_constant) uniform P { uint n; uint iters; };
-void main() {
-    uint i = gl_GlobalInvocationID.x;
-    if (i >= n) return;
-    float s = y[i];
-    for (uint j = 0u; j < iters; j++) s = s * 0.999 + 1.0;
-    y[i] = s;
-}
-"""
 
 
 @pytest.mark.parametrize("readout", ["copy", "host"])
