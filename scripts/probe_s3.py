@@ -32,6 +32,18 @@ def st(name: str) -> int:
     return getattr(vk, "VK_STRUCTURE_TYPE_" + name)
 
 
+def gpu_irqs() -> int:
+    """Interrupts the GPU driver has raised so far (Linux /proc/interrupts), else -1."""
+    try:
+        with open("/proc/interrupts") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return -1
+    return sum(
+        sum(int(v) for v in line.split()[1:] if v.isdigit()) for line in lines if "nvidia" in line
+    )
+
+
 def med_us(xs: list[float]) -> float:
     return statistics.median(xs) * 1e6
 
@@ -248,12 +260,16 @@ def main() -> None:
         ("raw timeline", raw_timeline),
         ("raw empty", raw_empty),
     ]:
-        print(f"  again {name:36s} {per(fn):8.2f} us", flush=True)
+        i0 = gpu_irqs()
+        us = per(fn)
+        irq = (gpu_irqs() - i0) / (5 * 3000) if i0 >= 0 else float("nan")
+        print(f"  again {name:36s} {us:8.2f} us, {irq:.2f} GPU interrupts per call", flush=True)
     lib.vkDeviceWaitIdle(dh)
     lib.vkDestroySemaphore(dh, sem, ffi.NULL)
 
     # ---- 2. batches: inline vs secondary command buffers ---------------------------------
-    batches(dev, k, X, Y)
+    if "--sync-only" not in sys.argv:
+        batches(dev, k, X, Y)
     gc.enable()
 
 
