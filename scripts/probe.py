@@ -126,6 +126,9 @@ def main() -> None:
         with vknb.batch() as b:
             b._barrier.srcAccessMask = src_a
             b._barrier.dstAccessMask = dst_a
+            if b._dep is not None:  # Vulkan 1.3: the batch records the synchronization2 form
+                b._barrier2.srcAccessMask = src_a
+                b._barrier2.dstAccessMask = dst_a
             for _ in range(N):
                 k(T, U, a=1.0, n=256, grid=256)
         g = []

@@ -82,14 +82,23 @@ void main() { if (gl_GlobalInvocationID.x == 0u) s[slot] = x[0] + x[n - 1u]; }
 """
 
 
-def test_a_call_repeated_in_a_batch_waits_for_itself_and_the_result_is_exact(axpy, rng):
+@pytest.mark.parametrize("barrier", ["synchronization2", "legacy"])
+def test_a_call_repeated_in_a_batch_waits_for_itself_and_the_result_is_exact(
+    axpy, rng, barrier, dev
+):
     """The same call k times: a barrier before each repeat (it reads and writes Y), and the
-    result is what k sequential calls give; a read-only kernel repeated needs no barrier."""
+    result is what k sequential calls give; a read-only kernel repeated needs no barrier.
+    Both barrier forms: vkCmdPipelineBarrier2 (Vulkan 1.3) and the one before it."""
     n = 300
     x = rng.random(n, dtype=np.float32)
     y = rng.random(n, dtype=np.float32)
     X, Y = vknb.asarray(x), vknb.asarray(y)
-    with vknb.batch() as b:
+    b = vknb.batch()
+    if barrier == "legacy":
+        b._dep = None  # what a Vulkan 1.2 device records
+    else:
+        assert (b._dep is not None) == (dev.api_version >= vknb._vk.make_version(1, 3))
+    with b:
         for _ in range(7):
             axpy(X, Y, a=0.5, n=n, grid=n)
     assert b.barriers == 6
@@ -97,6 +106,11 @@ def test_a_call_repeated_in_a_batch_waits_for_itself_and_the_result_is_exact(axp
     for _ in range(7):
         want += np.float32(0.5) * x
     np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-6)
+    b.replay({3: {"a": 2.0}})  # re-recorded with the same barriers
+    for i in range(7):
+        want += np.float32(2.0 if i == 3 else 0.5) * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-5)
+    b.close()
     red = vknb.compile(REDUCE, name="b_reduce")
     S = vknb.zeros(8, np.float32)
     with vknb.batch() as b2:
