@@ -512,7 +512,7 @@ class ComputePipeline:
             else:
                 # Free every cached set at once; wait first, since pending work may use them.
                 self.device.synchronize()
-                self._wait_slots()
+                self._wait_slots(release=False)  # calls of other threads still own theirs
                 lib.vkResetDescriptorPool(dh, pool, 0)
             self._sets.clear()
             self._sets_epoch += 1
@@ -596,11 +596,14 @@ class ComputePipeline:
         self._slots.append(s)
         return s
 
-    def _wait_slots(self) -> None:
+    def _wait_slots(self, release: bool = True) -> None:
+        """Wait for every slot's submission; ``release=False`` leaves them to their callers
+        (who still read their timestamps and then free them)."""
         for s in self._slots:
             if s.busy:
                 self.device._wait_fence(s.fence, self.label)
-                s.busy = False
+                if release:
+                    s.busy = False
 
     def record(
         self, cmd: Any, sets: Any, push: bytes, groups: tuple[int, int, int], query: int | None
