@@ -224,52 +224,14 @@ class Device:
         api = min(
             self.instance.api_version, _vk.make_version(*map(int, info.api_version.split(".")[:2]))
         )
-        chain = ffi.NULL
-        if api >= _vk.make_version(1, 2):
-            f11 = keep(
-                _vk.new(
-                    "VkPhysicalDeviceVulkan11Features",
-                    {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES},
-                )
-            )
-            f12 = keep(
-                _vk.new(
-                    "VkPhysicalDeviceVulkan12Features",
-                    {
-                        "sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
-                        "pNext": f11,
-                    },
-                )
-            )
-            chain = f12
-            if api >= _vk.make_version(1, 3):
-                f13 = keep(
-                    _vk.new(
-                        "VkPhysicalDeviceVulkan13Features",
-                        {
-                            "sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
-                            "pNext": f12,
-                        },
-                    )
-                )
-                chain = f13
-        feats2 = keep(
-            _vk.new(
-                "VkPhysicalDeviceFeatures2",
-                {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": chain},
-            )
-        )
-        if api >= _vk.make_version(1, 1):
-            lib.vkGetPhysicalDeviceFeatures2(info.handle, feats2)
-        else:
-            lib.vkGetPhysicalDeviceFeatures(info.handle, ffi.addressof(feats2.features))
+        feats2, f11, f12, f13 = _vk.query_features(info.handle, api)
         feats2.features.robustBufferAccess = 0
-        if chain != ffi.NULL and api >= _vk.make_version(1, 2):
+        if f12 is not None:
             # Features that need a surface or another extension enabled too.
             f11.protectedMemory = 0
             f12.bufferDeviceAddressCaptureReplay = 0
             f12.bufferDeviceAddressMultiDevice = 0
-        if api >= _vk.make_version(1, 3) and chain != ffi.NULL:
+        if f13 is not None:
             f13.robustImageAccess = 0
         self.api_version = api
         dinfo = _vk.new(
@@ -294,9 +256,7 @@ class Device:
             "int64": bool(feats2.features.shaderInt64),
         }
         # Queries reset from the host (Vulkan 1.2): a timed dispatch then needs no reset command.
-        self.host_query_reset = bool(
-            chain != ffi.NULL and api >= _vk.make_version(1, 2) and f12.hostQueryReset
-        )
+        self.host_query_reset = bool(f12 is not None and f12.hostQueryReset)
         q = ffi.new("VkQueue*")
         lib.vkGetDeviceQueue(self.handle, self.compute_family, 0, q)
         self.compute_queue = q[0]

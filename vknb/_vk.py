@@ -183,6 +183,43 @@ class Keep(list):
         return obj
 
 
+def query_features(physical_device: Any, api: int) -> tuple[Any, Any, Any, Any]:
+    """The device's features as the driver reports them: ``(features2, f11, f12, f13)``.
+
+    ``features2`` is a ``VkPhysicalDeviceFeatures2*`` whose ``pNext`` chains the Vulkan 1.3,
+    1.2 and 1.1 feature structs where ``api`` (the version both instance and device support)
+    has them; an absent struct is None.  The caller keeps all four alive while the chain is
+    used (it can be handed to ``vkCreateDevice`` as is).
+    """
+    f11 = f12 = f13 = None
+    chain = ffi.NULL
+    if api >= make_version(1, 2):
+        f11 = new(
+            "VkPhysicalDeviceVulkan11Features",
+            {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES},
+        )
+        f12 = new(
+            "VkPhysicalDeviceVulkan12Features",
+            {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, "pNext": f11},
+        )
+        chain = f12
+        if api >= make_version(1, 3):
+            f13 = new(
+                "VkPhysicalDeviceVulkan13Features",
+                {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES, "pNext": f12},
+            )
+            chain = f13
+    feats2 = new(
+        "VkPhysicalDeviceFeatures2",
+        {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": chain},
+    )
+    if api >= make_version(1, 1):
+        lib.vkGetPhysicalDeviceFeatures2(physical_device, feats2)
+    else:
+        lib.vkGetPhysicalDeviceFeatures(physical_device, ffi.addressof(feats2.features))
+    return feats2, f11, f12, f13
+
+
 def cstr(s: str) -> Any:
     return ffi.new("char[]", s.encode())
 

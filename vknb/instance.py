@@ -470,29 +470,12 @@ def _describe(inst: Instance, index: int, pd: Any) -> DeviceInfo:
 
     # Features
     feats: dict[str, bool] = {}
-    f = ffi.new("VkPhysicalDeviceFeatures*")
-    lib.vkGetPhysicalDeviceFeatures(pd, f)
+    f2, f11, f12, _ = _vk.query_features(pd, min(dev_api, inst.api_version))
+    f = f2.features
     feats["float64"] = bool(f.shaderFloat64)
     feats["int64"] = bool(f.shaderInt64)
     feats["int16"] = bool(f.shaderInt16)
-    if dev_api >= _vk.make_version(1, 2) and inst.api_version >= _vk.make_version(1, 2):
-        f11 = keep(
-            _vk.new(
-                "VkPhysicalDeviceVulkan11Features",
-                {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES},
-            )
-        )
-        f12 = keep(
-            _vk.new(
-                "VkPhysicalDeviceVulkan12Features",
-                {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES, "pNext": f11},
-            )
-        )
-        f2 = _vk.new(
-            "VkPhysicalDeviceFeatures2",
-            {"sType": vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": f12},
-        )
-        lib.vkGetPhysicalDeviceFeatures2(pd, f2)
+    if f12 is not None:
         feats["float16"] = bool(f12.shaderFloat16)
         feats["int8"] = bool(f12.shaderInt8)
         feats["storage_8bit"] = bool(f12.storageBuffer8BitAccess)
@@ -500,7 +483,14 @@ def _describe(inst: Instance, index: int, pd: Any) -> DeviceInfo:
         feats["buffer_device_address"] = bool(f12.bufferDeviceAddress)
         feats["atomic_int64"] = bool(f12.shaderBufferInt64Atomics)
     else:
-        for k in ("float16", "int8", "storage_8bit", "storage_16bit", "atomic_int64"):
+        for k in (
+            "float16",
+            "int8",
+            "storage_8bit",
+            "storage_16bit",
+            "buffer_device_address",
+            "atomic_int64",
+        ):
             feats[k] = False
     feats["atomic_float"] = "VK_EXT_shader_atomic_float" in extensions
 
