@@ -432,26 +432,15 @@ class _Staging:
 
     def __init__(self, device: Device) -> None:
         self.device = device
-        self.up = [
-            Buffer(
-                STAGING_CHUNK,
-                device=device,
-                memory="upload",
-                label=f"staging-up{i}",
-                usage=USAGE_TRANSFER_SRC,
-            )
-            for i in range(2)
-        ]
-        self.down = [
-            Buffer(
-                STAGING_CHUNK,
-                device=device,
-                memory="readback",
-                label=f"staging-down{i}",
-                usage=USAGE_TRANSFER_DST,
-            )
-            for i in range(2)
-        ]
+
+        def halves(memory: str, name: str, usage: int) -> list[Buffer]:
+            return [
+                Buffer(STAGING_CHUNK, device=device, memory=memory, label=f"{name}{i}", usage=usage)
+                for i in range(2)
+            ]
+
+        self.up = halves("upload", "staging-up", USAGE_TRANSFER_SRC)
+        self.down = halves("readback", "staging-down", USAGE_TRANSFER_DST)
         for b in self.up + self.down:
             device._children.discard(b)  # owned by the device directly, closed last
         self.lock = threading.Lock()

@@ -441,6 +441,13 @@ _SUMMARY_HEAD = [
 ]
 
 
+def _timings_headline(records: list[Any], total: int | None) -> str:
+    """``"N dispatches recorded; showing all"`` (or ``the last K``)."""
+    shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
+    n = len(records) if total is None else total
+    return f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}"
+
+
 def timings_report_text(records: list[Any], total: int | None = None) -> str:
     """Per-kernel summary followed by the table of ``records`` (``total``: how many exist).
 
@@ -450,10 +457,9 @@ def timings_report_text(records: list[Any], total: int | None = None) -> str:
     """
     if not records:
         return "no dispatches recorded yet"
-    shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
-    n = len(records) if total is None else total
     return (
-        f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}\n"
+        _timings_headline(records, total)
+        + "\n"
         + _table(_SUMMARY_HEAD, _summary_rows(records), False)
         + "\n\n"
         + timings_text(records)
@@ -469,11 +475,8 @@ def timings_html(records: list[Any], total: int | None = None) -> str:
     """
     if not records:
         return "<div class='vknb-timings'>no dispatches recorded yet</div>"
-    shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
-    n = len(records) if total is None else total
     return (
-        f"<div class='vknb-timings'><div>{n} dispatch{'es' if n != 1 else ''} recorded; "
-        f"showing {shown}</div>"
+        f"<div class='vknb-timings'><div>{html.escape(_timings_headline(records, total))}</div>"
         + _table(_SUMMARY_HEAD, _summary_rows(records), True)
         + "<br>"
         + _table(_TIMING_HEAD, _timing_rows(records), True)

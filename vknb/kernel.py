@@ -714,13 +714,7 @@ class Kernel:
         f = self._last_fast  # the call before, checked first: loops repeat one call
         arrays = f.match(args, kwargs, grid, groups) if f is not None else None
         if arrays is None:
-            fast = self._fast
-            if not fast:
-                return None
-            cands = fast.get(tuple(map(id, args)))
-            if cands is None:
-                return None
-            for f in cands:
+            for f in self._fast.get(tuple(map(id, args)), ()):
                 arrays = f.match(args, kwargs, grid, groups)
                 if arrays is not None:
                     break
@@ -728,11 +722,10 @@ class Kernel:
                 return None
             self._last_fast = f
         if f.pipe is not pipe or f.epoch != pipe._sets_epoch:
-            # Stale: forget it; the call goes the long way, which remembers it afresh.
+            # Stale (the pipeline or its descriptor sets were rebuilt): forget every remembered
+            # call; the call goes the long way, which remembers it afresh.
+            self._fast = {}
             self._last_fast = None
-            cands = self._fast.get(tuple(map(id, args)), [])
-            if f in cands:
-                cands.remove(f)
             return None
         for a in arrays:
             if a.buffer._alloc is None:
