@@ -41,6 +41,14 @@ layout(binding = 0) buffer D { float d[]; };
 void main() { uint i = gl_GlobalInvocationID.x; if (i < d.length()) d[i] *= 2.0; }
 """
 
+SAXPY_N = """
+layout(local_size_x = 64) in;
+layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 1) buffer Y { float y[]; };
+layout(push_constant) uniform P { float a; uint n; };
+void main() { uint i = gl_GlobalInvocationID.x; if (i < n) y[i] += a * x[i]; }
+"""
+
 PREFIXED = """
 layout(local_size_x = 64) in;
 layout(binding = 0) buffer B { uint n; float data[]; };
@@ -444,6 +452,44 @@ def test_buffer_memory_kinds_and_mapped(dev, rng, memory, no_leaks):
     b.close()
     with pytest.raises(vknb.ObjectClosed), b.mapped():
         pass
+
+
+def _whole_bar_expected(info: vknb.DeviceInfo) -> bool:
+    """From the device list alone: a mappable, coherent device-local type in the main heap."""
+    local = [h.size for h in info.heaps if h.device_local]
+    want = {"device_local", "host_visible", "host_coherent"}
+    return bool(local) and any(
+        want <= set(t.flag_names) and info.heaps[t.heap].size >= max(local)
+        for t in info.memory_types
+    )
+
+
+@pytest.mark.parametrize("env", [None, "0", "1"])
+def test_arrays_go_to_mappable_device_memory_where_all_of_it_is(dev, rng, env, monkeypatch):
+    if env is None:
+        monkeypatch.delenv("VKNB_BAR", raising=False)
+        bar = dev.info.type == "discrete" and _whole_bar_expected(dev.info)
+    else:
+        monkeypatch.setenv("VKNB_BAR", env)
+        bar = env == "1"
+    assert dev.allocator.whole_bar() == _whole_bar_expected(dev.info)
+    x = rng.standard_normal(10_000).astype(np.float32)
+    y = rng.standard_normal(10_000).astype(np.float32)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    assert Y.buffer.memory_kind == ("host_device" if bar else "device")
+    assert Y.buffer.host_visible == (bar or dev.info.type in ("cpu", "integrated"))
+    k = vknb.compile(SAXPY_N, name="saxpy_bar")
+    s = k(X, Y, a=2.0, n=x.size, grid=x.size, wait=False)
+    # Written while the dispatch may still run: the update lands after it, never under it.
+    z = rng.standard_normal(10_000).astype(np.float32)
+    Y.update(z)
+    s.wait()
+    np.testing.assert_array_equal(Y.numpy(), z)
+    k(X, Y, a=0.5, n=x.size, grid=x.size)
+    np.testing.assert_allclose(Y.numpy(), z + 0.5 * x, rtol=1e-6)
+    for a in (X, Y):
+        a.close()
+    k.close()
 
 
 def test_mapped_view_is_read_only_after_the_block(dev):

@@ -559,6 +559,26 @@ def _staging(device: Device) -> _Staging:
 ShapeLike = int | Sequence[int]
 
 
+def _use_bar(device: Device | None) -> bool:
+    """Whether a new Array goes to device memory that host threads write directly.
+
+    On a discrete GPU whose whole memory the host can map (resizable BAR), writing it directly
+    skips the staging copy: numpy -> device went from 25-29 to 32 GB/s on the H100 at 256 MiB,
+    with kernels running at the same speed.  ``VKNB_BAR=0`` turns this off, ``VKNB_BAR=1`` turns
+    it on wherever such memory exists.  CPU drivers and integrated GPUs map their one memory
+    anyway, so nothing changes there.
+    """
+    env = os.environ.get("VKNB_BAR")
+    if env == "0":
+        return False
+    from ._device import device as session_device
+
+    dev = device if device is not None else session_device()
+    if env == "1":
+        return dev.allocator.has_host_visible_device_memory()
+    return dev.info.type == "discrete" and dev.allocator.whole_bar()
+
+
 def _norm_shape(shape: ShapeLike) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
@@ -603,12 +623,8 @@ class Array:
             )
         self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
         self.label = label or f"Array#{next(_ids)}"
-        if memory == "device" and os.environ.get("VKNB_BAR") == "1":
-            from ._device import device as session_device
-
-            dev = device if device is not None else session_device()
-            if dev.allocator.has_host_visible_device_memory():
-                memory = "host_device"  # written directly by host threads (resizable BAR)
+        if memory == "device" and _use_bar(device):
+            memory = "host_device"  # written directly by host threads (resizable BAR)
         self.buffer = Buffer(self.nbytes, device=device, memory=memory, label=self.label)
 
     @property

@@ -232,6 +232,22 @@ class Allocator:
         want = HOST_VISIBLE | DEVICE_LOCAL | HOST_COHERENT
         return any((t.flags & want) == want and (type_bits >> t.index) & 1 for t in self.types)
 
+    def whole_bar(self) -> bool:
+        """Whether all of the device's memory can be mapped by the host (resizable BAR).
+
+        True when a device-local, host-visible, coherent memory type lives in the largest
+        device-local heap, as on an H100 with resizable BAR; false where the host sees only a
+        256 MiB window of it (a separate small heap) or none.
+        """
+        want = HOST_VISIBLE | DEVICE_LOCAL | HOST_COHERENT
+        local = [h.size for h in self.heaps if h.device_local]
+        if not local:
+            return False
+        biggest = max(local)
+        return any(
+            (t.flags & want) == want and self.heaps[t.heap].size >= biggest for t in self.types
+        )
+
     # -- allocate / free ------------------------------------------------------------------
 
     def _allocate_memory(self, size: int, memory_type: int, label: str) -> tuple[Any, Any]:
