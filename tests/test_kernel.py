@@ -982,3 +982,103 @@ def test_repeated_calls_stay_fast_after_the_descriptor_sets_are_rebuilt(saxpy, r
     assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is None
     saxpy(X, Y, a=1.0, n=n, grid=n)  # the slow path remembers the call again
     assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Bound calls (Kernel.bind)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bound_call_dispatches_like_the_call_it_fixes(saxpy, rng, no_leaks):
+    n = 1000
+    x, y = _saxpy_data(rng, n)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    step = saxpy.bind(X, ys=Y, a=1.5, n=n, grid=n)
+    assert repr(step) == f"<vknb.BoundCall saxpy({X.label}, ys={Y.label}, a=1.5, n={n}, grid={n})>"
+    want = y.copy()
+    for _ in range(3):
+        rec = step()
+        want += np.float32(1.5) * x
+        assert rec.kernel == "saxpy" and rec.groups == (-(-n // 64), 1, 1)
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert rec.gpu_ms is None or rec.gpu_ms >= 0
+    assert vknb.timings("saxpy")[-1] is rec
+    sub = step(wait=False)  # asynchronous: a Submission, finished by vknb.synchronize()
+    assert isinstance(sub, vknb.Submission)
+    vknb.synchronize()
+    want += np.float32(1.5) * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert sub.wait().kernel == "saxpy"
+    del step, sub
+    X.close()
+    Y.close()
+
+
+def test_bound_calls_recorded_in_a_batch_get_the_same_barriers(saxpy, rng):
+    n = 256
+    x, y = _saxpy_data(rng, n)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    outs = [vknb.zeros(n, np.float32) for _ in range(4)]
+    chain = saxpy.bind(X, Y, a=0.25, n=n, grid=n)
+    fans = [saxpy.bind(X, o, a=2.0, n=n, grid=n) for o in outs]
+    with vknb.batch() as b:
+        first = chain()
+        for _ in range(4):
+            chain()  # each repeat reads and writes Y: a barrier before it
+        for f in fans:
+            f()  # independent of each other and of Y
+        fans[0]()  # writes outs[0] again: one barrier
+    assert first == 0 and len(b) == 10
+    assert b.barriers == 5
+    want = y + np.float32(5 * 0.25) * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[0].numpy(), 4 * x, rtol=1e-6)
+    for o in outs[1:]:
+        np.testing.assert_allclose(o.numpy(), 2 * x, rtol=1e-6)
+    b.replay()
+    np.testing.assert_allclose(Y.numpy(), want + np.float32(5 * 0.25) * x, rtol=1e-5, atol=1e-5)
+    b.close()
+    for a in (X, Y, *outs):
+        a.close()
+
+
+def test_bound_call_errors_name_the_argument_and_leave_the_kernel_working(saxpy, rng):
+    n = 64
+    x, y = _saxpy_data(rng, n)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    with pytest.raises(TypeError, match=r"saxpy\.bind: argument 1 is a numpy array"):
+        saxpy.bind(X, y, a=1.0, n=n, grid=n)
+    with pytest.raises(TypeError, match=r"ys= is a numpy array"):
+        saxpy.bind(X, ys=y, a=1.0, n=n, grid=n)
+    with pytest.raises(TypeError, match="float32"):  # what a call would raise, at bind time
+        saxpy.bind(X, vknb.zeros(n, np.int32), a=1.0, n=n, grid=n)
+    with pytest.raises(TypeError, match="push constant member 'a'"):
+        saxpy.bind(X, Y, a=[1.0], n=n, grid=n)
+    step = saxpy.bind(X, Y, a=1.0, n=n, grid=n)
+    Y.close()
+    with pytest.raises(vknb.ObjectClosed, match=f"{Y.label} was closed"):
+        step()
+    Y2 = vknb.asarray(y)
+    saxpy.bind(X, Y2, a=1.0, n=n, grid=n)()
+    np.testing.assert_allclose(Y2.numpy(), y + x, rtol=1e-6)
+    X.close()
+    Y2.close()
+
+
+def test_bound_call_survives_a_rebuild_of_the_descriptor_sets(saxpy, rng, monkeypatch):
+    """More distinct calls than the pipeline caches sets for: the pool is reset and the bound
+    call, whose sets went with it, binds again instead of using freed sets."""
+    monkeypatch.setattr(vknb.pipeline, "DESCRIPTOR_CACHE", 4)
+    n = 128
+    x, y = _saxpy_data(rng, n)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    step = saxpy.bind(X, Y, a=1.0, n=n, grid=n)
+    epoch = saxpy.pipeline._sets_epoch
+    others = [vknb.zeros(n, np.float32) for _ in range(6)]
+    for o in others:
+        saxpy(X, o, a=1.0, n=n, grid=n)
+    assert saxpy.pipeline._sets_epoch > epoch
+    step()
+    np.testing.assert_allclose(Y.numpy(), y + x, rtol=1e-6)
+    for a in (X, Y, *others):
+        a.close()

@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover - the names below load lazily at run time
     from .buffer import Array, Buffer, asarray, empty, zeros  # noqa: F401
     from .compiler import clear_cache, compile_glsl  # noqa: F401
     from .instance import DeviceInfo, devices  # noqa: F401
-    from .kernel import Kernel, compile  # noqa: F401, A004
+    from .kernel import BoundCall, Kernel, compile  # noqa: F401, A004
     from .spirv import Reflection, reflect  # noqa: F401
     from .timing import DispatchRecord, clear_timings, timings  # noqa: F401
 
@@ -80,6 +80,7 @@ _LAZY = {
     "Reflection": "spirv",
     "compile": "kernel",
     "Kernel": "kernel",
+    "BoundCall": "kernel",
     "timings": "timing",
     "clear_timings": "timing",
     "DispatchRecord": "timing",

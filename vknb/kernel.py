@@ -769,6 +769,72 @@ class Kernel:
         cands.insert(0, _Fast(pipe, args, kw, grid, groups, prep, sets, push, grp))
         del cands[8:]
 
+    def _resolve(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        grid: Any,
+        groups: Any,
+        pipe: ComputePipeline,
+        private: bool = False,
+    ) -> tuple[_Prepared, Any, bytes, tuple[int, int, int]]:
+        """The long way: bind, check and upload the arguments; remember the call if it can be."""
+        dev = pipe.device
+        vals, push = self._bind_args(args, kwargs)
+        grp = _groups(
+            self.local_size, grid, groups, dev.info.limits["max_workgroup_count"], self.name
+        )
+        push_bytes = self._push_bytes(push)
+        prep = self._prepare(vals, dev, pipe, private=private)
+        sets = pipe.descriptor_sets(prep.resources)
+        prep.reads = [buf._serial for bd, buf, _ in prep.resources if not bd.writeonly]
+        prep.writes = [buf._serial for bd, buf, _ in prep.resources if not bd.readonly]
+        self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
+        return prep, sets, push_bytes, grp
+
+    def _run_repeated(self, pipe: ComputePipeline, f: _Fast) -> DispatchRecord:
+        """A remembered call, synchronously: no scratch buffers, nothing to write back."""
+        t0 = time.perf_counter()
+        slot = pipe.submit_repeated(f.sets, f.push, f.groups)
+        # Built while the GPU runs; its GPU time is read later (finish_repeated).
+        rec = DispatchRecord(
+            self.name,
+            f.groups,
+            self.local_size,
+            None,
+            0.0,
+            0,
+            0,
+            pipe.device.info.name,
+            time.time(),
+            None,
+            f.kernel_bytes,
+        )
+        pipe.finish_repeated(slot, rec)
+        rec.host_ms = (time.perf_counter() - t0) * 1e3
+        record(rec)
+        return rec
+
+    def bind(self, *args: Any, grid: Any = None, groups: Any = None, **kwargs: Any) -> BoundCall:
+        """Fix a call's arguments once; the returned :class:`BoundCall` dispatches it again.
+
+        Takes what a call takes, except numpy arrays: the buffers must be device
+        :class:`~vknb.Array` objects, the push constants plain scalars.  Calling the result skips
+        matching the arguments against remembered calls, which makes it the cheapest way to
+        dispatch in a loop or to record many dispatches in a :func:`vknb.batch`.  It keeps its
+        Arrays alive; closing one of them makes the next call raise ``ObjectClosed``.
+
+        Example
+        -------
+        >>> step = k.bind(X, Y, a=2.0, grid=X.size)
+        >>> for _ in range(100):
+        ...     rec = step()             # same as k(X, Y, a=2.0, grid=X.size)
+        >>> with vknb.batch() as b:
+        ...     for _ in range(1000):
+        ...         step()               # recorded
+        """
+        return BoundCall(self, args, kwargs, grid, groups)
+
     def __call__(
         self, *args: Any, grid: Any = None, groups: Any = None, wait: bool = True, **kwargs: Any
     ) -> Any:
@@ -787,41 +853,15 @@ class Kernel:
             if b is not None:  # the hottest path: recording a repeated call
                 return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, arrays, ())
             if wait:  # a repeated synchronous call: no scratch buffers, nothing to write back
-                t0 = time.perf_counter()
-                slot = pipe.submit_repeated(f.sets, f.push, f.groups)
-                # Built while the GPU runs; its GPU time is read later (finish_repeated).
-                rec = DispatchRecord(
-                    self.name,
-                    f.groups,
-                    self.local_size,
-                    None,
-                    0.0,
-                    0,
-                    0,
-                    pipe.device.info.name,
-                    time.time(),
-                    None,
-                    f.kernel_bytes,
-                )
-                pipe.finish_repeated(slot, rec)
-                rec.host_ms = (time.perf_counter() - t0) * 1e3
-                record(rec)
-                return rec
+                return self._run_repeated(pipe, f)
         t0 = time.perf_counter()
         dev = pipe.device
         if fast is not None:
             prep, sets, push_bytes, grp = f.prepared(arrays), f.sets, f.push, f.groups
         else:
-            vals, push = self._bind_args(args, kwargs)
-            grp = _groups(
-                self.local_size, grid, groups, dev.info.limits["max_workgroup_count"], self.name
+            prep, sets, push_bytes, grp = self._resolve(
+                args, kwargs, grid, groups, pipe, private=b is not None
             )
-            push_bytes = self._push_bytes(push)
-            prep = self._prepare(vals, dev, pipe, private=b is not None)
-            sets = pipe.descriptor_sets(prep.resources)
-            prep.reads = [buf._serial for bd, buf, _ in prep.resources if not bd.writeonly]
-            prep.writes = [buf._serial for bd, buf, _ in prep.resources if not bd.readonly]
-            self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
         if b is not None:
             return b.add(
                 self,
@@ -902,6 +942,93 @@ class Kernel:
         from .display import kernel_html
 
         return kernel_html(self)
+
+
+class BoundCall:
+    """A kernel call with its arguments fixed (see :meth:`Kernel.bind`).
+
+    Calling it dispatches the call again, as ``kernel(*args, **kwargs)`` would, without matching
+    the arguments: synchronously (returns a :class:`~vknb.timing.DispatchRecord`), with
+    ``wait=False`` (returns a :class:`~vknb.Submission`), or recorded inside a
+    ``with vknb.batch():`` block (returns the dispatch's index in the batch).
+
+    Example
+    -------
+    >>> step = k.bind(X, Y, a=2.0, grid=X.size)
+    >>> step().gpu_ms > 0
+    True
+    >>> step
+    <vknb.BoundCall saxpy(Array#1, Array#2, a=2.0, grid=1000)>
+    """
+
+    __slots__ = ("_buffers", "_fast", "args", "grid", "groups", "kernel", "kwargs")
+
+    def __init__(
+        self, kernel: Kernel, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
+    ) -> None:
+        for name, v in [*enumerate(args), *kwargs.items()]:
+            if isinstance(v, np.ndarray):
+                where = f"argument {name}" if isinstance(name, int) else f"{name}="
+                raise TypeError(
+                    f"{kernel.name}.bind: {where} is a numpy array; a bound call takes device "
+                    "Arrays (vknb.asarray(a)), whose data stays on the device between calls"
+                )
+        self.kernel = kernel
+        self.args = args
+        self.kwargs = dict(kwargs)
+        self.grid = grid
+        self.groups = groups
+        self._fast: _Fast | None = None
+        self._buffers: list[Buffer] = []
+        self._bind()
+
+    def _bind(self) -> None:
+        """Resolve the call (checking every argument) and keep what dispatching it needs."""
+        k = self.kernel
+        pipe = k.pipeline
+        prep, sets, push, grp = k._resolve(self.args, self.kwargs, self.grid, self.groups, pipe)
+        if prep.writeback or prep.bytes_in:
+            raise TypeError(
+                f"{k.name}.bind: a buffer is given as values, which a call uploads each time; "
+                "pass a device Array (vknb.asarray(...)) for it"
+            )
+        self._fast = _Fast(pipe, (), [], self.grid, self.groups, prep, sets, push, grp)
+        self._buffers = prep.keep
+
+    def __call__(self, *, wait: bool = True) -> Any:
+        """Dispatch the call (see the class docstring for what it returns)."""
+        f = self._fast
+        k = self.kernel
+        pipe = k.pipeline
+        if f is None or f.pipe is not pipe or f.epoch != pipe._sets_epoch:
+            self._bind()  # the pipeline or its descriptor sets were rebuilt
+            f = self._fast
+            assert f is not None
+        bufs = self._buffers
+        for buf in bufs:
+            if buf._alloc is None:
+                raise E.ObjectClosed(
+                    f"{k.name}: bound argument {buf.label} was closed; bind the call again",
+                    label=buf.label,
+                )
+        b = _batching_local.__dict__.get("batch")
+        if b is not None:
+            return b.add(k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
+        if wait:
+            return k._run_repeated(pipe, f)
+        return k(*self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs)
+
+    def __repr__(self) -> str:
+        def show(v: Any) -> str:
+            return v.label if isinstance(v, (Array, Buffer)) else repr(v)
+
+        parts = [show(a) for a in self.args]
+        parts += [f"{n}={show(v)}" for n, v in self.kwargs.items()]
+        if self.grid is not None:
+            parts.append(f"grid={self.grid!r}")
+        if self.groups is not None:
+            parts.append(f"groups={self.groups!r}")
+        return f"<vknb.BoundCall {self.kernel.name}({', '.join(parts)})>"
 
 
 _SCALAR_TYPES = frozenset(
