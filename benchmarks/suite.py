@@ -677,6 +677,40 @@ class Suite:
             self.judge_h100(row, v_us <= 25.0)
         self.add(row)
 
+        if hasattr(k, "bind"):  # a call with its arguments fixed (Kernel.bind)
+            step = k.bind(X, Y, a=1.0, grid=n)
+
+            def check_bound() -> None:
+                Y.update(y0)
+                k.bind(X, Y, a=2.0, grid=n)()
+                _check(np.array_equal(Y.numpy(), y0 + 2 * x), "vknb bound call result")
+
+            checkb = self.checked("sync bound call", check_bound)
+            t = interleaved_us(
+                {"vknb": step, "raw": lambda: rv.sync_dispatch(rp, rds, pack("f", 1.0), g)},
+                p.inner,
+                self.repeat,
+            )
+            row = Row(
+                "sync_bound",
+                "sync dispatch through a bound call (`k.bind(...)`, then `step()`)",
+                "µs/call",
+                "lower",
+                vknb=t["vknb"],
+                raw=t["raw"],
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                target="≤ 25 µs (H100); ≤ 0.7× raw (lavapipe)",
+                check=checkb,
+                notes="vknb: step = k.bind(X, Y, a=1.0, grid=256); step(). raw: as above.",
+            )
+            if self.is_cpu:
+                row.met = row.ratio is not None and row.ratio <= 0.7
+                row.met_note = "lavapipe: ≤ 0.7× raw"
+            else:
+                self.judge_h100(row, t["vknb"] <= 25.0)
+            self.add(row)
+
         # The floor: a pre-recorded submission resubmitted (vknb: a 1-dispatch batch replayed).
         has_batch = _has_batch(self.vknb)
         cmd = rv.prerecord(rp, rds, pack("f", 1.0), g)
@@ -869,6 +903,8 @@ class Suite:
             )
         )
         self.judge_h100(row, v_tot <= 3.0)
+        if hasattr(k, "bind"):
+            self._bench_batch_bound(r_tot)
 
         # replay, as is
         Y.update(y0)
@@ -974,6 +1010,57 @@ class Suite:
         b.close()
         self._bench_batch_independent()
 
+    def _bench_batch_bound(self, r_tot: float) -> None:
+        """The dependent batch recorded through a bound call: one call per dispatch, or all of
+        them with ``Batch.extend``."""
+        vknb = self.vknb
+        k, X, Y, n, x, y0 = self.k_tiny, self.X, self.Y, self.n_tiny, self.x_tiny, self.y_tiny
+        N, R = self.p.batch, self.repeat
+        step = k.bind(X, Y, a=1.0, grid=n)
+
+        def loop() -> Any:
+            with vknb.batch() as b:
+                for _ in range(N):
+                    step()
+            return b
+
+        def extend() -> Any:
+            with vknb.batch() as b:
+                b.extend([step] * N)
+            return b
+
+        for rid, what, fn, how in (
+            ("batch_bound_total", "one bound call per dispatch", loop, "for _ in range(N): step()"),
+            ("batch_extend_total", "`Batch.extend`", extend, "b.extend([step] * N)"),
+        ):
+
+            def check_it(fn: Callable[[], Any] = fn, what: str = what) -> None:
+                Y.update(y0)
+                b = fn()
+                _check(np.array_equal(Y.numpy(), y0 + N * x), f"vknb batch of {N}, {what}")
+                _check(b.barriers == N - 1, f"{b.barriers} barriers for a chain of {N}")
+                b.close()
+
+            check = self.checked(rid, check_it)
+            v = median_of(lambda fn=fn: _timed_close(fn) / N * 1e6, R)
+            row = self.add(
+                Row(
+                    rid,
+                    f"batch of {N}, {what}: recording + submit + wait",
+                    "µs/dispatch",
+                    "lower",
+                    vknb=v,
+                    raw=r_tot,
+                    wgpu="n/a: not measured",
+                    cupy="n/a: not measured",
+                    target="≤ 3 µs (H100; wgpu-py 4.5)",
+                    check=check,
+                    notes=f"vknb: step = k.bind(X, Y, a=1.0, grid=256); in the block, `{how}`. "
+                    "raw: the batch_total baseline of this run.",
+                )
+            )
+            self.judge_h100(row, v <= 3.0)
+
     def _bench_batch_independent(self) -> None:
         """N dispatches that write 64 different Arrays in turn: a barrier every 64 only."""
         vknb, rv = self.vknb, self.rv
@@ -1064,6 +1151,45 @@ class Suite:
             )
         )
         self.judge_h100(row, row.vknb <= 3.0 if isinstance(row.vknb, float) else None)
+        if hasattr(k, "bind"):
+            steps = [k.bind(X, o, a=1.0, grid=n) for o in outs]
+
+            def extend() -> Any:
+                with vknb.batch() as b:
+                    b.extend(steps[i % M] for i in range(N))
+                return b
+
+            def check_extend() -> None:
+                before = [outs[j].numpy() for j in (0, M - 1)]
+                b = extend()
+                for j, y in zip((0, M - 1), before, strict=True):
+                    _check(
+                        np.array_equal(outs[j].numpy(), y + writes[j] * x),
+                        f"vknb batch over {M} outputs with Batch.extend",
+                    )
+                _check(b.barriers == (N - 1) // M, f"{b.barriers} barriers for {N} over {M}")
+                b.close()
+
+            check_e = self.checked("independent batch, extend", check_extend)
+            v = median_of(lambda: _timed_close(extend) / N * 1e6, R)
+            row = self.add(
+                Row(
+                    "batch_indep_extend_total",
+                    f"batch of {N} over {M} outputs, `Batch.extend`: recording + submit + wait",
+                    "µs/dispatch",
+                    "lower",
+                    vknb=v,
+                    raw=statistics.median(r_tot),
+                    wgpu="n/a: not measured",
+                    cupy="n/a: not measured",
+                    target="≤ 3 µs (H100; wgpu-py 4.5)",
+                    check=check_e,
+                    notes=f"vknb: steps = [k.bind(X, o, a=1.0, grid=256) for o in outs]; in the "
+                    f"block, `b.extend(steps[i % {M}] for i in range(N))`. raw: the "
+                    "batch_indep_total baseline of this run.",
+                )
+            )
+            self.judge_h100(row, v <= 3.0)
         b, _ = vknb_batch()
         raw_record()
 
@@ -1832,6 +1958,21 @@ def _separable_ref(img: np.ndarray, g: np.ndarray) -> np.ndarray:
     h = sum(gf[j] * p[:, j : j + a.shape[1]] for j in range(g.size))
     p = np.pad(h, ((r, r), (0, 0)), mode="edge")
     return sum(gf[i] * p[i : i + a.shape[0], :] for i in range(g.size))
+
+
+def _timed_close(fn: Callable[[], Any]) -> float:
+    """Seconds that ``fn()`` takes (garbage collection paused); closes the batch it returns."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter_ns()
+        b = fn()
+        dt = (time.perf_counter_ns() - t0) / 1e9
+    finally:
+        if enabled:
+            gc.enable()
+    b.close()
+    return dt
 
 
 def _has_batch(vknb: Any) -> bool:

@@ -246,3 +246,38 @@ def test_batch_gpu_time_tracks_the_work(readout, dev, monkeypatch):
     assert np.isfinite(y.numpy()).all()
     y.close()
     k.close()
+
+
+def test_extend_records_bound_calls_like_calls_in_the_block(axpy, scale, rng, no_leaks):
+    """Batch.extend: the same dispatches, barriers and results as calling each bound call."""
+    n = 500
+    x = rng.random(n, dtype=np.float32)
+    y = rng.random(n, dtype=np.float32)
+    X, Y = vknb.asarray(x), vknb.asarray(y)
+    outs = [vknb.zeros(n, np.float32) for _ in range(3)]
+    up = axpy.bind(X, Y, a=0.5, n=n, grid=n)
+    half = scale.bind(Y, s=0.5, n=n, grid=n)
+    fans = [axpy.bind(X, o, a=1.0, n=n, grid=n) for o in outs]
+    with vknb.batch() as b:
+        first = up()
+        r = b.extend([up, half, up] * 3 + fans * 2)
+    assert first == 0 and r == range(1, 16) and len(b) == 16
+    assert b.barriers == 9 + 1  # the chain on Y, then the fans' second round
+    want = y + np.float32(0.5) * x
+    for _ in range(3):
+        want = ((want + np.float32(0.5) * x) * np.float32(0.5)) + np.float32(0.5) * x
+    np.testing.assert_allclose(Y.numpy(), want, rtol=1e-5, atol=1e-6)
+    for o in outs:
+        np.testing.assert_allclose(o.numpy(), 2 * x, rtol=1e-6)
+    b.close()
+    with pytest.raises(TypeError, match="bound calls"), vknb.batch() as bad:
+        bad.extend([up, lambda: None])
+    Y.close()
+    with pytest.raises(vknb.ObjectClosed, match="was closed"), vknb.batch() as b2:
+        b2.extend([fans[0], up])
+    with vknb.batch() as b3:  # the session goes on
+        b3.extend(fans)
+    np.testing.assert_allclose(outs[0].numpy(), 3 * x, rtol=1e-6)
+    b3.close()
+    for a in (X, *outs):
+        a.close()

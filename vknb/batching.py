@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from ._device import Device, Submission
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .kernel import Kernel
+    from .kernel import BoundCall, Kernel
     from .pipeline import ComputePipeline
 
 _local = threading.local()
@@ -333,57 +333,111 @@ class Batch:
         ``cpush`` is the push-constant data as cdata (see :func:`_cpush`); ``keep`` is held
         alive as long as the batch.
         """
+        return self._record(((kernel, pipe, sets, cpush, groups, reads, writes, keep, writeback),))
+
+    def extend(self, calls: Iterable[BoundCall]) -> range:
+        """Record bound calls (:meth:`Kernel.bind`) in order; return their indices in the batch.
+
+        The same as calling each inside the block, with the same barriers, but each distinct
+        call is checked once, and the loop runs inside vknb: the cheapest way to record many
+        dispatches, such as the steps of an iteration.
+
+        Example
+        -------
+        >>> step = k.bind(X, Y, a=0.5, grid=X.size)
+        >>> with vknb.batch() as b:
+        ...     b.extend([step] * 1000)
+        range(0, 1000)
+        """
+        from .kernel import BoundCall as _BoundCall
+
+        checked: dict[int, tuple[Any, ...]] = {}
+
+        def items() -> Iterator[tuple[Any, ...]]:
+            for c in calls:
+                item = checked.get(id(c))
+                if item is None:
+                    if type(c) is not _BoundCall:
+                        raise TypeError(
+                            f"Batch.extend takes bound calls (kernel.bind(...)), got "
+                            f"{type(c).__name__}"
+                        )
+                    item = checked[id(c)] = c._item()
+                    keep.append(c)  # its id stays its own while the loop runs
+                yield item
+
+        keep: list[BoundCall] = []
+        start = len(self.entries)
+        end = self._record(items())
+        return range(start, end + 1)
+
+    def _record(self, items: Iterable[tuple[Any, ...]]) -> int:
+        """Record dispatches; return the index of the last one."""
         if not self._recording:
             raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
-        pool = pipe._handles["descriptor_pool"]
-        if pipe is not self._add_pipe or pool is not self._add_pool:
-            if pipe.device is not self.device:
-                raise ValueError(
-                    f"{kernel.name} runs on {pipe.device.label} but the batch records for "
-                    f"{self.device.label}"
-                )
-            pin = (pipe, pool)
-            if pin not in self._pinned:  # the sets recorded here must outlive a pool reset
-                pipe.pin_pool()
-                self._pinned.add(pin)
-                self._pins.append(pin)
-            self._add_pipe, self._add_pool = pipe, pool
-        w, r = self._written, self._read
-        if writes and writes is self._add_rw:  # the same call again: it follows its own writes
-            hazard = True
-        else:
-            hazard = not (w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes))
-            self._add_rw = writes  # (a repeated call brings the same lists: see Kernel._Fast)
         lib = _vk.lib
         cmd = self._cmd
-        if hazard:
-            w.clear()
-            r.clear()
-            self.barriers += 1
-            dep = self._dep
-            if dep is not None:  # the hot case, inline
-                lib.vkCmdPipelineBarrier2(cmd, dep)
-            else:
-                self._compute_barrier(cmd)
-        w.update(writes)
-        r.update(reads)
-        if pipe is not self._last_pipe:
-            lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
-            self._last_pipe = pipe
-            self._last_sets = None
-            self._last_push = None
-        if sets is not self._last_sets and pipe.nsets:
-            lib.vkCmdBindDescriptorSets(cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, _vk.ffi.NULL)
-            self._last_sets = sets
-        if cpush is not self._last_push and pipe.push_size:
-            lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, cpush)
-            self._last_push = cpush
-        lib.vkCmdDispatch(cmd, *groups)
+        w, r = self._written, self._read
         entries = self.entries
-        entries.append((kernel, pipe, sets, cpush, groups, hazard, keep))
-        if writeback:
-            self._writeback.extend(writeback)
+        dep = self._dep
+        barrier2 = lib.vkCmdPipelineBarrier2 if dep is not None else None
+        dispatch = lib.vkCmdDispatch
+        last_pipe, last_sets, last_push = self._last_pipe, self._last_sets, self._last_push
+        try:
+            for item in items:
+                kernel, pipe, sets, cpush, groups, reads, writes, keep, writeback = item
+                pool = pipe._handles["descriptor_pool"]
+                if pipe is not self._add_pipe or pool is not self._add_pool:
+                    self._pin(kernel, pipe, pool)
+                if writes and writes is self._add_rw:  # the same call again: follows its writes
+                    hazard = True
+                else:
+                    hazard = not (
+                        w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes)
+                    )
+                    self._add_rw = writes  # (a repeated call brings the same lists)
+                if hazard:
+                    w.clear()
+                    r.clear()
+                    self.barriers += 1
+                    if barrier2 is not None:  # the hot case, inline
+                        barrier2(cmd, dep)
+                    else:
+                        self._compute_barrier(cmd)
+                w.update(writes)
+                r.update(reads)
+                if pipe is not last_pipe:
+                    lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
+                    last_pipe, last_sets, last_push = pipe, None, None
+                if sets is not last_sets and pipe.nsets:
+                    lib.vkCmdBindDescriptorSets(
+                        cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, _vk.ffi.NULL
+                    )
+                    last_sets = sets
+                if cpush is not last_push and pipe.push_size:
+                    lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, cpush)
+                    last_push = cpush
+                dispatch(cmd, *groups)
+                entries.append((kernel, pipe, sets, cpush, groups, hazard, keep))
+                if writeback:
+                    self._writeback.extend(writeback)
+        finally:
+            self._last_pipe, self._last_sets, self._last_push = last_pipe, last_sets, last_push
         return len(entries) - 1
+
+    def _pin(self, kernel: Kernel, pipe: ComputePipeline, pool: Any) -> None:
+        """Keep the sets recorded from ``pool`` alive past a pool reset (once per pipeline)."""
+        if pipe.device is not self.device:
+            raise ValueError(
+                f"{kernel.name} runs on {pipe.device.label} but the batch records for "
+                f"{self.device.label}"
+            )
+        pin = (pipe, pool)
+        if pin not in self._pinned:  # the sets recorded here must outlive a pool reset
+            pipe.pin_pool()
+            self._pinned.add(pin)
+            self._pins.append(pin)
+        self._add_pipe, self._add_pool = pipe, pool
 
     def _compute_barrier(self, cmd: Any) -> None:
         """COMPUTE_SHADER -> COMPUTE_SHADER, shader reads and writes on both sides."""

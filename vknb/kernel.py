@@ -995,8 +995,8 @@ class BoundCall:
         self._fast = _Fast(pipe, (), [], self.grid, self.groups, prep, sets, push, grp)
         self._buffers = prep.keep
 
-    def __call__(self, *, wait: bool = True) -> Any:
-        """Dispatch the call (see the class docstring for what it returns)."""
+    def _item(self) -> tuple[Any, ...]:
+        """What a batch records for the call, after checking that it can still run."""
         f = self._fast
         k = self.kernel
         pipe = k.pipeline
@@ -1011,12 +1011,19 @@ class BoundCall:
                     f"{k.name}: bound argument {buf.label} was closed; bind the call again",
                     label=buf.label,
                 )
+        return (k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
+
+    def __call__(self, *, wait: bool = True) -> Any:
+        """Dispatch the call (see the class docstring for what it returns)."""
+        item = self._item()
         b = _batching_local.__dict__.get("batch")
         if b is not None:
-            return b.add(k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
+            return b._record((item,))
         if wait:
-            return k._run_repeated(pipe, f)
-        return k(*self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs)
+            return self.kernel._run_repeated(item[1], self._fast)  # type: ignore[arg-type]
+        return self.kernel(
+            *self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs
+        )
 
     def __repr__(self) -> str:
         def show(v: Any) -> str:
