@@ -98,8 +98,12 @@ class Batch:
         self.host_ms = 0.0
         self.record_ms = 0.0
         self._writeback: list[tuple[np.ndarray, Any]] = []
-        self._written: set[int] = set()
-        self._read: set[int] = set()
+        # Hazard tracking: each buffer recorded gets a bit; what was written and read since the
+        # last barrier are two masks of those bits.
+        self._bits: dict[int, int] = {}  # buffer serial -> its bit
+        self._masks: dict[int, tuple[list[int], int]] = {}  # id(serials) -> (serials, mask)
+        self._wmask = 0
+        self._rmask = 0
         self._recording = False
         self._recorded = False
         self._sub: Submission | None = None
@@ -111,7 +115,6 @@ class Batch:
         self._last_push: Any = None
         self._add_pipe: Any = None  # the pipeline and pool of the last add() (pinned)
         self._add_pool: Any = None
-        self._add_rw: Any = None  # the writes list of the last add()
         self._name: str | None = None  # the record's kernel name, once known
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         dev = self.device
@@ -268,10 +271,11 @@ class Batch:
         self._unpin()
         self.entries = []
         self._writeback = []
-        self._written = set()
-        self._read = set()
+        self._bits = {}
+        self._masks = {}
+        self._wmask = self._rmask = 0
         self.barriers = 0
-        self._add_pipe = self._add_pool = self._add_rw = None
+        self._add_pipe = self._add_pool = None
         self._name = None
 
     def _begin(self) -> None:
@@ -333,7 +337,10 @@ class Batch:
         ``cpush`` is the push-constant data as cdata (see :func:`_cpush`); ``keep`` is held
         alive as long as the batch.
         """
-        return self._record(((kernel, pipe, sets, cpush, groups, reads, writes, keep, writeback),))
+        mask = self._mask
+        return self._record(
+            ((kernel, pipe, sets, cpush, groups, mask(reads), mask(writes), keep, writeback),)
+        )
 
     def extend(self, calls: Iterable[BoundCall]) -> range:
         """Record bound calls (:meth:`Kernel.bind`) in order; return their indices in the batch.
@@ -362,67 +369,86 @@ class Batch:
                             f"Batch.extend takes bound calls (kernel.bind(...)), got "
                             f"{type(c).__name__}"
                         )
-                    item = checked[id(c)] = c._item()
+                    k, pipe, sets, cpush, groups, reads, writes, bufs, wb = c._item()
+                    item = (k, pipe, sets, cpush, groups, mask(reads), mask(writes), bufs, wb)
+                    checked[id(c)] = item
                     keep.append(c)  # its id stays its own while the loop runs
                 yield item
 
         keep: list[BoundCall] = []
+        mask = self._mask
         start = len(self.entries)
         end = self._record(items())
         return range(start, end + 1)
 
+    def _mask(self, serials: list[int]) -> int:
+        """The bits of these buffers (by serial); a list seen before is looked up by identity
+        (a repeated call brings the same lists: see ``Kernel._Fast``)."""
+        hit = self._masks.get(id(serials))
+        if hit is not None and hit[0] is serials:
+            return hit[1]
+        bits = self._bits
+        m = 0
+        for serial in serials:
+            bit = bits.get(serial)
+            if bit is None:
+                bit = bits[serial] = 1 << len(bits)
+            m |= bit
+        self._masks[id(serials)] = (serials, m)  # (the list kept: its id stays its own)
+        return m
+
     def _record(self, items: Iterable[tuple[Any, ...]]) -> int:
-        """Record dispatches; return the index of the last one."""
+        """Record dispatches; return the index of the last one.
+
+        An item is ``(kernel, pipe, sets, cpush, groups, read mask, write mask, keep,
+        writeback)``; a barrier goes before a dispatch that reads or writes what was written
+        since the last barrier, or writes what was read since then.
+        """
         if not self._recording:
             raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
         lib = _vk.lib
         cmd = self._cmd
-        w, r = self._written, self._read
         entries = self.entries
+        append = entries.append
         dep = self._dep
         barrier2 = lib.vkCmdPipelineBarrier2 if dep is not None else None
         dispatch = lib.vkCmdDispatch
+        bind_sets = lib.vkCmdBindDescriptorSets
+        null = _vk.ffi.NULL
         last_pipe, last_sets, last_push = self._last_pipe, self._last_sets, self._last_push
+        wm_all, rm_all, barriers = self._wmask, self._rmask, self.barriers
         try:
             for item in items:
-                kernel, pipe, sets, cpush, groups, reads, writes, keep, writeback = item
+                kernel, pipe, sets, cpush, groups, rm, wm, keep, writeback = item
                 pool = pipe._handles["descriptor_pool"]
                 if pipe is not self._add_pipe or pool is not self._add_pool:
-                    self._pin(kernel, pipe, pool)
-                if writes and writes is self._add_rw:  # the same call again: follows its writes
-                    hazard = True
-                else:
-                    hazard = not (
-                        w.isdisjoint(reads) and w.isdisjoint(writes) and r.isdisjoint(writes)
-                    )
-                    self._add_rw = writes  # (a repeated call brings the same lists)
+                    self._pin(kernel, pipe, pool)  # (a pipeline's pool changes on a reset)
+                if pipe is not last_pipe:
+                    lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
+                    last_pipe, last_sets, last_push = pipe, None, None
+                hazard = bool(wm_all & (rm | wm) or rm_all & wm)
                 if hazard:
-                    w.clear()
-                    r.clear()
-                    self.barriers += 1
+                    wm_all = rm_all = 0
+                    barriers += 1
                     if barrier2 is not None:  # the hot case, inline
                         barrier2(cmd, dep)
                     else:
                         self._compute_barrier(cmd)
-                w.update(writes)
-                r.update(reads)
-                if pipe is not last_pipe:
-                    lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
-                    last_pipe, last_sets, last_push = pipe, None, None
+                wm_all |= wm
+                rm_all |= rm
                 if sets is not last_sets and pipe.nsets:
-                    lib.vkCmdBindDescriptorSets(
-                        cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, _vk.ffi.NULL
-                    )
+                    bind_sets(cmd, 1, pipe.layout, 0, pipe.nsets, sets, 0, null)
                     last_sets = sets
                 if cpush is not last_push and pipe.push_size:
                     lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, cpush)
                     last_push = cpush
                 dispatch(cmd, *groups)
-                entries.append((kernel, pipe, sets, cpush, groups, hazard, keep))
+                append((kernel, pipe, sets, cpush, groups, hazard, keep))
                 if writeback:
                     self._writeback.extend(writeback)
         finally:
             self._last_pipe, self._last_sets, self._last_push = last_pipe, last_sets, last_push
+            self._wmask, self._rmask, self.barriers = wm_all, rm_all, barriers
         return len(entries) - 1
 
     def _pin(self, kernel: Kernel, pipe: ComputePipeline, pool: Any) -> None:

@@ -1018,7 +1018,7 @@ class BoundCall:
         item = self._item()
         b = _batching_local.__dict__.get("batch")
         if b is not None:
-            return b._record((item,))
+            return b.add(*item)
         if wait:
             return self.kernel._run_repeated(item[1], self._fast)  # type: ignore[arg-type]
         return self.kernel(
