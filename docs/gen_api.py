@@ -52,7 +52,7 @@ GROUPS = [
         "Devices",
         ["devices", "DeviceInfo", "device", "use", "reset", "synchronize", "Device", "Submission"],
     ),
-    ("Kernels", ["compile", "Kernel", "compile_glsl", "reflect", "Reflection", "clear_cache"]),
+    ("Kernels", ["compile", "Kernel", "BoundCall", "compile_glsl", "reflect", "Reflection", "clear_cache"]),
     ("Memory", ["asarray", "empty", "zeros", "Array", "Buffer"]),
     ("Batches", ["batch", "Batch"]),
     ("Timings", ["timings", "clear_timings", "DispatchRecord"]),

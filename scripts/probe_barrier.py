@@ -27,13 +27,15 @@ R = 0x20  # VK_ACCESS_SHADER_READ_BIT
 SR = 0x200000000  # VK_ACCESS_2_SHADER_STORAGE_READ_BIT
 SW = 0x400000000  # VK_ACCESS_2_SHADER_STORAGE_WRITE_BIT
 
-FLAVORS = {
-    "RW->RW (vknb today)": (R | W, R | W),
+FLAVORS = {"RW->RW (vknb today)": (R | W, R | W)}
+MORE = {  # PROBE_ALL_FLAVORS=1
     "W->RW": (W, R | W),
     "storage W->RW": (SW, SR | SW),
     "W->R": (W, R),
     "execution only": (0, 0),
 }
+if os.environ.get("PROBE_ALL_FLAVORS") == "1":
+    FLAVORS.update(MORE)
 
 
 def warm(k, X, Y, n) -> None:
@@ -45,14 +47,17 @@ def warm(k, X, Y, n) -> None:
 def main() -> None:
     dev = vknb.device()
     info = dev.info
-    print(info.name, info.driver_info, flush=True)
+    print(info.name, info.driver_info, "VKNB_BAR =", os.environ.get("VKNB_BAR"), flush=True)
     print("coop:", [e for e in info.extensions if "cooperative" in e])
     for t in info.memory_types:
-        print("memtype", t.index, "heap", t.heap, info.heaps[t.heap].size >> 20, "MiB", t.flag_names)
+        print(
+            "memtype", t.index, "heap", t.heap, info.heaps[t.heap].size >> 20, "MiB", t.flag_names
+        )
     n = 256
     k = vknb.compile(TINY_SRC, name="tiny")
     X = vknb.asarray(np.ones(n, np.float32))
     Y = vknb.asarray(np.zeros(n, np.float32))
+    print("arrays in", Y.buffer.memory_kind, "memory")
     big = 4_000_000
     BX = vknb.asarray(np.ones(big, np.float32))
     BY = vknb.asarray(np.zeros(big, np.float32))
