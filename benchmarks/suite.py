@@ -1658,6 +1658,87 @@ class Suite:
                 continue
             self.log(f"  library: {name}")
             fn()
+        self._matmul_fp16()
+
+    def _matmul_fp16(self) -> None:
+        """fp16 matmul on tensor cores (shaders/matmul_fp16_coopmat.comp) next to CuPy's fp16
+        GEMM; no raw side: its device does not enable VK_NV_cooperative_matrix."""
+        vknb = self.vknb
+        n = _ceil(self.p.matmul, 256) * 256
+        rid, metric = "lib_matmul_fp16", f"matmul fp16 {n}×{n}×{n} on tensor cores"
+        metric += " (shaders/matmul_fp16_coopmat.comp)"
+        target = "stretch: ≥ 30% of CuPy fp16 (H100, 4096³)"
+        no_raw = "n/a: the raw baseline's device does not enable VK_NV_cooperative_matrix"
+        dev = vknb.device()
+        if not (SHADERS / "matmul_fp16_coopmat.comp").exists() or not getattr(
+            dev, "cooperative_matrix", ()
+        ):
+            why = "n/a: no cooperative matrices on this device (VK_NV_cooperative_matrix)"
+            self.add(
+                Row(
+                    rid, metric, "GFLOP/s", "higher", vknb=why, raw=no_raw, target=target, check=why
+                )
+            )
+            return
+        from vknb import library
+
+        a = (self.rng.random((n, n), dtype=np.float32) - 0.5).astype(np.float16)
+        b = (self.rng.random((n, n), dtype=np.float32) - 0.5).astype(np.float16)
+        ref = a.astype(np.float32) @ b.astype(np.float32)
+        mm, nn, kk = library.coopmat_shape()
+        k = library.load("matmul_fp16_coopmat", defines={"MMA_M": mm, "MMA_N": nn, "MMA_K": kk})
+        A, B = vknb.asarray(a.view(np.uint32)), vknb.asarray(b.view(np.uint32))
+        C = vknb.empty((n, n // 2), np.uint32)
+        step = k.bind(A, B, C, M=n, N=n, K=n, groups=(n // 256, n // 128))
+
+        def check_c(c: np.ndarray) -> None:
+            err = float(np.abs(c.astype(np.float32) - ref).max())
+            bound = 2e-3 * float(np.abs(ref).max()) + 1e-2  # float16 rounding of the result
+            _check(err <= bound, f"matmul_fp16 {n}: max error {err:.4g} > {bound:.4g}")
+
+        def check_vknb() -> None:
+            step()
+            check_c(C.numpy().view(np.float16))
+
+        check = self.checked(metric, check_vknb)
+        c_cell: Cell = self.cupy_why if not self.cupy_ok else "n/a: not measured"
+        cm = None
+        if self.cupy_ok:
+            cm = peers.CupyMatmul(a, b)
+            cm.run()
+            self.checked(metric + " (cupy)", lambda: check_c(cm.c_host()))
+        v_ms, c_ms = [], []
+        for _ in range(self.repeat):  # interleaved: the GPU's clocks move with its load
+            v_ms.append(step().gpu_ms)
+            if cm is not None:
+                c_ms.append(cm.gpu_ms())
+        work = 2.0 * n**3 / 1e9
+        v = work / (statistics.median(v_ms) * 1e-3)
+        if c_ms:
+            c_cell = work / (statistics.median(c_ms) * 1e-3)
+        row = Row(
+            rid,
+            metric,
+            "GFLOP/s",
+            "higher",
+            vknb=v,
+            raw=no_raw,
+            wgpu="n/a: not measured",
+            cupy=c_cell,
+            target=target,
+            check=check,
+            notes="2n³ flops; float16 inputs and result, float32 sums; cooperative-matrix "
+            f"shape {mm}×{nn}×{kk}; CuPy: cupy.matmul on float16 (cuBLAS). GPU times "
+            "from timestamps and CUDA events, vknb and CuPy alternating.",
+        )
+        ok = None
+        if _num(c_cell):
+            row.extra["vknb_over_cupy"] = v / float(c_cell)  # type: ignore[arg-type]
+            ok = v / float(c_cell) >= 0.3  # type: ignore[arg-type]
+        self.judge_h100(row, ok, n == 4096)
+        self.add(row)
+        for x in (A, B, C):
+            x.close()
 
     def _run_plan(
         self,

@@ -92,9 +92,48 @@ def test_shader_compiles_reflects_and_documents_itself(name):
     if refl.local_size_ids[0] is not None:
         assert "local_size_x" in header
 
+    dev = vknb.device()
+    missing = [r for r in library._requirements(src) if r not in dev.extensions]
+    if missing:  # a kernel the device cannot run: a clear error, not a driver failure
+        with pytest.raises(vknb.NotAvailable, match=missing[0]):
+            library.load(name, cache=False)
+        return
     k = library.load(name, cache=False)  # builds the pipeline on the device too
     assert k.reflection.local_size == refl.local_size
     k.close()
+
+
+def test_matmul_fp16_on_tensor_cores_or_a_clear_error(rng):
+    """On a device with cooperative matrices: float16 products checked against numpy (sizes
+    that need padding, and whole tiles). Elsewhere: NotAvailable naming what is missing."""
+    dev = vknb.device()
+    a = (rng.random((200, 40), dtype=np.float32) * 2 - 1).astype(np.float16)
+    b = (rng.random((40, 300), dtype=np.float32) * 2 - 1).astype(np.float16)
+    with pytest.raises(TypeError, match="float16"):
+        library.matmul_fp16(a.astype(np.float32), b)
+    with pytest.raises(ValueError, match="do not multiply"):
+        library.matmul_fp16(a, b.T)
+    if not dev.cooperative_matrix:
+        assert dev.cooperative_matrix_shapes() == []
+        with pytest.raises(vknb.NotAvailable, match="cooperative-matrix"):
+            library.matmul_fp16(a, b)
+        with pytest.raises(vknb.NotAvailable, match="VK_NV_cooperative_matrix"):
+            library.load("matmul_fp16_coopmat")
+        return
+    shapes = dev.cooperative_matrix_shapes()
+    assert any(s["A"] == "float16" and s["C"] == "float32" for s in shapes), shapes
+    assert library.coopmat_shape() in {(s["M"], s["N"], s["K"]) for s in shapes}
+    for x, y in ((a, b), (a[:128, :32].copy(), b[:32, :256].copy())):
+        ref = x.astype(np.float32) @ y.astype(np.float32)
+        got = library.matmul_fp16(x, y)
+        assert got.dtype == np.float16 and got.shape == ref.shape
+        np.testing.assert_allclose(got.astype(np.float32), ref, rtol=2e-3, atol=1e-2)
+    big_a = (rng.random((256, 512), dtype=np.float32) - 0.5).astype(np.float16)
+    big_b = (rng.random((512, 512), dtype=np.float32) - 0.5).astype(np.float16)
+    ref = big_a.astype(np.float32) @ big_b.astype(np.float32)
+    np.testing.assert_allclose(
+        library.matmul_fp16(big_a, big_b).astype(np.float32), ref, rtol=4e-3, atol=2e-2
+    )
 
 
 def test_load_caches_per_options():

@@ -41,6 +41,14 @@ COMPUTE = 0x2
 TRANSFER = 0x4
 GRAPHICS = 0x1
 
+_FEATURES2 = 1000059000  # VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+# (extension, its features struct, that struct's sType), enabled where the driver has them.
+# Only the NV extension: it is what glslc (shaderc 2023) compiles GL_NV_cooperative_matrix to,
+# and the validation layers of that era reject the KHR features struct in the device's chain.
+_COOPERATIVE_MATRIX = (
+    ("VK_NV_cooperative_matrix", "VkPhysicalDeviceCooperativeMatrixFeaturesNV", 1000249000),
+)
+
 
 def timeout_s() -> float:
     """The submission timeout in seconds (``VKNB_TIMEOUT_S``, default 60)."""
@@ -131,6 +139,17 @@ class Device:
     index : int, optional
         Physical device index (see :func:`vknb.devices`); default: the best-scored one, or the
         one ``VKNB_DEVICE`` names.
+
+    Attributes
+    ----------
+    info : DeviceInfo
+        What the physical device is and can do.
+    extensions : tuple of str
+        The device extensions vknb enabled (``VK_EXT_memory_budget``, and
+        ``VK_NV_cooperative_matrix`` for tensor-core kernels, where the driver has them).
+    cooperative_matrix : tuple of str
+        The cooperative-matrix extensions enabled; empty where there are none (see
+        :meth:`cooperative_matrix_shapes`).
 
     Example
     -------
@@ -233,6 +252,26 @@ class Device:
             f12.bufferDeviceAddressMultiDevice = 0
         if f13 is not None:
             f13.robustImageAccess = 0
+        # Cooperative matrices (tensor cores), where the driver has them.
+        self.cooperative_matrix: tuple[str, ...] = ()
+        if api >= _vk.make_version(1, 1):
+            for ext, struct, stype in _COOPERATIVE_MATRIX:
+                if ext not in info.extensions:
+                    continue
+                f = keep(_vk.new(struct, {"sType": stype}))
+                probe = keep(
+                    _vk.new("VkPhysicalDeviceFeatures2", {"sType": _FEATURES2, "pNext": f})
+                )
+                lib.vkGetPhysicalDeviceFeatures2(info.handle, probe)
+                if not f.cooperativeMatrix:
+                    continue
+                f.cooperativeMatrixRobustBufferAccess = 0
+                f.pNext = feats2.pNext  # joins the chain handed to vkCreateDevice
+                feats2.pNext = f
+                exts.append(ext)
+                self.cooperative_matrix += (ext,)
+            ext_c = [keep(_vk.cstr(e)) for e in exts]
+        self.extensions: tuple[str, ...] = tuple(exts)  # the device extensions enabled
         self.api_version = api
         dinfo = _vk.new(
             "VkDeviceCreateInfo",
@@ -254,6 +293,7 @@ class Device:
         self.features = {
             "float64": bool(feats2.features.shaderFloat64),
             "int64": bool(feats2.features.shaderInt64),
+            "cooperative_matrix": bool(self.cooperative_matrix),
         }
         # Queries reset from the host (Vulkan 1.2): a timed dispatch then needs no reset command.
         self.host_query_reset = bool(f12 is not None and f12.hostQueryReset)
@@ -546,6 +586,66 @@ class Device:
                 )
             sub.cmd = None
             sub.keep = None
+
+    def cooperative_matrix_shapes(self) -> list[dict[str, Any]]:
+        """The cooperative-matrix (tensor core) shapes the device runs, one dict per shape.
+
+        Each has ``M``, ``N``, ``K`` (a product of an M x K and a K x N matrix added to an
+        M x N one), the component types ``A``, ``B``, ``C``, ``D`` (``"float16"``,
+        ``"float32"``, ``"int8"``...) and ``scope``; empty where ``VK_NV_cooperative_matrix``
+        is not enabled (see ``Device.cooperative_matrix``).
+
+        Example
+        -------
+        >>> [s for s in vknb.device().cooperative_matrix_shapes() if s["A"] == "float16"][:1]
+        [{'M': 16, 'N': 16, 'K': 16, 'A': 'float16', 'B': 'float16', 'C': 'float32', ...}]
+        """
+        if "VK_NV_cooperative_matrix" not in self.cooperative_matrix:
+            return []
+        ffi = _vk.ffi
+        fn = _vk.instance_proc(
+            self.instance.handle, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"
+        )
+        if fn is None:
+            return []
+        count = ffi.new("uint32_t*")
+        _vk.check(
+            fn(self.info.handle, count, ffi.NULL),
+            "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV",
+        )
+        props = ffi.new("VkCooperativeMatrixPropertiesNV[]", count[0])
+        for i in range(count[0]):
+            props[i].sType = 1000249001  # VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV
+        _vk.check(
+            fn(self.info.handle, count, props), "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"
+        )
+        names = {
+            0: "float16",
+            1: "float32",
+            2: "float64",
+            3: "int8",
+            4: "int16",
+            5: "int32",
+            6: "int64",
+            7: "uint8",
+            8: "uint16",
+            9: "uint32",
+            10: "uint64",
+        }
+        scopes = {1: "device", 2: "workgroup", 3: "subgroup", 5: "queue_family"}
+        return [
+            {
+                "M": p.MSize,
+                "N": p.NSize,
+                "K": p.KSize,
+                "A": names.get(p.AType, str(p.AType)),
+                "B": names.get(p.BType, str(p.BType)),
+                "C": names.get(p.CType, str(p.CType)),
+                "D": names.get(p.DType, str(p.DType)),
+                "scope": scopes.get(p.scope, str(p.scope)),
+            }
+            for p in props[0 : count[0]]
+        ]
 
     def synchronize(self) -> None:
         """Wait for every pending asynchronous submission on this device.

@@ -48,12 +48,14 @@ __all__ = [
     "blur",
     "clear_kernel_cache",
     "convolve2d",
+    "coopmat_shape",
     "elementwise",
     "histogram",
     "list_shaders",
     "load",
     "mandelbrot",
     "matmul",
+    "matmul_fp16",
     "random_uniform",
     "random_uniform_reference",
     "reduce_sum",
@@ -203,9 +205,15 @@ def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
     from . import errors as E
 
     src = source(name)
+    dev = compile_kwargs.get("device") or vknb.device()
+    missing = [r for r in _requirements(src) if r not in dev.extensions]
+    if missing:
+        raise E.NotAvailable(
+            f"library kernel {name!r} needs {', '.join(missing)}, which {dev.label} does not "
+            f"have (see vknb.devices()[{dev.index}].extensions)"
+        )
     if not cache:
         return vknb.compile(src, name=name, **compile_kwargs)
-    dev = compile_kwargs.get("device") or vknb.device()
     key = (name, _freeze(compile_kwargs), id(dev))
     with _cache_lock:
         k = _cache.get(key)
@@ -219,6 +227,16 @@ def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
         k = vknb.compile(src, name=name, **compile_kwargs)
         _cache[key] = k
         return k
+
+
+def _requirements(src: str) -> list[str]:
+    """Device extensions a library kernel needs: its header's ``// Requires: A, B`` line."""
+    for line in src.splitlines():
+        if not line.startswith("//"):
+            break
+        if line.startswith("// Requires:"):
+            return [r.strip() for r in line.split(":", 1)[1].split(",") if r.strip()]
+    return []
 
 
 def clear_kernel_cache() -> None:
@@ -559,6 +577,95 @@ def matmul(A: ArrayLike, B: ArrayLike) -> np.ndarray:
     k = load("matmul")
     k(av, bv, C, M=M, N=N, K=K, groups=(_ceil_div(N, 64), _ceil_div(M, 64)))
     return C
+
+
+def coopmat_shape(device: Any = None) -> tuple[int, int, int]:
+    """The cooperative-matrix shape ``(M, N, K)`` that :func:`matmul_fp16` uses on a device.
+
+    A float16 x float16 + float32 shape of subgroup scope that tiles the kernel's 64 x 64
+    subgroup block; ``NotAvailable`` where the device has none.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> library.coopmat_shape()          # on an H100
+    (16, 8, 16)
+    """
+    import vknb
+
+    from . import errors as E
+
+    dev = device or vknb.device()
+    fits = [
+        (s["M"], s["N"], s["K"])
+        for s in dev.cooperative_matrix_shapes()
+        if (s["A"], s["B"], s["C"], s["D"], s["scope"])
+        == ("float16", "float16", "float32", "float32", "subgroup")
+        and 64 % s["M"] == 0
+        and 64 % s["N"] == 0
+        and 32 % s["K"] == 0
+    ]
+    if not fits:
+        raise E.NotAvailable(
+            f"{dev.label} has no float16 cooperative-matrix shape for matmul_fp16 "
+            f"(cooperative-matrix extensions enabled: {list(dev.cooperative_matrix) or 'none'})"
+        )
+    # Measured on an H100: 16 x 8 x 16 198 TFLOP/s, 16 x 8 x 8 close, 16 x 16 x 16 4x slower.
+    for best in ((16, 8, 16), (16, 8, 8)):
+        if best in fits:
+            return best
+    return max(fits, key=lambda s: s[0] * s[1] * s[2])
+
+
+def matmul_fp16(A: ArrayLike, B: ArrayLike) -> np.ndarray:
+    """``A @ B`` for 2-D float16 matrices on tensor cores; float32 sums, a float16 result.
+
+    Runs ``matmul_fp16_coopmat.comp`` (cooperative matrices: ``VK_NV_cooperative_matrix``);
+    sizes that are not multiples of its tiles (128 for M, 256 for N, 32 for K) are padded with
+    zeros.
+    ``NotAvailable`` on devices without cooperative matrices.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> A = np.ones((2, 3), np.float16)
+    >>> library.matmul_fp16(A, np.ones((3, 2), np.float16))   # on a GPU with tensor cores
+    array([[3., 3.],
+           [3., 3.]], dtype=float16)
+    """
+    a, b = np.asarray(A), np.asarray(B)
+    for what, x in (("A", a), ("B", b)):
+        if x.dtype != np.float16:
+            raise TypeError(
+                f"matmul_fp16: {what} must be float16, got {x.dtype}; nothing is converted "
+                "silently (use x.astype(np.float16))"
+            )
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(
+            f"matmul_fp16: shapes {a.shape} and {b.shape} do not multiply (need (M, K) and (K, N))"
+        )
+    (M, K), N = a.shape, b.shape[1]
+    if M == 0 or N == 0 or K == 0:
+        return np.zeros((M, N), np.float16)
+    mm, nn, kk = coopmat_shape()
+    k = load("matmul_fp16_coopmat", defines={"MMA_M": mm, "MMA_N": nn, "MMA_K": kk})
+    Mp, Np, Kp = -(-M // 128) * 128, -(-N // 256) * 256, -(-K // 32) * 32
+    if (Mp, Kp) != (M, K):
+        a = np.pad(a, ((0, Mp - M), (0, Kp - K)))
+    if (Kp, Np) != (K, N):
+        b = np.pad(b, ((0, Kp - K), (0, Np - N)))
+    C = np.empty((Mp, Np), np.float16)
+    k(
+        np.ascontiguousarray(a).view(np.uint32),  # 8 float16 per uvec4 word of the kernel
+        np.ascontiguousarray(b).view(np.uint32),
+        C.view(np.uint32),
+        M=Mp,
+        N=Np,
+        K=Kp,
+        groups=(Np // 256, Mp // 128),
+    )
+    return C[:M, :N] if (Mp, Np) != (M, N) else C
 
 
 def _image_input(image: Any, what: str) -> tuple[Any, int, int, int]:
