@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import vknb
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Rows every run must have (the library rows need their shaders, which the repo ships).
@@ -86,6 +88,13 @@ def test_every_row_has_numbers(smoke_run: tuple[dict, str, Path]) -> None:
     assert EXPECTED <= set(rows), f"missing rows: {sorted(EXPECTED - set(rows))}"
     assert any(i.startswith("saxpy_share_") for i in rows)
     for rid, r in rows.items():
+        if rid == "lib_matmul_fp16":  # tensor cores: vknb only, and only where the device has them
+            assert "VK_NV_cooperative_matrix" in r["raw"]
+            if vknb.device().cooperative_matrix:
+                assert _is_number(r["vknb"]) and r["vknb"] > 0, r
+            else:
+                assert r["vknb"].startswith("n/a: no cooperative matrices"), r
+            continue
         # the copy-buffer ceiling is measured by the raw side only, the compute copy by vknb
         if rid.startswith("copy_"):
             sides: tuple[str, ...] = ("raw",)

@@ -373,8 +373,45 @@ def corpus_cases() -> Iterator[Any]:
         for env in ENVS:
             yield pytest.param(path, env, id=f"{path.stem}-{env}")
     for path in REPO_SHADERS:
+        if path.stem in BEYOND_SPIRV_CROSS:
+            continue  # checked by hand below
         for env in ("vulkan1.1", "vulkan1.3"):
             yield pytest.param(path, env, id=f"shaders/{path.stem}-{env}")
+
+
+# Library shaders that the spirv-cross installed here (Debian's 2022 build) cannot parse: it
+# stops on cooperative-matrix instructions ("Currently no block to insert opcode").  Their
+# reflection is checked against what the source declares instead.
+BEYOND_SPIRV_CROSS = {"matmul_fp16_coopmat"}
+
+
+@pytest.mark.parametrize("env", ["vulkan1.1", "vulkan1.3"])
+def test_cooperative_matrix_shader_reflects_what_it_declares(
+    env: str, compile_glsl: Compile, tools: dict[str, str]
+) -> None:
+    path = HERE.parent / "shaders" / "matmul_fp16_coopmat.comp"
+    spv, data = compile_glsl(path, env)
+    proc = subprocess.run(
+        [tools["spirv-cross"], str(spv), "--reflect"], capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode == 0:  # a newer spirv-cross: hold it to the same comparison as the rest
+        compare_with_spirv_cross(reflect(data), spv, tools)
+    r = reflect(data)
+    assert r.local_size == (256, 1, 1)
+    got = [
+        (b.set, b.binding, b.kind, b.block.runtime_array.type, b.readonly, b.writeonly)
+        for b in r.bindings
+    ]
+    assert got == [
+        (0, 0, "storage", "uvec4[]", True, False),
+        (0, 1, "storage", "uvec4[]", True, False),
+        (0, 2, "storage", "uvec4[]", False, True),
+    ]
+    assert [(m.name, m.offset, m.type) for m in r.push_constants.members] == [
+        ("M", 0, "uint"),
+        ("N", 4, "uint"),
+        ("K", 8, "uint"),
+    ]
 
 
 def test_corpus_is_big_enough() -> None:
