@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,6 +53,35 @@ _KERNEL, _PIPE, _SETS, _CPUSH, _GROUPS, _BARRIER, _KEEP = range(7)
 
 
 _cpush_cache: dict[bytes, Any] = {}
+
+
+def _recorded(
+    kernel: Kernel,
+    pipe: ComputePipeline,
+    sets: Any,
+    cpush: Any,
+    groups: tuple[int, int, int],
+    rmask: int,
+    wmask: int,
+    keep: Any,
+    writeback: Any,
+) -> tuple[Any, ...]:
+    """What :meth:`Batch._record` takes for one dispatch, with its two possible entries (after
+    a barrier or not) built ahead, so that a call repeated in ``Batch.extend`` builds nothing."""
+    gx, gy, gz = groups
+    return (
+        pipe,
+        sets,
+        cpush,
+        gx,
+        gy,
+        gz,
+        rmask,
+        wmask,
+        (kernel, pipe, sets, cpush, groups, True, keep),
+        (kernel, pipe, sets, cpush, groups, False, keep),
+        writeback,
+    )
 
 
 def _cpush(push: bytes) -> Any:
@@ -337,9 +366,16 @@ class Batch:
         ``cpush`` is the push-constant data as cdata (see :func:`_cpush`); ``keep`` is held
         alive as long as the batch.
         """
+        pool = pipe._handles["descriptor_pool"]
+        if pipe is not self._add_pipe or pool is not self._add_pool:
+            self._pin(kernel, pipe, pool)  # (a pipeline's pool changes on a reset)
         mask = self._mask
         return self._record(
-            ((kernel, pipe, sets, cpush, groups, mask(reads), mask(writes), keep, writeback),)
+            (
+                _recorded(
+                    kernel, pipe, sets, cpush, groups, mask(reads), mask(writes), keep, writeback
+                ),
+            )
         )
 
     def extend(self, calls: Iterable[BoundCall]) -> range:
@@ -358,27 +394,26 @@ class Batch:
         """
         from .kernel import BoundCall as _BoundCall
 
-        checked: dict[int, tuple[Any, ...]] = {}
-
-        def items() -> Iterator[tuple[Any, ...]]:
-            for c in calls:
-                item = checked.get(id(c))
-                if item is None:
-                    if type(c) is not _BoundCall:
-                        raise TypeError(
-                            f"Batch.extend takes bound calls (kernel.bind(...)), got "
-                            f"{type(c).__name__}"
-                        )
-                    k, pipe, sets, cpush, groups, reads, writes, bufs, wb = c._item()
-                    item = (k, pipe, sets, cpush, groups, mask(reads), mask(writes), bufs, wb)
-                    checked[id(c)] = item
-                    keep.append(c)  # its id stays its own while the loop runs
-                yield item
-
-        keep: list[BoundCall] = []
+        if not self._recording:
+            raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
+        seq = calls if isinstance(calls, (list, tuple)) else list(calls)
+        distinct = dict(zip(map(id, seq), seq, strict=True))  # (the calls stay alive in seq)
         mask = self._mask
+        prepared: dict[int, tuple[Any, ...]] = {}
+        for key, c in distinct.items():  # each distinct call checked and prepared once
+            if type(c) is not _BoundCall:
+                raise TypeError(
+                    f"Batch.extend takes bound calls (kernel.bind(...)), got {type(c).__name__}"
+                )
+            k, pipe, sets, cpush, groups, reads, writes, bufs, wb = c._item()
+            pool = pipe._handles["descriptor_pool"]
+            if pipe is not self._add_pipe or pool is not self._add_pool:
+                self._pin(k, pipe, pool)  # before the next call's sets may rotate the pool
+            prepared[key] = _recorded(
+                k, pipe, sets, cpush, groups, mask(reads), mask(writes), bufs, wb
+            )
         start = len(self.entries)
-        end = self._record(items())
+        end = self._record(map(prepared.__getitem__, map(id, seq)))  # no Python per item here
         return range(start, end + 1)
 
     def _mask(self, serials: list[int]) -> int:
@@ -398,11 +433,11 @@ class Batch:
         return m
 
     def _record(self, items: Iterable[tuple[Any, ...]]) -> int:
-        """Record dispatches; return the index of the last one.
+        """Record dispatches (items made by :func:`_recorded`, their pools pinned); return the index
+        of the last one.
 
-        An item is ``(kernel, pipe, sets, cpush, groups, read mask, write mask, keep,
-        writeback)``; a barrier goes before a dispatch that reads or writes what was written
-        since the last barrier, or writes what was read since then.
+        A barrier goes before a dispatch that reads or writes what was written since the last
+        barrier, or writes what was read since then.
         """
         if not self._recording:
             raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
@@ -418,22 +453,20 @@ class Batch:
         last_pipe, last_sets, last_push = self._last_pipe, self._last_sets, self._last_push
         wm_all, rm_all, barriers = self._wmask, self._rmask, self.barriers
         try:
-            for item in items:
-                kernel, pipe, sets, cpush, groups, rm, wm, keep, writeback = item
-                pool = pipe._handles["descriptor_pool"]
-                if pipe is not self._add_pipe or pool is not self._add_pool:
-                    self._pin(kernel, pipe, pool)  # (a pipeline's pool changes on a reset)
+            for pipe, sets, cpush, gx, gy, gz, rm, wm, after_barrier, plain, writeback in items:
                 if pipe is not last_pipe:
                     lib.vkCmdBindPipeline(cmd, 1, pipe.handle)
                     last_pipe, last_sets, last_push = pipe, None, None
-                hazard = bool(wm_all & (rm | wm) or rm_all & wm)
-                if hazard:
+                if wm_all & (rm | wm) or rm_all & wm:
                     wm_all = rm_all = 0
                     barriers += 1
                     if barrier2 is not None:  # the hot case, inline
                         barrier2(cmd, dep)
                     else:
                         self._compute_barrier(cmd)
+                    append(after_barrier)
+                else:
+                    append(plain)
                 wm_all |= wm
                 rm_all |= rm
                 if sets is not last_sets and pipe.nsets:
@@ -442,8 +475,7 @@ class Batch:
                 if cpush is not last_push and pipe.push_size:
                     lib.vkCmdPushConstants(cmd, pipe.layout, 0x20, 0, pipe.push_size, cpush)
                     last_push = cpush
-                dispatch(cmd, *groups)
-                append((kernel, pipe, sets, cpush, groups, hazard, keep))
+                dispatch(cmd, gx, gy, gz)
                 if writeback:
                     self._writeback.extend(writeback)
         finally:
