@@ -38,6 +38,22 @@ if os.environ.get("PROBE_ALL_FLAVORS") == "1":
     FLAVORS.update(MORE)
 
 
+def replays(name: str, b, before) -> None:
+    """Replay ``b`` 7 times (``before()`` first each time); print GPU and wall time per dispatch."""
+    gpus, walls = [], []
+    for _ in range(7):
+        before()
+        t = time.perf_counter()
+        b.replay()
+        walls.append(time.perf_counter() - t)
+        gpus.append(b.gpu_ms)
+    print(
+        f"{name:24s} gpu {statistics.median(gpus) * 1e3 / N:6.3f} us/disp "
+        f"(min {min(gpus) * 1e3 / N:6.3f})  wall {statistics.median(walls) * 1e6 / N:6.3f}",
+        flush=True,
+    )
+
+
 def warm(k, X, Y, n) -> None:
     t = time.perf_counter()
     while time.perf_counter() - t < 0.3:
@@ -71,18 +87,7 @@ def main() -> None:
         with b:
             for _ in range(N):
                 k(X, Y, a=1.0, grid=n)
-        gpus, walls = [], []
-        for _ in range(7):
-            warm(k, BX, BY, big)
-            t = time.perf_counter()
-            b.replay()
-            walls.append(time.perf_counter() - t)
-            gpus.append(b.gpu_ms)
-        print(
-            f"{name:24s} gpu {statistics.median(gpus) * 1e3 / N:6.3f} us/disp "
-            f"(min {min(gpus) * 1e3 / N:6.3f})  wall {statistics.median(walls) * 1e6 / N:6.3f}",
-            flush=True,
-        )
+        replays(name, b, lambda: warm(k, BX, BY, big))
         b.close()
     event_chain(k, X, Y, n, BX, BY, big)
     print("done")
@@ -110,20 +115,13 @@ def event_chain(k, X, Y, n, BX, BY, big) -> None:
             lib.vkCmdSetEvent2(cmd, events[i][0], dep)
             lib.vkCmdWaitEvents2(cmd, 1, events[i], dep)
             lib.vkCmdDispatch(cmd, groups, 1, 1)
-    gpus, walls = [], []
-    for _ in range(7):
+
+    def before() -> None:
         for pe in events:
             lib.vkResetEvent(dev.handle, pe[0])
         warm(k, BX, BY, big)
-        t = time.perf_counter()
-        b.replay()
-        walls.append(time.perf_counter() - t)
-        gpus.append(b.gpu_ms)
-    print(
-        f"{'events (set + wait)':24s} gpu {statistics.median(gpus) * 1e3 / N:6.3f} us/disp "
-        f"(min {min(gpus) * 1e3 / N:6.3f})  wall {statistics.median(walls) * 1e6 / N:6.3f}",
-        flush=True,
-    )
+
+    replays("events (set + wait)", b, before)
     b.close()
     for pe in events:
         lib.vkDestroyEvent(dev.handle, pe[0], ffi.NULL)
