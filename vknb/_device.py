@@ -236,7 +236,6 @@ class Device:
         exts = [e for e in ("VK_EXT_memory_budget",) if e in info.extensions]
         if "VK_KHR_portability_subset" in info.extensions:
             exts.append("VK_KHR_portability_subset")
-        ext_c = [keep(_vk.cstr(e)) for e in exts]
 
         # Enable every core feature the device has (compute shaders opt into what they use),
         # except robustBufferAccess, which costs speed on some GPUs.
@@ -254,6 +253,7 @@ class Device:
             f13.robustImageAccess = 0
         # Cooperative matrices (tensor cores), where the driver has them.
         self.cooperative_matrix: tuple[str, ...] = ()
+        self._coop_shapes: list[dict[str, Any]] | None = None  # queried on first use
         if api >= _vk.make_version(1, 1):
             for ext, struct, stype in _COOPERATIVE_MATRIX:
                 if ext not in info.extensions:
@@ -270,7 +270,7 @@ class Device:
                 feats2.pNext = f
                 exts.append(ext)
                 self.cooperative_matrix += (ext,)
-            ext_c = [keep(_vk.cstr(e)) for e in exts]
+        ext_c = [keep(_vk.cstr(e)) for e in exts]
         self.extensions: tuple[str, ...] = tuple(exts)  # the device extensions enabled
         self.api_version = api
         dinfo = _vk.new(
@@ -600,6 +600,11 @@ class Device:
         >>> [s for s in vknb.device().cooperative_matrix_shapes() if s["A"] == "float16"][:1]
         [{'M': 16, 'N': 16, 'K': 16, 'A': 'float16', 'B': 'float16', 'C': 'float32', ...}]
         """
+        if self._coop_shapes is None:
+            self._coop_shapes = self._query_cooperative_matrix_shapes()
+        return [dict(s) for s in self._coop_shapes]
+
+    def _query_cooperative_matrix_shapes(self) -> list[dict[str, Any]]:
         if "VK_NV_cooperative_matrix" not in self.cooperative_matrix:
             return []
         ffi = _vk.ffi

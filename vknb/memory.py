@@ -195,6 +195,7 @@ class Allocator:
         # Freed dedicated blocks kept for reuse, oldest first (see the module docstring).
         self._recycle: list[_Block] = []
         self.recycle_limit = recycle_limit(self.heaps)
+        self._whole_bar: bool | None = None
 
     # -- memory types ---------------------------------------------------------------------
 
@@ -237,8 +238,14 @@ class Allocator:
 
         True when a device-local, host-visible, coherent memory type lives in the largest
         device-local heap, as on an H100 with resizable BAR; false where the host sees only a
-        256 MiB window of it (a separate small heap) or none.
+        256 MiB window of it (a separate small heap) or none.  Asked for every new Array, so
+        worked out once.
         """
+        if self._whole_bar is None:
+            self._whole_bar = self._find_whole_bar()
+        return self._whole_bar
+
+    def _find_whole_bar(self) -> bool:
         want = HOST_VISIBLE | DEVICE_LOCAL | HOST_COHERENT
         local = [h.size for h in self.heaps if h.device_local]
         if not local:
