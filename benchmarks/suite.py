@@ -40,7 +40,7 @@ from .raw_vulkan import RawBuffer, RawPipeline, RawVulkan, glslc_compile, pack
 Cell = float | str | None
 
 REPO = Path(__file__).resolve().parent.parent
-SHADERS = REPO / "shaders"
+SHADERS = REPO / "vknb" / "library" / "shaders"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "api.md"
 LIBRARY_OUT = HERE / "library.md"
-SHADERS = ROOT / "shaders"
+SHADERS = ROOT / "vknb" / "library" / "shaders"
 
 # Modules documented after the top-level API, in this order, with a one-line summary of why a
 # user would look there.  A module that cannot be imported is left out (with a note on stderr).

@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 
+import vknb
 from vknb import compiler
 from vknb.compiler import (
     CacheWarning,
@@ -362,11 +363,11 @@ void main() {
 
 
 def test_include_random_glsl_from_shader_dir():
-    assert compiler.SHADER_DIR is not None
-    assert (compiler.SHADER_DIR / "random.glsl").is_file()
+    shader_dir = vknb.config.shader_dir()
+    assert (shader_dir / "random.glsl").is_file()
     result = compile_glsl_info(RNG, name="rng")
     assert result.spirv.startswith(SPIRV_MAGIC)
-    assert result.includes == [str((compiler.SHADER_DIR / "random.glsl").resolve())]
+    assert result.includes == [str((shader_dir / "random.glsl").resolve())]
 
 
 def test_missing_include_names_the_file():

@@ -106,9 +106,9 @@ def test_load_ext_registers_magics_and_nothing_else(tmp_path: Path) -> None:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             sh.run_line_magic("load_ext", "vknb")
-        import vknb._device, vknb.instance
-        assert vknb._device._session is None, "a device was created on load"
-        assert vknb.instance._instance is None, "a Vulkan instance was created on load"
+        import vknb, vknb.core.instance
+        assert vknb.current_device() is None, "a device was created on load"
+        assert vknb.core.instance.current_instance() is None, "a Vulkan instance was created on load"
         for mod in ("vulkan", "ipywidgets", "matplotlib"):
             assert mod not in sys.modules, mod + " imported on load"
         assert "glsl" in sh.magics_manager.magics["cell"]

@@ -18,7 +18,7 @@ import pytest
 import vknb
 from vknb import compiler, library
 
-SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+SHADER_DIR = Path(__file__).resolve().parent.parent / "vknb" / "library" / "shaders"
 SHADERS = sorted(p.stem for p in SHADER_DIR.glob("*.comp"))
 EPS32 = float(np.finfo(np.float32).eps)  # 2**-23
 
@@ -153,7 +153,7 @@ def test_load_caches_per_options():
 def test_unknown_shader_names_the_choices():
     with pytest.raises(FileNotFoundError, match="saxpy"):
         library.load("no_such_kernel")
-    assert library.shader_path("saxpy").parent == compiler.SHADER_DIR
+    assert library.shader_path("saxpy").parent == vknb.config.shader_dir()
 
 
 # --- saxpy --------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from vknb.spirv import PAD_FIELD, Block, Member, Reflection, dtype_to_json, refl
 
 HERE = Path(__file__).resolve().parent
 CORPUS = sorted((HERE / "spirv_corpus").glob("*.comp"))
-REPO_SHADERS = sorted((HERE.parent / "shaders").glob("*.comp"))
+REPO_SHADERS = sorted((HERE.parent / "vknb" / "library" / "shaders").glob("*.comp"))
 ENVS = ("vulkan1.0", "vulkan1.1", "vulkan1.3")
 TOOLS = {"glslc": "glslc", "spirv-cross": "spirv-cross", "spirv-dis": "spirv-tools"}
 
@@ -389,7 +389,7 @@ BEYOND_SPIRV_CROSS = {"matmul_fp16_coopmat"}
 def test_cooperative_matrix_shader_reflects_what_it_declares(
     env: str, compile_glsl: Compile, tools: dict[str, str]
 ) -> None:
-    path = HERE.parent / "shaders" / "matmul_fp16_coopmat.comp"
+    path = HERE.parent / "vknb" / "library" / "shaders" / "matmul_fp16_coopmat.comp"
     spv, data = compile_glsl(path, env)
     proc = subprocess.run(
         [tools["spirv-cross"], str(spv), "--reflect"], capture_output=True, text=True, timeout=60

@@ -184,7 +184,7 @@ class ShaderCompileError(VulkanError):
         self.name = name
 
     def _repr_html_(self) -> str:
-        from .display import compile_error_html
+        from .ui.display import compile_error_html
 
         return compile_error_html(self)
 

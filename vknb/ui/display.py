@@ -15,10 +15,10 @@ import html
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._device import Device
-    from .errors import ShaderCompileError
-    from .instance import DeviceInfo
-    from .kernel import Kernel
+    from ..core.device import Device
+    from ..errors import ShaderCompileError
+    from ..core.instance import DeviceInfo
+    from ..compute.kernel import Kernel
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -179,7 +179,7 @@ def kernel_html(k: Kernel) -> str:
 
 def compile_error_text(err: ShaderCompileError) -> str:
     """The numbered listing around each diagnostic."""
-    from .compiler import format_diagnostics
+    from ..shader.compiler import format_diagnostics
 
     return format_diagnostics(err.source, err.diagnostics)
 
@@ -245,15 +245,15 @@ _DEV_HEAD = ["idx", "name", "type", "vendor", "driver", "api", "device-local", "
 
 
 def _current_index() -> int | None:
-    from . import _device as devmod
+    from ..core.session import current_device
 
-    d = devmod._session
-    return d.index if d is not None and not d.closed else None
+    d = current_device()
+    return d.index if d is not None else None
 
 
 def devices_text(infos: list[DeviceInfo] | None = None, current: int | None = None) -> str:
     """Plain-text device table; ``*`` marks the session device."""
-    from .instance import devices
+    from ..core.instance import devices
 
     infos = devices() if infos is None else infos
     cur = _current_index() if current is None else current
@@ -263,7 +263,7 @@ def devices_text(infos: list[DeviceInfo] | None = None, current: int | None = No
 
 def devices_html(infos: list[DeviceInfo] | None = None, current: int | None = None) -> str:
     """HTML device table; the session device in bold."""
-    from .instance import devices
+    from ..core.instance import devices
 
     infos = devices() if infos is None else infos
     cur = _current_index() if current is None else current

@@ -33,18 +33,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import errors as E
-from ._device import Device, Submission, session_generation
-from ._device import device as session_device
-from .batching import _cpush
-from .batching import _local as _batching_local
-from .buffer import Array, Buffer
-from .pipeline import ComputePipeline
+from .. import errors as E
+from ..core.device import Device, Submission
+from ..core.session import device as session_device
+from ..core.session import session_generation
+from .batch import _cpush
+from .batch import _local as _batching_local
+from ..core.array import Array
+from ..core.buffer import Buffer
+from ..core.pipeline import ComputePipeline
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .compiler import CompileResult
-    from .spirv import Binding, Block, Member, Reflection
+    from ..shader.compiler import CompileResult
+    from ..shader.spirv import Binding, Block, Member, Reflection
 
 _RESERVED = ("grid", "groups", "wait")
 
@@ -934,12 +936,12 @@ class Kernel:
         self.close()
 
     def __repr__(self) -> str:
-        from .display import kernel_text
+        from ..ui.display import kernel_text
 
         return kernel_text(self)
 
     def _repr_html_(self) -> str:
-        from .display import kernel_html
+        from ..ui.display import kernel_html
 
         return kernel_html(self)
 
@@ -1124,7 +1126,7 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
     >>> k.local_size
     (32, 1, 1)
     """
-    from .spirv import reflect
+    from ..shader.spirv import reflect
 
     info = None
     text = None
@@ -1132,7 +1134,7 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
         spirv = reflect_from = bytes(source)
         name = name or "spirv"
     elif isinstance(source, str):
-        from .compiler import compile_glsl_info
+        from ..shader.compiler import compile_glsl_info
 
         name = name or "kernel"
         text = source
@@ -1151,7 +1153,7 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
         )
     refl = reflect(reflect_from, entry_point) if entry_point else reflect(reflect_from)
     if info is None:  # SPIR-V from outside: validate before a driver sees it (some crash)
-        from .compiler import validate_spirv
+        from ..shader.compiler import validate_spirv
 
         validate_spirv(spirv)
     return Kernel(

@@ -40,7 +40,7 @@ is a byte-exact host image of the GPU data:
 
 Example
 -------
->>> from vknb.spirv import reflect
+>>> from vknb.shader.spirv import reflect
 >>> r = reflect(spirv_bytes)                        # doctest: +SKIP
 >>> r.local_size, [b.name for b in r.bindings]      # doctest: +SKIP
 ((64, 1, 1), ['x', 'y'])
@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SpirvError
+from ..errors import SpirvError
 
 __all__ = [
     "PAD_FIELD",

@@ -11,9 +11,10 @@
 // invocation fetches its share of the next 128 x 32 slice of A and 32 x 256 slice of B into
 // registers while the subgroups multiply the current slice from shared memory (16-byte words,
 // rows padded by one word against bank conflicts), then stores it there.  The shape and tile
-// are defines, so other configurations can be measured (scripts/probe_coopmat.py); the
-// defaults were the fastest of those tried on an H100: 198 TFLOP/s at 4096^3, about 30 % of
-// cuBLAS's fp16 GEMM, which uses Hopper's warpgroup instructions that Vulkan does not reach.
+// are defines, so other configurations can be measured (python -m benchmarks.probes.coopmat);
+// the defaults were the fastest of those tried on an H100 (see docs/performance.md for the
+// current numbers against cuBLAS's fp16 GEMM, which uses Hopper's warpgroup instructions that
+// Vulkan does not reach).
 //
 // Bindings (set 0), each read and written as uvec4 (8 float16 per word):
 //   0  A  readonly   M * K float16, row-major

@@ -26,12 +26,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _vk
-from . import errors as E
+from .. import _vk
+from .. import errors as E
 from .instance import DEVICE_LOCAL, HOST_CACHED, HOST_COHERENT, HOST_VISIBLE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._device import Device
+    from .device import Device
 
 log = logging.getLogger("vknb")
 

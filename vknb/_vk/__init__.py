@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import errors as E
+from .. import errors as E
 
 _lock = threading.Lock()
 _mod: Any = None

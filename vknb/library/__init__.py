@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .buffer import Array
-    from .kernel import Kernel
+    from ..core.array import Array
+    from ..compute.kernel import Kernel
 
 __all__ = [
     "MAP_OPS",
@@ -110,14 +110,15 @@ _cache_lock = threading.Lock()
 
 
 def _shader_dir() -> Path:
-    from .compiler import SHADER_DIR
+    from .. import config
 
-    if SHADER_DIR is None or not SHADER_DIR.is_dir():
+    d = config.shader_dir()
+    if not d.is_dir():
         raise FileNotFoundError(
-            "the vknb shader library (shaders/) was not found next to the package; set "
-            "VKNB_SHADERS to its directory"
+            f"the vknb shader library was not found at {d}: VKNB_SHADERS names a directory "
+            "that does not exist, or the package is incomplete (reinstall vknb)"
         )
-    return SHADER_DIR
+    return d
 
 
 def list_shaders() -> list[str]:
@@ -202,7 +203,7 @@ def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
     """
     import vknb
 
-    from . import errors as E
+    from .. import errors as E
 
     src = source(name)
     dev = compile_kwargs.get("device") or vknb.device()
@@ -258,7 +259,7 @@ def clear_kernel_cache() -> None:
 
 
 def _is_array(x: Any) -> bool:
-    from .buffer import Array
+    from ..core.array import Array
 
     return isinstance(x, Array)
 
@@ -593,7 +594,7 @@ def coopmat_shape(device: Any = None) -> tuple[int, int, int]:
     """
     import vknb
 
-    from . import errors as E
+    from .. import errors as E
 
     dev = device or vknb.device()
     fits = [

@@ -14,7 +14,7 @@ alive, and a closed device shows as "device closed".
 
 Example
 -------
->>> from vknb.widgets import DeviceExplorer, MemoryMonitor, TimingsView, plot_timings
+>>> from vknb.ui.widgets import DeviceExplorer, MemoryMonitor, TimingsView, plot_timings
 >>> DeviceExplorer()                                         # doctest: +SKIP
 >>> MemoryMonitor()                                          # doctest: +SKIP
 >>> TimingsView()                                            # doctest: +SKIP
@@ -33,15 +33,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import display as _display
-from . import timing as _timing
+from ..compute import timing as _timing
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from ._device import Device
-    from .instance import DeviceInfo
-    from .memory import MemoryStats
-    from .timing import DispatchRecord
+    from ..core.device import Device
+    from ..core.instance import DeviceInfo
+    from ..core.memory import MemoryStats
+    from ..compute.timing import DispatchRecord
 
 __all__ = [
     "DeviceExplorer",
@@ -154,10 +154,10 @@ class _View:
 
 def _session_index() -> int | None:
     """The session device's index, without creating one."""
-    from . import _device
+    from ..core.session import current_device
 
-    d = _device._session
-    return d.index if d is not None and not d.closed else None
+    d = current_device()
+    return d.index if d is not None else None
 
 
 class DeviceExplorer(_View):
@@ -185,7 +185,7 @@ class DeviceExplorer(_View):
     def __init__(self, index: int | None = None) -> None:
         import ipywidgets as W
 
-        from .instance import devices, select_device_index
+        from ..core.instance import devices, select_device_index
 
         self.infos: list[DeviceInfo] = devices()
         if index is None:
@@ -267,10 +267,10 @@ class DeviceExplorer(_View):
         return _display.device_details(self.infos[i])
 
     def _session_line(self) -> str:
-        from . import _device
+        from ..core.session import current_device
 
-        d = _device._session
-        if d is None or d.closed:
+        d = current_device()
+        if d is None:
             return "No session device yet (vknb.device() creates it)."
         return f"Session device: {d.index}: {d.info.name} — {d.reason}"
 
@@ -320,7 +320,7 @@ class DeviceExplorer(_View):
         -------
         >>> dev = vknb.widgets.DeviceExplorer().use()            # doctest: +SKIP
         """
-        from ._device import use
+        from ..core.session import use
 
         if self.selected is None:
             raise ValueError("no device selected")
@@ -402,7 +402,7 @@ class MemoryMonitor(_View):
     def __init__(self, device: Device | None = None, *, interval: float | None = None) -> None:
         import ipywidgets as W
 
-        from ._device import device as session_device
+        from ..core.session import device as session_device
 
         self._follow_session = device is None
         if device is None:
@@ -453,9 +453,9 @@ class MemoryMonitor(_View):
     def device(self) -> Device | None:
         """The watched device, or None if it has been closed or collected."""
         if self._follow_session:
-            from . import _device
+            from ..core.session import current_device
 
-            d = _device._session
+            d = current_device()
         else:
             d = self._device_ref()
         return d if d is not None and not d.closed else None
@@ -468,7 +468,7 @@ class MemoryMonitor(_View):
         >>> MemoryMonitor().stats().blocks >= 0                   # doctest: +SKIP
         True
         """
-        from .errors import ObjectClosed
+        from ..errors import ObjectClosed
 
         d = self.device
         if d is None:

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _vk
-from . import errors as E
+from .. import _vk
+from .. import errors as E
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._device import Device
+    from .device import Device
     from .buffer import Buffer
-    from .spirv import Reflection
+    from ..shader.spirv import Reflection
 
 log = logging.getLogger("vknb")
 

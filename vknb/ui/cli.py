@@ -20,7 +20,7 @@ from pathlib import Path
 def _devices(args: argparse.Namespace) -> int:
     import vknb
     from vknb import display
-    from vknb.instance import select_device_index
+    from vknb.core.instance import select_device_index
 
     infos = vknb.devices()
     if args.json:
@@ -39,7 +39,7 @@ def _info(args: argparse.Namespace) -> int:
 
     import vknb
     from vknb import _vk, compiler
-    from vknb.instance import get_instance
+    from vknb.core.instance import get_instance
 
     inst = get_instance()
     rows = [

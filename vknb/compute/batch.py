@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _vk
-from ._device import Device, Submission
+from .. import _vk
+from ..core.device import Device, Submission
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
     from .kernel import BoundCall, Kernel
-    from .pipeline import ComputePipeline
+    from ..core.pipeline import ComputePipeline
 
 _local = threading.local()
 
@@ -116,7 +116,7 @@ class Batch:
     """
 
     def __init__(self, device: Device | None = None, *, wait: bool = True) -> None:
-        from ._device import device as session_device
+        from ..core.session import device as session_device
 
         self.device = device if device is not None else session_device()
         self.device._check_open()
@@ -180,7 +180,7 @@ class Batch:
         self._fence = dev.new_fence()
         self._handles["fence"] = self._fence
         self._pfence = ffi.new("VkFence*", self._fence)
-        from .pipeline import (
+        from ..core.pipeline import (
             _TsReader,
             end_timestamp_stage,
             timestamp_buffer,

@@ -259,9 +259,10 @@ def environment_info() -> dict[str, str]:
     True
     """
     import vknb
-    from vknb import _device, _vk
-    from vknb.compiler import cache_dir, find_compiler
-    from vknb.instance import devices
+    from vknb import _vk
+    from vknb.core.session import current_device
+    from vknb.shader.compiler import cache_dir, find_compiler
+    from vknb.core.instance import devices
 
     info: dict[str, str] = {
         "vknb": vknb.__version__,
@@ -272,14 +273,14 @@ def environment_info() -> dict[str, str]:
         "ipywidgets": _version("ipywidgets"),
     }
     try:
-        from vknb.instance import get_instance, select_device_index
+        from vknb.core.instance import get_instance, select_device_index
 
         inst = get_instance()
         info["Vulkan loader"] = _vk.version_str(inst.loader_version)
         info["Vulkan instance API"] = _vk.version_str(inst.api_version)
         infos = devices()
-        session = _device._session
-        if session is not None and not session.closed:
+        session = current_device()
+        if session is not None:
             d, state = session.info, f"session device ({session.reason})"
         else:
             idx, reason = select_device_index(infos)
@@ -333,20 +334,21 @@ def _unquote(s: str) -> str:
 
 def _device_for(index: int) -> Any:
     """The session device if it is (or would be) physical device ``index``, else a kept one."""
-    from vknb import _device
-    from vknb.instance import devices, select_device_index
+    from vknb.core.device import Device
+    from vknb.core.instance import devices, select_device_index
+    from vknb.core.session import current_device, device
 
-    session = _device._session
-    if session is not None and not session.closed:
+    session = current_device()
+    if session is not None:
         if session.index == index:
             return session
     else:
         infos = devices()
         if 0 <= index < len(infos) and select_device_index(infos)[0] == index:
-            return _device.device()
+            return device()
     dev = _extra_devices.get(index)
     if dev is None or dev.closed:
-        dev = _extra_devices[index] = _device.Device(index)
+        dev = _extra_devices[index] = Device(index)
     return dev
 
 
@@ -358,7 +360,7 @@ def _show(obj: Any) -> None:
 
 def _cell_error(err: Any, spliced: Spliced, line: str, cell: str) -> Any:
     """Rebuild a ShaderCompileError in the cell's own line numbers (line 1 = the magic line)."""
-    from vknb.compiler import format_diagnostics
+    from vknb.shader.compiler import format_diagnostics
     from vknb.errors import ShaderCompileError
 
     source = f"%%glsl {line}".rstrip() + "\n" + cell
@@ -384,7 +386,7 @@ def _cell_error(err: Any, spliced: Spliced, line: str, cell: str) -> Any:
 
 
 def _reissue_warnings(caught: list[warnings.WarningMessage], spliced: Spliced, name: str) -> None:
-    from vknb.compiler import ShaderWarning
+    from vknb.shader.compiler import ShaderWarning
 
     for w in caught:
         msg = w.message
@@ -423,7 +425,7 @@ def _want_widgets(shell: Any, text: bool) -> bool:
 def _widget(name: str) -> Any:
     """``vknb.widgets.<name>``, or None where the widgets module (or that name) is missing."""
     try:
-        import vknb.widgets as w
+        import vknb.ui.widgets as w
     except ImportError:
         return None
     return getattr(w, name, None)
@@ -617,8 +619,8 @@ def _magics_class() -> Any:
                 _save(Path(_unquote(args.save)).expanduser(), spliced.text)
 
             from vknb.errors import ShaderCompileError
-            from vknb.kernel import Kernel, _registry
-            from vknb.kernel import compile as vk_compile
+            from vknb.compute.kernel import Kernel, _registry
+            from vknb.compute.kernel import compile as vk_compile
 
             includes = tuple(_unquote(d) for d in args.include_dirs)
 
@@ -645,7 +647,7 @@ def _magics_class() -> Any:
                     if isinstance(ns.get(name), Kernel)
                     else f"`{name}` is not defined"
                 )
-                from vknb.display import Rendered, compile_error_html, compile_error_text
+                from vknb.ui.display import Rendered, compile_error_html, compile_error_text
 
                 first = str(new).splitlines()[0]
                 _show(
@@ -667,7 +669,7 @@ def _magics_class() -> Any:
                 code = compile(call, f"<%%glsl {name} --run>", "eval")
                 rec = eval(code, ns, {"__vknb_kernel__": kernel})
                 if not args.quiet:
-                    from vknb.display import Rendered, dispatch_html, dispatch_text
+                    from vknb.ui.display import Rendered, dispatch_html, dispatch_text
 
                     _show(Rendered(dispatch_html(rec), dispatch_text(rec)))
 
@@ -702,7 +704,7 @@ def _magics_class() -> Any:
             getattr(self, "_cmd_" + cmd.replace("-", "_"))(args, widgets)
 
         def _emit(self, html: str, text: str, as_text: bool) -> None:
-            from vknb.display import Rendered
+            from vknb.ui.display import Rendered
 
             if as_text:
                 print(text)
@@ -716,12 +718,12 @@ def _magics_class() -> Any:
             if cls is not None:
                 _show(cls())
                 return
-            from vknb import _device
+            from vknb.core.session import current_device
 
-            s = _device._session
+            s = current_device()
             note = (
                 f"session device: {s.index}: {s.info.name} ({s.reason})"
-                if s is not None and not s.closed
+                if s is not None
                 else "no session device yet (vknb.device() creates the best-scored one)"
             )
             self._emit(
@@ -731,7 +733,7 @@ def _magics_class() -> Any:
             )
 
         def _cmd_use(self, args: Any, widgets: bool) -> None:
-            from vknb._device import use
+            from vknb.core.session import use
 
             if args.value is None:
                 raise UsageError(
@@ -747,7 +749,7 @@ def _magics_class() -> Any:
 
         def _cmd_memory(self, args: Any, widgets: bool) -> None:
             from vknb import display
-            from vknb._device import device
+            from vknb.core.session import device
 
             cls = _widget("MemoryMonitor") if widgets else None
             if cls is not None:
@@ -760,7 +762,7 @@ def _magics_class() -> Any:
 
         def _cmd_timings(self, args: Any, widgets: bool) -> None:
             from vknb import display
-            from vknb.timing import timings
+            from vknb.compute.timing import timings
 
             everything = timings(kernel=args.kernel)
             last = 20 if args.last is None else args.last
@@ -790,7 +792,7 @@ def _magics_class() -> Any:
             self._emit(display.info_html(info), display.info_text(info), args.text)
 
         def _cmd_clear_cache(self, args: Any, widgets: bool) -> None:
-            from vknb.compiler import cache_dir, clear_cache
+            from vknb.shader.compiler import cache_dir, clear_cache
 
             n = clear_cache()
             print(
@@ -803,7 +805,7 @@ def _magics_class() -> Any:
 
 
 def _save(path: Path, source: str) -> None:
-    from vknb.compiler import _VERSION_RE
+    from vknb.shader.compiler import _VERSION_RE
 
     text = source if _VERSION_RE.search(source) else "#version 450\n" + source
     if not text.endswith("\n"):

@@ -13,7 +13,7 @@ does.
 
 Example
 -------
->>> from vknb.compiler import compile_glsl
+>>> from vknb.shader.compiler import compile_glsl
 >>> spirv = compile_glsl('''
 ... layout(local_size_x = 64) in;
 ... layout(set = 0, binding = 0) buffer Y { float y[]; };
@@ -44,10 +44,10 @@ import types
 import warnings
 from collections.abc import Mapping, Sequence
 
-from .errors import NotAvailable, ShaderCompileError
+from .. import config
+from ..errors import NotAvailable, ShaderCompileError
 
 __all__ = [
-    "SHADER_DIR",
     "CacheWarning",
     "CompileResult",
     "CompilerInfo",
@@ -70,18 +70,6 @@ _PACKAGES_HINT = (
 )
 _INSTALL_HINT = _PACKAGES_HINT + ", or set VKNB_GLSLC to the path of either tool"
 
-
-def _default_shader_dir() -> pathlib.Path | None:
-    env = os.environ.get("VKNB_SHADERS")
-    if env:
-        return pathlib.Path(env).expanduser().resolve()
-    here = pathlib.Path(__file__).resolve().parent.parent / "shaders"
-    return here if here.is_dir() else None
-
-
-#: The repository's GLSL include library (``#include "random.glsl"``): ``$VKNB_SHADERS`` if set,
-#: else ``shaders/`` next to the package when it exists.  Always on the include path.
-SHADER_DIR: pathlib.Path | None = _default_shader_dir()
 
 #: Number of compiler processes this module has started (for tests and diagnostics).
 _compiler_runs = 0
@@ -240,12 +228,7 @@ def cache_dir() -> pathlib.Path:
     >>> spirv_cache.name
     'spirv'
     """
-    env = os.environ.get("VKNB_CACHE_DIR")
-    if env:
-        return pathlib.Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = pathlib.Path(xdg).expanduser() if xdg else pathlib.Path.home() / ".cache"
-    return base / "vknb"
+    return config.cache_dir()
 
 
 def _spirv_dir() -> pathlib.Path:
@@ -871,8 +854,9 @@ def compile_glsl_info(
     define_args = _define_args(defines)
     flag_list = [str(f) for f in flags]
     dirs = [os.path.abspath(os.fspath(d)) for d in include_dirs]
-    if SHADER_DIR is not None:
-        dirs.append(str(SHADER_DIR))  # after the user's dirs, so theirs can override ours
+    shaders = config.shader_dir()
+    if shaders.is_dir():
+        dirs.append(str(shaders))  # after the user's dirs, so theirs can override ours
 
     info = find_compiler()
     prepared = _prepare_source(source, info.kind)
@@ -1013,7 +997,7 @@ def compile_glsl(
     name : str
         The kernel's name, used in messages and warnings.
     include_dirs : sequence of paths
-        Searched for ``#include "..."`` before :data:`SHADER_DIR` (always searched).
+        Searched for ``#include "..."`` before the shader library (:func:`vknb.config.shader_dir`, always searched).
     optimize : bool
         Run spirv-opt (``-O``; default off: drivers optimize anyway, and ``-O`` strips the
         names that :func:`vknb.reflect` reports).
@@ -1080,7 +1064,7 @@ def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
     >>> validate_spirv(compile_glsl("layout(local_size_x=1) in; void main() {}"))
     True
     """
-    from .errors import SpirvError
+    from ..errors import SpirvError
 
     global _validator_warned
     key = hashlib.sha256(spirv).hexdigest() + target_env

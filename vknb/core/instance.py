@@ -21,8 +21,9 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _vk
-from . import errors as E
+from .. import _vk
+from .. import config
+from .. import errors as E
 
 log = logging.getLogger("vknb")
 vlog = logging.getLogger("vknb.vulkan")
@@ -548,7 +549,12 @@ _instance_lock = threading.Lock()
 
 def validation_enabled() -> bool:
     """Whether ``VKNB_VALIDATION`` asks for the validation layer."""
-    return os.environ.get("VKNB_VALIDATION", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(config.get("VKNB_VALIDATION"))
+
+
+def current_instance() -> Instance | None:
+    """The process-wide instance if it has been created, else None (never creates it)."""
+    return _instance
 
 
 def get_instance() -> Instance:
