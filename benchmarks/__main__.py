@@ -1,10 +1,13 @@
 """``python -m benchmarks [--size smoke|cpu|gpu] [--json PATH] [--md PATH] [--repeat N]``.
 
 Prints a markdown table (metric | vknb | raw vulkan baseline | ratio | wgpu | cupy | target |
-met?) under a header naming the device, driver, date and versions, and writes the run as JSON
-to ``benchmarks/results/<device-slug>-<date>.json`` (and the markdown next to it) unless
-``--json`` / ``--md`` say otherwise.  Exits 1 when a correctness check failed or a vknb or raw
-measurement raised; optional peers that are missing or fail never change the exit code.
+met?) under a header naming the device, driver, date and versions.  A whole-suite run writes
+itself as JSON to ``benchmarks/results/<device-slug>-<size>.json`` and the markdown next to it,
+replacing that device's current result (the date is inside the files; history stays in git);
+``--json`` / ``--md`` write elsewhere.  A partial run (``--only``) or a smoke run writes only
+where ``--json`` / ``--md`` say, so it never replaces a device's result.  Exits 1 when a
+correctness check failed or a vknb or raw measurement raised; optional peers that are missing or
+fail never change the exit code.
 
 The run uses a private, temporary vknb cache (the cold-compile row clears the cache), so your
 own cache is never touched.  Imports nothing from IPython, ipywidgets or matplotlib.
@@ -83,8 +86,9 @@ def _this_cpu() -> int | None:
 def _gpu_irq_cpus(text: str | None = None) -> list[int]:
     """The CPUs that served most of the GPU driver's interrupts (Linux ``/proc/interrupts``).
 
-    A thread on one of them shares it with those interrupts: on the lent H100 a synchronous
-    call measured 50-60 µs there against 19-24 µs on any other CPU (``scripts/probe_bimodal.py``).
+    A thread on one of them shares it with those interrupts: on the H100 host a synchronous call
+    measured 52-64 µs there against 19-23 µs on any other CPU (``python -m
+    benchmarks.probes.placement`` measures it per CPU).
     """
     if text is None:
         try:
@@ -118,6 +122,27 @@ def _placement(start: int | None) -> str:
         if start in irq or end in irq:
             text += " (the same CPU: synchronous calls pay for the interrupts)"
     return text
+
+
+def _outputs(
+    json_arg: Path | None, md_arg: Path | None, slug: str, size: str, only: list[str] | None
+) -> tuple[Path | None, Path | None]:
+    """Where a run is written: ``--json`` / ``--md`` where given (the markdown beside the JSON
+    when only ``--json`` is), else ``results/<slug>-<size>.json`` / ``.md`` for a whole-suite
+    run, overwriting that device's current result, and nowhere for a partial or smoke run.
+
+    Example
+    -------
+    >>> [p.name for p in _outputs(None, None, "nvidia-h100-80gb-hbm3", "gpu", None)]
+    ['nvidia-h100-80gb-hbm3-gpu.json', 'nvidia-h100-80gb-hbm3-gpu.md']
+    >>> _outputs(None, None, "llvmpipe", "cpu", ["batch"]), _outputs(None, None, "x", "smoke", None)
+    ((None, None), (None, None))
+    """
+    if json_arg is not None:
+        return json_arg, md_arg or json_arg.with_suffix(".md")
+    if only or size == "smoke":
+        return None, md_arg
+    return RESULTS / f"{slug}-{size}.json", md_arg or RESULTS / f"{slug}-{size}.md"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,12 +228,17 @@ def main(argv: list[str] | None = None) -> int:
             "runtime_s": time.perf_counter() - t_start,
             "ui_modules_imported": sorted(m for m in UI_MODULES if m in sys.modules),
         }
-        stem = f"{report.device_slug(info.name)}-{now.date().isoformat()}-{size}"
-        json_path = args.json or (RESULTS / f"{stem}.json")
-        md_path = args.md or (json_path.with_suffix(".md") if args.json else RESULTS / f"{stem}.md")
+        json_path, md_path = _outputs(args.json, args.md, report.device_slug(info.name), size, only)
         report.write(meta, rows, json_path, md_path)
         print(report.to_markdown(meta, rows))
-        print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+        written = [str(p) for p in (json_path, md_path) if p is not None]
+        print(
+            f"wrote {' and '.join(written)}"
+            if written
+            else "a partial or smoke run is not written to benchmarks/results/: "
+            "pass --json / --md to keep it",
+            file=sys.stderr,
+        )
         dev.close()  # saves its pipeline cache into the private cache before it is removed
         return 1 if suite.failures else 0
     finally:

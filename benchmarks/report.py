@@ -124,8 +124,12 @@ def to_json(meta: dict[str, Any], rows: list[Row]) -> str:
     )
 
 
-def write(meta: dict[str, Any], rows: list[Row], json_path: Path, md_path: Path) -> None:
-    """Write both files (creating their folders)."""
-    for path, text in ((json_path, to_json(meta, rows)), (md_path, to_markdown(meta, rows))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+def write(
+    meta: dict[str, Any], rows: list[Row], json_path: Path | None, md_path: Path | None
+) -> None:
+    """Write the JSON and the markdown (creating their folders), replacing files of the same
+    name; a path that is None is skipped."""
+    for path, render in ((json_path, to_json), (md_path, to_markdown)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(meta, rows), encoding="utf-8")
