@@ -9,9 +9,10 @@ Run after changing a public docstring or signature::
 ``tests/test_docs.py`` fails when either page differs from what this script writes.
 
 The page lists what ``vknb.__all__`` exports, then the public names of the modules users reach
-into (``vknb.library``, ``vknb.widgets``, ``vknb.display``, ``vknb.timing``, ``vknb.compiler``,
-``vknb.spirv``, ``vknb.magics``).  Numpy-style docstrings are turned into Markdown: sections
-become bold headings, parameter lists become bullet lists, examples become ``pycon`` code blocks.
+into (``vknb.library``, ``vknb.widgets``, ``vknb.display``, ``vknb.ui.plots``, ``vknb.timing``,
+``vknb.compiler``, ``vknb.spirv``, ``vknb.magics``).  Numpy-style docstrings are turned into
+Markdown: sections become bold headings, parameter lists become bullet lists, examples become
+``pycon`` code blocks.
 The output depends only on the source code (never on the machine), so the check is stable.
 """
 
@@ -40,6 +41,7 @@ MODULES = [
     ("vknb.widgets", "Jupyter widgets and plots"),
     ("vknb.magics", "the IPython extension: `%%glsl` and `%vknb`"),
     ("vknb.display", "text and HTML renderings"),
+    ("vknb.ui.plots", "matplotlib figures of dispatch timings"),
     ("vknb.timing", "dispatch records and listeners"),
     ("vknb.compiler", "GLSL to SPIR-V and the cache"),
     ("vknb.spirv", "SPIR-V reflection"),
@@ -52,7 +54,10 @@ GROUPS = [
         "Devices",
         ["devices", "DeviceInfo", "device", "use", "reset", "synchronize", "Device", "Submission"],
     ),
-    ("Kernels", ["compile", "Kernel", "BoundCall", "compile_glsl", "reflect", "Reflection", "clear_cache"]),
+    (
+        "Kernels",
+        ["compile", "Kernel", "BoundCall", "compile_glsl", "reflect", "Reflection", "clear_cache"],
+    ),
     ("Memory", ["asarray", "empty", "zeros", "Array", "Buffer"]),
     ("Batches", ["batch", "Batch"]),
     ("Timings", ["timings", "clear_timings", "DispatchRecord"]),

@@ -95,9 +95,9 @@ def test_a_call_repeated_in_a_batch_waits_for_itself_and_the_result_is_exact(
     X, Y = vknb.asarray(x), vknb.asarray(y)
     b = vknb.batch()
     if barrier == "legacy":
-        b._dep = None  # what a Vulkan 1.2 device records
+        b._rec._dep = None  # what a Vulkan 1.2 device records
     else:
-        assert (b._dep is not None) == (dev.api_version >= vknb._vk.make_version(1, 3))
+        assert (b._rec._dep is not None) == (dev.api_version >= vknb._vk.make_version(1, 3))
     with b:
         for _ in range(7):
             axpy(X, Y, a=0.5, n=n, grid=n)
@@ -207,10 +207,11 @@ def test_more_descriptor_sets_than_the_cache_holds_then_replay(axpy, rng, no_lea
     for o in outs:
         np.testing.assert_allclose(o.numpy(), 2 * x, rtol=1e-6)
     pipe = axpy.pipeline
-    assert pipe._handles.get("retired_pools")  # kept alive for the batch
+    assert any(p.retired and p.pins for p in pipe._pools)  # kept alive for the batch
     b.close()
     gc.collect()
-    assert not pipe._handles.get("retired_pools") and not pipe._pool_pins
+    vknb.device().collect()
+    assert not any(p.retired for p in pipe._pools) and not any(p.pins for p in pipe._pools)
     for o in outs[:80]:  # and plain calls still work afterwards
         axpy(X, o, a=1.0, n=n, grid=n)
     np.testing.assert_allclose(outs[0].numpy(), 3 * x, rtol=1e-6)
@@ -234,7 +235,7 @@ def test_batch_gpu_time_tracks_the_work(readout, dev, monkeypatch):
         with vknb.batch() as b:
             for _ in range(3):
                 k(y, n=n, iters=iters, grid=n)
-        assert b._ts_host == (readout == "host" and dev.host_query_reset)
+        assert b._ts.host_reset == (readout == "host" and dev.host_query_reset)
         runs = [b.gpu_ms]
         for _ in range(2):
             b.replay()

@@ -38,7 +38,7 @@ def test_devices_json_is_complete() -> None:
 def test_info_lists_versions_and_cache() -> None:
     p = run("info")
     assert p.returncode == 0, p.stderr
-    for word in ("vknb", "vulkan (binding)", "Vulkan loader", "compiler", "cache directory"):
+    for word in ("vknb", "vulkan (Python binding)", "Vulkan loader", "compiler", "cache directory"):
         assert word in p.stdout
 
 

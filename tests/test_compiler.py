@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import re
+import resource
 import shutil
 import struct
+import time
 import warnings
 
 import pytest
-
-import vknb
-from vknb import compiler
 from vknb.compiler import (
     CacheWarning,
     ShaderWarning,
@@ -21,6 +21,9 @@ from vknb.compiler import (
     find_compiler,
     format_diagnostics,
 )
+
+import vknb
+from vknb import compiler
 from vknb.errors import NotAvailable, ShaderCompileError
 
 SPIRV_MAGIC = struct.pack("<I", 0x07230203)
@@ -554,3 +557,432 @@ def test_glslangvalidator_include_keeps_lines(glslang, preamble):
 def test_glslangvalidator_warning(glslang):
     with pytest.warns(ShaderWarning, match=r"gvwarn:2: .*GL_vknb_not_a_real_extension"):
         compile_glsl(WARNS, name="gvwarn")
+
+
+# ------------------------------------------------------------------------------------------
+# Include cycles and depth: refused before the compiler runs
+# ------------------------------------------------------------------------------------------
+
+MAIN = "layout(local_size_x = 1) in;\nvoid main() {}\n"
+
+
+def _write(d, files: dict) -> None:
+    for name, text in files.items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("files", "chain"),
+    [
+        ({"self.glsl": '#include "self.glsl"\n'}, "self.glsl -> self.glsl"),
+        (
+            {"a.glsl": '// a\n#include "b.glsl"\n', "b.glsl": '#include "a.glsl"\n'},
+            "a.glsl -> b.glsl -> a.glsl",
+        ),
+        (
+            {
+                "a.glsl": '#include "sub/b.glsl"\n',
+                "sub/b.glsl": '#include "c.glsl"\n',  # next to b first
+                "sub/c.glsl": "#include <a.glsl>\n",  # <...>: the include dirs
+            },
+            "a.glsl -> sub/b.glsl -> sub/c.glsl -> a.glsl",
+        ),
+    ],
+    ids=["self", "two", "three"],
+)
+def test_include_cycle_is_refused_before_compiling(tmp_path, files, chain):
+    _write(tmp_path, files)
+    first = next(iter(files))
+    src = f'// line 1\n\n   #include "{first}"\n' + MAIN
+    before = runs()
+    start = time.perf_counter()
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(src, include_dirs=[tmp_path], name="cyc")
+    assert time.perf_counter() - start < 5
+    assert runs() == before  # the compiler never ran
+    err = info.value
+    assert f"#include cycle {chain}" in str(err)
+    assert err.diagnostics == [(3, 4, "error", err.diagnostics[0][3])]
+    assert chain in err.diagnostics[0][3] and "include guard" in err.diagnostics[0][3]
+    assert re.search(rf'^>>3 \|    #include "{first}"$', str(err), re.M)
+
+
+def test_cycle_reached_through_other_files_names_the_whole_way(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "top.glsl": '#include "mid.glsl"\n',
+            "mid.glsl": '#ifndef MID\n#define MID\n#include "x.glsl"\n#endif\n',
+            "x.glsl": '#include "y.glsl"\n',
+            "y.glsl": '#include "x.glsl"\n',
+        },
+    )
+    src = MAIN + '#include "top.glsl"\n'
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(src, include_dirs=[tmp_path], name="deep_cycle")
+    assert info.value.diagnostics[0][:3] == (3, 1, "error")
+    assert "top.glsl -> mid.glsl -> x.glsl -> y.glsl -> x.glsl" in str(info.value)
+
+
+GUARDED = {
+    "classic": "// a comment first\n#ifndef G_H\n#define G_H\n{body}#endif\n// trailing\n",
+    "if_not_defined": "#if !defined(G_H)\n#define G_H 1\n{body}#endif\n",
+    "pragma_once": "/* header */\n#pragma once\n{body}",
+    "guard_around_include": (
+        "#ifndef PING\n#define PING\n{include}#else\nfloat guarded_fn() {{ return 2.0; }}\n#endif\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("style", list(GUARDED))
+def test_guarded_self_include_compiles(tmp_path, style):
+    include = '#include "g.glsl"\n'
+    body = include + "float guarded_fn() { return 2.0; }\n"
+    _write(tmp_path, {"g.glsl": GUARDED[style].format(body=body, include=include)})
+    # A guard around the include alone lets the file in twice: include it once.
+    includes = '#include "g.glsl"\n' * (1 if style == "guard_around_include" else 2)
+    src = (
+        includes + "layout(local_size_x = 1) in;\n"
+        "layout(binding = 0) buffer B { float b[]; };\nvoid main() { b[0] = guarded_fn(); }\n"
+    )
+    result = compile_glsl_info(src, include_dirs=[tmp_path], name=f"guard_{style}")
+    assert result.spirv.startswith(SPIRV_MAGIC)
+    assert result.includes == [str((tmp_path / "g.glsl").resolve())]
+
+
+def test_pragma_once_errors_keep_the_file_and_its_lines(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "lib/once.glsl": (
+                '// one\n#pragma once\n#include "other.glsl"\nfloat f() { return nope; }\n'
+            ),
+            "lib/other.glsl": '#include "once.glsl"\n',
+        },
+    )
+    src = MAIN + '#include "lib/once.glsl"\n'
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(src, include_dirs=[tmp_path], name="once_err")
+    line, _col, sev, msg = info.value.diagnostics[0]
+    assert (line, sev) == (3, "error")
+    assert msg.startswith("lib/once.glsl:4: ") and "nope" in msg
+    assert "vknb-glsl" not in str(info.value)  # no temporary path shows
+
+
+def test_pragma_once_include_is_recorded_and_edits_recompile(tmp_path):
+    _write(tmp_path, {"k.glsl": "#pragma once\nconst float K = 1.0;\n"})
+    src = (
+        '#include "k.glsl"\n#include "k.glsl"\nlayout(local_size_x = 1) in;\n'
+        "layout(binding = 0) buffer B { float b[]; };\nvoid main() { b[0] = K; }\n"
+    )
+    first = compile_glsl_info(src, include_dirs=[tmp_path])
+    assert first.includes == [str((tmp_path / "k.glsl").resolve())]
+    assert compile_glsl_info(src, include_dirs=[tmp_path]).cache_hit
+    (tmp_path / "k.glsl").write_text("#pragma once\nconst float K = 2.0;\n")
+    second = compile_glsl_info(src, include_dirs=[tmp_path])
+    assert not second.cache_hit and second.spirv != first.spirv
+
+
+def test_cycle_through_a_guarded_file_ends_and_is_left_to_the_compiler(tmp_path):
+    # main -> a -> g(guarded) -> a -> g (skipped): it ends; a is included twice.
+    _write(
+        tmp_path,
+        {
+            "a.glsl": '#include "g.glsl"\nfloat twice() { return 1.0; }\n',
+            "g.glsl": '#ifndef G\n#define G\n#include "a.glsl"\n#endif\n',
+        },
+    )
+    before = runs()
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(MAIN + '#include "a.glsl"\n', include_dirs=[tmp_path], name="dup")
+    assert runs() == before + 1
+    assert "#include cycle" not in str(info.value)
+    assert "already has a body" in str(info.value)
+
+
+def test_includes_in_comments_and_if_0_are_not_followed(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "c.glsl": (
+                '#if 0\n#include "c.glsl"\n#endif\n/* #include "c.glsl"\n*/\n'
+                '// #include "c.glsl"\nconst float C = 3.0;\n'
+            )
+        },
+    )
+    src = (
+        '#include "c.glsl"\nlayout(local_size_x = 1) in;\n'
+        "layout(binding = 0) buffer B { float b[]; };\nvoid main() { b[0] = C; }\n"
+    )
+    assert compile_glsl(src, include_dirs=[tmp_path]).startswith(SPIRV_MAGIC)
+
+
+@pytest.mark.parametrize("n", [compiler._MAX_INCLUDE_DEPTH, compiler._MAX_INCLUDE_DEPTH + 8])
+def test_include_depth_limit(tmp_path, n):
+    files = {f"c{i}.glsl": f'#include "c{i + 1}.glsl"\n' for i in range(n - 1)}
+    files[f"c{n - 1}.glsl"] = "const float DEEP = 1.0;\n"
+    _write(tmp_path, files)
+    src = MAIN + '\n#include "c0.glsl"\n'
+    if n <= compiler._MAX_INCLUDE_DEPTH:
+        assert compile_glsl(src, include_dirs=[tmp_path]).startswith(SPIRV_MAGIC)
+        return
+    before = runs()
+    with pytest.raises(ShaderCompileError, match=rf"nests {n} files deep") as info:
+        compile_glsl(src, include_dirs=[tmp_path], name="deep")
+    assert runs() == before
+    assert info.value.diagnostics[0][:3] == (4, 1, "error")
+    assert "c0.glsl -> c1.glsl" in str(info.value) and f"c{n - 1}.glsl" in str(info.value)
+
+
+def _expands_forever(graph: dict, guard: dict, start: list) -> bool:
+    """Simulate the preprocessor on files made only of guards and includes."""
+    defined: set = set()
+
+    def expand(f: int, depth: int) -> bool:
+        if depth > 64:
+            return True
+        if guard[f]:
+            if f in defined:
+                return False
+            defined.add(f)
+        return any(expand(c, depth + 1) for c in graph[f])
+
+    return any(expand(f, 1) for f in start)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_include_graphs(tmp_path, monkeypatch, seed):
+    """Refused exactly when the preprocessor would never end; else the real compiler runs."""
+    monkeypatch.setenv("VKNB_COMPILE_TIMEOUT_S", "30")  # a wrong answer fails, not hangs
+    rng = random.Random(seed)
+    n = rng.randint(2, 6)
+    graph = {f: rng.sample(range(n), rng.randint(0, 2)) for f in range(n)}
+    guard = {f: rng.random() < 0.5 for f in range(n)}
+    styles = ("#ifndef F{f}_H\n#define F{f}_H\n{body}#endif\n", "#pragma once\n{body}")
+    for f in range(n):
+        body = "".join(f'#include "f{c}.glsl"\n' for c in graph[f]) + f"// file {f}\n"
+        text = rng.choice(styles).format(f=f, body=body) if guard[f] else body
+        (tmp_path / f"f{f}.glsl").write_text(text)
+    start = rng.sample(range(n), rng.randint(1, n))
+    src = "".join(f'#include "f{f}.glsl"\n' for f in start) + MAIN
+    if _expands_forever(graph, guard, start):
+        with pytest.raises(ShaderCompileError, match="#include cycle"):
+            compile_glsl(src, include_dirs=[tmp_path], name=f"g{seed}")
+    else:
+        assert compile_glsl(src, include_dirs=[tmp_path]).startswith(SPIRV_MAGIC)
+
+
+def test_kernel_named_like_the_file_it_includes():
+    # The source file in the temporary directory must not be what it includes.
+    src = '#include "saxpy.comp"\n'
+    assert (vknb.config.shader_dir() / "saxpy.comp").is_file()
+    assert compile_glsl(src, name="saxpy").startswith(SPIRV_MAGIC)
+
+
+# ------------------------------------------------------------------------------------------
+# Time and memory limits of the compiler process
+# ------------------------------------------------------------------------------------------
+
+
+def _macro_bomb(n: int = 26) -> str:
+    lines = ["#define A0 1.0"] + [f"#define A{i} (A{i - 1} + A{i - 1})" for i in range(1, n + 1)]
+    return "\n".join(lines) + f"\n{MAIN}float x() {{ return A{n}; }}\n"
+
+
+def test_compile_timeout(monkeypatch):
+    monkeypatch.setenv("VKNB_COMPILE_TIMEOUT_S", "1")
+    start = time.perf_counter()
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(_macro_bomb(), name="bomb")
+    assert time.perf_counter() - start < 15
+    text = str(info.value)
+    assert "ran out of time" in text and "VKNB_COMPILE_TIMEOUT_S" in text
+    assert info.value.command and info.value.name == "bomb"
+    monkeypatch.setenv("VKNB_COMPILE_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="VKNB_COMPILE_TIMEOUT_S"):
+        compile_glsl(SAXPY + "// new\n")
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="no prlimit on this platform")
+def test_compiler_memory_is_capped(monkeypatch):
+    monkeypatch.setattr(compiler, "_COMPILER_ADDRESS_SPACE", 256 << 20)
+    start = time.perf_counter()
+    with pytest.raises(ShaderCompileError, match="address space at 256 MiB"):
+        compile_glsl(_macro_bomb(), name="bomb")
+    assert time.perf_counter() - start < 30  # uncapped, it runs into the 60 s time limit
+
+
+# ------------------------------------------------------------------------------------------
+# What a careless caller can pass
+# ------------------------------------------------------------------------------------------
+
+
+def _random_source(rng: random.Random) -> str:
+    words = ["float", "x", "=", "1.0;", "//", "é", "中文", "\t", "/*", "*/", "\n", "\r\n", " "]
+    return "".join(rng.choice(words) for _ in range(rng.randint(0, 60)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("bad", ["\ud800", "\udfff", "\udc80", "\x00"])
+def test_unencodable_or_nul_character_names_line_and_column(seed, bad):
+    rng = random.Random(seed)
+    before, after = _random_source(rng), _random_source(rng)
+    src = before + bad + after + "\n" + MAIN
+    line = len(re.findall(r"\r\n|\r|\n", before)) + 1
+    column = len(re.split(r"\r\n|\r|\n", before)[-1]) + 1
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(src, name="odd")
+    err = info.value
+    assert err.diagnostics[0][:3] == (line, column, "error")
+    assert f"line {line}, column {column}" in str(err)
+    assert ("NUL" if bad == "\x00" else f"U+{ord(bad):04X}") in str(err)
+    str(err).encode("utf-8")  # printable, and sendable to a notebook
+    err.source.encode("utf-8")
+    assert len(err.source) == len(src)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "k" * 300,
+        "a/b/c",
+        "../../etc/passwd",
+        "with space",
+        "ünïcødé 中文",
+        "-O",
+        ".",
+        "",
+        "é" * 200,
+    ],
+)
+def test_any_kernel_name_compiles(name):
+    result = compile_glsl_info(SAXPY + f"// {len(name)}\n", name=name)
+    assert result.spirv.startswith(SPIRV_MAGIC)
+    src_file = result.command[-1]
+    assert len(src_file) <= 48 and re.fullmatch(r"[A-Za-z0-9_]+\.vknb\.comp", src_file)
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl("void main() { undeclared_q = 1; }\n", name=name)
+    assert info.value.name == name and repr(name) in str(info.value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_kernel_names(seed):
+    rng = random.Random(seed)
+    alphabet = "abcXYZ09_/\\ .-:*?\"'<>|\t中é🙂"
+    name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
+    assert compile_glsl(SAXPY + f"// {seed}\n", name=name).startswith(SPIRV_MAGIC)
+
+
+@pytest.mark.parametrize("src", ["", "   \n\t\n", "// only a comment\n", "/* block */\n"])
+def test_empty_source(src):
+    before = runs()
+    with pytest.raises(ShaderCompileError, match="the source is empty"):
+        compile_glsl(src)
+    assert runs() == before
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        ("#version 450\n", True),
+        ("#version 460\n", True),
+        ("#version 310 es\n", True),
+        ("#version 330\n", False),
+        ("#version 140\n", False),
+        ("#version abc\n", False),
+    ],
+)
+def test_versions(header, ok):
+    src = header + SAXPY
+    if ok:
+        assert compile_glsl(src).startswith(SPIRV_MAGIC)
+        return
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl(src)
+    assert "#version" in str(info.value)
+
+
+def test_version_after_code_points_at_it():
+    with pytest.raises(ShaderCompileError) as info:
+        compile_glsl("// ok\nfloat x = 1.0;\n#version 450\n" + MAIN)
+    assert any(d[0] == 3 and "#version" in d[3] for d in info.value.diagnostics)
+
+
+@pytest.mark.parametrize("stage", ["fragment", "vertex", "frag", "tesscontrol", "mesh"])
+def test_non_compute_stage_pragma(stage):
+    src = f"// a comment\n #pragma shader_stage({stage})\nvoid main() {{}}\n"
+    before = runs()
+    with pytest.raises(ShaderCompileError, match=r"line 2: #pragma shader_stage") as info:
+        compile_glsl(src)
+    assert runs() == before
+    assert info.value.diagnostics[0][:3] == (2, 2, "error")
+    assert compile_glsl("#pragma shader_stage(compute)\n" + MAIN).startswith(SPIRV_MAGIC)
+
+
+def test_non_compute_stage_from_flags():
+    with pytest.raises(ShaderCompileError, match=r"not a compute shader .*Vertex"):
+        compile_glsl("void main() { gl_Position = vec4(0.0); }\n", flags=["-fshader-stage=vert"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_binary_garbage(seed):
+    data = random.Random(seed).randbytes(rng_len := 64 + 97 * seed)
+    assert len(data) == rng_len
+    with pytest.raises(TypeError, match="bytes"):
+        compile_glsl(data)  # type: ignore[arg-type]
+    text = data.decode("latin-1")
+    with pytest.raises(ShaderCompileError):
+        compile_glsl(text)
+    with pytest.raises(ShaderCompileError):
+        compile_glsl(text.replace("\x00", " "))  # no NUL: the compiler's own errors
+
+
+def test_define_limits():
+    with pytest.raises(ValueError, match=r"define 'BIG' is 1000000 bytes long"):
+        compile_glsl(SAXPY, defines={"BIG": "1" * 1_000_000})
+    with pytest.raises(ValueError, match=r"define 'Z' has a NUL"):
+        compile_glsl(SAXPY, defines={"Z": "1\x002"})
+    with pytest.raises(ValueError, match=r"define 'S' has a character .*\\ud800"):
+        compile_glsl(SAXPY, defines={"S": "\ud800"})
+    for text in ("1\n2", "1\r2", "1\r\n"):
+        with pytest.raises(ValueError, match="several lines"):
+            compile_glsl(SAXPY, defines={"NL": text})
+    with pytest.raises(TypeError, match="mapping"):
+        compile_glsl(SAXPY, defines=[("N", 1)])  # type: ignore[arg-type]
+    # Many defines, each allowed, that together overflow the command line.
+    many = {f"D{i}": "1" * 90_000 for i in range(60)}
+    with pytest.raises(ValueError, match="command line is too long"):
+        compile_glsl(SAXPY, defines=many)
+    # Thousands of small ones are fine.
+    assert compile_glsl(SAXPY, defines={f"D{i}": i for i in range(5000)}).startswith(SPIRV_MAGIC)
+
+
+def test_argument_types():
+    with pytest.raises(TypeError, match="include_dirs"):
+        compile_glsl(SAXPY, include_dirs="/tmp")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name must be a str"):
+        compile_glsl(SAXPY, name=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="target_env"):
+        compile_glsl(SAXPY, target_env=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NUL"):
+        compile_glsl(SAXPY, flags=["-g\x00"])
+
+
+def test_glslangvalidator_pragma_once_and_cycles(glslang, tmp_path):
+    _write(
+        tmp_path,
+        {
+            "once.glsl": '#pragma once\n#include "once.glsl"\nconst float ONCE = 1.0;\n',
+            "loop.glsl": '#include "loop.glsl"\n',
+        },
+    )
+    src = (
+        '#include "once.glsl"\n#include "once.glsl"\nlayout(local_size_x = 1) in;\n'
+        "layout(binding = 0) buffer B { float b[]; };\nvoid main() { b[0] = ONCE; }\n"
+    )
+    result = compile_glsl_info(src, include_dirs=[tmp_path])
+    assert "-S" in result.command and result.spirv.startswith(SPIRV_MAGIC)
+    assert result.includes == [str((tmp_path / "once.glsl").resolve())]
+    with pytest.raises(ShaderCompileError, match=r"#include cycle loop\.glsl -> loop\.glsl"):
+        compile_glsl(MAIN + '#include "loop.glsl"\n', include_dirs=[tmp_path])

@@ -613,8 +613,9 @@ def test_compile_cache_hit_on_second_compile():
 
 
 def test_kernel_repr_mentions_bindings(saxpy):
-    text = repr(saxpy)
-    html = saxpy._repr_html_()
+    text = vknb.display.kernel_text(saxpy)
+    html = vknb.display.kernel_html(saxpy)
+    assert "saxpy" in repr(saxpy) and "2 bindings" in repr(saxpy)
     for name in ("saxpy", "xs", "ys", "a", "n", "readonly"):
         assert name in text, name
         assert name in html, name
@@ -701,7 +702,7 @@ BAD_CALLS: list[tuple[str, Callable[[vknb.Kernel], Any], type[Exception], str]] 
         "duplicate binding",
         lambda k: k(X0, _y(), y=_y(), a=1.0, n=100, grid=100),
         TypeError,
-        "'y' twice",
+        "'ys' twice: as 'y'",
     ),
     (
         "too many positional",
@@ -825,7 +826,7 @@ def test_gpu_time_tracks_the_work(readout, dev, monkeypatch):
     # A distinct source per mode: a fresh pipeline built under this readout.
     k = vknb.compile(BUSY_SRC + f"// {readout}\n", name=f"busy_{readout}")
     if readout == "host" and dev.host_query_reset:
-        assert k.pipeline._ts_host
+        assert k.pipeline.timestamps.host_reset
     n = 2048
     iters = 5000 if dev.info.type == "cpu" else 500_000  # tens of ms on lavapipe, ~1 ms on a GPU
     y = vknb.zeros(n, np.float32)
@@ -862,7 +863,7 @@ def test_gpu_times_read_late_belong_to_their_own_call(readout, dev, monkeypatch)
         recs.append((iters, k(y, n=n, iters=iters, grid=n)))
         if i == 6:  # numpy arguments: the general path takes a slot, reading what it held
             k(np.zeros(n, np.float32), n=n, iters=1, grid=n)
-    pending = [r for _, r in recs if r._pending is not None]
+    pending = [r for _, r in recs if r.pending is not None]
     assert pending, "repeated calls should leave their GPU time to be read later"
     times = [(it, r.gpu_ms) for it, r in recs]
     light = statistics.median(t for it, t in times if it == 1)
@@ -871,7 +872,7 @@ def test_gpu_times_read_late_belong_to_their_own_call(readout, dev, monkeypatch)
     assert all(t < least_heavy / 2 for it, t in times if it == 1), times  # nor the reverse
     last = k(y, n=n, iters=heavy, grid=n)
     k.close()  # the pipeline's queries go: the waiting record reads them first
-    assert last._pending is None and last.gpu_ms > 5 * light
+    assert last.pending is None and last.gpu_ms > 5 * light
     y.close()
 
 
@@ -978,7 +979,7 @@ def test_repeated_calls_stay_fast_after_the_descriptor_sets_are_rebuilt(saxpy, r
     saxpy(X, Y, a=1.0, n=n, grid=n)
     pipe = saxpy.pipeline
     assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is not None
-    pipe._sets_epoch += 1  # what a descriptor-pool reset does
+    pipe.sets_epoch += 1  # what a descriptor-pool reset does
     assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is None
     saxpy(X, Y, a=1.0, n=n, grid=n)  # the slow path remembers the call again
     assert saxpy._fast_lookup((X, Y), {"a": 1.0, "n": n}, n, None, pipe) is not None
@@ -1068,16 +1069,16 @@ def test_bound_call_errors_name_the_argument_and_leave_the_kernel_working(saxpy,
 def test_bound_call_survives_a_rebuild_of_the_descriptor_sets(saxpy, rng, monkeypatch):
     """More distinct calls than the pipeline caches sets for: the pool is reset and the bound
     call, whose sets went with it, binds again instead of using freed sets."""
-    monkeypatch.setattr(vknb.pipeline, "DESCRIPTOR_CACHE", 4)
+    monkeypatch.setattr(vknb.core.pipeline, "DESCRIPTOR_CACHE", 4)
     n = 128
     x, y = _saxpy_data(rng, n)
     X, Y = vknb.asarray(x), vknb.asarray(y)
     step = saxpy.bind(X, Y, a=1.0, n=n, grid=n)
-    epoch = saxpy.pipeline._sets_epoch
+    epoch = saxpy.pipeline.sets_epoch
     others = [vknb.zeros(n, np.float32) for _ in range(6)]
     for o in others:
         saxpy(X, o, a=1.0, n=n, grid=n)
-    assert saxpy.pipeline._sets_epoch > epoch
+    assert saxpy.pipeline.sets_epoch > epoch
     step()
     np.testing.assert_allclose(Y.numpy(), y + x, rtol=1e-6)
     for a in (X, Y, *others):

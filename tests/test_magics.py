@@ -23,8 +23,7 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 import vknb
-from vknb import magics
-from vknb.display import fmt_bytes
+from vknb import display, magics
 
 SAXPY = """
 layout(local_size_x = 64) in;
@@ -108,7 +107,7 @@ def test_load_ext_registers_magics_and_nothing_else(tmp_path: Path) -> None:
             sh.run_line_magic("load_ext", "vknb")
         import vknb, vknb.core.instance
         assert vknb.current_device() is None, "a device was created on load"
-        assert vknb.core.instance.current_instance() is None, "a Vulkan instance was created on load"
+        assert vknb.core.instance.current_instance() is None, "an instance was created on load"
         for mod in ("vulkan", "ipywidgets", "matplotlib"):
             assert mod not in sys.modules, mod + " imported on load"
         assert "glsl" in sh.magics_manager.magics["cell"]
@@ -136,6 +135,32 @@ def test_unload_and_reload(ip: Any) -> None:
     ip.run_line_magic("load_ext", "vknb")
     assert "glsl" in ip.magics_manager.magics["cell"]
     assert "vknb" in ip.magics_manager.magics["line"]
+
+
+def test_load_ext_registers_display_formatters(ip: Any, data: dict[str, Any]) -> None:
+    glsl(ip, "saxpy --quiet", SAXPY)
+    k = ip.user_ns["saxpy"]
+    rec = k(data["x"], data["y"], a=1.0, grid=data["n"])
+    dev = vknb.device()
+    with pytest.raises(vknb.ShaderCompileError) as info:
+        vknb.compile(BAD, name="bad")
+    fmt = ip.display_formatter
+    shown = fmt.format(k)[0]
+    assert shown["text/html"] == display.kernel_html(k)
+    assert shown["text/plain"] == display.kernel_text(k)
+    assert fmt.format(rec)[0]["text/html"] == display.dispatch_html(rec)
+    assert fmt.format(dev)[0]["text/html"] == display.device_html(dev)
+    assert fmt.format(info.value)[0]["text/html"] == display.compile_error_html(info.value)
+
+    ip.run_line_magic("unload_ext", "vknb")
+    try:
+        html = fmt.formatters["text/html"]
+        for cls in (vknb.Kernel, vknb.Device, vknb.DispatchRecord, vknb.ShaderCompileError):
+            with pytest.raises(KeyError):
+                html.lookup_by_type(cls)
+    finally:
+        ip.run_line_magic("load_ext", "vknb")
+    assert fmt.format(k)[0]["text/plain"] == display.kernel_text(k)
 
 
 # --- %%glsl: define, run, re-define ----------------------------------------------------------
@@ -553,10 +578,13 @@ def test_vknb_memory(ip: Any, data: dict[str, Any]) -> None:
     out = vknb_line(ip, "memory --text").stdout
     assert dev.info.name in out
     for h in stats.heaps:
-        assert fmt_bytes(h.size) in out
-    assert f"used by {stats.buffers} buffers" in out
+        assert display.fmt_bytes(h.size) in out
+    assert f"used by {stats.buffers} live buffer" in out
     (rich,) = _mimes(vknb_line(ip, "memory"))
-    assert "<table" in rich["text/html"] and fmt_bytes(stats.heaps[0].size) in rich["text/html"]
+    assert (
+        "<table" in rich["text/html"]
+        and display.fmt_bytes(stats.heaps[0].size) in rich["text/html"]
+    )
     del ip.user_ns["arr_on_gpu"]
 
 
@@ -623,17 +651,9 @@ def test_vknb_widgets_when_asked(ip: Any, monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(magics, "use_widgets", True)
     widget_mime = "application/vnd.jupyter.widget-view+json"
-    have = {
-        name: magics._widget(name) is not None
-        for name in ("DeviceExplorer", "MemoryMonitor", "TimingsView")
-    }
-    for cmd, name in (
-        ("devices", "DeviceExplorer"),
-        ("memory", "MemoryMonitor"),
-        ("timings", "TimingsView"),
-    ):
+    for cmd in ("devices", "memory", "timings"):
         (out,) = _mimes(vknb_line(ip, cmd))
-        assert (widget_mime in out) == have[name], cmd
-        assert "text/html" in out  # the widget's own fallback, or ours
+        assert widget_mime in out, cmd
+        assert "text/html" in out  # the widget's fallback where widgets cannot render
     # --text never shows a widget.
     assert vknb.devices()[0].name in vknb_line(ip, "devices --text").stdout

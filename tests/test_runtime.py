@@ -30,8 +30,8 @@ from conftest import settle
 import vknb
 from vknb import _vk
 from vknb import errors as E
-from vknb.instance import GiB, select_device_index
-from vknb.memory import _fmt_bytes as fmt_bytes
+from vknb.core.instance import GiB, select_device_index
+from vknb.core.memory import _fmt_bytes as fmt_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ def stats_tuple(dev: vknb.Device) -> tuple[int, int, int, int, int]:
     return as_tuple(dev.memory_stats())
 
 
-def as_tuple(s: vknb.memory.MemoryStats) -> tuple[int, int, int, int, int]:
+def as_tuple(s: vknb.core.memory.MemoryStats) -> tuple[int, int, int, int, int]:
     """The fields of ``stats_tuple`` from a snapshot taken earlier."""
     return (s.allocated, s.used, s.blocks, s.buffers, s.allocations)
 
@@ -726,15 +726,16 @@ def test_a_buffer_collected_while_the_allocator_is_busy_is_freed_after(dev, no_l
 
         def collect_inside_a_section() -> None:
             with alloc._lock:  # what an allocation holds when a collection starts
-                gc.collect()
-                assert alloc.allocations == before and len(alloc._deferred) == 1
+                gc.collect()  # the finalizer only queues the release: no deadlock
+                assert alloc.allocations == before
             done.set()
 
         t = threading.Thread(target=collect_inside_a_section, daemon=True)
         t.start()
         t.join(20)
         assert done.is_set(), "the finalizer's free deadlocked inside the allocator's lock"
-        assert alloc.allocations == before - 1 and not alloc._deferred
+        dev.collect()  # the device's next safe point
+        assert alloc.allocations == before - 1
     finally:
         gc.enable()
 
@@ -747,7 +748,7 @@ def test_freed_large_allocations_are_recycled(any_device, rng, monkeypatch):
     assert base.cached == 0
     size = 3 * d.allocator.block_size // 2  # dedicated
     a = vknb.empty(size // 4, np.float32, device=d)
-    handle = a.buffer._alloc.memory
+    handle = a.buffer.allocation.memory
     a.close()
     s = d.memory_stats()
     assert s.cached == size and s.allocated == base.allocated + size
@@ -755,13 +756,13 @@ def test_freed_large_allocations_are_recycled(any_device, rng, monkeypatch):
     # about the same size (within 1/8): the same VkDeviceMemory, with correct contents
     x = rng.random(size // 4 - 1000).astype(np.float32)
     b = vknb.asarray(x, device=d)
-    assert b.buffer._alloc.memory == handle
+    assert b.buffer.allocation.memory == handle
     assert d.memory_stats().cached == 0
     np.testing.assert_array_equal(b.numpy(), x)
     b.close()
     # much smaller: not served from the cache (it would waste more than 1/8)
     c = vknb.empty(size // 16, np.float32, device=d)
-    assert c.buffer._alloc.memory != handle
+    assert c.buffer.allocation.memory != handle
     c.close()
     cached = d.memory_stats().cached
     assert cached >= size  # the first block, and c's
@@ -806,7 +807,7 @@ def test_recycle_cache_gives_way_under_memory_pressure(any_device):
 
 
 def test_recycle_limit_from_the_environment(monkeypatch):
-    from vknb.memory import recycle_limit
+    from vknb.core.memory import recycle_limit
 
     heaps = vknb.device().info.heaps
     monkeypatch.setenv("VKNB_RECYCLE_MB", "0")
@@ -836,7 +837,7 @@ def test_dedicated_allocations_return_to_baseline(any_device, rng, monkeypatch):
         assert after.blocks == before.blocks + 1  # a dedicated allocation
         assert after.allocated - before.allocated >= size
         assert after.allocated - before.allocated == after.used - before.used
-        assert b._alloc is not None and b._alloc.block.dedicated
+        assert b.allocation is not None and b.allocation.block.dedicated
         alive.append(b)
         if len(alive) > 3:
             alive.pop(int(rng.integers(0, len(alive)))).close()
@@ -857,28 +858,28 @@ def test_fragmentation_holes_are_reused_and_coalesced(any_device):
     bufs = [vknb.Buffer(size, device=d) for _ in range(n)]
     full = d.memory_stats()
     assert full.blocks == base.blocks + 1  # 2 MiB fit in one block
-    offsets = [b._alloc.offset for b in bufs]
+    offsets = [b.allocation.offset for b in bufs]
     # Free every other buffer: the block stays, half its bytes are free.
     for b in bufs[::2]:
         b.close()
     holey = d.memory_stats()
     assert holey.blocks == full.blocks and holey.allocated == full.allocated
-    assert holey.used == full.used - (n // 2) * bufs[1]._alloc.size
+    assert holey.used == full.used - (n // 2) * bufs[1].allocation.size
     # Allocating the same sizes again fills the holes: no new memory.
     again = [vknb.Buffer(size, device=d) for _ in range(n // 2)]
     refill = d.memory_stats()
     assert refill.allocated == full.allocated and refill.blocks == full.blocks
     assert refill.used == full.used
-    assert sorted(b._alloc.offset for b in again) == sorted(offsets[::2])
+    assert sorted(b.allocation.offset for b in again) == sorted(offsets[::2])
     # Coalescing: free two neighbours, then a buffer of twice the size fits exactly there.
     i = 10
     neighbours = [again[i // 2], bufs[i + 1]]
-    assert neighbours[0]._alloc.offset == offsets[i]
+    assert neighbours[0].allocation.offset == offsets[i]
     lo = offsets[i]
     for b in neighbours:
         b.close()
     big = vknb.Buffer(2 * size, device=d)
-    assert big._alloc.offset == lo
+    assert big.allocation.offset == lo
     assert d.memory_stats().blocks == full.blocks
     for b in [*again, *bufs, big]:
         b.close()
@@ -1117,7 +1118,7 @@ def test_pipeline_cache_written_on_close_and_reloaded(dev, tmp_path, monkeypatch
     path = d.pipeline_cache_path()
     assert str(path).startswith(str(tmp_path))
     assert not path.exists()
-    assert d._pipeline_cache_loaded == 0
+    assert d.pipeline_cache_loaded == 0
     _cache_kernel_run(d)
     d.close()
     assert path.exists()
@@ -1129,7 +1130,7 @@ def test_pipeline_cache_written_on_close_and_reloaded(dev, tmp_path, monkeypatch
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         d2 = vknb.Device(dev.index)
-    assert d2._pipeline_cache_loaded == len(data) > 0
+    assert d2.pipeline_cache_loaded == len(data) > 0
     _cache_kernel_run(d2)
     d2.close()
     assert not list(path.parent.glob("*.tmp"))  # written atomically, no leftovers
@@ -1160,7 +1161,7 @@ def test_corrupt_pipeline_cache_is_ignored_and_rebuilt(dev, tmp_path, monkeypatc
         path.write_bytes(bad)
         with pytest.warns(RuntimeWarning, match="pipeline cache"):
             d2 = vknb.Device(dev.index)
-        assert d2._pipeline_cache_loaded == 0, label
+        assert d2.pipeline_cache_loaded == 0, label
         _cache_kernel_run(d2)
         d2.close()
         rebuilt = path.read_bytes()
@@ -1191,7 +1192,7 @@ def test_unreadable_pipeline_cache_path(dev, tmp_path, monkeypatch):
         path.unlink()
     path.mkdir(parents=True)
     d2 = vknb.Device(dev.index)
-    assert d2._pipeline_cache_loaded == 0
+    assert d2.pipeline_cache_loaded == 0
     _cache_kernel_run(d2)
     d2.close()  # saving fails quietly
     assert path.is_dir()

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vknb.spirv import PAD_FIELD, Block, Member, Reflection, dtype_to_json, reflect
 
 from vknb.errors import SpirvError, VulkanError
-from vknb.spirv import PAD_FIELD, Block, Member, Reflection, dtype_to_json, reflect
 
 HERE = Path(__file__).resolve().parent
 CORPUS = sorted((HERE / "spirv_corpus").glob("*.comp"))
@@ -235,20 +235,35 @@ def compare_with_spirv_cross(r: Reflection, spv: Path, tools: dict[str, str]) ->
         c["variable_id"]: c.get("default_value") for c in ref.get("specialization_constants", [])
     }
 
-    theirs: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}
+    # Several bindings may share a (set, binding) (aliases): they are matched by name.
+    theirs: dict[tuple[int, int, str], tuple[str, dict[str, Any]]] = {}
     for category in SC_CATEGORIES:
         for j in ref.get(category, []):
-            theirs[(j["set"], j["binding"])] = (category, j)
-    ours = {(b.set, b.binding): b for b in r.bindings}
+            theirs[(j["set"], j["binding"], j["name"])] = (category, j)
+    ours = {(b.set, b.binding, b.block_name or b.name): b for b in r.bindings}
+    assert len(ours) == len(r.bindings), "binding names are unique within a slot"
     assert sorted(ours) == sorted(theirs), "bindings"
-    assert list(ours) == sorted(ours), "bindings are sorted by (set, binding)"
-    for key, b in ours.items():
-        category, j = theirs[key]
+    keys = [(b.set, b.binding) for b in r.bindings]
+    assert keys == sorted(keys), "bindings are sorted by (set, binding)"
+    slots: dict[tuple[int, int], list[str]] = {}
+    for b in r.bindings:
+        slots.setdefault((b.set, b.binding), []).append(b.name)
+    for b in r.bindings:
+        expected_aliases = [n for n in slots[(b.set, b.binding)] if n != b.name]
+        assert list(b.aliases) == expected_aliases, f"aliases of {b.name!r}"
+    assert set(r.aliases) == {k for k, v in slots.items() if len(v) > 1}
+    for (dset, binding, _), b in ours.items():
+        key = (dset, binding)
+        category, j = theirs[(dset, binding, b.block_name or b.name)]
         where = f"binding {key} {b.name!r}"
         count = 1
+        spec_sized = False
         for n, lit in zip(j.get("array", []), j.get("array_size_is_literal", []), strict=True):
             count *= n if lit else spec_defaults[n]
+            spec_sized |= not lit
         assert b.count == count, where
+        assert b.runtime_sized == (count == 0), where
+        assert bool(b.count_spec_ids) == spec_sized, where
         is_buffer = "Buffer" in j["type"]
         expected_kind = {
             "ssbos": ("storage", 7),
@@ -642,8 +657,148 @@ def test_descriptor_kinds_and_counts(compile_glsl: Compile) -> None:
         "layers": ("storage_image", 3),
     }
     r = reflect(compile_glsl(HERE / "spirv_corpus" / "descriptor_arrays.comp")[1])
-    counts = {b.name: b.count for b in r.bindings}
-    assert counts == {"bufs": 4, "params": 3, "textures": 0, "images": 8}
+    counts = {b.name: (b.count, b.runtime_sized, b.count_spec_ids) for b in r.bindings}
+    assert counts == {
+        "bufs": (4, False, ()),
+        "params": (3, False, ()),
+        "textures": (0, True, ()),  # unsized: the runtime must refuse or size it
+        "images": (8, False, ()),
+        "spec_textures": (5, False, (0,)),  # constant_id = 0, default 5
+    }
+    assert r.aliases == {}
+    assert r.check_layout() == r.bindings
+    d = r.binding("spec_textures").to_dict()
+    assert d["count_spec_ids"] == [0] and d["aliases"] == []
+
+
+def test_spec_constant_expression_descriptor_count(compile_glsl: Compile) -> None:
+    _, data = compile_glsl(
+        "#version 450\nlayout(local_size_x = 1) in;\n"
+        "layout(constant_id = 3) const uint A = 2;\nlayout(constant_id = 7) const uint B = 3;\n"
+        "layout(set = 0, binding = 0) uniform sampler2D t[A * B + 1];\n"
+        "layout(set = 0, binding = 1) buffer O { float o[]; };\n"
+        "void main() { o[0] = texture(t[6], vec2(0.5)).x; }\n"
+    )
+    t = reflect(data).binding("t")
+    assert (t.count, t.count_spec_ids) == (7, (3, 7))
+
+
+# --- aliases: several bindings in one descriptor slot ---------------------------------------
+def test_aliases_of_one_descriptor_type(compile_glsl: Compile) -> None:
+    r = reflect(compile_glsl(HERE / "spirv_corpus" / "aliased_bindings.comp")[1])
+    groups = {k: sorted(b.name for b in v) for k, v in r.aliases.items()}
+    assert groups == {
+        (0, 0): ["InF", "OutU"],
+        (0, 1): ["header", "raw"],
+        (0, 2): ["params", "params_int"],
+        (1, 0): ["img_f", "img_u"],
+    }
+    assert r.binding("InF").aliases == ("OutU",) and r.binding("OutU").aliases == ("InF",)
+    assert r.binding("Lonely").aliases == ()
+    slots = r.check_layout()
+    assert [(b.set, b.binding) for b in slots] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    by_slot = {(b.set, b.binding): b for b in slots}
+    # readonly InF + writeonly OutU: the descriptor is both read and written.
+    assert (by_slot[(0, 0)].readonly, by_slot[(0, 0)].writeonly) == (False, False)
+    assert by_slot[(0, 0)].kind == "storage"
+    # The slot is the alias with the largest fixed part (header's 8 bytes; raw has none).
+    assert by_slot[(0, 1)].name == "header" and by_slot[(0, 1)].aliases == ("raw",)
+    assert by_slot[(0, 2)].readonly and by_slot[(0, 2)].kind == "uniform"
+    assert by_slot[(1, 1)] is r.binding("Lonely")
+    # Lookup by any alias's name still finds that alias.
+    assert r.binding("raw").block_name == "Bytes" and r.binding("params_int").binding == 2
+
+
+@pytest.mark.parametrize(
+    ("decls", "match"),
+    [
+        (
+            "layout(binding = 0) buffer S { float s[]; };\n"
+            "layout(binding = 0) uniform U { vec4 u; };\n",
+            r"'[SU]' \((storage|uniform), count 1\) and '[SU]' .* share set=0, binding=0 with "
+            r"different descriptor types",
+        ),
+        (
+            "layout(binding = 0, r32f) uniform image2D img;\n"
+            "layout(binding = 0) uniform sampler2D tex;\n",
+            r"'(img|tex)' .* and '(img|tex)' .*different descriptor types",
+        ),
+        (
+            "layout(binding = 0) buffer S { float s[]; } many[2];\n"
+            "layout(binding = 0) buffer T { float t[]; } one;\n",
+            r"'(many|one)' \(storage, count [12]\) and .*different descriptor counts",
+        ),
+    ],
+    ids=["buffer-kinds", "image-kinds", "counts"],
+)
+def test_check_layout_refuses_aliases_of_different_types(
+    decls: str, match: str, compile_glsl: Compile
+) -> None:
+    src = f"#version 450\nlayout(local_size_x = 1) in;\n{decls}void main() {{}}\n"
+    r = reflect(compile_glsl(src)[1])
+    assert len(r.aliases[(0, 0)]) == 2
+    with pytest.raises(SpirvError, match=match) as info:
+        r.check_layout()
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_aliases_match_spirv_cross_and_check_layout(
+    seed: int, compile_glsl: Compile, tools: dict[str, str]
+) -> None:
+    rng = random.Random(seed)
+    kinds = {
+        "storage": (
+            "layout(std430, set = {s}, binding = {b}) buffer B{i} {{ {t} v{i}[]; }} r{i};",
+            "r{i}.v{i}[0]",
+        ),
+        "uniform": (
+            "layout(std140, set = {s}, binding = {b}) uniform U{i} {{ {t} v{i}; }} r{i};",
+            "r{i}.v{i}",
+        ),
+        "storage_image": (
+            "layout(set = {s}, binding = {b}, r32f) uniform image2D r{i};",
+            "imageLoad(r{i}, ivec2(0)).x",
+        ),
+        "combined_image_sampler": (
+            "layout(set = {s}, binding = {b}) uniform sampler2D r{i};",
+            "texture(r{i}, vec2(0)).x",
+        ),
+    }
+    decls, uses, declared = [], [], []
+    for i in range(rng.randint(2, 7)):
+        kind = rng.choice(list(kinds))
+        s, b = rng.randint(0, 1), rng.randint(0, 2)
+        decl, use = kinds[kind]
+        decls.append(decl.format(s=s, b=b, i=i, t=rng.choice(["float", "vec4", "uint"])))
+        uses.append(f"float({use.format(i=i)})")
+        declared.append((s, b, f"r{i}", kind))
+    src = (
+        "#version 450\nlayout(local_size_x = 1) in;\n"
+        + "\n".join(decls)
+        + "\nlayout(set = 2, binding = 0) buffer Out { float o[]; };\n"
+        + f"void main() {{ o[0] = {' + '.join(uses)}; }}\n"
+    )
+    spv, data = compile_glsl(src)
+    r = reflect(data)
+    compare_with_spirv_cross(r, spv, tools)
+    slots: dict[tuple[int, int], set[str]] = {}
+    for s, b, _, kind in declared:
+        slots.setdefault((s, b), set()).add(kind)
+    assert {k for k, v in r.aliases.items()} == {
+        k for k in slots if sum(1 for d in declared if (d[0], d[1]) == k) > 1
+    }
+    if any(len(v) > 1 for v in slots.values()):
+        with pytest.raises(SpirvError, match="different descriptor types"):
+            r.check_layout()
+        return
+    merged = r.check_layout()
+    assert [(b.set, b.binding) for b in merged] == sorted(set(slots) | {(2, 0)})
+    for slot in merged:
+        group = [b for b in r.bindings if (b.set, b.binding) == (slot.set, slot.binding)]
+        assert slot.readonly == all(b.readonly for b in group)
+        assert slot.writeonly == all(b.writeonly for b in group)
+        assert sorted((*slot.aliases, slot.name)) == sorted(b.name for b in group)
 
 
 def test_entry_points(compile_glsl: Compile) -> None:

@@ -1,6 +1,6 @@
 """The staging path (what discrete GPUs use) driven on lavapipe with VKNB_FORCE_STAGING=1.
 
-Runs in a subprocess because the switch is read when vknb.buffer is imported.
+Runs in a subprocess with the environment variable set for the whole process.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 WORKLOAD = r"""
 import json, numpy as np, vknb
-from vknb import buffer, _vk
-assert buffer._FORCE_STAGING
+from vknb import _vk
+from vknb.core.buffer import staging_for
+assert vknb.config.get("VKNB_FORCE_STAGING")
 rng = np.random.default_rng(7)
 out = {}
 # Round trips across the staging chunk size (several chunks, odd sizes, offsets).
-chunk = buffer.STAGING_CHUNK
+chunk = staging_for(vknb.device()).chunk
 for n in (1, 3, 4097, chunk - 1, chunk + 5, 2 * chunk + 12345):
     a = rng.integers(0, 256, n, dtype=np.uint8)
     d = vknb.asarray(a)

@@ -491,6 +491,38 @@ def test_plot_timings(saxpy: Any, scale: Any, rng: np.random.Generator) -> None:
     tv.close()
 
 
+def test_one_summary_one_plot_module(saxpy: Any, scale: Any, rng: np.random.Generator) -> None:
+    from vknb.ui import plots
+
+    assert vw.plot_timings is plots.plot_timings and vw.figure_bytes is plots.figure_bytes
+    assert vw.summary_rows is display.timings_summary
+    assert vw.dispatch_rows is display.dispatch_rows
+    recs = [run_saxpy(saxpy, rng) for _ in range(3)] + [run_scale(scale, rng) for _ in range(2)]
+    sax, sca = display.timings_summary(recs)
+    gpu = [r.gpu_ms for r in recs[:3]]
+    bw = [r.bandwidth_gbs for r in recs[:3]]
+    assert (sax["kernel"], sax["count"], sca["kernel"], sca["count"]) == (
+        "wt_saxpy",
+        3,
+        "wt_scale",
+        2,
+    )
+    assert sax["gpu_ms_total"] == pytest.approx(sum(gpu))
+    assert (sax["gpu_ms_min"], sax["gpu_ms_max"]) == (min(gpu), max(gpu))
+    assert sax["host_ms_mean"] == pytest.approx(sum(r.host_ms for r in recs[:3]) / 3)
+    assert sax["bandwidth_gbs"] == pytest.approx(sum(bw) / 3)
+    # The %vknb report and the widget render the same tables.
+    report = display.timings_report_text(recs)
+    assert display.timings_summary_text(recs) in report and display.timings_text(recs) in report
+    assert report.count("wt_saxpy") == 1 + 3
+    fig = vw.plot_timings(recs)
+    assert type(fig) is vw.TimingsFigure and len(fig.axes) == 3
+    # A queue without timestamps: the timeline shows host times, and says so.
+    host_only = [timing.DispatchRecord("h", (1, 1, 1), (1, 1, 1), None, 0.5 + i) for i in range(3)]
+    ax = vw.plot_timings(host_only, kind="timeline").axes[0]
+    assert ax.get_ylabel() == "host ms" and list(ax.lines[0].get_ydata()) == [0.5, 1.5, 2.5]
+
+
 def test_a_displayed_view_lives_until_closed(saxpy: Any, rng: np.random.Generator) -> None:
     """``display(TimingsView())`` (as ``%vknb timings`` does) keeps no Python reference: the view
     must live as long as its widget model does, and go once closed."""
@@ -523,5 +555,8 @@ def test_memory_views_show_the_recycle_cache(dev):
     assert note in display.memory_text(dev)
     assert note in display.memory_html(dev)
     assert note in display.memory_stats_html(s)
+    mon = vw.MemoryMonitor(dev)
+    assert mon.text() == display.memory_text(dev)  # one renderer for the widget and %vknb memory
+    mon.close()
     dev.trim()
     assert "kept for reuse" not in display.memory_text(dev)

@@ -53,16 +53,16 @@ from .errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover - the names below load lazily at run time
-    from .core.array import Array, asarray, empty, zeros  # noqa: F401
-    from .core.device import Device, Submission  # noqa: F401
-    from .core.session import current_device, device, reset, synchronize, use  # noqa: F401
     from .compute.batch import Batch, batch  # noqa: F401
-    from .core.buffer import Buffer  # noqa: F401
-    from .shader.compiler import clear_cache, compile_glsl  # noqa: F401
-    from .core.instance import DeviceInfo, devices  # noqa: F401
     from .compute.kernel import BoundCall, Kernel, compile  # noqa: F401, A004
-    from .shader.spirv import Reflection, reflect  # noqa: F401
     from .compute.timing import DispatchRecord, clear_timings, timings  # noqa: F401
+    from .core.array import Array, asarray, empty, zeros  # noqa: F401
+    from .core.buffer import Buffer  # noqa: F401
+    from .core.device import Device, Submission  # noqa: F401
+    from .core.instance import DeviceInfo, devices  # noqa: F401
+    from .core.session import current_device, device, reset, synchronize, use  # noqa: F401
+    from .shader.compiler import clear_cache, compile_glsl  # noqa: F401
+    from .shader.spirv import Reflection, reflect  # noqa: F401
 
 # name -> module that defines it; imported on first access (PEP 562).
 _LAZY = {

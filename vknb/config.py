@@ -51,7 +51,9 @@ def _number(minimum: float, *, inclusive: bool, unit: str) -> Callable[[str], fl
             v = math.nan
         ok = math.isfinite(v) and (v >= minimum if inclusive else v > minimum)
         if not ok:
-            raise ValueError(f"expected a number of {unit} {'>=' if inclusive else '>'} {minimum:g}")
+            raise ValueError(
+                f"expected a number of {unit} {'>=' if inclusive else '>'} {minimum:g}"
+            )
         return v
 
     return parse

@@ -183,11 +183,6 @@ class ShaderCompileError(VulkanError):
         self.command = list(command or [])
         self.name = name
 
-    def _repr_html_(self) -> str:
-        from .ui.display import compile_error_html
-
-        return compile_error_html(self)
-
 
 # The seed's name for the same thing; kept as an alias so both spellings work.
 SpirvCompilationFailed = ShaderCompileError

@@ -12,10 +12,13 @@ must be kept referenced by the caller until the call returns (see :class:`Keep`)
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .. import errors as E
+from . import constants as C
 
 _lock = threading.Lock()
 _mod: Any = None
@@ -33,6 +36,34 @@ INCOMPLETE = 5
 
 WHOLE_SIZE = (1 << 64) - 1
 UINT64_MAX = (1 << 64) - 1
+
+# --- processes ------------------------------------------------------------------------------
+#
+# Vulkan objects do not survive ``os.fork()``: the child has a copy of the driver's memory but
+# none of its threads, and its device memory mappings are not the parent's GPU memory.  Every
+# object records the epoch it was made in; a forked child bumps the epoch, so that its first use
+# of an inherited object raises :func:`fork_error` and that cleanup never calls into the driver.
+
+epoch = 0
+_parent_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global epoch
+    epoch += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def fork_error(what: str) -> E.VulkanError:
+    """The error for using, in a forked child, ``what`` made by the parent before the fork."""
+    return E.VulkanError(
+        f"{what} was set up in process {_parent_pid} before os.fork(); Vulkan objects cannot be "
+        "used in a forked child. Start worker processes with the 'spawn' (or 'forkserver') "
+        "method: multiprocessing.get_context('spawn'), or concurrent.futures.ProcessPoolExecutor("
+        "mp_context=multiprocessing.get_context('spawn')); Dask's distributed workers already do."
+    )
 
 
 def load() -> Any:
@@ -137,6 +168,16 @@ def after_void(function: str, label: str | None = None) -> None:
         raise_validation(function, label)
 
 
+def record_validation(severity: int, message: str) -> None:
+    """Called by the debug messenger: raise ``message`` at the next checked call."""
+    _validation_pending.append((severity, message))
+
+
+def validation_pending() -> bool:
+    """Whether the debug messenger recorded a validation message not yet raised."""
+    return bool(_validation_pending)
+
+
 # --- validation messages, filled by the instance's debug messenger ---------------------------
 
 _validation_pending: list[tuple[int, str]] = []
@@ -220,6 +261,27 @@ def query_features(physical_device: Any, api: int) -> tuple[Any, Any, Any, Any]:
     return feats2, f11, f12, f13
 
 
+def create(
+    function: str,
+    device: Any,
+    info: Any,
+    handle_type: str,
+    label: str | None,
+    keep: Callable[[Any], None],
+) -> Any:
+    """Call ``vkCreateXxx(device, info, NULL, &handle)``; return the handle.
+
+    ``keep(handle)`` records the new handle with its owner *before* the result is checked, so
+    that a validation error raised for a call that did create the object cannot leak it.
+    """
+    p = ffi.new(handle_type + "*")
+    res = getattr(lib, function)(device, info, ffi.NULL, p)
+    if res == 0:
+        keep(p[0])
+    check(res, function, label)
+    return p[0]
+
+
 def cstr(s: str) -> Any:
     return ffi.new("char[]", s.encode())
 
@@ -256,9 +318,9 @@ def make_version(major: int, minor: int, patch: int = 0) -> int:
 
 _set_name_fn: Any = None
 
-OBJECT_BUFFER = 9
-OBJECT_PIPELINE = 19
-OBJECT_DEVICE_MEMORY = 8
+OBJECT_BUFFER = C.OBJECT_TYPE_BUFFER
+OBJECT_PIPELINE = C.OBJECT_TYPE_PIPELINE
+OBJECT_DEVICE_MEMORY = C.OBJECT_TYPE_DEVICE_MEMORY
 
 
 def enable_debug_names(instance: Any) -> None:

@@ -7,10 +7,18 @@ Binding rules (see ``docs/binding.md``):
   member), a push-constant member, or ``grid`` / ``groups``;
 * ``grid`` counts invocations per dimension (int or tuple), ``groups`` counts workgroups;
 * a numpy array bound to a binding the shader may write is written back in place after the
-  dispatch; a ``readonly`` binding is never downloaded, a ``writeonly`` one never uploaded;
-  a device :class:`~vknb.Array` moves no bytes at all;
+  dispatch; a ``readonly`` binding is never downloaded, a ``writeonly`` one never uploaded (the
+  part of it the shader does not write comes back as zeros); a device :class:`~vknb.Array`
+  moves no bytes at all;
+* the same numpy array given to two bindings is one buffer on the device, as the same Array
+  would be; two numpy arrays that overlap without being the same are refused;
 * uniform blocks and push-constant blocks also take a dict by member name;
+* a descriptor array (``buffer B {...} bufs[4];``) takes a list or tuple of that many arrays;
 * every mismatch is a TypeError / ValueError naming the binding or member.
+
+Thread safety: a Kernel may be called from any number of threads; calls of one Kernel prepare
+and submit one at a time (under the kernel's lock) and wait for the GPU in parallel, each with
+buffers of its own for numpy arguments, so results equal those of serial calls.
 
 Matrices: numpy is row-major and GLSL column-major, so the bytes of a numpy ``(4, 4)`` array
 ``M`` are seen by the shader as ``transpose(M)``.  Pass ``M.T.copy()``, or declare the member
@@ -24,8 +32,7 @@ Example
 
 from __future__ import annotations
 
-import numbers
-import operator
+import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -34,217 +41,35 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import errors as E
-from ..core.device import Device, Submission
-from ..core.session import device as session_device
-from ..core.session import session_generation
-from .batch import _cpush
-from .batch import _local as _batching_local
 from ..core.array import Array
 from ..core.buffer import Buffer
-from ..core.pipeline import ComputePipeline
+from ..core.commands import push_cdata
+from ..core.device import Device, Submission
+from ..core.pipeline import ComputePipeline, Layout, Slot
+from ..core.session import device as session_device
+from ..core.session import session_generation
+from .args import (
+    BUFFER_TYPES,
+    BindingSlot,
+    binding_slots,
+    check_array_dtype,
+    expected_text,
+    one_member_value,
+    pack_block,
+    pack_into,
+    pack_spec_values,
+    scalar_check,
+    uniform_from_array,
+    workgroups,
+)
+from .batch import current as current_batch
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..shader.compiler import CompileResult
-    from ..shader.spirv import Binding, Block, Member, Reflection
+    from ..shader.spirv import Reflection
 
-_RESERVED = ("grid", "groups", "wait")
-
-
-# --- value checks and packing ----------------------------------------------------------------
-
-
-def _scalar_check(value: Any, dt: np.dtype, what: str, gl_type: str) -> Any:
-    """Check that a Python/numpy scalar fits a member of dtype ``dt``; return it."""
-    if gl_type == "bool":
-        if isinstance(value, (bool, np.bool_)) or (
-            isinstance(value, (int, np.integer)) and value in (0, 1)
-        ):
-            return int(bool(value))
-        raise TypeError(f"{what} is a bool; got {type(value).__name__} {value!r}")
-    if dt.kind in "iu":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral,)):
-            raise TypeError(
-                f"{what} is {gl_type} ({dt}); got {type(value).__name__} {value!r} "
-                "(nothing is converted silently: pass an int)"
-            )
-        info = np.iinfo(dt)
-        if not info.min <= int(value) <= info.max:
-            raise ValueError(f"{what} is {gl_type}: {value} is outside [{info.min}, {info.max}]")
-        return int(value)
-    if dt.kind == "f":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{what} is {gl_type} ({dt}); got {type(value).__name__} {value!r}")
-        v = float(value)
-        if np.isfinite(v) and abs(v) > float(np.finfo(dt).max):
-            raise ValueError(f"{what} is {gl_type}: {value} overflows {dt}")
-        return v
-    raise TypeError(f"{what}: cannot set a value of dtype {dt} from {type(value).__name__}")
-
-
-def _pack_into(
-    target: np.ndarray,
-    members: Sequence[Member],
-    values: Mapping[str, Any],
-    where: str,
-    required: bool = True,
-) -> None:
-    """Fill a structured scalar ``target`` from ``values`` by member name."""
-    names = {m.name for m in members}
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise TypeError(
-            f"{where} has no member {unknown[0]!r}; members are: {', '.join(sorted(names))}"
-        )
-    for m in members:
-        if m.array_length == 0:
-            continue  # runtime array: not part of a packed block
-        if m.name not in values:
-            if required:
-                raise TypeError(f"missing value for {where} member {m.name!r} ({m.type})")
-            continue
-        _assign(target, m, values[m.name], f"{where} member {m.name!r}")
-
-
-def _assign(target: np.ndarray, m: Member, value: Any, what: str) -> None:
-    field = target[m.name]
-    fdt = target.dtype.fields[m.name][0]
-    if m.members and m.array_length is None:  # struct
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{what} is a struct {m.type}; pass a dict by member name")
-        _pack_into(field, m.members, value, what)
-        return
-    if fdt.subdtype is None and fdt.names is None:  # scalar
-        target[m.name] = _scalar_check(value, fdt, what, m.type)
-        return
-    arr = np.asarray(value)
-    shape = fdt.shape if fdt.subdtype is not None else ()
-    base = fdt.base if fdt.subdtype is not None else fdt
-    if base.names is not None or fdt.names is not None:
-        if isinstance(value, np.ndarray) and value.dtype == fdt:
-            target[m.name] = value
-            return
-        raise TypeError(f"{what} ({m.type}) needs an array of dtype {fdt}")
-    if arr.shape != shape:
-        raise ValueError(f"{what} is {m.type}: expected shape {shape}, got {arr.shape}")
-    if isinstance(value, np.ndarray) and value.dtype != base:
-        # Python lists and numbers are taken by value; a numpy array must already be exact.
-        raise TypeError(
-            f"{what} is {m.type} ({base}); got an array of dtype {value.dtype} "
-            "(nothing is converted silently)"
-        )
-    if arr.dtype.kind not in ("iub" if base.kind in "iu" else "iuf") or (
-        base.kind in "iu" and arr.dtype.kind == "f"
-    ):
-        raise TypeError(f"{what} is {m.type} ({base}); got values of dtype {arr.dtype}")
-    if base.kind in "iu" and arr.size:
-        info = np.iinfo(base)
-        if arr.min() < info.min or arr.max() > info.max:
-            raise ValueError(f"{what} is {m.type}: values outside [{info.min}, {info.max}]")
-    target[m.name] = arr
-
-
-def pack_block(block: Block, values: Any, where: str) -> bytes:
-    """Pack a dict (or a single value for a one-member block) by the block's layout."""
-    target = np.zeros((), dtype=block.dtype)
-    members = [m for m in block.members if m.array_length != 0]
-    if isinstance(values, np.ndarray) and values.dtype == block.dtype:
-        return values.tobytes()[: block.size]
-    if not isinstance(values, Mapping):
-        if len(members) == 1:
-            values = {members[0].name: values}
-        else:
-            raise TypeError(
-                f"{where} has {len(members)} members ({', '.join(m.name for m in members)}); "
-                "pass a dict by member name"
-            )
-    _pack_into(target, members, values, where)
-    return target.tobytes()
-
-
-def _expected_text(b: Binding) -> str:
-    dt = b.dtype
-    if dt is None:
-        return "?"
-    if dt.subdtype is not None:
-        return f"{dt.base} (in groups of {dt.shape})"
-    return str(dt)
-
-
-def _check_array_dtype(
-    b: Binding, dt: np.dtype, shape: tuple[int, ...], kernel: str = "kernel"
-) -> None:
-    exp = b.dtype
-    assert exp is not None
-    block = b.block
-    prefix = block is not None and block.runtime_array is not None and block.size > 0
-    if prefix and dt == np.uint8:
-        return  # raw bytes of a block with a fixed part and a runtime array
-    if dt == exp:
-        return
-    if exp.subdtype is not None and exp.names is None and dt == exp.base:
-        n = int(np.prod(exp.shape))
-        if shape and int(np.prod(shape)) % n == 0:
-            return
-        raise ValueError(
-            f"{kernel}: binding {b.name!r} holds {exp.base} in groups of {n} ({_member_type(b)}); "
-            "an array "
-            f"of shape {shape} does not divide into them"
-        )
-    hint = ""
-    if exp.names is not None:
-        hint = f"; build it with dtype=k.reflection.binding({b.name!r}).dtype"
-    raise TypeError(
-        f"{kernel}: binding {b.name!r} (set={b.set}, binding={b.binding}) expects "
-        f"{_expected_text(b)}"
-        f" ({_member_type(b)}), got an array of dtype {dt}{hint}; nothing is converted silently"
-    )
-
-
-def _member_type(b: Binding) -> str:
-    if b.block is not None and b.block.runtime_array is not None:
-        return b.block.runtime_array.type
-    return b.block.name if b.block is not None else b.kind
-
-
-def _groups(
-    local: tuple[int, int, int], grid: Any, groups: Any, limits: tuple[int, ...], name: str
-) -> tuple[int, int, int]:
-    def norm(v: Any, what: str) -> tuple[int, int, int]:
-        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            t = [int(v)]
-        elif isinstance(v, (tuple, list)) and 1 <= len(v) <= 3:
-            try:
-                t = [operator.index(x) for x in v]
-            except TypeError:
-                raise TypeError(f"{name}: {what} must hold ints, got {v!r}") from None
-        else:
-            raise TypeError(f"{name}: {what} must be an int or a tuple of 1 to 3 ints, got {v!r}")
-        if any(x <= 0 for x in t):
-            raise ValueError(f"{name}: {what} must be positive in every dimension, got {tuple(t)}")
-        t += [1] * (3 - len(t))
-        return (t[0], t[1], t[2])
-
-    if grid is not None and groups is not None:
-        raise TypeError(f"{name}: pass grid= (invocations) or groups= (workgroups), not both")
-    if grid is None and groups is None:
-        raise TypeError(
-            f"{name}: missing grid= (invocations per dimension) or groups= (workgroups); e.g. "
-            f"grid=x.size"
-        )
-    if grid is not None:
-        g = norm(grid, "grid")
-        out = (-(-g[0] // local[0]), -(-g[1] // local[1]), -(-g[2] // local[2]))
-    else:
-        out = norm(groups, "groups")
-    for d in range(3):
-        if out[d] > limits[d]:
-            raise ValueError(
-                f"{name}: {out[d]} workgroups in dimension {'xyz'[d]} exceed the device limit "
-                f"maxComputeWorkGroupCount = {limits[d]}; use more dimensions or a larger "
-                f"workgroup (local_size={local})"
-            )
-    return out
+_SCRATCH_KEPT = 2  # free scratch buffers kept per binding (one per thread calling at once)
 
 
 class _Fast:
@@ -283,7 +108,7 @@ class _Fast:
         groups: tuple[int, int, int],
     ) -> None:
         self.pipe = pipe
-        self.epoch = pipe._sets_epoch
+        self.epoch = pipe.sets_epoch
         self.refs = [weakref.ref(a) for a in args]
         self.kw = kw  # (name, type, value), or (name, Array, weak reference)
         self.grid_arg = grid
@@ -293,7 +118,7 @@ class _Fast:
         self.kernel_bytes = prep.kernel_bytes
         self.sets = sets
         self.push = push
-        self.cpush = _cpush(push)
+        self.cpush = push_cdata(push)
         self.groups = groups
 
     def match(
@@ -333,26 +158,29 @@ class _Fast:
                 return None
         return arrays
 
-    def prepared(self, arrays: list[Array]) -> _Prepared:
-        p = _Prepared()
-        p.keep = [a.buffer for a in arrays]
-        p.reads = self.reads
-        p.writes = self.writes
-        p.kernel_bytes = self.kernel_bytes
-        return p
-
 
 class _Prepared:
     """One call's resolved resources."""
 
-    __slots__ = ("bytes_in", "keep", "kernel_bytes", "reads", "resources", "writeback", "writes")
+    __slots__ = (
+        "buffers",
+        "bytes_in",
+        "kernel_bytes",
+        "reads",
+        "resources",
+        "scratch",
+        "writeback",
+        "writes",
+    )
 
     def __init__(self) -> None:
-        self.reads: list[int] = []
-        self.writes: list[int] = []
-        self.resources: list[tuple[Binding, Buffer, int]] = []
+        self.reads: list[int] = []  # serials of the buffers the shader may read
+        self.writes: list[int] = []  # ... and may write
+        # (set, binding, descriptor type, buffers, byte ranges), for the descriptor sets
+        self.resources: list[tuple[int, int, int, list[Buffer], list[int]]] = []
         self.writeback: list[tuple[np.ndarray, Buffer]] = []
-        self.keep: list[Any] = []
+        self.buffers: list[Buffer] = []  # everything bound (checked open, kept alive)
+        self.scratch: list[tuple[tuple[int, int], Buffer]] = []  # taken from the kernel
         self.bytes_in = 0
         self.kernel_bytes = 0
 
@@ -361,7 +189,8 @@ class Kernel:
     """A compiled compute shader bound to a device; call it to dispatch.
 
     Create with :func:`vknb.compile`.  Attributes: ``name``, ``source``, ``spirv``,
-    ``reflection``, ``constants``, ``local_size``, ``device``, ``compile_info``.
+    ``reflection``, ``constants``, ``local_size``, ``device``, ``compile_info``, ``slots``
+    (the arguments a call takes, see :class:`~vknb.compute.args.BindingSlot`).
 
     Example
     -------
@@ -397,8 +226,17 @@ class Kernel:
         self._spec_values, self.constants = self._resolve_constants(constants)
         self._apply_local_size(local_size)
         self.local_size = reflection.local_size_for(self._spec_values)
+        self.slots = binding_slots(reflection, name)
+        self._layout = Layout(
+            tuple((s.set, s.binding, s.descriptor_type, s.count) for s in self.slots),
+            reflection.push_constants.size if reflection.push_constants is not None else 0,
+        )
         self._names = self._name_map()
-        self._scratch: dict[int, Buffer] = {}
+        # A reentrant lock: the argument checks, uploads, descriptor sets, remembered calls and
+        # submission of one call at a time (waits happen outside it).
+        self._lock = threading.RLock()
+        self._closed = False
+        self._scratch: dict[tuple[int, int], list[Buffer]] = {}  # free scratch buffers
         self._push_memo: dict[Any, bytes] = {}
         self._fast: dict[tuple[int, ...], list[_Fast]] = {}  # see _fast_lookup
         self._last_fast: _Fast | None = None
@@ -426,7 +264,7 @@ class Kernel:
                 )
             what = f"{self.name}: specialization constant {spec.name or spec.id!r}"
             gl = "bool" if spec.dtype == np.bool_ else str(spec.dtype)
-            values[spec.id] = _scalar_check(
+            values[spec.id] = scalar_check(
                 v, np.dtype(np.uint32) if gl == "bool" else spec.dtype, what, gl
             )
             named[spec.name or str(spec.id)] = v
@@ -447,7 +285,7 @@ class Kernel:
             )
         ids = self.reflection.local_size_ids
         for d, v in enumerate(ls):
-            if not isinstance(v, (int, np.integer)) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{self.name}: local_size[{d}] must be a positive int, got {v!r}")
             if ids[d] is None:
                 if v == self.reflection.local_size[d]:
@@ -462,17 +300,10 @@ class Kernel:
 
     def _name_map(self) -> dict[str, tuple[str, Any]]:
         names: dict[str, tuple[str, Any]] = {}
-        for i, b in enumerate(self.reflection.bindings):
-            cands = [b.name, b.block_name]
-            if b.block is not None:
-                arr = [m for m in b.block.members if m.array_length is not None]
-                if b.block.runtime_array is not None:
-                    cands.append(b.block.runtime_array.name)
-                elif len(b.block.members) == 1 and arr:
-                    cands.append(arr[0].name)
-            for n in cands:
-                if n and n not in names:
-                    names[n] = ("binding", i)
+        for slot in self.slots:
+            for n in slot.names:
+                if n not in names:
+                    names[n] = ("binding", slot)
         pc = self.reflection.push_constants
         if pc is not None:
             for m in pc.members:
@@ -482,7 +313,8 @@ class Kernel:
                 names[pc.name] = ("push_block", pc)
         return names
 
-    def _build(self, dev: Device) -> None:
+    def _check_limits(self, dev: Device) -> None:
+        """What the device cannot run is refused here, before anything reaches the driver."""
         lim = dev.info.limits
         ls = self.local_size
         mx = lim["max_workgroup_size"]
@@ -495,14 +327,36 @@ class Kernel:
                 f"maxComputeWorkGroupSize {mx}, maxComputeWorkGroupInvocations "
                 f"{lim['max_workgroup_invocations']}"
             )
+        pc = self.reflection.push_constants
+        if pc is not None and pc.size > lim["max_push_constants_size"]:
+            raise ValueError(
+                f"{self.name}: push-constant block {pc.name or '(unnamed)'!r} is {pc.size} bytes, "
+                f"beyond {dev.info.name}'s maxPushConstantsSize of "
+                f"{lim['max_push_constants_size']} bytes; move the larger members into a "
+                "uniform or storage buffer"
+            )
+        nsets = self._layout.nsets
+        if nsets > lim["max_bound_descriptor_sets"]:
+            raise ValueError(
+                f"{self.name}: uses {nsets} descriptor sets, beyond {dev.info.name}'s "
+                f"maxBoundDescriptorSets of {lim['max_bound_descriptor_sets']}"
+            )
+
+    def _build(self, dev: Device) -> None:
+        self._check_limits(dev)
         old = self._pipeline
         t0 = time.perf_counter()
         self._pipeline = ComputePipeline(
-            dev, self.spirv, self.reflection, self._spec_values, label=self.name
+            dev,
+            self.spirv,
+            self._layout,
+            pack_spec_values(self.reflection, self._spec_values),
+            entry_point=self.reflection.entry_point,
+            label=self.name,
         )
         self.pipeline_ms = (time.perf_counter() - t0) * 1e3
         self._generation = session_generation()
-        self._scratch = {}
+        self._drop_scratch()
         self._fast = {}  # remembered calls name the old pipeline
         self._last_fast = None
         if old is not None:
@@ -517,18 +371,28 @@ class Kernel:
     def pipeline(self) -> ComputePipeline:
         """The compute pipeline (rebuilt on the new session device after ``vknb.use``/``reset``)."""
         p = self._pipeline
-        if p is None:
-            raise E.ObjectClosed(f"kernel {self.name!r} is closed")
+        if p is None or self._closed:
+            raise E.ObjectClosed(f"kernel {self.name!r} is closed", label=self.name)
+        dev = p.device
         if (
-            p._closed
-            or p.device._closed
+            p.closed
+            or dev.closed
             or (self._follow_session and self._generation != session_generation())
         ):
-            if not self._follow_session and p.device._closed:
-                raise E.ObjectClosed(f"kernel {self.name!r}: its device {p.device.label} is closed")
-            self._build(session_device())
-            p = self._pipeline
-            assert p is not None
+            if not self._follow_session and dev.closed:
+                raise dev.unusable_error(f"kernel {self.name!r}")
+            with self._lock:
+                p = self._pipeline
+                if p is None or self._closed:
+                    raise E.ObjectClosed(f"kernel {self.name!r} is closed", label=self.name)
+                if (
+                    p.closed
+                    or p.device.closed
+                    or (self._follow_session and self._generation != session_generation())
+                ):
+                    self._build(session_device())
+                    p = self._pipeline
+                    assert p is not None
         return p
 
     # -- calling -------------------------------------------------------------------------
@@ -536,14 +400,15 @@ class Kernel:
     def _bind_args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
-        bindings = self.reflection.bindings
-        if len(args) > len(bindings):
+        slots = self.slots
+        if len(args) > len(slots):
             raise TypeError(
-                f"{self.name}() takes {len(bindings)} positional arguments (its bindings: "
-                f"{', '.join(b.name for b in bindings) or 'none'}), got {len(args)}"
+                f"{self.name}() takes {len(slots)} positional arguments (its bindings: "
+                f"{', '.join(s.name for s in slots) or 'none'}), got {len(args)}"
             )
-        vals: list[Any] = list(args) + [_MISSING] * (len(bindings) - len(args))
+        vals: list[Any] = list(args) + [_MISSING] * (len(slots) - len(args))
         push: dict[str, Any] = {}
+        given_by: dict[str, str] = {}
         for key, v in kwargs.items():
             hit = self._names.get(key)
             if hit is None:
@@ -554,129 +419,258 @@ class Kernel:
                 )
             kind, ref = hit
             if kind == "binding":
-                if vals[ref] is not _MISSING:
+                if vals[ref.index] is not _MISSING:
+                    before = given_by.get(f"#{ref.index}", "by position")
                     raise TypeError(
-                        f"{self.name}() got binding {key!r} twice (by position and name)"
+                        f"{self.name}() got binding {ref.name!r} twice: as {key!r} and "
+                        f"{before} (its names: {', '.join(ref.names)})"
                     )
-                vals[ref] = v
+                vals[ref.index] = v
+                given_by[f"#{ref.index}"] = f"as {key!r}"
             elif kind == "push":
+                if ref.name in push:
+                    raise TypeError(
+                        f"{self.name}() got push-constant member {ref.name!r} twice (as "
+                        f"{key}= and in {given_by[ref.name]})"
+                    )
                 push[ref.name] = v
+                given_by[ref.name] = f"{key}="
             else:
                 if not isinstance(v, Mapping):
                     raise TypeError(f"{self.name}: push-constant block {key!r} takes a dict")
-                push.update(v)
-        missing = [b.name for b, v in zip(bindings, vals, strict=True) if v is _MISSING]
+                for m, x in v.items():
+                    if m in push:
+                        raise TypeError(
+                            f"{self.name}() got push-constant member {m!r} twice (as "
+                            f"{given_by[m]} and in {key}=)"
+                        )
+                    push[m] = x
+                    given_by[m] = f"{key}="
+        missing = [s.name for s, v in zip(slots, vals, strict=True) if v is _MISSING]
         if missing:
             raise TypeError(f"{self.name}() missing binding argument(s): {', '.join(missing)}")
         return vals, push
 
-    def _prepare(
-        self, vals: list[Any], dev: Device, pipe: ComputePipeline, private: bool = False
-    ) -> _Prepared:
+    def _prepare(self, vals: list[Any], dev: Device, private: bool) -> _Prepared:
+        """Check every argument, then take buffers and upload; all checks before any upload."""
+        plan = [self._plan_slot(slot, v, dev) for slot, v in zip(self.slots, vals, strict=True)]
+        self._check_numpy_aliases(plan)
         prep = _Prepared()
-        lim = dev.info.limits
-        for i, (b, v) in enumerate(zip(self.reflection.bindings, vals, strict=True)):
-            if b.kind not in ("storage", "uniform"):
+        uploaded: dict[tuple[int, int], Buffer] = {}  # numpy memory -> its buffer (one per array)
+        try:
+            for slot, items in zip(self.slots, plan, strict=True):
+                bufs: list[Buffer] = []
+                ranges: list[int] = []
+                for element, (kind, v, nbytes) in enumerate(items):
+                    buf = self._materialize(
+                        slot, element, kind, v, nbytes, dev, private, prep, uploaded
+                    )
+                    bufs.append(buf)
+                    ranges.append(nbytes)
+                    prep.buffers.append(buf)
+                    if not slot.writeonly:
+                        prep.reads.append(buf.serial)
+                    if not slot.readonly:
+                        prep.writes.append(buf.serial)
+                    prep.kernel_bytes += nbytes * ((not slot.writeonly) + (not slot.readonly))
+                prep.resources.append((slot.set, slot.binding, slot.descriptor_type, bufs, ranges))
+        except BaseException:
+            self._give_back(prep.scratch, keep=False)
+            raise
+        return prep
+
+    def _plan_slot(self, slot: BindingSlot, v: Any, dev: Device) -> list[tuple[str, Any, int]]:
+        """What one argument is, checked: a list of (kind, value, bytes), one per descriptor."""
+        if slot.descriptor_type not in BUFFER_TYPES:
+            raise TypeError(
+                f"{self.name}: binding {slot.name!r} is a {slot.kind}; vknb binds storage and "
+                "uniform buffers only (images, samplers and texel buffers are listed by "
+                "reflection, not bindable yet)"
+            )
+        if slot.is_array:
+            if not isinstance(v, (list, tuple)):
                 raise TypeError(
-                    f"{self.name}: binding {b.name!r} is a {b.kind}; vknb binds storage and "
-                    "uniform buffers only (images and samplers are listed by reflection, not "
-                    "bindable yet)"
+                    f"{self.name}: binding {slot.name!r} is an array of {slot.count} buffers; "
+                    f"pass a list or tuple of {slot.count} arrays"
                 )
-            block = b.block
-            fixed = block.size if block is not None else 0
-            max_range = lim[
-                "max_storage_buffer_range" if b.kind == "storage" else "max_uniform_buffer_range"
-            ]
-            if isinstance(v, Array):
-                if v.buffer.device is not dev:
-                    raise ValueError(
-                        f"{self.name}: binding {b.name!r} holds an Array on "
-                        f"{v.buffer.device.label}, "
-                        f"but the kernel runs on {dev.label}"
-                    )
-                if b.kind == "storage":
-                    _check_array_dtype(b, v.dtype, v.shape, self.name)
-                buf, nbytes = v.buffer, v.nbytes
-                buf._check()
-            elif isinstance(v, Buffer):
-                buf, nbytes = v, v.nbytes
-                buf._check()
-            elif isinstance(v, np.ndarray) and not (
-                b.kind == "uniform" and (v.dtype.names is not None or _one_member_value(block, v))
-            ):
-                if b.kind == "uniform" and block is not None:
-                    v = _uniform_from_array(self.name, b, v)
+            if len(v) != slot.count:
+                raise ValueError(
+                    f"{self.name}: binding {slot.name!r} is an array of {slot.count} buffers; "
+                    f"got {len(v)}"
+                )
+            return [self._plan_one(slot, x, dev, f"{slot.name!r}[{i}]") for i, x in enumerate(v)]
+        return [self._plan_one(slot, v, dev, repr(slot.name))]
+
+    def _plan_one(self, slot: BindingSlot, v: Any, dev: Device, what: str) -> tuple[str, Any, int]:
+        b = slot.primary
+        kind = slot.kind
+        block = b.block
+        lim = dev.info.limits
+        fixed = block.size if block is not None else 0
+        max_range = lim[
+            "max_storage_buffer_range" if kind == "storage" else "max_uniform_buffer_range"
+        ]
+        if isinstance(v, np.ma.MaskedArray):
+            raise TypeError(
+                f"{self.name}: binding {what} got a masked array; its mask cannot go to the GPU. "
+                "Pass a.filled(value) (or a.data)"
+            )
+        if isinstance(v, Array):
+            if v.device is not dev:
+                raise ValueError(
+                    f"{self.name}: binding {what} holds an Array on device "
+                    f"{v.device.index} ({v.device.info.name}, {v.device.label}), but the kernel "
+                    f"runs on device {dev.index} ({dev.info.name}, {dev.label}); copy it with "
+                    "vknb.asarray(a.numpy(), device=...)"
+                )
+            if kind == "storage":
+                check_array_dtype(slot, v.dtype, v.shape, self.name)
+            entry = ("array", v.buffer, v.nbytes)
+        elif isinstance(v, Buffer):
+            if v.device is not dev:
+                raise ValueError(
+                    f"{self.name}: binding {what} holds a Buffer on {v.device.label}, but the "
+                    f"kernel runs on {dev.label}"
+                )
+            entry = ("array", v, v.nbytes)
+        elif isinstance(v, np.ndarray) and not (
+            kind == "uniform" and (v.dtype.names is not None or one_member_value(block, v))
+        ):
+            if kind == "uniform" and block is not None:
+                v = uniform_from_array(self.name, b, v)
+            else:
+                check_array_dtype(slot, v.dtype, v.shape, self.name)
+            if not v.flags.c_contiguous:
+                raise ValueError(
+                    f"{self.name}: binding {what} got a non-contiguous array (strides "
+                    f"{v.strides}); pass np.ascontiguousarray(x)"
+                )
+            if v.nbytes == 0:
+                raise ValueError(f"{self.name}: binding {what} got an empty array")
+            if not slot.readonly and kind == "storage" and not v.flags.writeable:
+                raise ValueError(
+                    f"{self.name}: binding {what} may be written by the shader, but the "
+                    "array is read-only; pass a writeable array (or declare the binding "
+                    "readonly)"
+                )
+            entry = ("numpy", v, v.nbytes)
+        elif kind == "uniform" and block is not None:
+            data = pack_block(block, v, f"{self.name}: uniform block {what}")
+            entry = ("packed", data, len(data))
+        else:
+            raise TypeError(
+                f"{self.name}: binding {what} ({kind} buffer of {expected_text(b)}) "
+                f"takes a numpy array or a vknb.Array, got {type(v).__name__}"
+            )
+        nbytes = entry[2]
+        if nbytes < max(fixed, 1):
+            raise ValueError(
+                f"{self.name}: binding {what} needs at least {fixed} bytes (the fixed part "
+                f"of block {block.name if block else '?'}), got {nbytes}"
+            )
+        if nbytes > max_range:
+            raise ValueError(
+                f"{self.name}: binding {what} is {nbytes} bytes, beyond {dev.info.name}'s "
+                f"max{'Storage' if kind == 'storage' else 'Uniform'}BufferRange ({max_range} "
+                "bytes); split the data over several calls or bindings"
+            )
+        return entry
+
+    def _check_numpy_aliases(self, plan: list[list[tuple[str, Any, int]]]) -> None:
+        """Two numpy arguments that overlap must be the same array (then one buffer serves
+        both, as one device Array would); partial overlaps are refused."""
+        seen: list[tuple[int, int, np.ndarray, str]] = []
+        for slot, items in zip(self.slots, plan, strict=True):
+            for i, (kind, v, _n) in enumerate(items):
+                if kind != "numpy":
+                    continue
+                start = v.__array_interface__["data"][0]
+                end = start + v.nbytes
+                where = slot.name if not slot.is_array else f"{slot.name}[{i}]"
+                for s0, e0, other, other_where in seen:
+                    if start < e0 and s0 < end and not _same_memory(v, other):
+                        raise ValueError(
+                            f"{self.name}: the numpy arrays given for {other_where!r} and "
+                            f"{where!r} overlap without being the same array; pass the same "
+                            "array (one buffer on the device) or separate copies"
+                        )
+                seen.append((start, end, v, where))
+
+    def _materialize(
+        self,
+        slot: BindingSlot,
+        element: int,
+        kind: str,
+        v: Any,
+        nbytes: int,
+        dev: Device,
+        private: bool,
+        prep: _Prepared,
+        uploaded: dict[tuple[int, int], Buffer],
+    ) -> Buffer:
+        """The buffer for one checked value: its own, or a scratch buffer filled from it."""
+        if kind == "array":
+            return v  # type: ignore[no-any-return]
+        if kind == "numpy":
+            key = _memory_key(v)
+            buf = uploaded.get(key)
+            writable = not slot.readonly and slot.kind == "storage"
+            if buf is None:
+                buf = self._take_scratch((slot.index, element), nbytes, dev, private, prep)
+                uploaded[key] = buf
+                if slot.writeonly:
+                    buf.zero()  # the part the shader does not write comes back as zeros
                 else:
-                    _check_array_dtype(b, v.dtype, v.shape, self.name)
-                if not v.flags.c_contiguous:
-                    raise ValueError(
-                        f"{self.name}: binding {b.name!r} got a non-contiguous array (strides "
-                        f"{v.strides}); pass np.ascontiguousarray(x)"
-                    )
-                nbytes = v.nbytes
-                if nbytes == 0:
-                    raise ValueError(f"{self.name}: binding {b.name!r} got an empty array")
-                writable = not b.readonly and b.kind == "storage"
-                if writable and not v.flags.writeable:
-                    raise ValueError(
-                        f"{self.name}: binding {b.name!r} may be written by the shader, but the "
-                        "array is read-only; pass a writeable array (or declare the binding "
-                        "readonly)"
-                    )
-                buf = self._scratch_buffer(i, b, nbytes, dev, private)
-                if not b.writeonly:
                     buf.write(v)
                     prep.bytes_in += nbytes
                 if writable:
                     prep.writeback.append((v, buf))
-            elif b.kind == "uniform" and block is not None:
-                data = pack_block(block, v, f"{self.name}: uniform block {b.name!r}")
-                nbytes = len(data)
-                buf = self._scratch_buffer(i, b, nbytes, dev, private)
-                buf.write(np.frombuffer(data, np.uint8))
-                prep.bytes_in += nbytes
-            else:
-                raise TypeError(
-                    f"{self.name}: binding {b.name!r} ({b.kind} buffer of {_expected_text(b)}) "
-                    f"takes a numpy array or a vknb.Array, got {type(v).__name__}"
-                )
-            if nbytes < max(fixed, 1):
-                raise ValueError(
-                    f"{self.name}: binding {b.name!r} needs at least {fixed} bytes (the fixed part "
-                    f"of block {block.name if block else '?'}), got {nbytes}"
-                )
-            if nbytes > max_range:
-                raise ValueError(
-                    f"{self.name}: binding {b.name!r} is {nbytes} bytes, beyond the device's "
-                    f"max{'Storage' if b.kind == 'storage' else 'Uniform'}BufferRange ({max_range})"
-                )
-            prep.resources.append((b, buf, nbytes))
-            prep.keep.append(buf)
-            prep.kernel_bytes += nbytes * ((not b.writeonly) + (not b.readonly))
-        return prep
-
-    def _scratch_buffer(
-        self, i: int, b: Binding, nbytes: int, dev: Device, private: bool = False
-    ) -> Buffer:
-        if private:  # a batch keeps its own copy: later calls must not overwrite it
-            return Buffer(nbytes, device=dev, label=f"{self.name}.{b.name}")
-        buf = self._scratch.get(i)
-        if (
-            buf is not None
-            and not buf.closed
-            and buf.nbytes == nbytes
-            and not getattr(buf, "_busy", False)
-        ):
+            elif writable and not any(buf is b for _, b in prep.writeback):
+                prep.writeback.append((v, buf))
             return buf
-        buf = Buffer(nbytes, device=dev, label=f"{self.name}.{b.name}")
-        if self._scratch.get(i) is None or not getattr(self._scratch[i], "_busy", False):
-            old = self._scratch.get(i)
-            self._scratch[i] = buf
-            if old is not None:
-                old.close()
+        buf = self._take_scratch((slot.index, element), nbytes, dev, private, prep)
+        buf.write(np.frombuffer(v, np.uint8))
+        prep.bytes_in += nbytes
         return buf
 
-    def _push_bytes(self, push: dict[str, Any]) -> bytes:
+    def _take_scratch(
+        self, key: tuple[int, int], nbytes: int, dev: Device, private: bool, prep: _Prepared
+    ) -> Buffer:
+        """A buffer for a numpy argument, owned by this call until it has finished."""
+        if not private:  # a batch keeps its own copies: later calls must not overwrite them
+            free = self._scratch.get(key)
+            if free:
+                for i, buf in enumerate(free):
+                    if buf.nbytes == nbytes and buf.device is dev and not buf.closed:
+                        del free[i]
+                        prep.scratch.append((key, buf))
+                        return buf
+        buf = Buffer(nbytes, device=dev, label=f"{self.name}.{self.slots[key[0]].name}")
+        if not private:
+            prep.scratch.append((key, buf))
+        return buf
+
+    def _give_back(self, scratch: list[tuple[tuple[int, int], Buffer]], keep: bool = True) -> None:
+        """A call is done with its scratch buffers: keep a few for the next calls."""
+        if not scratch:
+            return
+        with self._lock:
+            for key, buf in scratch:
+                free = self._scratch.setdefault(key, [])
+                if keep and not self._closed and len(free) < _SCRATCH_KEPT:
+                    free.insert(0, buf)
+                else:
+                    buf.close()
+        scratch.clear()
+
+    def _drop_scratch(self) -> None:
+        for free in self._scratch.values():
+            for b in free:
+                b.close()
+        self._scratch = {}
+
+    def push_bytes(self, push: dict[str, Any]) -> bytes:
+        """Push-constant bytes for member values (memoized by value and type)."""
         # Memo by value *and type* (1, 1.0 and True hash alike but pack differently).
         try:
             key: Any = tuple((k, type(v), v) for k, v in push.items())
@@ -699,7 +693,7 @@ class Kernel:
                 raise TypeError(f"{self.name} has no push constants; got {', '.join(push)}")
             return b""
         target = np.zeros((), dtype=pc.dtype)
-        _pack_into(target, pc.members, push, f"{self.name}: push constant")
+        pack_into(target, pc.members, push, f"{self.name}: push constant")
         return target.tobytes()
 
     # -- the fast path: a repeated call with the same device Arrays and scalar values ----------
@@ -723,14 +717,14 @@ class Kernel:
             else:
                 return None
             self._last_fast = f
-        if f.pipe is not pipe or f.epoch != pipe._sets_epoch:
+        if f.pipe is not pipe or f.epoch != pipe.sets_epoch:
             # Stale (the pipeline or its descriptor sets were rebuilt): forget every remembered
             # call; the call goes the long way, which remembers it afresh.
             self._fast = {}
             self._last_fast = None
             return None
         for a in arrays:
-            if a.buffer._alloc is None:
+            if a.buffer.allocation is None:
                 return None
         return f, arrays
 
@@ -747,7 +741,7 @@ class Kernel:
         grp: tuple[int, int, int],
     ) -> None:
         """Remember a call made with device Arrays and plain scalars only."""
-        if prep.writeback or prep.bytes_in:
+        if prep.scratch or prep.writeback or prep.bytes_in:
             return  # numpy arguments: their data must move on every call
         if not (_memo_shape(grid) and _memo_shape(groups)):
             return
@@ -780,42 +774,24 @@ class Kernel:
         pipe: ComputePipeline,
         private: bool = False,
     ) -> tuple[_Prepared, Any, bytes, tuple[int, int, int]]:
-        """The long way: bind, check and upload the arguments; remember the call if it can be."""
+        """The long way: bind, check and upload the arguments; remember the call if it can be.
+
+        Call under the kernel's lock."""
         dev = pipe.device
+        dev.check_usable()
         vals, push = self._bind_args(args, kwargs)
-        grp = _groups(
+        grp = workgroups(
             self.local_size, grid, groups, dev.info.limits["max_workgroup_count"], self.name
         )
-        push_bytes = self._push_bytes(push)
-        prep = self._prepare(vals, dev, pipe, private=private)
-        sets = pipe.descriptor_sets(prep.resources)
-        prep.reads = [buf._serial for bd, buf, _ in prep.resources if not bd.writeonly]
-        prep.writes = [buf._serial for bd, buf, _ in prep.resources if not bd.readonly]
+        push_bytes = self.push_bytes(push)
+        prep = self._prepare(vals, dev, private)
+        try:
+            sets = pipe.descriptor_sets(prep.resources)
+        except BaseException:
+            self._give_back(prep.scratch, keep=False)
+            raise
         self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
         return prep, sets, push_bytes, grp
-
-    def _run_repeated(self, pipe: ComputePipeline, f: _Fast) -> DispatchRecord:
-        """A remembered call, synchronously: no scratch buffers, nothing to write back."""
-        t0 = time.perf_counter()
-        slot = pipe.submit_repeated(f.sets, f.push, f.groups)
-        # Built while the GPU runs; its GPU time is read later (finish_repeated).
-        rec = DispatchRecord(
-            self.name,
-            f.groups,
-            self.local_size,
-            None,
-            0.0,
-            0,
-            0,
-            pipe.device.info.name,
-            time.time(),
-            None,
-            f.kernel_bytes,
-        )
-        pipe.finish_repeated(slot, rec)
-        rec.host_ms = (time.perf_counter() - t0) * 1e3
-        record(rec)
-        return rec
 
     def bind(self, *args: Any, grid: Any = None, groups: Any = None, **kwargs: Any) -> BoundCall:
         """Fix a call's arguments once; the returned :class:`BoundCall` dispatches it again.
@@ -847,87 +823,181 @@ class Kernel:
         a ``with vknb.batch():`` block the dispatch is recorded, and the call returns its index
         in the batch.
         """
-        pipe = self.pipeline
-        b = _batching_local.__dict__.get("batch")
-        fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
-        if fast is not None:
-            f, arrays = fast
-            if b is not None:  # the hottest path: recording a repeated call
-                return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, arrays, ())
-            if wait:  # a repeated synchronous call: no scratch buffers, nothing to write back
-                return self._run_repeated(pipe, f)
-        t0 = time.perf_counter()
-        dev = pipe.device
-        if fast is not None:
-            prep, sets, push_bytes, grp = f.prepared(arrays), f.sets, f.push, f.groups
-        else:
-            prep, sets, push_bytes, grp = self._resolve(
-                args, kwargs, grid, groups, pipe, private=b is not None
-            )
-        if b is not None:
-            return b.add(
-                self,
-                pipe,
-                sets,
-                _cpush(push_bytes),
-                grp,
-                prep.reads,
-                prep.writes,
-                prep.keep,
-                prep.writeback,
-            )
-        scratch = fast is None  # only calls with numpy arguments use scratch buffers
-        if scratch:
-            for buf in prep.keep:
-                buf._busy = True
-        try:
-            slot = pipe.dispatch(sets, push_bytes, grp, prep.keep, wait=False)
-        except BaseException:
-            for buf in prep.keep:
-                buf._busy = False
-            raise
+        b = current_batch()
+        with self._lock:
+            pipe = self.pipeline
+            fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
+            if fast is not None:
+                f, arrays = fast
+                bufs = [a.buffer for a in arrays]
+                if b is not None:  # the hottest path: recording a repeated call
+                    return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
+                if wait:  # a repeated synchronous call: no scratch buffers, nothing to write back
+                    t0 = time.perf_counter()
+                    slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
+                    repeated = f
+                else:
+                    repeated = None
+                    t0 = time.perf_counter()
+                    prep = _Prepared()
+                    prep.buffers = bufs
+                    prep.reads, prep.writes = f.reads, f.writes
+                    prep.kernel_bytes = f.kernel_bytes
+                    sets, push_bytes, grp = f.sets, f.push, f.groups
+            else:
+                repeated = None
+                t0 = time.perf_counter()
+                prep, sets, push_bytes, grp = self._resolve(
+                    args, kwargs, grid, groups, pipe, private=b is not None
+                )
+            if repeated is None:
+                if b is not None:
+                    return b.add(
+                        self,
+                        pipe,
+                        sets,
+                        push_cdata(push_bytes),
+                        grp,
+                        prep.reads,
+                        prep.writes,
+                        prep.buffers,
+                        prep.writeback,
+                    )
+                try:
+                    slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers)
+                except BaseException:
+                    self._give_back(prep.scratch, keep=False)
+                    raise
+        # The wait and the write-back run outside the kernel's lock: other threads' calls of
+        # this kernel go on meanwhile.
+        if repeated is not None:
+            return self._finish_repeated(pipe, repeated, slot, t0)
+        if wait:
+            return self._finish_call(pipe, slot, prep, grp, t0)
+        return self._async_call(pipe, slot, prep, grp, t0)
 
-        def finish() -> DispatchRecord:
-            gpu = pipe.wait_and_read(slot)  # read before another call may take the slot
-            if scratch:
-                for buf in prep.keep:
-                    buf._busy = False
+    def _finish_repeated(
+        self, pipe: ComputePipeline, f: _Fast, slot: Slot, t0: float
+    ) -> DispatchRecord:
+        # Built while the GPU runs; its GPU time is read later (finish_repeated).
+        rec = DispatchRecord(
+            self.name,
+            f.groups,
+            self.local_size,
+            None,
+            0.0,
+            0,
+            0,
+            pipe.device.info.name,
+            time.time(),
+            None,
+            f.kernel_bytes,
+        )
+        pipe.finish_repeated(slot, rec)
+        rec.host_ms = (time.perf_counter() - t0) * 1e3
+        record(rec)
+        return rec
+
+    def _finish_call(
+        self,
+        pipe: ComputePipeline,
+        slot: Slot,
+        prep: _Prepared,
+        grp: tuple[int, int, int],
+        t0: float,
+    ) -> DispatchRecord:
+        """Wait for a call, write numpy outputs back, give the scratch buffers back."""
+        try:
+            pipe.wait_slot(slot)
+        except BaseException:  # Ctrl-C or a lost device: the GPU may still use the buffers
+            for _, buf in prep.scratch:
+                buf.close()  # (retired: freed once the GPU is done)
+            prep.scratch.clear()
+            raise
+        try:
+            gpu = slot.gpu_ms()
+        finally:
+            pipe.release(slot)
+        return self._write_back(prep, grp, gpu, t0, pipe.device)
+
+    def _write_back(
+        self, prep: _Prepared, grp: tuple[int, int, int], gpu: float | None, t0: float, dev: Device
+    ) -> DispatchRecord:
+        try:
             bytes_out = 0
             for arr, buf in prep.writeback:
                 buf.read(out=arr)
                 bytes_out += arr.nbytes
-            rec = DispatchRecord(
-                kernel=self.name,
-                groups=grp,
-                local_size=self.local_size,
-                gpu_ms=gpu,
-                host_ms=(time.perf_counter() - t0) * 1e3,
-                bytes_in=prep.bytes_in,
-                bytes_out=bytes_out,
-                device=dev.info.name,
-                kernel_bytes=prep.kernel_bytes,
-            )
-            record(rec)
-            return rec
+        except BaseException:
+            self._give_back(prep.scratch, keep=False)
+            raise
+        self._give_back(prep.scratch)
+        rec = DispatchRecord(
+            kernel=self.name,
+            groups=grp,
+            local_size=self.local_size,
+            gpu_ms=gpu,
+            host_ms=(time.perf_counter() - t0) * 1e3,
+            bytes_in=prep.bytes_in,
+            bytes_out=bytes_out,
+            device=dev.info.name,
+            kernel_bytes=prep.kernel_bytes,
+        )
+        record(rec)
+        return rec
 
-        if wait:
-            return finish()
-        sub = Submission(dev, None, slot.fence, prep.keep, f"{self.name} dispatch", on_done=finish)
-        dev._pending.append(sub)
+    def _async_call(
+        self,
+        pipe: ComputePipeline,
+        slot: Slot,
+        prep: _Prepared,
+        grp: tuple[int, int, int],
+        t0: float,
+    ) -> Submission:
+        dev = pipe.device
+        gpu: list[float | None] = [None]
+
+        def gpu_done() -> None:  # the GPU is done and no one waits on the slot's fence
+            gpu[0] = slot.gpu_ms()
+            pipe.release(slot)
+
+        def finish() -> DispatchRecord:
+            return self._write_back(prep, grp, gpu[0], t0, dev)
+
+        sub = dev.submission(
+            slot.serial,
+            slot.fence,
+            f"{self.name} dispatch",
+            keep=(self, pipe, prep),
+            on_gpu_done=gpu_done,
+            on_done=finish,
+        )
+        dev.track(sub)
         return sub
 
     # -- lifetime and display ------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the pipeline and scratch buffers now (idempotent)."""
-        p, self._pipeline = self._pipeline, None
-        for b in self._scratch.values():
-            b.close()
-        self._scratch = {}
-        self._fast = {}
-        self._last_fast = None
+        """Release the pipeline and scratch buffers (idempotent).
+
+        Calls still running finish first: a pending ``wait=False`` call's ``wait()`` still
+        returns its result.  Calling the kernel afterwards raises ObjectClosed.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            p, self._pipeline = self._pipeline, None
+            self._drop_scratch()
+            self._fast = {}
+            self._last_fast = None
         if p is not None:
             p.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return self._closed
 
     def __enter__(self) -> Kernel:
         return self
@@ -936,14 +1006,14 @@ class Kernel:
         self.close()
 
     def __repr__(self) -> str:
-        from ..ui.display import kernel_text
-
-        return kernel_text(self)
-
-    def _repr_html_(self) -> str:
-        from ..ui.display import kernel_html
-
-        return kernel_html(self)
+        pc = self.reflection.push_constants
+        push = f", push {pc.size} B" if pc is not None else ""
+        state = " closed" if self._closed else ""
+        n = len(self.slots)
+        return (
+            f"<vknb.Kernel {self.name}: {n} binding{'s' if n != 1 else ''}{push}, "
+            f"local_size={self.local_size}{state}>"
+        )
 
 
 class BoundCall:
@@ -982,47 +1052,55 @@ class BoundCall:
         self.groups = groups
         self._fast: _Fast | None = None
         self._buffers: list[Buffer] = []
-        self._bind()
+        with kernel._lock:
+            self._bind()
 
     def _bind(self) -> None:
         """Resolve the call (checking every argument) and keep what dispatching it needs."""
         k = self.kernel
         pipe = k.pipeline
         prep, sets, push, grp = k._resolve(self.args, self.kwargs, self.grid, self.groups, pipe)
-        if prep.writeback or prep.bytes_in:
+        if prep.writeback or prep.bytes_in or prep.scratch:
+            k._give_back(prep.scratch, keep=False)
             raise TypeError(
                 f"{k.name}.bind: a buffer is given as values, which a call uploads each time; "
                 "pass a device Array (vknb.asarray(...)) for it"
             )
         self._fast = _Fast(pipe, (), [], self.grid, self.groups, prep, sets, push, grp)
-        self._buffers = prep.keep
+        self._buffers = prep.buffers
 
-    def _item(self) -> tuple[Any, ...]:
+    def batch_item(self) -> tuple[Any, ...]:
         """What a batch records for the call, after checking that it can still run."""
-        f = self._fast
         k = self.kernel
-        pipe = k.pipeline
-        if f is None or f.pipe is not pipe or f.epoch != pipe._sets_epoch:
-            self._bind()  # the pipeline or its descriptor sets were rebuilt
+        with k._lock:
+            pipe = k.pipeline
             f = self._fast
-            assert f is not None
-        bufs = self._buffers
-        for buf in bufs:
-            if buf._alloc is None:
-                raise E.ObjectClosed(
-                    f"{k.name}: bound argument {buf.label} was closed; bind the call again",
-                    label=buf.label,
-                )
-        return (k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
+            if f is None or f.pipe is not pipe or f.epoch != pipe.sets_epoch:
+                self._bind()  # the pipeline or its descriptor sets were rebuilt
+                f = self._fast
+                assert f is not None
+            bufs = self._buffers
+            for buf in bufs:
+                if buf.allocation is None:
+                    raise E.ObjectClosed(
+                        f"{k.name}: bound argument {buf.label} was closed; bind the call again",
+                        label=buf.label,
+                    )
+            return (k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
 
     def __call__(self, *, wait: bool = True) -> Any:
         """Dispatch the call (see the class docstring for what it returns)."""
-        item = self._item()
-        b = _batching_local.__dict__.get("batch")
+        item = self.batch_item()
+        b = current_batch()
         if b is not None:
             return b.add(*item)
         if wait:
-            return self.kernel._run_repeated(item[1], self._fast)  # type: ignore[arg-type]
+            k, pipe = item[0], item[1]
+            f = self._fast
+            assert f is not None
+            t0 = time.perf_counter()
+            slot = pipe.submit_repeated(f.sets, f.push, f.groups, item[7])
+            return k._finish_repeated(pipe, f, slot, t0)
         return self.kernel(
             *self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs
         )
@@ -1045,6 +1123,17 @@ _SCALAR_TYPES = frozenset(
 )
 
 
+def _memory_key(v: np.ndarray) -> tuple[int, int]:
+    return (v.__array_interface__["data"][0], v.nbytes)
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.nbytes == b.nbytes
+    )
+
+
 def _memo_shape(v: Any) -> bool:
     """Whether ``grid``/``groups`` can be compared with ``==`` safely (None, ints, int tuples)."""
     return v is None or type(v) is int or (type(v) is tuple and all(type(x) is int for x in v))
@@ -1056,24 +1145,6 @@ class _Missing:
 
 
 _MISSING = _Missing()
-
-
-def _one_member_value(block: Block | None, v: np.ndarray) -> bool:
-    """A numpy value for a one-member uniform block (packed like a list would be)."""
-    if block is None or v.dtype == block.dtype or v.dtype == np.uint8:
-        return False
-    return len([m for m in block.members if m.array_length != 0]) == 1
-
-
-def _uniform_from_array(name: str, b: Binding, v: np.ndarray) -> np.ndarray:
-    block = b.block
-    assert block is not None
-    if v.dtype == block.dtype or v.dtype == np.uint8:
-        return v
-    raise TypeError(
-        f"{name}: uniform block {b.name!r} takes a dict by member name, a scalar (one-member "
-        f"block) or an array of dtype {block.dtype}; got an array of dtype {v.dtype}"
-    )
 
 
 def compile(  # noqa: A001 - the contract's name (vknb.compile)
@@ -1130,6 +1201,8 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
 
     info = None
     text = None
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"compile(): name must be a str, got {type(name).__name__}")
     if isinstance(source, (bytes, bytearray, memoryview)):
         spirv = reflect_from = bytes(source)
         name = name or "spirv"
@@ -1167,7 +1240,3 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
         compile_info=info,
         defines=defines,
     )
-
-
-# Weak registry of kernels by name, so tools can find the newest (magics update in place).
-_registry: weakref.WeakValueDictionary[str, Kernel] = weakref.WeakValueDictionary()

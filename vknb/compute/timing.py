@@ -80,7 +80,6 @@ class DispatchRecord:
 
     __slots__ = (
         "_gpu",
-        "_pending",
         "batch",
         "bytes_in",
         "bytes_out",
@@ -91,6 +90,7 @@ class DispatchRecord:
         "kernel",
         "kernel_bytes",
         "local_size",
+        "pending",
         "time",
     )
 
@@ -113,7 +113,9 @@ class DispatchRecord:
         self.groups = groups
         self.local_size = local_size
         self._gpu = gpu_ms
-        self._pending: Any = None  # an object whose resolve() fills _gpu (see pipeline._Slot)
+        # An object whose resolve() fills in the GPU time later (a pipeline slot whose queries
+        # hold it): reading the timestamps costs the dispatching call nothing.
+        self.pending: Any = None
         self.host_ms = host_ms
         self.bytes_in = bytes_in
         self.bytes_out = bytes_out
@@ -126,13 +128,17 @@ class DispatchRecord:
     @property
     def gpu_ms(self) -> float | None:
         """GPU time in milliseconds (None where the queue has no timestamps)."""
-        if self._pending is not None:
-            self._pending.resolve()
+        if self.pending is not None:
+            self.pending.resolve()
         return self._gpu
 
     @gpu_ms.setter
     def gpu_ms(self, value: float | None) -> None:
-        self._pending = None
+        self.set_gpu_ms(value)
+
+    def set_gpu_ms(self, value: float | None) -> None:
+        """Fill in the GPU time (what a pending record's ``resolve`` calls)."""
+        self.pending = None
         self._gpu = value
 
     @property

@@ -12,15 +12,15 @@ array([0., 1., 2.], dtype=float32)
 
 from __future__ import annotations
 
+import itertools
+import math
 import operator
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import itertools
-
+from .. import config
 from .buffer import Buffer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +41,7 @@ def _use_bar(device: Device | None) -> bool:
     it on wherever such memory exists.  CPU drivers and integrated GPUs map their one memory
     anyway, so nothing changes there.
     """
-    env = os.environ.get("VKNB_BAR")
+    env = config.get("VKNB_BAR")
     if env == "0":
         return False
     from .session import device as session_device
@@ -62,6 +62,17 @@ def _norm_shape(shape: ShapeLike) -> tuple[int, ...]:
     if any(s < 0 for s in out):
         raise ValueError(f"shape must not have negative dimensions, got {out}")
     return out
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes of an array (exact: Python ints never wrap); ValueError beyond any device."""
+    n = math.prod(shape) * dtype.itemsize
+    if n >= 1 << 63:
+        raise ValueError(
+            f"an array of shape {shape} and dtype {dtype} would hold {n} bytes, more than any "
+            "device can address"
+        )
+    return n
 
 
 class Array:
@@ -94,7 +105,7 @@ class Array:
             raise TypeError(
                 f"dtype {self.dtype} holds Python objects; device arrays need plain data"
             )
-        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        self.nbytes = _nbytes(self.shape, self.dtype)
         self.label = label or f"Array#{next(_array_ids)}"
         if memory == "device" and _use_bar(device):
             memory = "host_device"  # written directly by host threads (resizable BAR)
@@ -108,7 +119,7 @@ class Array:
     @property
     def size(self) -> int:
         """Number of elements."""
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def ndim(self) -> int:
@@ -197,11 +208,19 @@ def asarray(
         if device is None or a.device is device:
             return a
         a = a.numpy()
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(
+            "asarray: a masked array's mask cannot go to the device; pass a.filled(value) or a.data"
+        )
     arr = np.asarray(a, dtype=dtype)
     if arr.dtype.hasobject:
         raise TypeError("asarray: object arrays cannot live on the device")
     out = Array(arr.shape, arr.dtype, device=device, label=label)
-    out.buffer.write(np.ascontiguousarray(arr))
+    try:
+        out.buffer.write(np.ascontiguousarray(arr))
+    except BaseException:  # Ctrl-C or a failed transfer: free what was allocated
+        out.close()
+        raise
     return out
 
 

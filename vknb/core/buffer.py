@@ -1,99 +1,108 @@
-"""Buffers and device arrays.
+"""Buffers: a ``VkBuffer`` with its memory, and moving bytes between numpy and the device.
 
-:class:`Buffer` is a ``VkBuffer`` with its memory.  Data moves between numpy and a buffer
-directly through mapped memory when the buffer's memory is host-visible (lavapipe, integrated
-GPUs, resizable BAR), and otherwise through a per-device pair of staging buffers used in turn, so
-that the host copies chunk *i+1* while the GPU copies chunk *i*; large host copies are split
-across threads (numpy releases the GIL while copying).
+Data moves directly through mapped memory where the buffer's memory is host-visible (lavapipe,
+integrated GPUs, resizable BAR), and otherwise through a per-device pair of staging buffers used
+in turn, so that the host copies chunk *i+1* while the GPU copies chunk *i*; large host copies
+are split across threads (numpy releases the GIL while copying).
 
-:class:`Array` adds a shape and a dtype: it is what users hold.
+Lifetimes: ``close()`` (or the garbage collector) never frees memory the GPU may still use: the
+release is retired by the device until every submission made before it has finished.  A host
+copy in progress pins the buffer (closing it from another thread waits for the copy to end
+before the memory goes), and an interrupted copy (Ctrl-C) lets its copy threads finish before
+anything is freed.
 
 Example
 -------
 >>> import numpy as np, vknb
->>> a = vknb.asarray(np.arange(8, dtype=np.float32))
->>> a.shape, a.dtype, a.nbytes
-((8,), dtype('float32'), 32)
->>> a.numpy()[:3]
-array([0., 1., 2.], dtype=float32)
+>>> b = vknb.Buffer(16)
+>>> b.write(np.arange(4, dtype=np.float32)); b.read(np.float32)
+array([0., 1., 2., 3.], dtype=float32)
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import logging
-import operator
-import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import _vk
+from .. import _vk, config
 from .. import errors as E
-from .instance import HOST_CACHED, HOST_COHERENT, HOST_VISIBLE
+from .._vk import constants as C
+from .device import OPEN
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .device import Device
+    from .device import Device, Submission
     from .memory import Allocation
 
 log = logging.getLogger("vknb")
 
-USAGE_TRANSFER_SRC = 0x1
-USAGE_TRANSFER_DST = 0x2
-USAGE_UNIFORM = 0x10
-USAGE_STORAGE = 0x20
+USAGE_TRANSFER_SRC = C.BUFFER_USAGE_TRANSFER_SRC_BIT
+USAGE_TRANSFER_DST = C.BUFFER_USAGE_TRANSFER_DST_BIT
+USAGE_UNIFORM = C.BUFFER_USAGE_UNIFORM_BUFFER_BIT
+USAGE_STORAGE = C.BUFFER_USAGE_STORAGE_BUFFER_BIT
 USAGE_ALL = USAGE_TRANSFER_SRC | USAGE_TRANSFER_DST | USAGE_UNIFORM | USAGE_STORAGE
 
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-STAGING_CHUNK = _env_int("VKNB_STAGING_MB", 64) << 20  # bytes per staging buffer
 _PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
-# Tests set VKNB_FORCE_STAGING=1 to drive the staging path (what discrete GPUs use) on drivers
-# whose memory is all host-visible, such as lavapipe.
-_FORCE_STAGING = os.environ.get("VKNB_FORCE_STAGING") == "1"
 _ids = itertools.count(1)
+_tokens = itertools.count(1)
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[ThreadPoolExecutor, int] | None = None  # the copy threads and their count
 _pool_lock = threading.Lock()
 
 
-def _copy_pool() -> ThreadPoolExecutor:
+def _copy_pool() -> tuple[ThreadPoolExecutor, int]:
     global _pool
     if _pool is None:
+        n = int(config.get("VKNB_COPY_THREADS"))  # a bad value raises here, naming it
         with _pool_lock:
             if _pool is None:
-                n = _env_int("VKNB_COPY_THREADS", max(2, min(16, os.cpu_count() or 2)))
-                _pool = ThreadPoolExecutor(n, thread_name_prefix="vknb-copy")
+                _pool = (ThreadPoolExecutor(n, thread_name_prefix="vknb-copy"), n)
     return _pool
 
 
 def host_copy(dst: np.ndarray, src: np.ndarray) -> None:
-    """Copy bytes between two flat uint8 arrays of equal size, in parallel when large."""
+    """Copy bytes between two flat uint8 arrays of equal size, in parallel when large.
+
+    Interrupt-safe: on Ctrl-C the chunks not started are cancelled and the running ones are
+    let finish before KeyboardInterrupt propagates, so that no copy thread writes into memory
+    that the caller frees next.
+    """
     n = dst.nbytes
-    if n < _PARALLEL_COPY_MIN or (os.cpu_count() or 1) < 2:
+    if n < _PARALLEL_COPY_MIN:
         np.copyto(dst, src, casting="no")
         return
-    pool = _copy_pool()
-    parts = min(pool._max_workers, max(2, n // (2 << 20)))
+    pool, workers = _copy_pool()
+    if workers < 2:
+        np.copyto(dst, src, casting="no")
+        return
+    parts = min(workers, max(2, n // (2 << 20)))
     step = -(-n // parts)
     step = (step + 63) // 64 * 64
     futs = [
         pool.submit(np.copyto, dst[i : i + step], src[i : i + step], casting="no")
         for i in range(0, n, step)
     ]
-    for f in futs:
-        f.result()
+    try:
+        for f in futs:
+            f.result()
+    except BaseException:
+        for f in futs:
+            f.cancel()
+        while True:  # a second Ctrl-C must not let the caller free memory under a copy
+            try:
+                concurrent.futures.wait(futs)
+                break
+            except KeyboardInterrupt:
+                continue
+        raise
 
 
 def _bytes_view(ptr: Any, nbytes: int) -> np.ndarray:
@@ -101,7 +110,8 @@ def _bytes_view(ptr: Any, nbytes: int) -> np.ndarray:
     return np.frombuffer(_vk.ffi.buffer(ptr, nbytes), dtype=np.uint8)
 
 
-def _flat_bytes(a: np.ndarray) -> np.ndarray:
+def flat_bytes(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous array's bytes as a flat uint8 view."""
     return a.reshape(-1).view(np.uint8) if a.ndim else a.reshape(1).view(np.uint8)
 
 
@@ -139,18 +149,18 @@ class Buffer:
     ) -> None:
         from .session import device as session_device
 
-        if not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
             raise ValueError(f"buffer size must be a non-negative int, got {nbytes!r}")
         dev = device if device is not None else session_device()
-        dev._check_open()
+        dev.check_usable()
         self.device = dev
         self.nbytes = int(nbytes)
-        self._serial = next(_ids)
-        self.label = label or f"Buffer#{self._serial}"
+        self.serial = next(_ids)  # identifies the buffer in descriptor-set and hazard caches
+        self.label = label or f"Buffer#{self.serial}"
         self.memory_kind = memory
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         size = max(16, (self.nbytes + 3) // 4 * 4)
-        max_alloc = dev.info.heaps and max(h.size for h in dev.info.heaps)
+        max_alloc = max((h.size for h in dev.info.heaps), default=0)
         if size > max_alloc:
             raise E.AllocationFailed(
                 f"cannot create {self.label} of {size} bytes: the largest heap of "
@@ -167,7 +177,10 @@ class Buffer:
                 "sType": vk.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                 "size": size,
                 "usage": usage,
-                "sharingMode": 1 if len(fams) > 1 else 0,  # CONCURRENT across our two families
+                # CONCURRENT across our two queue families (no ownership transfers)
+                "sharingMode": C.SHARING_MODE_CONCURRENT
+                if len(fams) > 1
+                else C.SHARING_MODE_EXCLUSIVE,
                 "queueFamilyIndexCount": len(fams) if len(fams) > 1 else 0,
                 "pQueueFamilyIndices": keep(ffi.new("uint32_t[]", fams))
                 if len(fams) > 1
@@ -176,7 +189,7 @@ class Buffer:
         )
         p = ffi.new("VkBuffer*")
         res = lib.vkCreateBuffer(dev.handle, info, ffi.NULL, p)
-        if res == 0 and _vk._validation_pending:  # created, but validation objected: undo
+        if res == 0 and _vk.validation_pending():  # created, but validation objected: undo
             lib.vkDestroyBuffer(dev.handle, p[0], ffi.NULL)
         _vk.check(res, "vkCreateBuffer", self.label)
         handle = p[0]
@@ -196,49 +209,53 @@ class Buffer:
             _vk.check(res, "vkBindBufferMemory", self.label)
         self.handle = handle
         self.size = size
-        self._alloc: Allocation | None = alloc
+        self.allocation: Allocation | None = alloc
         _vk.set_name(dev.handle, _vk.OBJECT_BUFFER, handle, self.label)
         flags = dev.info.memory_types[alloc.memory_type].flags
-        self.host_visible = bool(flags & HOST_VISIBLE)
-        self._coherent = bool(flags & HOST_COHERENT)
+        self.host_visible = bool(flags & C.MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+        self.coherent = bool(flags & C.MEMORY_PROPERTY_HOST_COHERENT_BIT)
         # Reading through a mapping is fast only from cached memory or memory that is host RAM
         # anyway (CPU drivers, integrated GPUs); uncached device memory (BAR) reads crawl.
-        self._fast_read = bool(flags & HOST_CACHED) or dev.info.type in ("cpu", "integrated")
-        self._holders: weakref.WeakSet[_MappedView] = weakref.WeakSet()
-        dev._buffers += 1
-        dev._adopt(self)
-        self._finalizer = weakref.finalize(self, _release_buffer, dev, handle, alloc)
+        self._fast_read = bool(flags & C.MEMORY_PROPERTY_HOST_CACHED_BIT) or dev.info.type in (
+            "cpu",
+            "integrated",
+        )
+        self._users = 0  # host copies in progress (under the device lock)
+        self._views: set[int] = set()  # zero-copy mapped views alive
+        with dev.lock:
+            dev.buffers += 1
+        dev.adopt(self)
+        self._finalizer = weakref.finalize(self, _collected, dev, handle, alloc)
 
     # -- lifetime --------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        """Whether the buffer has been released."""
-        return self._alloc is None
+        """Whether the buffer has been closed (its memory released or about to be)."""
+        return self.allocation is None
 
     def close(self) -> None:
-        """Release the buffer and its memory now (idempotent).
+        """Close the buffer now (idempotent).
 
-        A zero-copy view from :meth:`mapped` that is still referenced delays the release of the
-        memory (not the close) until the view is gone, so that reading it cannot crash.
+        The memory goes back once the GPU no longer uses it (submissions already made finish
+        first), no host copy is in progress and no zero-copy view from :meth:`mapped` is
+        alive.  Using the buffer afterwards raises ObjectClosed.
         """
-        if self._alloc is None:
-            return
-        self._alloc = None
-        holders = list(self._holders)
-        if not holders:
-            self._finalizer()
-            return
-        remaining = [len(holders)]
-        fin = self._finalizer
+        dev = self.device
+        with dev.lock:
+            if self.allocation is None:
+                return
+            self.allocation = None
+            idle = self._users == 0 and not self._views
+        if idle:
+            self._retire()
 
-        def one_gone() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                fin()
-
-        for h in holders:
-            weakref.finalize(h, one_gone)
+    def _retire(self) -> None:
+        info = self._finalizer.detach()
+        if info is not None:
+            _obj, _fn, args, _kw = info
+            dev = self.device
+            dev.retire(lambda: _free_buffer(*args))
 
     def __enter__(self) -> Buffer:
         return self
@@ -246,31 +263,49 @@ class Buffer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _release_now(self) -> None:
-        """Destroy now even if mapped views are kept (the device is closing)."""
-        self._alloc = None
-        self._finalizer()
-
-    def _check(self) -> Allocation:
-        a = self._alloc
+    def check(self) -> Allocation:
+        """The buffer's allocation; raise ObjectClosed (or the device's error) if unusable."""
+        a = self.allocation
         if a is None:
-            raise E.ObjectClosed(f"{self.label} is closed")
-        if self.device._closed:
-            raise E.ObjectClosed(f"{self.label}: its device {self.device.label} is closed")
+            raise E.ObjectClosed(f"{self.label} is closed", label=self.label)
+        dev = self.device
+        if dev.state is not OPEN or dev.epoch != _vk.epoch:
+            raise dev.unusable_error(self.label)
         return a
 
+    @contextlib.contextmanager
+    def _using(self) -> Iterator[Allocation]:
+        """Pin the buffer for a host copy: closing it meanwhile waits for the copy to end."""
+        dev = self.device
+        with dev.lock:
+            a = self.check()
+            self._users += 1
+        token = next(_tokens)
+        dev.busy.add(token)
+        try:
+            yield a
+        finally:
+            dev.busy.discard(token)
+            with dev.lock:
+                self._users -= 1
+                idle = self.allocation is None and self._users == 0 and not self._views
+            if idle:
+                self._retire()
+
     def __repr__(self) -> str:
-        state = " closed" if self._alloc is None else ""
+        state = " closed" if self.allocation is None else ""
         return f"<vknb.Buffer {self.label} {self.nbytes} B ({self.memory_kind}){state}>"
 
     # -- host access -----------------------------------------------------------------------
 
     @contextlib.contextmanager
     def mapped(self, dtype: Any = np.uint8) -> Iterator[np.ndarray]:
-        """Zero-copy numpy view of host-visible memory, valid only inside the ``with`` block.
+        """Zero-copy numpy view of host-visible memory, for use inside the ``with`` block.
 
-        Raises NotMapped for device-only memory.  Do not keep the view: after the block it is
-        detached (its data pointer is no longer valid to use).
+        Raises NotMapped for device-only memory.  Waits for the GPU's submitted work first.
+        After the block the view is made read-only; a view kept beyond it still keeps the
+        memory mapped (even past ``close()`` or ``vknb.reset()``), so reading it can never
+        crash, but what it shows is no longer defined.
 
         Example
         -------
@@ -278,32 +313,44 @@ class Buffer:
         >>> with b.mapped(np.float32) as v:
         ...     v[:] = 1.0
         """
-        a = self._check()
+        a = self.check()
         if a.mapped is None:
             raise E.NotMapped(
                 f"{self.label} lives in device-only memory; use .read()/.write() instead"
             )
-        self.device.synchronize()
+        dev = self.device
+        dev.wait_gpu()
         dt = np.dtype(dtype)
         n = self.nbytes // dt.itemsize
+        token = next(_tokens)
+        with dev.lock:
+            self.check()
+            self._views.add(token)
+            dev.mapped_views.add(token)
         holder = _MappedView(self, int(_vk.ffi.cast("uintptr_t", a.mapped)), n, dt)
-        self._holders.add(holder)
+        weakref.finalize(holder, _view_gone, weakref.ref(self), dev, token)
         view = np.asarray(holder)
         del holder
         self._invalidate(a)
         try:
             yield view
         finally:
-            self._flush(a)
-            # Detach: the view can no longer write (and it keeps the Buffer object alive).
+            if self.allocation is not None and dev.state is OPEN:
+                self._flush(a)
             view.flags.writeable = False
 
     def _flush(self, a: Allocation) -> None:
-        if not self._coherent:
+        if not self.coherent:
             self._mapped_range_op(a, "vkFlushMappedMemoryRanges")
 
     def _invalidate(self, a: Allocation) -> None:
-        if not self._coherent:
+        if not self.coherent:
+            self._mapped_range_op(a, "vkInvalidateMappedMemoryRanges")
+
+    def invalidate(self) -> None:
+        """Make the GPU's writes visible to host reads of mapped memory (non-coherent memory)."""
+        a = self.allocation
+        if a is not None and not self.coherent:
             self._mapped_range_op(a, "vkInvalidateMappedMemoryRanges")
 
     def _mapped_range_op(self, a: Allocation, fn: str) -> None:
@@ -328,7 +375,6 @@ class Buffer:
         -------
         >>> b = vknb.Buffer(8); b.write(np.array([1, 2], np.int32))
         """
-        a = self._check()
         src = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
         if not isinstance(src, np.ndarray):
             raise TypeError(
@@ -336,20 +382,23 @@ class Buffer:
             )
         if not src.flags.c_contiguous:
             src = np.ascontiguousarray(src)
-        flat = _flat_bytes(src)
+        flat = flat_bytes(src)
         n = flat.nbytes
         if offset < 0 or offset + n > self.nbytes:
             raise E.BufferTooSmall(
                 f"{self.label} holds {self.nbytes} bytes; cannot write {n} bytes at offset {offset}"
             )
+        self.check()
         if n == 0:
             return
-        if a.mapped is not None and not _FORCE_STAGING:
-            self.device.synchronize()
+        direct = self.host_visible and not config.get("VKNB_FORCE_STAGING")
+        if not direct:
+            staging_for(self.device).upload(self, flat, offset)
+            return
+        with self._using() as a:
+            self.device.wait_gpu()  # a pending kernel may still read or write this memory
             host_copy(_bytes_view(a.mapped + offset, n), flat)
             self._flush(a)
-            return
-        _staging(self.device).upload(self, flat, offset)
 
     def read(
         self,
@@ -366,36 +415,49 @@ class Buffer:
         >>> b = vknb.Buffer(8); b.write(np.array([1, 2], np.int32)); b.read(np.int32)
         array([1, 2], dtype=int32)
         """
-        a = self._check()
         if out is None:
             dt = np.dtype(dtype)
             n = (self.nbytes - offset) if nbytes is None else nbytes
             out = np.empty(n // dt.itemsize, dtype=dt)
         elif not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError(f"{self.label}.read: `out` must be a writeable C-contiguous array")
-        flat = _flat_bytes(out)
+        flat = flat_bytes(out)
         n = flat.nbytes
         if offset < 0 or offset + n > self.nbytes:
             raise E.BufferTooSmall(
                 f"{self.label} holds {self.nbytes} bytes; cannot read {n} bytes at offset {offset}"
             )
+        self.check()
         if n == 0:
             return out
-        if a.mapped is not None and self._fast_read and not _FORCE_STAGING:
-            self.device.synchronize()
+        direct = self.host_visible and self._fast_read and not config.get("VKNB_FORCE_STAGING")
+        if not direct:
+            staging_for(self.device).download(self, flat, offset)
+            return out
+        with self._using() as a:
+            self.device.wait_gpu()
             self._invalidate(a)
             host_copy(flat, _bytes_view(a.mapped + offset, n))
-            return out
-        _staging(self.device).download(self, flat, offset)
         return out
+
+    def zero(self) -> None:
+        """Set every byte to zero (through mapped memory where it is host-visible)."""
+        if self.host_visible and not config.get("VKNB_FORCE_STAGING"):
+            with self._using() as a:
+                self.device.wait_gpu()
+                _bytes_view(a.mapped, self.nbytes).fill(0)
+                self._flush(a)
+            return
+        self.fill(0)
 
     def fill(self, value: int = 0) -> None:
         """Set every 32-bit word of the buffer to ``value`` (``vkCmdFillBuffer``)."""
-        self._check()
+        self.check()
         lib = _vk.lib
         size = self.size
+        handle = self.handle
         self.device.submit(
-            lambda cmd: lib.vkCmdFillBuffer(cmd, self.handle, 0, size, value & 0xFFFFFFFF),
+            lambda cmd: lib.vkCmdFillBuffer(cmd, handle, 0, size, value & 0xFFFFFFFF),
             label=f"fill {self.label}",
             keep=self,
         )
@@ -415,81 +477,132 @@ class _MappedView:
         }
 
 
-def _release_buffer(dev: Device, handle: Any, alloc: Allocation) -> None:
-    """Finalizer: destroy the buffer and free its memory (never raises)."""
+def _view_gone(buf_ref: weakref.ref[Buffer], dev: Device, token: int) -> None:
+    """Finalizer of a mapped view (runs wherever the garbage collector does: no locks)."""
+    dev.mapped_views.discard(token)
+    buf = buf_ref()
+    if buf is None:
+        return
+    buf._views.discard(token)
+    if buf.allocation is None and not buf._views and dev.state is OPEN:
+        dev.retire_later(buf._retire)
+
+
+def _free_buffer(dev: Device, handle: Any, alloc: Allocation) -> None:
+    """Destroy the buffer and free its memory (never raises)."""
     try:
-        dev._buffers -= 1
-        if dev._closed:
-            return  # the device freed its memory wholesale
+        with dev.lock:
+            dev.buffers -= 1
+        if not dev.handle_alive():
+            return  # a destroyed device freed its memory wholesale; a lost one frees nothing
         _vk.lib.vkDestroyBuffer(dev.handle, handle, _vk.ffi.NULL)
         dev.allocator.free(alloc)
     except Exception:  # pragma: no cover
         log.exception("releasing a buffer failed")
 
 
-class _Staging:
-    """Two host-visible staging halves per direction, used in turn for chunked transfers."""
+def _collected(dev: Device, handle: Any, alloc: Allocation) -> None:
+    """Finalizer of a Buffer collected without close(): retire it at the device's next safe
+    point (the garbage collector may run this anywhere, with the device lock held)."""
+    if dev.state is OPEN and dev.usable_here():
+        dev.retire_later(lambda: _free_buffer(dev, handle, alloc))
+    elif dev.usable_here():
+        dev.buffers -= 1
+
+
+class Staging:
+    """Two host-visible staging halves per direction, used in turn for chunked transfers.
+
+    One per device (``device.staging``), made by its first transfer through staging.
+    Transfers are serialized by its lock; the submissions of a transfer interrupted by Ctrl-C
+    are waited for before the halves are used again.
+    """
 
     def __init__(self, device: Device) -> None:
         self.device = device
+        self.chunk = int(config.get("VKNB_STAGING_MB")) << 20
 
         def halves(memory: str, name: str, usage: int) -> list[Buffer]:
             return [
-                Buffer(STAGING_CHUNK, device=device, memory=memory, label=f"{name}{i}", usage=usage)
+                Buffer(self.chunk, device=device, memory=memory, label=f"{name}{i}", usage=usage)
                 for i in range(2)
             ]
 
         self.up = halves("upload", "staging-up", USAGE_TRANSFER_SRC)
         self.down = halves("readback", "staging-down", USAGE_TRANSFER_DST)
         for b in self.up + self.down:
-            device._children.discard(b)  # owned by the device directly, closed last
+            device.disown(b)  # owned by the device directly, closed last
         self.lock = threading.Lock()
+        self.outstanding: list[Submission] = []  # of an interrupted transfer
 
     def close(self) -> None:
         for b in self.up + self.down:
             b.close()
 
+    def _settle(self) -> None:
+        """Wait for what an interrupted transfer left running (under the lock)."""
+        subs, self.outstanding = self.outstanding, []
+        for s in subs:
+            try:
+                s.wait()
+            except E.DeviceLost:
+                raise
+            except E.VulkanError:
+                pass
+
     def upload(self, dst: Buffer, flat: np.ndarray, offset: int) -> None:
         dev = self.device
         lib, ffi = _vk.lib, _vk.ffi
-        dev.synchronize()  # a pending kernel may still read or write dst
-        with self.lock:
+        dev.wait_gpu()  # a pending kernel may still read or write dst
+        chunk = self.chunk
+        with self.lock, dst._using():
+            self._settle()
             pending: list[Any] = [None, None]
-            for k, start in enumerate(range(0, flat.nbytes, STAGING_CHUNK)):
-                half = k % 2
-                if pending[half] is not None:
-                    pending[half].wait()
-                st = self.up[half]
-                a = st._check()
-                n = min(STAGING_CHUNK, flat.nbytes - start)
-                host_copy(_bytes_view(a.mapped, n), flat[start : start + n])
-                st._flush(a)
-                region = ffi.new(
-                    "VkBufferCopy*", {"srcOffset": 0, "dstOffset": offset + start, "size": n}
-                )
-                src_h, dst_h = st.handle, dst.handle
-                pending[half] = dev.submit(
-                    lambda cmd, s=src_h, d=dst_h, r=region: lib.vkCmdCopyBuffer(cmd, s, d, 1, r),
-                    label=f"transfer upload {dst.label}",
-                    keep=(st, dst, region),
-                    wait=False,
-                    transfer=True,
-                )
-            for p in pending:
-                if p is not None:
-                    p.wait()
+            try:
+                for k, start in enumerate(range(0, flat.nbytes, chunk)):
+                    half = k % 2
+                    if pending[half] is not None:
+                        pending[half].wait()
+                        pending[half] = None
+                    st = self.up[half]
+                    a = st.check()
+                    n = min(chunk, flat.nbytes - start)
+                    host_copy(_bytes_view(a.mapped, n), flat[start : start + n])
+                    st._flush(a)
+                    region = ffi.new(
+                        "VkBufferCopy*", {"srcOffset": 0, "dstOffset": offset + start, "size": n}
+                    )
+                    src_h, dst_h = st.handle, dst.handle
+                    pending[half] = dev.submit(
+                        lambda cmd, s=src_h, d=dst_h, r=region: lib.vkCmdCopyBuffer(
+                            cmd, s, d, 1, r
+                        ),
+                        label=f"transfer upload {dst.label}",
+                        keep=(st, dst, region),
+                        wait=False,
+                        transfer=True,
+                    )
+                for i, p in enumerate(pending):
+                    if p is not None:
+                        p.wait()
+                        pending[i] = None
+            except BaseException:
+                self.outstanding.extend(p for p in pending if p is not None)
+                raise
 
     def download(self, src: Buffer, flat: np.ndarray, offset: int) -> None:
         dev = self.device
         lib, ffi = _vk.lib, _vk.ffi
-        dev.synchronize()
-        with self.lock:
-            chunks = list(range(0, flat.nbytes, STAGING_CHUNK))
+        dev.wait_gpu()
+        chunk = self.chunk
+        with self.lock, src._using():
+            self._settle()
+            chunks = list(range(0, flat.nbytes, chunk))
             pending: dict[int, Any] = {}
 
             def issue(k: int) -> None:
                 start = chunks[k]
-                n = min(STAGING_CHUNK, flat.nbytes - start)
+                n = min(chunk, flat.nbytes - start)
                 st = self.down[k % 2]
                 region = ffi.new(
                     "VkBufferCopy*", {"srcOffset": offset + start, "dstOffset": 0, "size": n}
@@ -498,7 +611,7 @@ class _Staging:
                 pending[k] = dev.submit(
                     lambda cmd, s=s_h, d=d_h, r=region: (
                         lib.vkCmdCopyBuffer(cmd, s, d, 1, r),
-                        _host_read_barrier(cmd, transfer_only=True),
+                        host_read_barrier(cmd, transfer_only=True),
                     ),
                     label=f"transfer download {src.label}",
                     keep=(st, src, region),
@@ -506,49 +619,46 @@ class _Staging:
                     transfer=True,
                 )
 
-            issue(0)
-            for k, start in enumerate(chunks):
-                if k + 1 < len(chunks):
-                    issue(k + 1)
-                pending.pop(k).wait()
-                st = self.down[k % 2]
-                a = st._check()
-                st._invalidate(a)
-                n = min(STAGING_CHUNK, flat.nbytes - start)
-                host_copy(flat[start : start + n], _bytes_view(a.mapped, n))
+            try:
+                issue(0)
+                for k, start in enumerate(chunks):
+                    if k + 1 < len(chunks):
+                        issue(k + 1)
+                    pending.pop(k).wait()
+                    st = self.down[k % 2]
+                    a = st.check()
+                    st._invalidate(a)
+                    n = min(chunk, flat.nbytes - start)
+                    host_copy(flat[start : start + n], _bytes_view(a.mapped, n))
+            except BaseException:
+                self.outstanding.extend(pending.values())
+                raise
 
 
-def _host_read_barrier(cmd: Any, transfer_only: bool = False) -> None:
+def host_read_barrier(cmd: Any, transfer_only: bool = False) -> None:
     """Make transfer (and, on a compute queue, shader) writes visible to the host."""
-    vk = _vk.vk
-    src_access = vk.VK_ACCESS_TRANSFER_WRITE_BIT
-    src_stage = vk.VK_PIPELINE_STAGE_TRANSFER_BIT
+    src_access = C.ACCESS_TRANSFER_WRITE_BIT
+    src_stage = C.PIPELINE_STAGE_TRANSFER_BIT
     if not transfer_only:  # a transfer-only queue may not name compute stages
-        src_access |= vk.VK_ACCESS_SHADER_WRITE_BIT
-        src_stage |= vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT
+        src_access |= C.ACCESS_SHADER_WRITE_BIT
+        src_stage |= C.PIPELINE_STAGE_COMPUTE_SHADER_BIT
     b = _vk.new(
         "VkMemoryBarrier",
         {
-            "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            "sType": _vk.vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
             "srcAccessMask": src_access,
-            "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT,
+            "dstAccessMask": C.ACCESS_HOST_READ_BIT,
         },
     )
+    null = _vk.ffi.NULL
     _vk.lib.vkCmdPipelineBarrier(
-        cmd,
-        src_stage,
-        vk.VK_PIPELINE_STAGE_HOST_BIT,
-        0,
-        1,
-        b,
-        0,
-        _vk.ffi.NULL,
-        0,
-        _vk.ffi.NULL,
+        cmd, src_stage, C.PIPELINE_STAGE_HOST_BIT, 0, 1, b, 0, null, 0, null
     )
 
 
-def _staging(device: Device) -> _Staging:
-    if device._staging is None:
-        device._staging = _Staging(device)
-    return device._staging
+def staging_for(device: Device) -> Staging:
+    """The device's staging buffers, made on first use."""
+    with device.lock:
+        if device.staging is None:
+            device.staging = Staging(device)
+        return device.staging

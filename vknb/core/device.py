@@ -1,17 +1,22 @@
-"""The logical device, its queues and submissions, and the session's shared device.
+"""The logical device: queues, submissions, waits, and the retirement of what the GPU uses.
 
 A :class:`Device` owns a ``VkDevice`` with a compute queue (and a dedicated transfer queue where
-the hardware has one), a command pool per queue, fences, a pipeline cache persisted on disk and
-the memory allocator.  Submissions are serialized by a lock and each waits on its own fence,
-with a timeout (``VKNB_TIMEOUT_S``, default 60 s) so that a runaway kernel raises instead of
-freezing the notebook.
+the hardware has one), a command pool per queue, a pipeline cache persisted on disk and the
+memory allocator.
+
+Every submission to a queue gets a serial number and is registered with its fence until the
+device learns that it finished (a wait, or a poll of the fences).  Objects that the GPU may still
+use are never destroyed on ``close()``: :meth:`Device.retire` holds their release until every
+submission made before it has finished.  A wait polls its fence briefly, then blocks in short
+slices, so that Ctrl-C interrupts it promptly; one that runs past ``VKNB_TIMEOUT_S`` (or a
+``VK_ERROR_DEVICE_LOST``) marks the device lost: every later call on it raises
+:class:`~vknb.errors.DeviceLost` at once, nothing it may still write is freed or reused, and
+nothing waits for it again (``vknb.reset()`` gives a fresh device).
 
 Example
 -------
 >>> import vknb
 >>> dev = vknb.device()
->>> dev.info.name                                            # doctest: +SKIP
-'llvmpipe (LLVM 15.0.6, 256 bits)'
 >>> dev.memory_stats().allocated >= 0
 True
 """
@@ -19,6 +24,8 @@ True
 from __future__ import annotations
 
 import atexit
+import collections
+import itertools
 import logging
 import os
 import struct
@@ -30,105 +37,183 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import _vk
+from .. import _vk, config
 from .. import errors as E
+from .._vk import constants as C
 from .instance import DeviceInfo, get_instance, select_device_index
 from .memory import Allocator, MemoryStats
 
 log = logging.getLogger("vknb")
 
-COMPUTE = 0x2
-TRANSFER = 0x4
-GRAPHICS = 0x1
+OPEN, LOST, CLOSED = "open", "lost", "closed"
 
-_FEATURES2 = 1000059000  # VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2
+# How long one blocking fence wait lasts before Python gets the chance to raise a pending
+# KeyboardInterrupt (the wait then goes on).
+WAIT_SLICE_S = 0.05
+
 # (extension, its features struct, that struct's sType), enabled where the driver has them.
 # Only the NV extension: it is what glslc (shaderc 2023) compiles GL_NV_cooperative_matrix to,
 # and the validation layers of that era reject the KHR features struct in the device's chain.
 _COOPERATIVE_MATRIX = (
-    ("VK_NV_cooperative_matrix", "VkPhysicalDeviceCooperativeMatrixFeaturesNV", 1000249000),
+    (
+        "VK_NV_cooperative_matrix",
+        "VkPhysicalDeviceCooperativeMatrixFeaturesNV",
+        C.STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV,
+    ),
 )
 
 
 def timeout_s() -> float:
     """The submission timeout in seconds (``VKNB_TIMEOUT_S``, default 60)."""
-    try:
-        return float(os.environ.get("VKNB_TIMEOUT_S", "60"))
-    except ValueError:
-        return 60.0
+    return float(config.get("VKNB_TIMEOUT_S"))
 
 
 class Submission:
-    """A submitted command buffer; holds what it uses alive until its fence signals.
+    """An asynchronous submission (``kernel(..., wait=False)``, ``batch(wait=False)``).
 
-    Returned by asynchronous calls (``kernel(..., wait=False)``).
+    ``wait()`` blocks until the GPU is done, then finishes the call on the host (a kernel call
+    writes numpy outputs back) and returns its result; any number of threads may wait, and the
+    host part runs exactly once, before any ``wait()`` returns.  Interrupting a wait (Ctrl-C)
+    leaves the submission pending: wait again later.
 
     Example
     -------
     >>> s = k(x, y, grid=n, wait=False)                      # doctest: +SKIP
-    >>> s.wait()                                             # doctest: +SKIP
+    >>> rec = s.wait()                                       # doctest: +SKIP
     """
 
     __slots__ = (
         "__weakref__",
-        "_done",
+        "_claimed",
+        "_error",
+        "_finished",
+        "_gpu_done",
+        "_lock",
         "_on_done",
+        "_on_gpu_done",
         "_result",
-        "cmd",
+        "_waiters",
         "device",
         "fence",
         "keep",
         "label",
-        "transfer",
+        "serial",
     )
 
     def __init__(
         self,
         device: Device,
-        cmd: Any,
+        serial: int,
         fence: Any,
-        keep: Any,
         label: str,
+        *,
+        keep: Any = None,
+        on_gpu_done: Callable[[], None] | None = None,
         on_done: Callable[[], Any] | None = None,
     ) -> None:
         self.device = device
-        self.cmd = cmd
+        self.serial = serial
         self.fence = fence
-        self.keep = keep
         self.label = label
-        self._done = False
-        self._on_done = on_done
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._gpu_done = False
+        self._waiters = 0
+        self._on_gpu_done = on_gpu_done  # frees what only the GPU used (a slot): once
+        self._on_done = on_done  # the host part of the call: once, by the first waiter
+        self._claimed = False  # the host part has been taken by a waiter (or failed)
+        self._finished = threading.Event()
         self._result: Any = None
-        self.transfer = False
+        self._error: BaseException | None = None
 
     @property
     def done(self) -> bool:
-        """Whether the GPU has finished (does not block)."""
-        if self._done:
+        """Whether the call has finished (the GPU is done); never blocks on the GPU."""
+        if self._finished.is_set():
             return True
-        res = _vk.lib.vkGetFenceStatus(self.device.handle, self.fence)
-        if res == _vk.SUCCESS:
-            self.wait()
-            return True
-        _vk.check(res, "vkGetFenceStatus", self.label)
-        return False
+        if not self._gpu_done:
+            self.device.poll()
+        return self._gpu_done
+
+    def _gpu_finished(self) -> None:
+        """The device saw the fence signal (called under the device lock, once)."""
+        with self._lock:
+            self._gpu_done = True
+            release = self._on_gpu_done if self._waiters == 0 else None
+            if release is not None:
+                self._on_gpu_done = None
+        if release is not None:
+            release()
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the GPU is done; raise ExecutionFailed on timeout."""
-        if self._done:
-            return self._result
-        self.device._wait_fence(self.fence, self.label, timeout)
-        self._done = True
-        on_done = self._on_done
-        self._on_done = None
-        # Retire first: the completion callback may itself wait for the device (a write-back
-        # through staging synchronizes), which must not find this submission still pending.
-        self.device._retire(self)
-        self._result = on_done() if on_done is not None else None
+        """Block until the call is done; return its result (a kernel call's DispatchRecord).
+
+        Raises DeviceLost if the device was lost (or timed out) before the call finished, and
+        ObjectClosed if the device was closed or reset first.
+        """
+        if self._finished.is_set():
+            return self._finish_result()
+        dev = self.device
+        with self._lock:
+            self._waiters += 1
+        try:
+            if not self._gpu_done:
+                dev.wait_fence(self.serial, self.fence, self.label, timeout)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+                release = self._on_gpu_done if self._waiters == 0 and self._gpu_done else None
+                if release is not None:
+                    self._on_gpu_done = None
+            if release is not None:
+                with dev.lock:
+                    release()
+        self._run_host_part()
+        return self._finish_result()
+
+    def _run_host_part(self) -> None:
+        with self._lock:
+            claimed, self._claimed = self._claimed, True
+            on_done, self._on_done = self._on_done, None
+        if claimed:  # another waiter runs it (or it failed): wait for its outcome
+            self._finished.wait()
+            return
+        try:
+            if on_done is not None:
+                self._result = on_done()
+        except Exception as e:
+            self._error = e
+        except BaseException:  # Ctrl-C while outputs were written back
+            self._error = E.ExecutionFailed(
+                f"{self.label}: interrupted while its outputs were written back; they may be "
+                "incomplete"
+            )
+            raise
+        finally:
+            self.keep = None
+            self.device.forget(self)
+            self._finished.set()
+
+    def _fail(self, error: BaseException) -> None:
+        """The device went away before the call finished: waiters get ``error``."""
+        with self._lock:
+            if self._claimed:
+                return
+            self._claimed = True
+            self._on_done = None
+            self._on_gpu_done = None
+        self._error = error
+        self.keep = None
+        self._finished.set()
+
+    def _finish_result(self) -> Any:
+        if self._error is not None:
+            raise self._error
         return self._result
 
     def __repr__(self) -> str:
-        return f"<Submission {self.label} {'done' if self._done else 'pending'}>"
+        state = "done" if self._finished.is_set() else "pending"
+        return f"<Submission {self.label} {state}>"
 
 
 class Device:
@@ -150,6 +235,8 @@ class Device:
     cooperative_matrix : tuple of str
         The cooperative-matrix extensions enabled; empty where there are none (see
         :meth:`cooperative_matrix_shapes`).
+    robust : bool
+        Whether robust buffer access is on (``VKNB_ROBUST=1``).
 
     Example
     -------
@@ -163,6 +250,8 @@ class Device:
         if index is None:
             index, reason = select_device_index(infos)
         else:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise TypeError(f"Device(index): index must be an int, got {index!r}")
             if not 0 <= index < len(infos):
                 raise E.NoDeviceFound(
                     f"no device {index}: there are {len(infos)} "
@@ -174,23 +263,39 @@ class Device:
         self.index = index
         self.reason = reason
         self.label = f"Device({index}: {self.info.name})"
-        self._closed = False
-        self._lock = threading.RLock()
+        self.epoch = _vk.epoch
+        self.state = OPEN
+        self._closing = False
+        self._destroyed = False
+        self.lost_reason = ""
+        # Queue submission, the registry of submissions and the retirement list.  Reentrant:
+        # a release run under it may close other objects.
+        self.lock = threading.RLock()
+        self._serial = 0  # the last serial handed to a submission
+        self._inflight: dict[int, Callable[[], None] | None] = {}  # serial -> on GPU completion
+        self._fences: dict[int, Any] = {}  # serial -> fence, for polling
+        self._retiring: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
+        self._orphans: collections.deque[Callable[[], None]] = collections.deque()
+        self._pending: list[Submission] = []  # asynchronous calls not yet finished on the host
+        # Threads inside a driver call outside the lock (a fence wait, a copy through mapped
+        # memory): close() lets them leave before it destroys anything.  Set operations are
+        # atomic, so no lock is needed to enter or leave.
+        self.busy: set[int] = set()
+        # Zero-copy views of mapped memory alive (Buffer.mapped): the memory stays mapped (and
+        # the device alive) while any exists.
+        self.mapped_views: set[int] = set()
         self._children: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._pending: list[Submission] = []
         self._free_cmds: list[tuple[Any, Any]] = []  # (command buffer, fence) ready for reuse
+        self._transfer_free: list[tuple[Any, Any]] = []
+        self.robust = bool(config.get("VKNB_ROBUST"))
+        self.spin_s = float(config.get("VKNB_SPIN_US")) * 1e-6
         self._create()
-        self._timeout_s = timeout_s()
-        default_spin = "300"  # measured: halves the latency of small dispatches on lavapipe too
-        try:
-            self._spin_s = float(os.environ.get("VKNB_SPIN_US", default_spin)) * 1e-6
-        except ValueError:
-            self._spin_s = 0.0
-        self.allocator = Allocator(self)
-        self._buffers = 0
-        self._staging: Any = None
+        self.allocator = Allocator(self.handle, self.info, self.label)
+        self.buffers = 0  # live vknb buffers (for memory_stats)
+        self.staging: Any = None  # made by the first transfer through staging (core.buffer)
         # Collected without close(): by then every child is gone (children hold the device), so
         # only the device's own handles remain; the callback gets them, not the dead object.
+        inst.devices_alive.add(id(self))
         self._finalizer = weakref.finalize(
             self,
             _release_device,
@@ -200,6 +305,9 @@ class Device:
             self._transfer_free,
             [p for p in (self.compute_pool, self.transfer_pool) if p],
             self.pipeline_cache,
+            self.epoch,
+            inst.devices_alive,
+            id(self),
         )
         _live_devices.add(self)
         _install_exit_hook()
@@ -211,12 +319,19 @@ class Device:
         info = self.info
         keep = _vk.Keep()
         fams = info.queue_families
-        compute = [q for q in fams if q.flags & COMPUTE]
+        compute = [q for q in fams if q.flags & C.QUEUE_COMPUTE_BIT]
         if not compute:
             raise E.NoComputeQueue(f"{self.label} has no queue family with compute support")
         # Prefer a compute family without graphics (async compute), else the first one.
-        self.compute_family = next((q for q in compute if not q.flags & GRAPHICS), compute[0]).index
-        dedicated = [q for q in fams if q.flags & TRANSFER and not q.flags & (COMPUTE | GRAPHICS)]
+        self.compute_family = next(
+            (q for q in compute if not q.flags & C.QUEUE_GRAPHICS_BIT), compute[0]
+        ).index
+        dedicated = [
+            q
+            for q in fams
+            if q.flags & C.QUEUE_TRANSFER_BIT
+            and not q.flags & (C.QUEUE_COMPUTE_BIT | C.QUEUE_GRAPHICS_BIT)
+        ]
         self.transfer_family = dedicated[0].index if dedicated else None
         self.timestamp_bits = fams[self.compute_family].timestamp_valid_bits
 
@@ -238,12 +353,13 @@ class Device:
             exts.append("VK_KHR_portability_subset")
 
         # Enable every core feature the device has (compute shaders opt into what they use),
-        # except robustBufferAccess, which costs speed on some GPUs.
+        # except robust access, which costs speed on some GPUs: VKNB_ROBUST=1 asks for it.
         api = min(
             self.instance.api_version, _vk.make_version(*map(int, info.api_version.split(".")[:2]))
         )
         feats2, f11, f12, f13 = _vk.query_features(info.handle, api)
-        feats2.features.robustBufferAccess = 0
+        robust = self.robust and bool(feats2.features.robustBufferAccess)
+        feats2.features.robustBufferAccess = int(robust)
         if f12 is not None:
             # Features that need a surface or another extension enabled too.
             f11.protectedMemory = 0
@@ -251,18 +367,32 @@ class Device:
             f12.bufferDeviceAddressMultiDevice = 0
         if f13 is not None:
             f13.robustImageAccess = 0
+        self.robust = robust
+        self.robust2 = False
+        if robust and api >= _vk.make_version(1, 1) and "VK_EXT_robustness2" in info.extensions:
+            r2 = keep(
+                _vk.new(
+                    "VkPhysicalDeviceRobustness2FeaturesEXT",
+                    {"sType": C.STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_FEATURES_EXT},
+                )
+            )
+            self._probe_features(r2, keep)
+            if r2.robustBufferAccess2:
+                r2.robustImageAccess2 = 0
+                r2.nullDescriptor = 0
+                r2.pNext = feats2.pNext
+                feats2.pNext = r2
+                exts.append("VK_EXT_robustness2")
+                self.robust2 = True
         # Cooperative matrices (tensor cores), where the driver has them.
         self.cooperative_matrix: tuple[str, ...] = ()
         self._coop_shapes: list[dict[str, Any]] | None = None  # queried on first use
         if api >= _vk.make_version(1, 1):
-            for ext, struct, stype in _COOPERATIVE_MATRIX:
+            for ext, struct_name, stype in _COOPERATIVE_MATRIX:
                 if ext not in info.extensions:
                     continue
-                f = keep(_vk.new(struct, {"sType": stype}))
-                probe = keep(
-                    _vk.new("VkPhysicalDeviceFeatures2", {"sType": _FEATURES2, "pNext": f})
-                )
-                lib.vkGetPhysicalDeviceFeatures2(info.handle, probe)
+                f = keep(_vk.new(struct_name, {"sType": stype}))
+                self._probe_features(f, keep)
                 if not f.cooperativeMatrix:
                     continue
                 f.cooperativeMatrixRobustBufferAccess = 0
@@ -294,6 +424,7 @@ class Device:
             "float64": bool(feats2.features.shaderFloat64),
             "int64": bool(feats2.features.shaderInt64),
             "cooperative_matrix": bool(self.cooperative_matrix),
+            "robust_buffer_access": robust,
         }
         # Queries reset from the host (Vulkan 1.2): a timed dispatch then needs no reset command.
         self.host_query_reset = bool(f12 is not None and f12.hostQueryReset)
@@ -305,21 +436,39 @@ class Device:
             self.transfer_queue = q[0]
         else:
             self.transfer_queue = self.compute_queue
-        self.compute_pool = self._make_pool(self.compute_family)
+        self.compute_pool = self.create_command_pool(self.compute_family)
         self.transfer_pool = (
-            self._make_pool(self.transfer_family) if self.transfer_family is not None else None
+            self.create_command_pool(self.transfer_family)
+            if self.transfer_family is not None
+            else None
         )
-        self._transfer_free: list[tuple[Any, Any]] = []
         self.pipeline_cache = self._load_pipeline_cache()
 
-    def _make_pool(self, family: int) -> Any:
+    def _probe_features(self, features: Any, keep: _vk.Keep) -> None:
+        """Fill an extension's features struct from the driver."""
+        probe = keep(
+            _vk.new(
+                "VkPhysicalDeviceFeatures2",
+                {"sType": C.STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, "pNext": features},
+            )
+        )
+        _vk.lib.vkGetPhysicalDeviceFeatures2(self.info.handle, probe)
+
+    def create_command_pool(self, family: int | None = None) -> Any:
+        """A new ``VkCommandPool`` for ``family`` (default: the compute family), owned by the
+        caller, who destroys it with :meth:`destroy_command_pool`.
+
+        Vulkan requires a pool to be externally synchronized while any of its command buffers
+        records: the device's own pools are used under :attr:`lock`; a batch, which records
+        across many calls, has a pool of its own.
+        """
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         info = _vk.new(
             "VkCommandPoolCreateInfo",
             {
                 "sType": vk.VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-                "flags": vk.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
-                "queueFamilyIndex": family,
+                "flags": C.COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+                "queueFamilyIndex": self.compute_family if family is None else family,
             },
         )
         p = ffi.new("VkCommandPool*")
@@ -330,15 +479,18 @@ class Device:
         )
         return p[0]
 
+    def destroy_command_pool(self, pool: Any) -> None:
+        """Destroy a pool made by :meth:`create_command_pool` (its command buffers with it)."""
+        if self.handle_alive():
+            _vk.lib.vkDestroyCommandPool(self.handle, pool, _vk.ffi.NULL)
+
     # -- pipeline cache ------------------------------------------------------------------
 
     def pipeline_cache_path(self) -> Path:
         """Where this device's pipeline cache is saved (keyed by vendor, device, driver, UUID)."""
-        from ..shader.compiler import cache_dir
-
         i = self.info
         return (
-            cache_dir()
+            config.cache_dir()
             / "pipelines"
             / (
                 f"{i.vendor_id:04x}-{i.device_id:04x}-{i.driver_version:x}-"
@@ -378,7 +530,7 @@ class Device:
         except OSError as e:
             log.info("pipeline cache not readable: %s", e)
             data = b""
-        self._pipeline_cache_loaded = len(data)
+        self.pipeline_cache_loaded = len(data)
         buf = ffi.from_buffer(data) if data else ffi.NULL
         info = _vk.new(
             "VkPipelineCacheCreateInfo",
@@ -405,7 +557,7 @@ class Device:
         >>> vknb.device().save_pipeline_cache()             # doctest: +SKIP
         PosixPath('/root/.cache/vknb/pipelines/10005-0000-1-....bin')
         """
-        if self._closed:
+        if self.state != OPEN or not self.usable_here():
             return None
         ffi, lib = _vk.ffi, _vk.lib
         n = ffi.new("size_t*")
@@ -425,34 +577,281 @@ class Device:
             tmp.write_bytes(data)
             os.replace(tmp, path)
             return path
-        except OSError as e:
+        except (OSError, ValueError) as e:
             log.info("could not save the pipeline cache: %s", e)
             return None
 
-    # -- command buffers and submission ---------------------------------------------------
+    # -- state ---------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise E.ObjectClosed(f"{self.label} is closed")
+    def handle_alive(self) -> bool:
+        """Whether vknb may still call the driver to destroy things of this device: it is not
+        destroyed, not lost (abandoned) and not inherited across fork."""
+        return not self._destroyed and self.state != LOST and self.epoch == _vk.epoch
 
-    def _new_cmd(self, pool: Any) -> tuple[Any, Any]:
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
-        info = _vk.new(
-            "VkCommandBufferAllocateInfo",
-            {
-                "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-                "commandPool": pool,
-                "level": vk.VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-                "commandBufferCount": 1,
-            },
-        )
-        p = ffi.new("VkCommandBuffer*")
-        _vk.check(
-            lib.vkAllocateCommandBuffers(self.handle, info, p),
-            "vkAllocateCommandBuffers",
-            self.label,
-        )
-        return p[0], self.new_fence()
+    def usable_here(self) -> bool:
+        """Whether this process may call the driver for this device (False in a forked child)."""
+        return self.epoch == _vk.epoch
+
+    def check_usable(self) -> None:
+        """Raise the reason this device cannot be used (lost, closed, inherited across fork).
+
+        Example
+        -------
+        >>> vknb.device().check_usable()
+        """
+        if self.state is OPEN and self.epoch == _vk.epoch:
+            return
+        raise self.unusable_error()
+
+    def unusable_error(self, what: str | None = None) -> E.VulkanError:
+        """The error for using this device (or ``what`` on it) now."""
+        subject = what or self.label
+        if self.epoch != _vk.epoch:
+            return _vk.fork_error(subject)
+        if self.state == LOST:
+            return E.DeviceLost(
+                f"{subject}: {self.label} was lost ({self.lost_reason}); nothing more runs on "
+                "it. Call vknb.reset() for a fresh device (kernels compiled without device= move "
+                "to it; Arrays must be made again)",
+                label=self.label,
+                result=-4,
+            )
+        return E.ObjectClosed(f"{subject}: {self.label} is closed", label=self.label)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the device is closed (or lost): nothing can be done with it any more."""
+        return self.state is not OPEN
+
+    @property
+    def lost(self) -> bool:
+        """Whether the device was lost (a timeout or VK_ERROR_DEVICE_LOST)."""
+        return self.state == LOST
+
+    def mark_lost(self, reason: str) -> None:
+        """Give up on the device: pending calls fail, nothing is freed, nothing waits for it.
+
+        Memory the GPU may still write is never handed out again, since the allocator of a
+        lost device frees nothing.
+        """
+        with self.lock:
+            if self.state is not OPEN:
+                return
+            self.state = LOST
+            self.lost_reason = reason
+            pending, self._pending = self._pending, []
+            self._retiring.clear()
+            self._orphans.clear()
+            self.allocator.abandon()
+        log.error("%s was lost: %s", self.label, reason)
+        err = self.unusable_error("this call")
+        for sub in pending:
+            sub._fail(err)
+
+    # -- submissions ---------------------------------------------------------------------
+
+    def register(self, fence: Any, on_gpu_done: Callable[[], None] | None = None) -> int:
+        """Reserve the next serial for a submission guarded by ``fence`` (call under
+        :attr:`lock`, right before ``vkQueueSubmit``; undo with :meth:`unregister` if the
+        submit fails).  ``on_gpu_done`` runs under the lock once the fence is seen signalled."""
+        serial = self._serial + 1
+        self._serial = serial
+        self._inflight[serial] = on_gpu_done
+        self._fences[serial] = fence
+        return serial
+
+    def unregister(self, serial: int) -> None:
+        """Forget a serial whose submission never reached the queue."""
+        with self.lock:
+            self._inflight.pop(serial, None)
+            self._fences.pop(serial, None)
+
+    def queue_submit(self, queue: Any, submit_info: Any, fence: Any, label: str) -> int:
+        """``vkQueueSubmit`` of one prepared ``VkSubmitInfo``; returns the submission's serial.
+
+        Call under :attr:`lock` (queues are externally synchronized).
+        """
+        if self.state is not OPEN or self.epoch != _vk.epoch:
+            raise self.unusable_error(label)
+        serial = self.register(fence)
+        res = _vk.lib.vkQueueSubmit(queue, 1, submit_info, fence)
+        if res != 0:
+            self._inflight.pop(serial, None)
+            self._fences.pop(serial, None)
+            if res == -4:
+                self.mark_lost(f"vkQueueSubmit for {label} returned VK_ERROR_DEVICE_LOST")
+                raise self.unusable_error(label)
+        _vk.check(res, "vkQueueSubmit", label)
+        return serial
+
+    def set_on_gpu_done(self, serial: int, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the submission ``serial`` is seen finished (now, if it is)."""
+        with self.lock:
+            if serial in self._inflight:
+                self._inflight[serial] = fn
+                return
+        with self.lock:
+            fn()
+
+    def wait_fence(
+        self,
+        serial: int,
+        fence: Any,
+        label: str,
+        timeout: float | None = None,
+        pfence: Any = None,
+    ) -> None:
+        """Wait until the submission ``serial`` (guarded by ``fence``) has finished.
+
+        Polls the fence for ``VKNB_SPIN_US`` (tiny dispatches finish within tens of
+        microseconds; a blocking wait costs a thread wake-up of similar size), then blocks in
+        slices of 50 ms so that Ctrl-C raises KeyboardInterrupt promptly.  Past the timeout
+        (``VKNB_TIMEOUT_S``) the device is marked lost and DeviceLost raised.
+        """
+        if self.state is not OPEN or self.epoch != _vk.epoch:
+            raise self.unusable_error(label)
+        token = next(_tokens)
+        self.busy.add(token)
+        try:
+            self._wait_fence(serial, fence, label, timeout, pfence)
+        finally:
+            self.busy.discard(token)
+
+    def _wait_fence(
+        self, serial: int, fence: Any, label: str, timeout: float | None, pfence: Any
+    ) -> None:
+        lib = _vk.lib
+        h = self.handle
+        if self.spin_s > 0:
+            status = lib.vkGetFenceStatus
+            clock = time.perf_counter
+            end = clock() + self.spin_s
+            while True:
+                r = status(h, fence)
+                if r == 0:
+                    self.complete(serial)
+                    if _vk.validation_pending():
+                        _vk.after_void("vkGetFenceStatus", label)
+                    return
+                if r != _vk.NOT_READY:
+                    self._wait_failed(r, "vkGetFenceStatus", label)
+                if clock() > end:
+                    break
+        t = timeout_s() if timeout is None else timeout
+        pf = pfence if pfence is not None else _vk.ffi.new("VkFence*", fence)
+        deadline = time.monotonic() + t
+        while True:
+            left = deadline - time.monotonic()
+            ns = int(max(0.0, min(left, WAIT_SLICE_S)) * 1e9)
+            res = lib.vkWaitForFences(h, 1, pf, 1, ns)
+            if res == 0:
+                break
+            if res != _vk.TIMEOUT:
+                self._wait_failed(res, "vkWaitForFences", label)
+            if self.state is not OPEN:  # another thread gave up on the device meanwhile
+                raise self.unusable_error(label)
+            if left <= 0:
+                source = "VKNB_TIMEOUT_S" if timeout is None else "timeout="
+                self.mark_lost(f"{label} did not finish within {t:g} s")
+                raise E.DeviceLost(
+                    f"{label} did not finish within {t:g} s on {self.label} ({source}). A "
+                    "kernel may loop forever or be far too large; the device is now unusable: "
+                    "call vknb.reset() for a fresh device, and raise VKNB_TIMEOUT_S for long "
+                    "kernels",
+                    function="vkWaitForFences",
+                    label=label,
+                    result=_vk.TIMEOUT,
+                )
+        self.complete(serial)
+        if _vk.validation_pending():
+            _vk.after_void("vkWaitForFences", label)
+
+    def _wait_failed(self, res: int, function: str, label: str) -> None:
+        if res == -4:
+            self.mark_lost(f"{function} for {label} returned VK_ERROR_DEVICE_LOST")
+            raise self.unusable_error(label)
+        _vk.check(res, function, label)
+
+    def complete(self, serial: int) -> None:
+        """Record that submission ``serial`` finished; run what waited for it."""
+        with self.lock:
+            self._fences.pop(serial, None)
+            cb = self._inflight.pop(serial, None)
+            if cb is not None:
+                cb()
+            if self._retiring or self._orphans:
+                self._run_retired()
+
+    def poll(self) -> None:
+        """Check every in-flight submission's fence (never blocks) and retire what is done."""
+        if self.state is not OPEN or self.epoch != _vk.epoch:
+            return
+        status = _vk.lib.vkGetFenceStatus
+        with self.lock:
+            for serial, fence in list(self._fences.items()):
+                r = status(self.handle, fence)
+                if r == 0:
+                    self._fences.pop(serial, None)
+                    cb = self._inflight.pop(serial, None)
+                    if cb is not None:
+                        cb()
+                elif r == -4:
+                    self.mark_lost("a fence reported VK_ERROR_DEVICE_LOST")
+                    return
+            self._run_retired()
+
+    def idle(self) -> bool:
+        """Whether no submission is in flight (after a poll)."""
+        self.poll()
+        return not self._inflight
+
+    # -- retirement ----------------------------------------------------------------------
+
+    def retire(self, release: Callable[[], None]) -> None:
+        """Run ``release`` once every submission made so far has finished (now, if none is in
+        flight).  How objects the GPU may still use are freed.  On a lost device (or in a
+        forked child) ``release`` never runs: its memory may still be written."""
+        if self.state == LOST or self.epoch != _vk.epoch:
+            return
+        with self.lock:
+            if self.state == LOST:
+                return
+            if self._inflight:
+                self._retiring.append((self._serial, release))
+                return
+        release()
+
+    def retire_later(self, release: Callable[[], None]) -> None:
+        """:meth:`retire` for finalizers: takes no lock (the garbage collector may run one while
+        this thread holds it); the release is queued and run at the device's next safe point
+        (a wait, a poll, a submission)."""
+        self._orphans.append(release)
+
+    def _run_retired(self) -> None:
+        """Run the releases whose submissions have all finished (under the lock)."""
+        orphans = self._orphans
+        while orphans:
+            self._retiring.append((self._serial, orphans.popleft()))
+        oldest = min(self._inflight) if self._inflight else self._serial + 1
+        retiring = self._retiring
+        while retiring and retiring[0][0] < oldest:
+            _, release = retiring.popleft()
+            try:
+                release()
+            except Exception:  # pragma: no cover - never raise from cleanup
+                log.exception("releasing an object of %s failed", self.label)
+
+    def collect(self) -> None:
+        """Poll the fences and run every release that can run now.
+
+        Example
+        -------
+        >>> vknb.device().collect()
+        """
+        if self._retiring or self._orphans:
+            self.poll()
+
+    # -- one-shot command buffers --------------------------------------------------------
 
     def new_fence(self) -> Any:
         """A new unsignaled fence owned by the caller (destroy with :meth:`destroy_fence`)."""
@@ -463,47 +862,44 @@ class Device:
         return pf[0]
 
     def destroy_fence(self, fence: Any) -> None:
-        if not self._closed:
+        """Destroy a fence made by :meth:`new_fence`."""
+        if self.handle_alive():
             _vk.lib.vkDestroyFence(self.handle, fence, _vk.ffi.NULL)
 
-    def _wait_fence(
-        self, fence: Any, label: str, timeout: float | None = None, pfence: Any = None
-    ) -> None:
-        """Wait for ``fence``: spin briefly on its status, then block (with the timeout).
+    def allocate_command_buffer(self, pool: Any) -> Any:
+        """A primary command buffer from ``pool`` (the caller synchronizes the pool)."""
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        info = _vk.new(
+            "VkCommandBufferAllocateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                "commandPool": pool,
+                "level": C.COMMAND_BUFFER_LEVEL_PRIMARY,
+                "commandBufferCount": 1,
+            },
+        )
+        p = ffi.new("VkCommandBuffer*")
+        _vk.check(
+            lib.vkAllocateCommandBuffers(self.handle, info, p),
+            "vkAllocateCommandBuffers",
+            self.label,
+        )
+        return p[0]
 
-        Tiny dispatches finish within tens of microseconds; a blocking wait costs a thread
-        wake-up of similar size, so vknb polls first (``VKNB_SPIN_US``, default 300).
-        """
-        lib = _vk.lib
-        h = self.handle
-        if self._spin_s > 0:
-            status = lib.vkGetFenceStatus
-            clock = time.perf_counter
-            end = clock() + self._spin_s
-            while True:
-                r = status(h, fence)
-                if r == 0:
-                    if _vk._validation_pending:
-                        _vk.raise_validation("vkGetFenceStatus", label)
-                    return
-                if r != _vk.NOT_READY:
-                    _vk.check(r, "vkGetFenceStatus", label)
-                if clock() > end:
-                    break
-        t = self._timeout_s if timeout is None else timeout
-        ns = min(int(t * 1e9), _vk.UINT64_MAX)
-        pf = pfence if pfence is not None else _vk.ffi.new("VkFence*", fence)
-        res = lib.vkWaitForFences(h, 1, pf, 1, ns)
-        if res == _vk.TIMEOUT:
-            raise E.ExecutionFailed(
-                f"{label} did not finish within {t:g} s on {self.label}. A kernel may loop "
-                "forever or be far too large; raise VKNB_TIMEOUT_S for long kernels, or call "
-                "vknb.reset() to start a fresh device.",
-                function="vkWaitForFences",
-                label=label,
-                result=res,
-            )
-        _vk.check(res, "vkWaitForFences", label)
+    def new_command_buffer(self) -> tuple[Any, Any]:
+        """A command buffer from the compute pool and a fence (call under :attr:`lock`)."""
+        return self.allocate_command_buffer(self.compute_pool), self.new_fence()
+
+    def free_command_buffer(self, cmd_and_fence: tuple[Any, Any]) -> None:
+        """Give back what :meth:`new_command_buffer` made (call under :attr:`lock`)."""
+        if not self.handle_alive():
+            return
+        ffi, lib = _vk.ffi, _vk.lib
+        cmd, fence = cmd_and_fence
+        lib.vkFreeCommandBuffers(
+            self.handle, self.compute_pool, 1, ffi.new("VkCommandBuffer*", cmd)
+        )
+        lib.vkDestroyFence(self.handle, fence, ffi.NULL)
 
     def submit(
         self,
@@ -525,67 +921,98 @@ class Device:
         >>> dev.submit(lambda cmd: None, label="nothing").done
         True
         """
-        self._check_open()
+        self.check_usable()
         lib, vk = _vk.lib, _vk.vk
         use_transfer = transfer and self.transfer_pool is not None
         queue = self.transfer_queue if use_transfer else self.compute_queue
-        with self._lock:
-            free = self._transfer_free if use_transfer else self._free_cmds
-            cmd, fence = (
-                free.pop()
-                if free
-                else self._new_cmd(self.transfer_pool if use_transfer else self.compute_pool)
-            )
+        free = self._transfer_free if use_transfer else self._free_cmds
+        with self.lock:
+            if free:
+                cmd, fence = free.pop()
+            else:
+                pool = self.transfer_pool if use_transfer else self.compute_pool
+                cmd, fence = self.allocate_command_buffer(pool), self.new_fence()
             try:
                 begin = _vk.new(
                     "VkCommandBufferBeginInfo",
                     {
                         "sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-                        "flags": vk.VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+                        "flags": C.COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
                     },
                 )
                 _vk.check(lib.vkBeginCommandBuffer(cmd, begin), "vkBeginCommandBuffer", label)
                 record(cmd)
                 _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", label)
-                self._submit_locked(cmd, fence, queue, label)
+                pf = _vk.ffi.new("VkFence*", fence)
+                _vk.check(lib.vkResetFences(self.handle, 1, pf), "vkResetFences", label)
+                pc = _vk.ffi.new("VkCommandBuffer*", cmd)
+                info = _vk.new(
+                    "VkSubmitInfo",
+                    {
+                        "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                        "commandBufferCount": 1,
+                        "pCommandBuffers": pc,
+                    },
+                )
+                serial = self.queue_submit(queue, info, fence, label)
             except BaseException:
-                lib.vkResetCommandBuffer(cmd, 0)
-                free.append((cmd, fence))
+                if self.state is OPEN:
+                    lib.vkResetCommandBuffer(cmd, 0)
+                    free.append((cmd, fence))
                 raise
-            sub = Submission(self, cmd, fence, keep, label, on_done)
-            sub.transfer = use_transfer
+
+            def recycle() -> None:  # the command buffer and fence go back once the GPU is done
+                if self.state is OPEN:
+                    free.append((cmd, fence))
+
+            sub = Submission(
+                self, serial, fence, label, keep=keep, on_gpu_done=recycle, on_done=on_done
+            )
+            self._inflight[serial] = sub._gpu_finished
+            if not wait:
+                self._pending.append(sub)
         if wait:
             sub.wait()
-        else:
-            self._pending.append(sub)
         return sub
 
-    def _submit_locked(self, cmd: Any, fence: Any, queue: Any, label: str) -> None:
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
-        pc = ffi.new("VkCommandBuffer*", cmd)
-        info = _vk.new(
-            "VkSubmitInfo",
-            {
-                "sType": vk.VK_STRUCTURE_TYPE_SUBMIT_INFO,
-                "commandBufferCount": 1,
-                "pCommandBuffers": pc,
-            },
+    def submission(
+        self,
+        serial: int,
+        fence: Any,
+        label: str,
+        *,
+        keep: Any = None,
+        on_gpu_done: Callable[[], None] | None = None,
+        on_done: Callable[[], Any] | None = None,
+    ) -> Submission:
+        """The :class:`Submission` of an asynchronous call already submitted as ``serial``:
+        its waiters, its host part (``on_done``) and what the GPU frees (``on_gpu_done``)."""
+        sub = Submission(
+            self, serial, fence, label, keep=keep, on_gpu_done=on_gpu_done, on_done=on_done
         )
-        pf = ffi.new("VkFence*", fence)
-        _vk.check(lib.vkResetFences(self.handle, 1, pf), "vkResetFences", label)
-        _vk.check(lib.vkQueueSubmit(queue, 1, info, fence), "vkQueueSubmit", label)
+        self.set_on_gpu_done(serial, sub._gpu_finished)
+        return sub
 
-    def _retire(self, sub: Submission) -> None:
-        """Give a finished one-shot submission's command buffer and fence back for reuse."""
-        with self._lock:
-            if sub in self._pending:
+    def track(self, sub: Submission) -> None:
+        """Keep an asynchronous submission until it finishes (``synchronize`` waits for it)."""
+        with self.lock:
+            if self.state is OPEN:
+                self._pending.append(sub)
+                return
+        sub._fail(self.unusable_error(sub.label))
+
+    def forget(self, sub: Submission) -> None:
+        """An asynchronous submission has finished on the host."""
+        with self.lock:
+            try:
                 self._pending.remove(sub)
-            if sub.cmd is not None and not self._closed:
-                (self._transfer_free if sub.transfer else self._free_cmds).append(
-                    (sub.cmd, sub.fence)
-                )
-            sub.cmd = None
-            sub.keep = None
+            except ValueError:
+                pass
+
+    def pending(self) -> list[Submission]:
+        """The asynchronous submissions not finished yet."""
+        with self.lock:
+            return list(self._pending)
 
     def cooperative_matrix_shapes(self) -> list[dict[str, Any]]:
         """The cooperative-matrix (tensor core) shapes the device runs, one dict per shape.
@@ -620,24 +1047,11 @@ class Device:
         )
         props = ffi.new("VkCooperativeMatrixPropertiesNV[]", count[0])
         for i in range(count[0]):
-            props[i].sType = 1000249001  # VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV
+            props[i].sType = C.STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV
         _vk.check(
             fn(self.info.handle, count, props), "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"
         )
-        names = {
-            0: "float16",
-            1: "float32",
-            2: "float64",
-            3: "int8",
-            4: "int16",
-            5: "int32",
-            6: "int64",
-            7: "uint8",
-            8: "uint16",
-            9: "uint32",
-            10: "uint64",
-        }
-        scopes = {1: "device", 2: "workgroup", 3: "subgroup", 5: "queue_family"}
+        names = C.COMPONENT_TYPE_NAMES
         return [
             {
                 "M": p.MSize,
@@ -647,30 +1061,65 @@ class Device:
                 "B": names.get(p.BType, str(p.BType)),
                 "C": names.get(p.CType, str(p.CType)),
                 "D": names.get(p.DType, str(p.DType)),
-                "scope": scopes.get(p.scope, str(p.scope)),
+                "scope": C.SCOPE_NAMES.get(p.scope, str(p.scope)),
             }
             for p in props[0 : count[0]]
         ]
 
     def synchronize(self) -> None:
-        """Wait for every pending asynchronous submission on this device.
+        """Wait for every pending asynchronous call on this device (and write numpy outputs
+        back).
 
         Example
         -------
         >>> vknb.device().synchronize()
         """
-        for sub in list(self._pending):
+        self.check_usable()
+        for sub in self.pending():
             sub.wait()
 
+    def wait_gpu(self, timeout: float | None = None) -> None:
+        """Wait until every submission made so far has finished on the GPU (not the host part
+        of asynchronous calls): what a host write into memory the GPU may use waits for.
+
+        Polls the fences under the lock (another thread may own and reuse them), sleeping a
+        little longer each round, so that Ctrl-C interrupts it.
+        """
+        self.check_usable()
+        if not self._fences:
+            return
+        with self.lock:
+            last = self._serial
+        t = timeout_s() if timeout is None else timeout
+        deadline = time.monotonic() + t
+        nap = 20e-6
+        while True:
+            self.poll()
+            if self.state is not OPEN:
+                raise self.unusable_error(self.label)
+            with self.lock:
+                if not self._fences or min(self._fences) > last:
+                    return
+            if time.monotonic() > deadline:
+                self.mark_lost(f"work submitted to {self.label} did not finish within {t:g} s")
+                raise self.unusable_error(self.label)
+            time.sleep(nap)
+            nap = min(nap * 2, WAIT_SLICE_S)
+
     def wait_idle(self) -> None:
-        """``vkDeviceWaitIdle``: wait until the device has nothing left to do."""
-        if not self._closed:
-            _vk.check(_vk.lib.vkDeviceWaitIdle(self.handle), "vkDeviceWaitIdle", self.label)
+        """Wait until the device has nothing left to do (bounded by the timeout)."""
+        if self.state is OPEN and self.usable_here():
+            self.wait_gpu()
 
     # -- children and statistics ---------------------------------------------------------
 
-    def _adopt(self, child: Any) -> None:
+    def adopt(self, child: Any) -> None:
+        """Register an object to be closed (first) when the device closes."""
         self._children.add(child)
+
+    def disown(self, child: Any) -> None:
+        """Undo :meth:`adopt` (an object the device will not close itself)."""
+        self._children.discard(child)
 
     def memory_stats(self) -> MemoryStats:
         """Memory statistics: per-heap size, driver budget/usage, vknb's allocated/used bytes.
@@ -681,8 +1130,9 @@ class Device:
         >>> s.allocated >= s.used >= 0
         True
         """
-        self._check_open()
-        return self.allocator.stats(self._buffers)
+        self.check_usable()
+        self.collect()
+        return self.allocator.stats(self.buffers)
 
     def trim(self) -> int:
         """Give the memory of freed large Arrays, kept for reuse, back to the driver now.
@@ -698,7 +1148,8 @@ class Device:
         >>> dev.trim() >= 0 and dev.memory_stats().cached == 0
         True
         """
-        self._check_open()
+        self.check_usable()
+        self.collect()
         return self.allocator.trim()
 
     def live_objects(self) -> dict[str, int]:
@@ -711,33 +1162,73 @@ class Device:
 
     # -- teardown ------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Wait idle, close every child (arrays, kernels), save the pipeline cache, destroy.
+    def close(self, *, wait_s: float | None = None) -> None:
+        """Close every child (arrays, kernels, batches), save the pipeline cache, destroy.
 
-        Idempotent; never raises (problems are logged).
+        Waits for submitted work first, at most ``wait_s`` seconds (default: the timeout); a
+        device still busy then is abandoned like a lost one: its handles are never destroyed
+        (the driver may still be using them), and asynchronous calls still pending raise on
+        ``wait()``.  Idempotent; never raises (problems are logged).
         """
-        if self._closed:
+        with self.lock:
+            if self._closing:
+                return
+            self._closing = True
+        if self.state is not OPEN:
+            if self.state == LOST:
+                self._abandon()
+            return
+        if not self.usable_here():
+            self.state = CLOSED
+            self._finalizer.detach()
+            return
+        try:
+            budget = timeout_s() if wait_s is None else wait_s
+        except ValueError:
+            budget = 60.0
+        try:
+            self._finish_pending(budget)
+        except BaseException:  # Ctrl-C or a lost device: do not destroy what may be in use
+            with self.lock:
+                if self.state is OPEN:
+                    self.state = CLOSED
+            self._abandon()
+            raise
+        if self.state is not OPEN:  # lost while waiting
+            self._abandon()
             return
         ffi, lib = _vk.ffi, _vk.lib
+        with self.lock:
+            self.state = CLOSED
+            pending, self._pending = self._pending, []
+        if not self._wait_not_busy(budget):
+            log.warning("%s closed while other threads still use it: abandoned", self.label)
+            self._abandon()
+            return
+        err = E.ObjectClosed(f"{self.label} was closed before this call finished")
+        for sub in pending:
+            sub._fail(err)
         try:
-            lib.vkDeviceWaitIdle(self.handle)
-            for sub in list(self._pending):
-                sub._done = True
-                sub.keep = None
-            self._pending.clear()
             for child in list(self._children):
                 try:
                     child.close()
-                    release = getattr(child, "_release_now", None)
-                    if release is not None:  # a buffer whose release waits on a mapped view
-                        release()
                 except Exception:  # pragma: no cover
                     log.exception("closing %r failed", child)
-            if self._staging is not None:
-                self._staging.close()
-                self._staging = None
-            self.save_pipeline_cache()
-            self._closed = True
+            with self.lock:
+                self._run_retired()
+            if self.staging is not None:
+                self.staging.close()
+                self.staging = None
+            with self.lock:
+                self._run_retired()
+            self._save_cache_closed()
+            if self.mapped_views:
+                # A zero-copy view of mapped memory is still referenced: the memory stays
+                # mapped (and the device alive) until the process ends.
+                log.info("%s closed with mapped views alive; its memory stays mapped", self.label)
+                self._finalizer.detach()
+                _zombies.append(self)
+                return
             self.allocator.close()
             for cmd_fence in self._free_cmds + self._transfer_free:
                 lib.vkDestroyFence(self.handle, cmd_fence[1], ffi.NULL)
@@ -747,17 +1238,62 @@ class Device:
             lib.vkDestroyCommandPool(self.handle, self.compute_pool, ffi.NULL)
             if self.transfer_pool is not None:
                 lib.vkDestroyCommandPool(self.handle, self.transfer_pool, ffi.NULL)
+            self._destroyed = True
             lib.vkDestroyDevice(self.handle, ffi.NULL)
+            self.instance.devices_alive.discard(id(self))
         except Exception:  # pragma: no cover - never raise from cleanup
             log.exception("closing %s failed", self.label)
         finally:
-            self._closed = True
             self._finalizer.detach()
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` has run."""
-        return self._closed
+    def _finish_pending(self, budget: float) -> None:
+        """Wait (at most ``budget`` s) for in-flight work; finish asynchronous calls."""
+        deadline = time.monotonic() + budget
+        for sub in self.pending():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                sub.wait(timeout=left)
+            except E.DeviceLost:
+                return
+            except E.VulkanError:
+                pass  # the call's own error is its waiter's to see
+        while self.state is OPEN:
+            with self.lock:
+                if not self._fences:
+                    return
+                serial, fence = next(iter(self._fences.items()))
+            left = deadline - time.monotonic()
+            try:
+                self.wait_fence(serial, fence, self.label, max(left, 0.001))
+            except E.DeviceLost:
+                return
+
+    def _wait_not_busy(self, budget: float) -> bool:
+        """Let threads inside a driver call leave (at most ``budget`` s)."""
+        deadline = time.monotonic() + budget
+        while self.busy:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def _save_cache_closed(self) -> None:
+        state, self.state = self.state, OPEN
+        try:
+            self.save_pipeline_cache()
+        finally:
+            self.state = state
+
+    def _abandon(self) -> None:
+        """Give up the device's handles for good (lost or stuck): destroy nothing."""
+        self._finalizer.detach()
+        with self.lock:
+            pending, self._pending = self._pending, []
+        err = self.unusable_error("this call")
+        for sub in pending:
+            sub._fail(err)
 
     def __enter__(self) -> Device:
         return self
@@ -766,14 +1302,9 @@ class Device:
         self.close()
 
     def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
+        state = "" if self.state is OPEN else f" {self.state}"
         i = self.info
         return f"<vknb.Device {self.index}: {i.name} ({i.type}, score {i.score}){state}>"
-
-    def _repr_html_(self) -> str:
-        from ..ui.display import device_html
-
-        return device_html(self)
 
 
 def _release_device(
@@ -783,8 +1314,13 @@ def _release_device(
     transfer_free: list[Any],
     pools: list[Any],
     pipeline_cache: Any,
+    epoch: int,
+    devices_alive: set[int],
+    ident: int,
 ) -> None:
     """Finalizer of a Device collected without close(): destroy its own handles."""
+    if epoch != _vk.epoch or allocator.abandoned:
+        return
     ffi, lib = _vk.ffi, _vk.lib
     try:
         lib.vkDeviceWaitIdle(handle)
@@ -795,24 +1331,42 @@ def _release_device(
         for pool in pools:
             lib.vkDestroyCommandPool(handle, pool, ffi.NULL)
         lib.vkDestroyDevice(handle, ffi.NULL)
+        devices_alive.discard(ident)
     except Exception:  # pragma: no cover - never raise from cleanup
         log.exception("releasing a collected device failed")
 
 
+_tokens = itertools.count(1)
 _live_devices: weakref.WeakSet[Device] = weakref.WeakSet()
+_zombies: list[Device] = []  # closed with mapped views alive: kept until the process ends
 _exit_hook_installed = False
 
 
+def live_devices() -> list[Device]:
+    """Every Device of this process that is not collected yet."""
+    return list(_live_devices)
+
+
 def _close_all_at_exit() -> None:
-    """At exit, close every device (waiting for its work) before object finalizers run."""
+    """At exit, close every device (children first) before object finalizers run.
+
+    A lost device, or one inherited across fork, is left alone: nothing waits for it.  A busy
+    one is waited for at most a few seconds.
+    """
     for d in list(_live_devices):
-        d.close()
+        if d.state is OPEN and d.usable_here():
+            try:
+                d.close(wait_s=min(5.0, timeout_s()))
+            except BaseException:  # pragma: no cover - an interrupt during exit
+                log.exception("closing %s at exit failed", d.label)
+        else:
+            d._finalizer.detach()
 
 
 def _install_exit_hook() -> None:
     # atexit runs handlers last-in first-out, and weakref.finalize registers its own handler
     # when the first finalizer is made (the instance's): registering here, later, makes devices
-    # close (waiting idle, children first) before any buffer finalizer runs.
+    # close (children first) before any buffer finalizer runs.
     global _exit_hook_installed
     if not _exit_hook_installed:
         _exit_hook_installed = True

@@ -21,8 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _vk
-from .. import config
+from .. import _vk, config
 from .. import errors as E
 
 log = logging.getLogger("vknb")
@@ -225,6 +224,7 @@ class Instance:
         _vk.load()
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         self.label = "vknb instance"
+        self.epoch = _vk.epoch
         self.validation = validation
         self._messenger = None
         self._callback = None
@@ -294,8 +294,19 @@ class Instance:
             self._install_messenger()
             _vk.enable_debug_names(self.handle)
         self._devices: list[DeviceInfo] | None = None
+        # Devices made from this instance and not destroyed (a lost device, or one closed with
+        # mapped views alive, never is): while any remains, the instance is left to the end of
+        # the process rather than destroyed under it.
+        self.devices_alive: set[int] = set()
         self._finalizer = weakref.finalize(
-            self, _destroy_instance, self.handle, self._messenger, lib, ffi
+            self,
+            _destroy_instance,
+            self.handle,
+            self._messenger,
+            lib,
+            ffi,
+            self.epoch,
+            self.devices_alive,
         )
 
     # -- enumeration helpers -------------------------------------------------------------
@@ -334,7 +345,7 @@ class Instance:
                 if severity >= 0x1000:
                     _vk.validation_counts["error"] += 1
                     # Every error is raised; repeats of the same message id are not re-logged.
-                    _vk._validation_pending.append((severity, msg))
+                    _vk.record_validation(severity, msg)
                     if seen[ident] <= 3:
                         vlog.error(msg)
                 elif severity >= 0x100:
@@ -387,7 +398,11 @@ class Instance:
         self._finalizer()
 
 
-def _destroy_instance(handle: Any, messenger: Any, lib: Any, ffi: Any) -> None:
+def _destroy_instance(
+    handle: Any, messenger: Any, lib: Any, ffi: Any, epoch: int, devices_alive: set[int]
+) -> None:
+    if epoch != _vk.epoch or devices_alive:  # forked, or a device still lives on it
+        return
     try:
         if messenger is not None:
             fn = lib.vkGetInstanceProcAddr(handle, b"vkDestroyDebugUtilsMessengerEXT")
@@ -561,11 +576,13 @@ def get_instance() -> Instance:
     """The process-wide instance, created on first use (thread-safe)."""
     global _instance
     inst = _instance
-    if inst is not None:
+    if inst is not None and inst.epoch == _vk.epoch:
         return inst
     with _instance_lock:
         if _instance is None:
             _instance = Instance(validation_enabled())
+        elif _instance.epoch != _vk.epoch:
+            raise _vk.fork_error("vknb's Vulkan instance")
         return _instance
 
 

@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import _vk
+from .. import _vk, config
 from .. import errors as E
 from .instance import DEVICE_LOCAL, HOST_CACHED, HOST_COHERENT, HOST_VISIBLE
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .device import Device
+    from .instance import DeviceInfo
 
 log = logging.getLogger("vknb")
 
@@ -142,60 +141,32 @@ class Allocation:
         return None if m is None else m + self.offset
 
 
-class _AllocatorLock:
-    """The allocator's lock, knowing its owner thread.
+class Allocator:
+    """Allocates device memory for one logical device and keeps statistics.
 
-    The garbage collector can run a Buffer's finalizer on the thread that holds the lock (any
-    allocation in a locked section may start a collection); that finalizer's ``free`` must not
-    wait for the lock (a deadlock) nor change the blocks under the section's feet, so it is
-    deferred and done when the section ends.
+    ``handle`` is the ``VkDevice``, ``info`` its physical device, ``label`` names it in errors.
     """
 
-    __slots__ = ("_lock", "allocator", "owner")
-
-    def __init__(self, allocator: Allocator) -> None:
+    def __init__(self, handle: Any, info: DeviceInfo, label: str) -> None:
+        self.device_label = label
+        self.handle = handle
+        self.info = info
+        self.types = info.memory_types
+        self.heaps = info.heaps
+        # Never taken by a garbage-collector finalizer: buffers collected without close() are
+        # freed at their device's next safe point (Device.retire_later), so no deadlock.
         self._lock = threading.Lock()
-        self.allocator = allocator
-        self.owner: int | None = None
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        self.owner = threading.get_ident()
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            deferred = self.allocator._deferred
-            while deferred:
-                self.allocator._free_locked(deferred.pop())
-        finally:
-            self.owner = None
-            self._lock.release()
-
-    def held_here(self) -> bool:
-        return self.owner == threading.get_ident()
-
-
-class Allocator:
-    """Allocates device memory for one :class:`~vknb.device.Device` and keeps statistics."""
-
-    def __init__(self, device: Device) -> None:
-        self.device_label = device.label
-        self.handle = device.handle
-        self.info = device.info
-        self.types = device.info.memory_types
-        self.heaps = device.info.heaps
-        self._lock = _AllocatorLock(self)
-        self._deferred: list[Allocation] = []  # frees from finalizers inside a locked section
         self._blocks: dict[int, list[_Block]] = {}  # memory type -> shared blocks
         self._dedicated: set[_Block] = set()
         self.allocations = 0
-        self.nc_atom = device.info.limits["non_coherent_atom_size"]
+        self.nc_atom = info.limits["non_coherent_atom_size"]
         smallest_heap = min((h.size for h in self.heaps), default=DEFAULT_BLOCK)
         self.block_size = DEFAULT_BLOCK if smallest_heap >= 1 << 30 else 16 * MiB
         # Freed dedicated blocks kept for reuse, oldest first (see the module docstring).
         self._recycle: list[_Block] = []
         self.recycle_limit = recycle_limit(self.heaps)
         self._whole_bar: bool | None = None
+        self.abandoned = False  # the device was lost: nothing is freed or reused any more
 
     # -- memory types ---------------------------------------------------------------------
 
@@ -359,10 +330,14 @@ class Allocator:
             self.allocations += 1
             return Allocation(block, off, size, memory_type)
 
+    def abandon(self) -> None:
+        """The device was lost: from now on nothing is freed or handed out again (the GPU may
+        still write any of it)."""
+        self.abandoned = True
+
     def free(self, a: Allocation) -> None:
         """Return an allocation; a block with nothing left in it goes back to the driver."""
-        if self._lock.held_here():  # a finalizer run by the garbage collector, mid-section
-            self._deferred.append(a)
+        if self.abandoned:
             return
         with self._lock:
             self._free_locked(a)
@@ -424,6 +399,8 @@ class Allocator:
 
     def close(self) -> None:
         """Free every block (the device is going away)."""
+        if self.abandoned:
+            return
         with self._lock:
             for blocks in self._blocks.values():
                 for b in blocks:
@@ -435,7 +412,6 @@ class Allocator:
             self._blocks.clear()
             self._dedicated.clear()
             self._recycle.clear()
-            self._deferred.clear()  # their blocks are gone with the rest
 
     # -- statistics ----------------------------------------------------------------------
 
@@ -507,14 +483,9 @@ class Allocator:
 
 def recycle_limit(heaps: Any) -> int:
     """Bytes of freed dedicated allocations kept for reuse (``VKNB_RECYCLE_MB`` overrides)."""
-    env = os.environ.get("VKNB_RECYCLE_MB", "").strip()
-    if env:
-        try:
-            return max(0, int(env)) << 20
-        except ValueError:
-            raise ValueError(
-                f"VKNB_RECYCLE_MB must be a whole number of MiB, got {env!r}"
-            ) from None
+    mib = config.get("VKNB_RECYCLE_MB")
+    if mib is not None:
+        return int(mib) << 20
     largest = max((h.size for h in heaps), default=0)
     return min(1 << 30, largest // 8)
 

@@ -1,161 +1,89 @@
-"""Compute pipelines: shader module, layouts from reflection, descriptor sets, dispatch.
+"""Compute pipelines: shader module, layouts, descriptor sets, and the slots a call runs in.
 
 A :class:`ComputePipeline` owns its shader module, descriptor-set layouts, pipeline layout (with
-the push-constant range), the pipeline (built through the device's persisted pipeline cache), a
-descriptor pool whose sets are cached per set of bound buffers, a timestamp query pool and a small
-ring of command buffers.  A repeated call with the same buffers, push constants and group counts
-resubmits the already-recorded command buffer.
+the push-constant range), the pipeline (built through the device's persisted pipeline cache),
+descriptor pools whose sets are cached per tuple of bound buffers, timestamp queries and a small
+set of *slots* (command buffer + fence + two queries) that calls run in.  A repeated call with
+the same buffers, push constants and group counts resubmits its slot's recorded command buffer.
+
+The pipeline knows nothing of SPIR-V reflection: it takes a :class:`Layout` (the bindings as
+``(set, binding, descriptor type, count)``, the push-constant size) that the compute layer
+derives from the reflection.
+
+Thread safety: slots are taken, recorded and submitted under the device's lock and given back
+only by the thread that owns them (the caller, or an asynchronous call's waiter), so no fence is
+reset while anyone waits on it.  The descriptor-set cache has a lock of its own.  A full cache
+moves to a fresh pool; the old one is retired (destroyed once no submission and no batch can
+use its sets), never reset under work in flight.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import struct
+import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from .. import _vk
 from .. import errors as E
+from .._vk import constants as C
+from .commands import Recorder, Timestamps, push_cdata
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .device import Device
     from .buffer import Buffer
-    from ..shader.spirv import Reflection
+    from .device import Device
 
 log = logging.getLogger("vknb")
 
-DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pipeline
-_STAGE_COMPUTE = 0x20
+DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pool
 
 
-def timestamps_enabled() -> bool:
-    """Whether dispatches are timed with timestamp queries (``VKNB_TIMESTAMPS``, default on)."""
-    return os.environ.get("VKNB_TIMESTAMPS", "1").strip().lower() not in ("0", "false", "off", "no")
+@dataclass(frozen=True)
+class Layout:
+    """What a pipeline's layouts are built from.
 
-
-def end_timestamp_stage(device: Device) -> int:
-    """The pipeline stage of the timestamp written after a dispatch on ``device``.
-
-    BOTTOM_OF_PIPE everywhere but on llvmpipe (lavapipe), whose queue runs commands one after
-    another and returns from a dispatch only when it is complete: a TOP_OF_PIPE timestamp after
-    it marks the same instant without the flush a later stage forces there (measured: the sync
-    dispatch of a tiny kernel fell from 0.75-0.89x to 0.55-0.62x of the raw baseline).
-    ``tests/test_kernel.py`` checks on every device that GPU times grow with the work.
+    Attributes
+    ----------
+    bindings : tuple of (set, binding, descriptor_type, count)
+        One entry per descriptor binding (aliases of one slot merged by the caller).
+    push_size : int
+        Bytes of the push-constant block (0: none).
     """
-    if device.info.driver == "llvmpipe":
-        return 0x1  # VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT
-    return 0x2000  # VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT
+
+    bindings: tuple[tuple[int, int, int, int], ...]
+    push_size: int = 0
+
+    @property
+    def nsets(self) -> int:
+        return max((b[0] for b in self.bindings), default=-1) + 1
 
 
-def timestamp_readout(device: Device) -> str:
-    """How a dispatch's two timestamps reach the host on ``device``: ``"host"`` or ``"copy"``.
+class DescriptorPool:
+    """A ``VkDescriptorPool`` and its users: batches that recorded its sets pin it."""
 
-    ``"host"``: the queries are reset from the host before each submission and read with
-    ``vkGetQueryPoolResults`` once the fence has signalled; the command buffer holds only the two
-    timestamp writes.  On an H200 this timed a tiny dispatch at 22 µs against 31 µs for
-    ``"copy"`` (a reset command plus ``vkCmdCopyQueryPoolResults`` with WAIT into mapped memory).
-    ``"copy"`` is kept for CPU drivers, where ``vkGetQueryPoolResults`` itself costs about 20 µs
-    (lavapipe), and for devices without ``hostQueryReset``.  ``VKNB_TS_READOUT`` overrides the
-    choice (for measurements).
-    """
-    forced = os.environ.get("VKNB_TS_READOUT", "").strip().lower()
-    if forced == "copy" or (forced == "host" and device.host_query_reset):
-        return forced
-    if device.host_query_reset and device.info.type != "cpu":
-        return "host"
-    return "copy"
+    __slots__ = ("handle", "pins", "retired")
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.pins = 0  # batches holding recorded sets from this pool
+        self.retired = False  # replaced by a fresh pool; destroyed once unpinned and idle
 
 
-def pack_spec_values(
-    reflection: Reflection, values: dict[int, Any]
-) -> tuple[bytes, list[tuple[int, int, int]]]:
-    """Pack specialization values (by id) into bytes + (id, offset, size) map entries."""
-    by_id = {s.id: s for s in reflection.spec_constants}
-    data = bytearray()
-    entries = []
-    for sid in sorted(values):
-        spec = by_id.get(sid)
-        v = values[sid]
-        if spec is None:
-            # LocalSizeId / WorkgroupSize ids always take uint32.
-            raw = struct.pack("<I", int(v))
-        elif spec.dtype == np.bool_:
-            raw = struct.pack("<I", 1 if v else 0)
-        else:
-            raw = np.asarray(v, dtype=spec.dtype).tobytes()
-        entries.append((sid, len(data), len(raw)))
-        data += raw
-    return bytes(data), entries
-
-
-def timestamp_buffer(device: Device, queries: int, label: str) -> Buffer:
-    """Mapped memory that a command buffer copies ``queries`` timestamps into ("copy" readout).
-
-    Owned (and closed) by the caller, not by the device's list of children.
-    """
-    from .buffer import USAGE_TRANSFER_DST, Buffer
-
-    tsb = Buffer(
-        8 * queries,
-        device=device,
-        memory="readback",
-        usage=USAGE_TRANSFER_DST,
-        label=f"{label}.timestamps",
-    )
-    device._children.discard(tsb)
-    return tsb
-
-
-class _TsReader:
-    """Reads two timestamps: from mapped memory ("copy" readout) or from the query pool."""
-
-    __slots__ = ("buf", "dh", "mapped", "mask", "period", "pool", "tsb")
-
-    def __init__(self, device: Device, pool: Any, tsb: Buffer | None) -> None:
-        self.dh = device.handle
-        self.pool = pool
-        alloc = tsb._alloc if tsb is not None else None
-        self.mapped = _vk.ffi.cast("uint64_t*", alloc.mapped) if alloc and alloc.mapped else None
-        self.tsb = tsb if self.mapped is not None else None
-        bits = device.timestamp_bits
-        self.mask = (1 << bits) - 1 if bits < 64 else (1 << 64) - 1
-        self.period = device.info.limits["timestamp_period_ns"]
-        self.buf = _vk.ffi.new("uint64_t[2]")
-
-    def read(self, q: int) -> float | None:
-        mask = self.mask
-        m = self.mapped
-        if m is not None:
-            tsb = self.tsb
-            if not tsb._coherent and tsb._alloc is not None:
-                tsb._invalidate(tsb._alloc)
-            t0, t1 = m[q] & mask, m[q + 1] & mask
-        else:
-            b = self.buf
-            res = _vk.lib.vkGetQueryPoolResults(self.dh, self.pool, q, 2, 16, b, 8, 0x1)
-            if res != 0:  # VK_QUERY_RESULT_64_BIT; not ready would mean never written
-                return None
-            t0, t1 = b[0] & mask, b[1] & mask
-        return ((t1 - t0) & mask) * self.period * 1e-6
-
-
-class _Slot:
+class Slot:
     """One command buffer + fence + two timestamp queries, reused across calls.
 
-    ``dirty``: submitted since its fence and queries were last reset, so they must be reset
-    before the next submission.  ``pending``: the record whose GPU time this slot's queries
-    still hold (read by :meth:`resolve` before the queries are reset or rewritten).
+    ``busy``: taken by a call until its owner gives it back (after waiting).  ``dirty``:
+    submitted since its fence and queries were last reset.  ``pending``: the record whose GPU
+    time this slot's queries still hold (read before they are reset or rewritten).
     """
 
     __slots__ = (
         "busy",
         "cmd",
-        "dh",
         "dirty",
         "fence",
         "key",
@@ -164,22 +92,23 @@ class _Slot:
         "pending",
         "pfence",
         "query",
-        "reader",
+        "serial",
         "submit_info",
+        "timestamps",
     )
 
     def __init__(
-        self, device: Device, cmd: Any, fence: Any, query: int, reader: _TsReader | None
+        self, device: Device, cmd: Any, fence: Any, query: int, timestamps: Timestamps | None
     ) -> None:
         ffi, vk = _vk.ffi, _vk.vk
-        self.dh = device.handle
-        self.lock = device._lock
+        self.lock = device.lock
         self.cmd = cmd
         self.fence = fence
         self.query = query
-        self.reader = reader
+        self.timestamps = timestamps
         self.key: Any = None
         self.busy = False
+        self.serial = 0
         self.dirty = True  # queries start in an undefined state: reset before the first use
         self.pending: Any = None
         self.pcmd = ffi.new("VkCommandBuffer*", cmd)
@@ -193,6 +122,11 @@ class _Slot:
             },
         )
 
+    def gpu_ms(self) -> float | None:
+        """GPU time of the slot's last dispatch (None without timestamps)."""
+        ts = self.timestamps
+        return ts.read_ms(self.query) if ts is not None else None
+
     def resolve(self) -> None:
         """Give the pending record its GPU time (the slot's queries hold it until reused).
 
@@ -202,31 +136,31 @@ class _Slot:
         with self.lock:
             rec = self.pending
             if rec is not None:
-                rec._gpu = self.reader.read(self.query) if self.reader is not None else None
-                rec._pending = None
+                rec.set_gpu_ms(self.gpu_ms())
                 self.pending = None
 
-    def clean(self, host_reset: bool, label: str) -> None:
+    def clean(self, dh: Any, label: str) -> None:
         """Make the slot ready for a submission: read what it holds, reset fence and queries."""
         if self.pending is not None:
             self.resolve()
-        lib = _vk.lib
-        _vk.check(lib.vkResetFences(self.dh, 1, self.pfence), "vkResetFences", label)
-        if host_reset:
-            lib.vkResetQueryPool(self.dh, self.reader.pool, self.query, 2)
+        _vk.check(_vk.lib.vkResetFences(dh, 1, self.pfence), "vkResetFences", label)
+        ts = self.timestamps
+        if ts is not None and ts.host_reset:
+            ts.reset(self.query)
         self.dirty = False
 
 
 class ComputePipeline:
-    """A compute pipeline built from SPIR-V and its reflection.
+    """A compute pipeline built from SPIR-V and a :class:`Layout`.
 
     Parameters
     ----------
     device : Device
     spirv : bytes
-    reflection : Reflection
-    spec_values : dict of id -> value
-        Specialization constants (including workgroup-size ids).
+    layout : Layout
+    spec : tuple of (bytes, list of (id, offset, size)), optional
+        Specialization data and its map entries.
+    entry_point : str
     label : str
 
     Example
@@ -234,246 +168,210 @@ class ComputePipeline:
     >>> p = vknb.Kernel  # pipelines are built by vknb.compile; use the Kernel they belong to
     """
 
-    MAX_SLOTS = 8
+    MAX_SLOTS = 16
 
     def __init__(
         self,
         device: Device,
         spirv: bytes,
-        reflection: Reflection,
-        spec_values: dict[int, Any] | None = None,
+        layout: Layout,
+        spec: tuple[bytes, list[tuple[int, int, int]]] | None = None,
+        *,
+        entry_point: str = "main",
         label: str = "kernel",
     ) -> None:
-        device._check_open()
+        device.check_usable()
         self.device = device
-        self.reflection = reflection
         self.label = label
-        self._closed = False
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
-        dh = device.handle
-        keep = _vk.Keep()
-        self._handles: dict[str, Any] = {}
-        self._ts_mapped: Any = None
-        self._ts_host = False
+        self.closed = False
+        self._handles: dict[str, Any] = {"set_layouts": []}
+        self._pools: list[DescriptorPool] = []
+        self.timestamps: Timestamps | None = None
         t0 = time.perf_counter()
         try:
-            # Shader module
-            if len(spirv) % 4:
-                raise E.PipelineCreationFailed(
-                    f"{label}: SPIR-V size {len(spirv)} is not a multiple of 4"
-                )
-            code = keep(ffi.from_buffer("uint32_t[]", bytearray(spirv)))
-            info = _vk.new(
-                "VkShaderModuleCreateInfo",
-                {
-                    "sType": vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-                    "codeSize": len(spirv),
-                    "pCode": code,
-                },
-            )
-            p = ffi.new("VkShaderModule*")
-            # Each handle is stored before the result is checked: a validation error raised for
-            # a call that did create the object must not leak it.
-            res = lib.vkCreateShaderModule(dh, info, ffi.NULL, p)
-            if res == 0:
-                self._handles["module"] = p[0]
-            _vk.check(res, "vkCreateShaderModule", label)
-
-            # Set layouts: one per set number up to the highest used (gaps get empty ones).
-            bindings = reflection.bindings
-            nsets = max((b.set for b in bindings), default=-1) + 1
-            layouts = []
-            self._type_counts: dict[int, int] = {}
-            for s in range(nsets):
-                mine = [b for b in bindings if b.set == s]
-                arr = (
-                    keep(
-                        ffi.new(
-                            "VkDescriptorSetLayoutBinding[]",
-                            [
-                                {
-                                    "binding": b.binding,
-                                    "descriptorType": b.descriptor_type,
-                                    "descriptorCount": max(1, b.count),
-                                    "stageFlags": _STAGE_COMPUTE,
-                                }
-                                for b in mine
-                            ],
-                        )
-                    )
-                    if mine
-                    else ffi.NULL
-                )
-                for b in mine:
-                    self._type_counts[b.descriptor_type] = self._type_counts.get(
-                        b.descriptor_type, 0
-                    ) + max(1, b.count)
-                linfo = _vk.new(
-                    "VkDescriptorSetLayoutCreateInfo",
-                    {
-                        "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                        "bindingCount": len(mine),
-                        "pBindings": arr,
-                    },
-                )
-                pl = ffi.new("VkDescriptorSetLayout*")
-                res = lib.vkCreateDescriptorSetLayout(dh, linfo, ffi.NULL, pl)
-                if res == 0:
-                    self._handles.setdefault("set_layouts", []).append(pl[0])
-                _vk.check(res, "vkCreateDescriptorSetLayout", label)
-                layouts.append(pl[0])
-            self.nsets = nsets
-            self._layout_array = (
-                ffi.new("VkDescriptorSetLayout[]", layouts) if layouts else ffi.NULL
-            )
-
-            # Pipeline layout with the push-constant range.
-            pc = reflection.push_constants
-            self.push_size = pc.size if pc is not None else 0
-            prange = keep(
-                _vk.new(
-                    "VkPushConstantRange",
-                    {"stageFlags": _STAGE_COMPUTE, "offset": 0, "size": self.push_size},
-                )
-            )
-            plinfo = _vk.new(
-                "VkPipelineLayoutCreateInfo",
-                {
-                    "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
-                    "setLayoutCount": nsets,
-                    "pSetLayouts": self._layout_array,
-                    "pushConstantRangeCount": 1 if self.push_size else 0,
-                    "pPushConstantRanges": prange if self.push_size else ffi.NULL,
-                },
-            )
-            ppl = ffi.new("VkPipelineLayout*")
-            res = lib.vkCreatePipelineLayout(dh, plinfo, ffi.NULL, ppl)
-            if res == 0:
-                self._handles["layout"] = ppl[0]
-            _vk.check(res, "vkCreatePipelineLayout", label)
-            self.layout = ppl[0]
-
-            # Specialization.
-            spec_values = dict(spec_values or {})
-            data, entries = pack_spec_values(reflection, spec_values)
-            spec_info = ffi.NULL
-            if entries:
-                ents = keep(
-                    ffi.new(
-                        "VkSpecializationMapEntry[]",
-                        [{"constantID": i, "offset": o, "size": n} for i, o, n in entries],
-                    )
-                )
-                dbuf = keep(ffi.from_buffer(bytearray(data)))
-                spec_info = keep(
-                    _vk.new(
-                        "VkSpecializationInfo",
-                        {
-                            "mapEntryCount": len(entries),
-                            "pMapEntries": ents,
-                            "dataSize": len(data),
-                            "pData": dbuf,
-                        },
-                    )
-                )
-            name = keep(_vk.cstr(reflection.entry_point))
-            cinfo = _vk.new(
-                "VkComputePipelineCreateInfo",
-                {
-                    "sType": vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-                    "stage": {
-                        "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-                        "stage": _STAGE_COMPUTE,
-                        "module": self._handles["module"],
-                        "pName": name,
-                        "pSpecializationInfo": spec_info,
-                    },
-                    "layout": self.layout,
-                    "basePipelineIndex": -1,
-                },
-            )
-            pp = ffi.new("VkPipeline*")
-            res = lib.vkCreateComputePipelines(dh, device.pipeline_cache, 1, cinfo, ffi.NULL, pp)
-            if res == 0:
-                self._handles["pipeline"] = pp[0]
-            _vk.check(res, "vkCreateComputePipelines", label)
-            self.handle = pp[0]
-            _vk.set_name(dh, _vk.OBJECT_PIPELINE, pp[0], label)
-
-            # Descriptor pool (sets are cached per tuple of bound buffers).
-            self._make_pool()
-            # Timestamp queries: two per slot.
-            # VKNB_TIMESTAMPS=0 trades the per-dispatch GPU time (gpu_ms becomes None) for
-            # latency: on CPU drivers the timestamp queries cost about half of a tiny dispatch.
-            self.timestamps = device.timestamp_bits > 0 and timestamps_enabled()
-            if self.timestamps:
-                qinfo = _vk.new(
-                    "VkQueryPoolCreateInfo",
-                    {
-                        "sType": vk.VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                        "queryType": vk.VK_QUERY_TYPE_TIMESTAMP,
-                        "queryCount": 2 * self.MAX_SLOTS,
-                    },
-                )
-                pq = ffi.new("VkQueryPool*")
-                res = lib.vkCreateQueryPool(dh, qinfo, ffi.NULL, pq)
-                if res == 0:
-                    self._handles["query_pool"] = pq[0]
-                _vk.check(res, "vkCreateQueryPool", label)
-                self.query_pool = pq[0]
-                self._ts_host = timestamp_readout(device) == "host"
-                self._ts_end = end_timestamp_stage(device)
-            if self.timestamps and not self._ts_host:
-                # The command buffer copies its two timestamps into mapped memory, so reading
-                # them costs no driver call (vkGetQueryPoolResults costs ~20 µs on lavapipe).
-                tsb = timestamp_buffer(device, 2 * self.MAX_SLOTS, label)
-                self._handles["ts_buffer"] = tsb
-                self._ts_buffer = tsb
-            self._reader = (
-                _TsReader(device, self.query_pool, self._handles.get("ts_buffer"))
-                if self.timestamps
-                else None
-            )
-            self._ts_mapped = self._reader.mapped if self._reader is not None else None
+            self._create_module(spirv)
+            self._create_layouts(layout)
+            self._create_pipeline(spec, entry_point)
+            self._pool = self._new_pool()
+            self.timestamps = Timestamps.create(device, self.MAX_SLOTS, label)
         except BaseException:
-            _destroy_pipeline(device, self._handles, [])
+            _destroy_pipeline(device, self._handles, self._pools, [], self.timestamps)
             raise
         self.create_ms = (time.perf_counter() - t0) * 1e3
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._flip = 0  # which of the first two slots the next repeated sync call takes
         self._sets: OrderedDict[Any, Any] = OrderedDict()
-        self._sets_epoch = 0
-        self._pool_pins: dict[Any, int] = {}
-        self._begin = _vk.new(
-            "VkCommandBufferBeginInfo", {"sType": vk.VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO}
+        self._sets_lock = threading.Lock()
+        self.sets_epoch = 0  # bumped when the cached descriptor sets are given up
+        self._recorder = Recorder(device)
+        device.adopt(self)
+        self._finalizer = weakref.finalize(
+            self,
+            _collected,
+            device,
+            self._handles,
+            self._pools,
+            self._slots,
+            self.timestamps,
         )
-        self._barrier = _vk.new(
-            "VkMemoryBarrier",
+
+    # -- creation ------------------------------------------------------------------------
+
+    def _create_module(self, spirv: bytes) -> None:
+        ffi, vk = _vk.ffi, _vk.vk
+        if len(spirv) % 4:
+            raise E.PipelineCreationFailed(
+                f"{self.label}: SPIR-V size {len(spirv)} is not a multiple of 4"
+            )
+        code = ffi.from_buffer("uint32_t[]", bytearray(spirv))
+        info = _vk.new(
+            "VkShaderModuleCreateInfo",
             {
-                "sType": vk.VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-                "srcAccessMask": vk.VK_ACCESS_SHADER_WRITE_BIT | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
-                "dstAccessMask": vk.VK_ACCESS_HOST_READ_BIT
-                | vk.VK_ACCESS_TRANSFER_READ_BIT
-                | vk.VK_ACCESS_SHADER_READ_BIT
-                | vk.VK_ACCESS_SHADER_WRITE_BIT
-                | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
+                "sType": vk.VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+                "codeSize": len(spirv),
+                "pCode": code,
             },
         )
-        self._push = ffi.new("char[]", max(4, self.push_size))
-        device._adopt(self)
-        self._finalizer = weakref.finalize(
-            self, _destroy_pipeline, device, self._handles, self._slots
+        self._handles["module"] = _vk.create(
+            "vkCreateShaderModule",
+            self.device.handle,
+            info,
+            "VkShaderModule",
+            self.label,
+            lambda h: self._handles.__setitem__("module", h),
         )
+
+    def _create_layouts(self, layout: Layout) -> None:
+        """One set layout per set number up to the highest used (gaps get empty ones), and the
+        pipeline layout with the push-constant range."""
+        ffi, vk = _vk.ffi, _vk.vk
+        dh = self.device.handle
+        self.nsets = layout.nsets
+        self.push_size = layout.push_size
+        self._type_counts: dict[int, int] = {}
+        set_layouts = self._handles["set_layouts"]
+        for s in range(self.nsets):
+            mine = [b for b in layout.bindings if b[0] == s]
+            arr = (
+                ffi.new(
+                    "VkDescriptorSetLayoutBinding[]",
+                    [
+                        {
+                            "binding": binding,
+                            "descriptorType": dtype,
+                            "descriptorCount": max(1, count),
+                            "stageFlags": C.SHADER_STAGE_COMPUTE_BIT,
+                        }
+                        for _, binding, dtype, count in mine
+                    ],
+                )
+                if mine
+                else ffi.NULL
+            )
+            for _, _, dtype, count in mine:
+                self._type_counts[dtype] = self._type_counts.get(dtype, 0) + max(1, count)
+            info = _vk.new(
+                "VkDescriptorSetLayoutCreateInfo",
+                {
+                    "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+                    "bindingCount": len(mine),
+                    "pBindings": arr,
+                },
+            )
+            _vk.create(
+                "vkCreateDescriptorSetLayout",
+                dh,
+                info,
+                "VkDescriptorSetLayout",
+                self.label,
+                set_layouts.append,
+            )
+        self._layout_array = (
+            ffi.new("VkDescriptorSetLayout[]", set_layouts) if set_layouts else ffi.NULL
+        )
+        prange = _vk.new(
+            "VkPushConstantRange",
+            {"stageFlags": C.SHADER_STAGE_COMPUTE_BIT, "offset": 0, "size": self.push_size},
+        )
+        info = _vk.new(
+            "VkPipelineLayoutCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+                "setLayoutCount": self.nsets,
+                "pSetLayouts": self._layout_array,
+                "pushConstantRangeCount": 1 if self.push_size else 0,
+                "pPushConstantRanges": prange if self.push_size else ffi.NULL,
+            },
+        )
+        self.layout = _vk.create(
+            "vkCreatePipelineLayout",
+            dh,
+            info,
+            "VkPipelineLayout",
+            self.label,
+            lambda h: self._handles.__setitem__("layout", h),
+        )
+
+    def _create_pipeline(
+        self, spec: tuple[bytes, list[tuple[int, int, int]]] | None, entry_point: str
+    ) -> None:
+        ffi, vk = _vk.ffi, _vk.vk
+        keep = _vk.Keep()  # everything the create info points to, alive until the call returns
+        spec_info = ffi.NULL
+        if spec is not None and spec[1]:
+            data, entries = spec
+            ents = keep(
+                ffi.new(
+                    "VkSpecializationMapEntry[]",
+                    [{"constantID": i, "offset": o, "size": n} for i, o, n in entries],
+                )
+            )
+            dbuf = keep(ffi.from_buffer(bytearray(data)))
+            spec_info = keep(
+                _vk.new(
+                    "VkSpecializationInfo",
+                    {
+                        "mapEntryCount": len(entries),
+                        "pMapEntries": ents,
+                        "dataSize": len(data),
+                        "pData": dbuf,
+                    },
+                )
+            )
+        name = keep(_vk.cstr(entry_point))
+        info = _vk.new(
+            "VkComputePipelineCreateInfo",
+            {
+                "sType": vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+                "stage": {
+                    "sType": vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                    "stage": C.SHADER_STAGE_COMPUTE_BIT,
+                    "module": self._handles["module"],
+                    "pName": name,
+                    "pSpecializationInfo": spec_info,
+                },
+                "layout": self.layout,
+                "basePipelineIndex": -1,
+            },
+        )
+        dev = self.device
+        p = ffi.new("VkPipeline*")
+        res = _vk.lib.vkCreateComputePipelines(dev.handle, dev.pipeline_cache, 1, info, ffi.NULL, p)
+        if res == 0:
+            self._handles["pipeline"] = p[0]
+        _vk.check(res, "vkCreateComputePipelines", self.label)
+        self.handle = p[0]
+        _vk.set_name(dev.handle, _vk.OBJECT_PIPELINE, p[0], self.label)
 
     # -- descriptors ---------------------------------------------------------------------
 
-    def _make_pool(self) -> None:
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+    def _new_pool(self) -> DescriptorPool:
+        ffi, vk = _vk.ffi, _vk.vk
         n = max(1, self.nsets) * DESCRIPTOR_CACHE
         sizes = [
             {"type": t, "descriptorCount": c * DESCRIPTOR_CACHE}
             for t, c in self._type_counts.items()
-        ] or [{"type": 7, "descriptorCount": 1}]
+        ] or [{"type": C.DESCRIPTOR_TYPE_STORAGE_BUFFER, "descriptorCount": 1}]
         arr = ffi.new("VkDescriptorPoolSize[]", sizes)
         info = _vk.new(
             "VkDescriptorPoolCreateInfo",
@@ -484,209 +382,255 @@ class ComputePipeline:
                 "pPoolSizes": arr,
             },
         )
-        p = ffi.new("VkDescriptorPool*")
-        res = lib.vkCreateDescriptorPool(self.device.handle, info, ffi.NULL, p)
-        if res == 0:
-            self._handles["descriptor_pool"] = p[0]
-        _vk.check(res, "vkCreateDescriptorPool", self.label)
+        handle = _vk.create(
+            "vkCreateDescriptorPool",
+            self.device.handle,
+            info,
+            "VkDescriptorPool",
+            self.label,
+            lambda h: self._pools.append(DescriptorPool(h)),
+        )
+        return next(p for p in self._pools if p.handle == handle)
 
-    def descriptor_sets(self, resources: list[tuple[Any, Buffer, int]]) -> Any:
-        """``VkDescriptorSet[nsets]`` for ``[(binding, buffer, range), ...]``, cached by buffers.
+    def descriptor_sets(
+        self, resources: list[tuple[int, int, int, list[Buffer], list[int]]]
+    ) -> Any:
+        """``VkDescriptorSet[nsets]`` for ``[(set, binding, descriptor type, buffers, ranges)]``
+        resources (one buffer per array element), cached by the buffers bound.
 
-        ``range`` is the byte range to bind (clamped to the device's limits by the caller).
+        ``ranges`` are the byte ranges to bind (checked against the device's limits by the
+        caller).  Returns the sets; :attr:`sets_epoch` changes when cached sets are given up.
         """
-        key = tuple((b.binding, buf._serial, rng) for b, buf, rng in resources)
-        sets = self._sets.get(key)
-        if sets is not None:
-            self._sets.move_to_end(key)
+        key = tuple((r[0], r[1], tuple(b.serial for b in r[3]), tuple(r[4])) for r in resources)
+        with self._sets_lock:
+            sets = self._sets.get(key)
+            if sets is not None:
+                self._sets.move_to_end(key)
+                return sets
+            if len(self._sets) >= DESCRIPTOR_CACHE:
+                self._rotate_pool()
+            sets = self._allocate_sets()
+            self._write_sets(sets, resources)
+            self._sets[key] = sets
             return sets
-        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
-        dh = self.device.handle
-        if len(self._sets) >= DESCRIPTOR_CACHE:
-            pool = self._handles["descriptor_pool"]
-            if self._pool_pins.get(pool):
-                # A batch has recorded sets from this pool (and may replay them): keep the pool
-                # until the last such batch goes, and continue in a fresh one.
-                self._handles.setdefault("retired_pools", []).append(pool)
-                self._make_pool()
-            else:
-                # Free every cached set at once; wait first, since pending work may use them.
-                self.device.synchronize()
-                self._wait_slots(release=False)  # calls of other threads still own theirs
-                lib.vkResetDescriptorPool(dh, pool, 0)
-            self._sets.clear()
-            self._sets_epoch += 1
+
+    def _rotate_pool(self) -> None:
+        """The pool is full: continue in a fresh one; retire the old one (its sets may still
+        be in flight, or recorded in a batch)."""
+        old = self._pool
+        self._pool = self._new_pool()
+        self._sets.clear()
+        self.sets_epoch += 1
+        with self.device.lock:
             for s in self._slots:
-                s.key = None
+                s.key = None  # a slot's recording names the old sets
+            old.retired = True
+            pins = old.pins
+        if pins == 0:
+            self._retire_pool(old)
+
+    def _retire_pool(self, pool: DescriptorPool) -> None:
+        dev = self.device
+
+        def destroy() -> None:
+            if pool in self._pools and dev.handle_alive():
+                self._pools.remove(pool)
+                _vk.lib.vkDestroyDescriptorPool(dev.handle, pool.handle, _vk.ffi.NULL)
+
+        dev.retire(destroy)
+
+    def _allocate_sets(self) -> Any:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         sets = ffi.new("VkDescriptorSet[]", max(1, self.nsets))
         if self.nsets:
             ainfo = _vk.new(
                 "VkDescriptorSetAllocateInfo",
                 {
                     "sType": vk.VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-                    "descriptorPool": self._handles["descriptor_pool"],
+                    "descriptorPool": self._pool.handle,
                     "descriptorSetCount": self.nsets,
                     "pSetLayouts": self._layout_array,
                 },
             )
             _vk.check(
-                lib.vkAllocateDescriptorSets(dh, ainfo, sets),
+                lib.vkAllocateDescriptorSets(self.device.handle, ainfo, sets),
                 "vkAllocateDescriptorSets",
                 self.label,
             )
-        keep = []
+        return sets
+
+    def _write_sets(self, sets: Any, resources: list[Any]) -> None:
+        ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+        keep = _vk.Keep()
         writes = []
-        for b, buf, rng in resources:
-            bi = ffi.new(
-                "VkDescriptorBufferInfo*", {"buffer": buf.handle, "offset": 0, "range": rng}
+        for set_, binding, dtype, buffers, ranges in resources:
+            infos = keep(
+                ffi.new(
+                    "VkDescriptorBufferInfo[]",
+                    [
+                        {"buffer": b.handle, "offset": 0, "range": r}
+                        for b, r in zip(buffers, ranges, strict=True)
+                    ],
+                )
             )
-            keep.append(bi)
             writes.append(
                 {
                     "sType": vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                    "dstSet": sets[b.set],
-                    "dstBinding": b.binding,
+                    "dstSet": sets[set_],
+                    "dstBinding": binding,
                     "dstArrayElement": 0,
-                    "descriptorCount": 1,
-                    "descriptorType": b.descriptor_type,
-                    "pBufferInfo": bi,
+                    "descriptorCount": len(buffers),
+                    "descriptorType": dtype,
+                    "pBufferInfo": infos,
                 }
             )
         if writes:
             warr = ffi.new("VkWriteDescriptorSet[]", writes)
-            lib.vkUpdateDescriptorSets(dh, len(writes), warr, 0, ffi.NULL)
+            lib.vkUpdateDescriptorSets(self.device.handle, len(writes), warr, 0, ffi.NULL)
             _vk.after_void("vkUpdateDescriptorSets", self.label)
-        self._sets[key] = sets
-        return sets
 
-    def pin_pool(self) -> Any:
+    def pin_pool(self) -> DescriptorPool:
         """A batch recorded sets from the current pool: keep it until :meth:`unpin_pool`."""
-        pool = self._handles["descriptor_pool"]
-        self._pool_pins[pool] = self._pool_pins.get(pool, 0) + 1
-        return pool
+        with self.device.lock:
+            pool = self._pool
+            pool.pins += 1
+            return pool
 
-    def unpin_pool(self, pool: Any) -> None:
-        """Release a pin; a retired pool with no pins left is destroyed."""
-        n = self._pool_pins.get(pool, 0) - 1
-        if n > 0:
-            self._pool_pins[pool] = n
-            return
-        self._pool_pins.pop(pool, None)
-        retired = self._handles.get("retired_pools", [])
-        if pool in retired and not self._closed and not self.device._closed:
-            retired.remove(pool)
-            _vk.lib.vkDestroyDescriptorPool(self.device.handle, pool, _vk.ffi.NULL)
+    def current_pool(self) -> DescriptorPool:
+        """The pool new descriptor sets come from."""
+        return self._pool
 
-    # -- dispatch ------------------------------------------------------------------------
+    def unpin_pool(self, pool: DescriptorPool) -> None:
+        """Release a pin; a retired pool with no pins left is retired for good."""
+        with self.device.lock:
+            pool.pins -= 1
+            gone = pool.retired and pool.pins == 0
+        if gone and not self.closed:
+            self._retire_pool(pool)
 
-    def _slot(self) -> _Slot:
+    # -- slots ---------------------------------------------------------------------------
+
+    def _free_slot(self) -> Slot | None:
+        """Take a free slot, or a new one while there are fewer than MAX_SLOTS (call under the
+        device lock); None if every slot is taken."""
         for s in self._slots:
             if not s.busy:
+                s.busy = True
                 return s
-        if len(self._slots) >= self.MAX_SLOTS:
-            self.device.synchronize()
-            self._wait_slots()
-            return self._slots[0]
-        return self._new_slot()
+        if len(self._slots) < self.MAX_SLOTS:
+            s = self._new_slot()
+            s.busy = True
+            return s
+        return None
 
-    def _new_slot(self) -> _Slot:
+    def _acquire_slot(self) -> Slot:
+        """A slot for a call; waits while every slot is taken (by calls of other threads, or
+        pending asynchronous calls whose waiters have not come back)."""
         dev = self.device
-        cmd, fence = dev._new_cmd(dev.compute_pool)
-        s = _Slot(dev, cmd, fence, 2 * len(self._slots), self._reader)
+        deadline = 0.0
+        nap = 20e-6
+        while True:
+            with dev.lock:
+                if self.closed:
+                    raise E.ObjectClosed(f"{self.label}: pipeline is closed")
+                s = self._free_slot()
+                if s is not None:
+                    return s
+            dev.poll()
+            dev.check_usable()
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + 60.0
+            elif now > deadline:
+                raise E.ExecutionFailed(
+                    f"{self.label}: all of its {self.MAX_SLOTS} slots stayed taken for 60 s; "
+                    "wait for (or drop) its pending asynchronous calls"
+                )
+            time.sleep(nap)
+            nap = min(nap * 2, 0.01)
+
+    def _new_slot(self) -> Slot:
+        dev = self.device
+        cmd, fence = dev.new_command_buffer()
+        s = Slot(dev, cmd, fence, 2 * len(self._slots), self.timestamps)
         self._slots.append(s)
         return s
 
-    def _wait_slots(self, release: bool = True) -> None:
-        """Wait for every slot's submission; ``release=False`` leaves them to their callers
-        (who still read their timestamps and then free them)."""
-        for s in self._slots:
-            if s.busy:
-                self.device._wait_fence(s.fence, self.label)
-                if release:
-                    s.busy = False
+    def release(self, slot: Slot) -> None:
+        """The owner is done with ``slot`` (waited for it, or gave up on it)."""
+        with self.device.lock:
+            slot.busy = False
+            last = self.closed and not any(s.busy for s in self._slots)
+        if last:
+            self._retire_all()
 
-    def record(
-        self, cmd: Any, sets: Any, push: bytes, groups: tuple[int, int, int], query: int | None
+    def abandon(self, slot: Slot) -> None:
+        """The owner stops waiting (Ctrl-C): the slot is given back once the GPU is done."""
+        self.device.set_on_gpu_done(slot.serial, lambda: self.release(slot))
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _record(self, slot: Slot, sets: Any, cpush: Any, groups: tuple[int, int, int]) -> None:
+        rec = self._recorder
+        cmd = slot.cmd
+        rec.begin(cmd, self.label)
+        ts = self.timestamps
+        if ts is not None:
+            ts.write_begin(cmd, slot.query)
+        rec.emit(cmd, self, sets, cpush, groups)
+        if ts is not None:
+            ts.write_end(cmd, slot.query)
+        rec.end(cmd, self.label)
+
+    def _submit(
+        self,
+        slot: Slot,
+        sets: Any,
+        push: bytes,
+        groups: tuple[int, int, int],
+        buffers: Sequence[Buffer],
     ) -> None:
-        """Record bind + push + dispatch (+ timestamps around it when ``query`` is given)."""
-        lib, ffi, vk = _vk.lib, _vk.ffi, _vk.vk
-        if query is not None:
-            if not self._ts_host:  # else reset from the host before each submission
-                lib.vkCmdResetQueryPool(cmd, self.query_pool, query, 2)
-            lib.vkCmdWriteTimestamp(
-                cmd, vk.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, self.query_pool, query
-            )
-        lib.vkCmdBindPipeline(cmd, 1, self.handle)  # VK_PIPELINE_BIND_POINT_COMPUTE
-        if self.nsets:
-            lib.vkCmdBindDescriptorSets(cmd, 1, self.layout, 0, self.nsets, sets, 0, ffi.NULL)
-        if self.push_size:
-            ffi.memmove(self._push, push, self.push_size)
-            lib.vkCmdPushConstants(cmd, self.layout, _STAGE_COMPUTE, 0, self.push_size, self._push)
-        lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
-        if query is not None:
-            lib.vkCmdWriteTimestamp(cmd, self._ts_end, self.query_pool, query + 1)
-            if self._ts_mapped is not None:
-                lib.vkCmdCopyQueryPoolResults(
-                    cmd, self.query_pool, query, 2, self._ts_buffer.handle, query * 8, 8, 0x3
-                )  # 64_BIT | WAIT
-
-    def _submit(self, slot: _Slot, sets: Any, push: bytes, groups: tuple[int, int, int]) -> None:
         """Record the slot's command buffer unless it holds this call already, then submit.
 
-        Call with the device lock held and ``slot`` not busy.
+        Call with the device lock held and ``slot`` taken.  The buffers bound are checked open
+        here, under the lock: a ``close()`` from another thread then either comes first (and
+        this call raises ObjectClosed) or retires the buffer after this submission.
         """
-        lib, vk = _vk.lib, _vk.vk
+        dev = self.device
+        if self.closed:
+            raise E.ObjectClosed(f"{self.label}: pipeline is closed")
+        for b in buffers:
+            if b.allocation is None:
+                raise E.ObjectClosed(f"{self.label}: argument {b.label} is closed", label=b.label)
         if slot.dirty:
-            slot.clean(self._ts_host, self.label)
+            slot.clean(dev.handle, self.label)
         key = (id(sets), push, groups)
         if slot.key != key:
             slot.key = None
-            cmd = slot.cmd
-            _vk.check(
-                lib.vkBeginCommandBuffer(cmd, self._begin), "vkBeginCommandBuffer", self.label
-            )
-            self.record(cmd, sets, push, groups, slot.query if self.timestamps else None)
-            lib.vkCmdPipelineBarrier(
-                cmd,
-                vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
-                vk.VK_PIPELINE_STAGE_HOST_BIT
-                | vk.VK_PIPELINE_STAGE_TRANSFER_BIT
-                | vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                0,
-                1,
-                self._barrier,
-                0,
-                _vk.ffi.NULL,
-                0,
-                _vk.ffi.NULL,
-            )
-            _vk.check(lib.vkEndCommandBuffer(cmd), "vkEndCommandBuffer", self.label)
+            self._record(slot, sets, push_cdata(push), groups)
             slot.key = key
         slot.dirty = True
-        _vk.check(
-            lib.vkQueueSubmit(self.device.compute_queue, 1, slot.submit_info, slot.fence),
-            "vkQueueSubmit",
-            self.label,
-        )
-        slot.busy = True
+        slot.serial = dev.queue_submit(dev.compute_queue, slot.submit_info, slot.fence, self.label)
 
     def dispatch(
-        self, sets: Any, push: bytes, groups: tuple[int, int, int], keep: Any, wait: bool = True
-    ) -> _Slot:
-        """Submit one dispatch; with ``wait`` block until done. Returns the slot used."""
-        if self._closed:
-            raise E.ObjectClosed(f"{self.label}: pipeline is closed")
+        self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
+    ) -> Slot:
+        """Submit one dispatch; return its slot (taken: give it back with :meth:`wait`,
+        :meth:`wait_and_read` or :meth:`abandon`)."""
         dev = self.device
-        dev._check_open()
-        with dev._lock:
-            slot = self._slot()
-            self._submit(slot, sets, push, groups)
-        if wait:
-            self.wait(slot)
+        slot = self._acquire_slot()
+        with dev.lock:
+            try:
+                self._submit(slot, sets, push, groups, buffers)
+            except BaseException:
+                slot.busy = False
+                raise
         return slot
 
-    def submit_repeated(self, sets: Any, push: bytes, groups: tuple[int, int, int]) -> _Slot:
-        """Submit a repeated synchronous call; the caller waits with :meth:`wait`.
+    def submit_repeated(
+        self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
+    ) -> Slot:
+        """Submit a repeated synchronous call; the caller waits with :meth:`finish_repeated`.
 
         Such calls alternate between the first two slots, each keeping its own recording of
         the call, and while the GPU runs one, the other is readied for the next call: its
@@ -694,103 +638,133 @@ class ComputePipeline:
         That takes the query read and both resets (about 4 µs on an H100 host) out of the
         call's critical path.
         """
-        if self._closed:
-            raise E.ObjectClosed(f"{self.label}: pipeline is closed")
         dev = self.device
-        dev._check_open()
-        with dev._lock:
+        with dev.lock:
+            if self.closed:
+                raise E.ObjectClosed(f"{self.label}: pipeline is closed")
             slots = self._slots
             while len(slots) < 2:
                 self._new_slot()
             self._flip ^= 1
             slot, other = slots[self._flip], slots[self._flip ^ 1]
-            if slot.busy:  # taken by an asynchronous call: use any free slot
-                slot = self._slot()
-            self._submit(slot, sets, push, groups)
+            if slot.busy:  # taken by another call
+                slot = None
+            else:
+                slot.busy = True
+        if slot is None:
+            return self.dispatch(sets, push, groups, buffers)
+        with dev.lock:
+            try:
+                self._submit(slot, sets, push, groups, buffers)
+            except BaseException:
+                slot.busy = False
+                raise
             if other.dirty and not other.busy:
-                other.clean(self._ts_host, self.label)
+                other.clean(dev.handle, self.label)
         return slot
 
-    def finish_repeated(self, slot: _Slot, rec: Any) -> None:
+    def finish_repeated(self, slot: Slot, rec: Any) -> None:
         """Wait for :meth:`submit_repeated`'s slot; ``rec`` reads its GPU time from it later.
 
-        The slot stays busy until the record is attached, so no other thread can take it in
+        The slot stays taken until the record is attached, so no other thread can take it in
         between (its queries hold the record's timestamps until it is next readied).
         """
-        if slot.busy:
-            self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
-        if self.timestamps:
-            if slot.pending is not None:  # (readied before the submission; kept as a guard)
-                slot.resolve()
-            slot.pending = rec
-            rec._pending = slot
+        self.wait_slot(slot)
+        if self.timestamps is not None:
+            with self.device.lock:
+                if slot.pending is not None:  # (readied before the submission; kept as a guard)
+                    slot.resolve()
+                slot.pending = rec
+                rec.pending = slot
         else:
-            rec._gpu = None
-        slot.busy = False
+            rec.set_gpu_ms(None)
+        self.release(slot)
 
-    def wait(self, slot: _Slot) -> None:
-        """Wait for a slot's submission."""
-        if slot.busy:
-            self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
-            slot.busy = False
-
-    def wait_and_read(self, slot: _Slot) -> float | None:
-        """Wait for a slot's submission and read its GPU time before the slot is free again."""
-        if slot.busy:
-            self.device._wait_fence(slot.fence, self.label, pfence=slot.pfence)
+    def wait_slot(self, slot: Slot) -> None:
+        """Wait for the slot's submission (the slot stays taken); on Ctrl-C or failure the slot
+        is given back once the GPU is done."""
         try:
-            return self.gpu_ms(slot)
-        finally:
-            slot.busy = False
+            self.device.wait_fence(slot.serial, slot.fence, self.label, pfence=slot.pfence)
+        except BaseException:
+            self.abandon(slot)
+            raise
 
-    def gpu_ms(self, slot: _Slot) -> float | None:
-        """GPU time of the slot's last dispatch from its timestamps (None without timestamps)."""
-        if self._reader is None:
-            return None
-        return self._reader.read(slot.query)
+    def wait(self, slot: Slot) -> None:
+        """Wait for a slot's submission and give the slot back."""
+        self.wait_slot(slot)
+        self.release(slot)
+
+    def wait_and_read(self, slot: Slot) -> float | None:
+        """Wait for a slot's submission, read its GPU time, give the slot back."""
+        self.wait_slot(slot)
+        try:
+            return slot.gpu_ms()
+        finally:
+            self.release(slot)
 
     # -- teardown ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Destroy the pipeline and everything it owns (waits for its pending work)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._finalizer()
+        """Destroy the pipeline and everything it owns once nothing can use it any more
+        (slots given back, submissions finished).  Idempotent."""
+        with self.device.lock:
+            if self.closed:
+                return
+            self.closed = True
+            idle = not any(s.busy for s in self._slots)
+        if idle:
+            self._retire_all()
+
+    def _retire_all(self) -> None:
+        info = self._finalizer.detach()
+        if info is not None:
+            args = info[2]
+            self.device.retire(lambda: _destroy_pipeline(*args))
 
     def __repr__(self) -> str:
-        return f"<vknb.ComputePipeline {self.label}{' closed' if self._closed else ''}>"
+        return f"<vknb.ComputePipeline {self.label}{' closed' if self.closed else ''}>"
 
 
-def _destroy_pipeline(device: Device, handles: dict[str, Any], slots: list[_Slot]) -> None:
-    """Finalizer: wait for the slots, then destroy handles in reverse order of creation."""
-    if device._closed:  # the device closes its pipelines first; this is only a guard
-        for s in slots:  # the queries are gone: a waiting record gets no GPU time
-            if s.pending is not None:
-                s.pending._pending = None
-                s.pending = None
+def _collected(
+    device: Device,
+    handles: dict[str, Any],
+    pools: list[DescriptorPool],
+    slots: list[Slot],
+    timestamps: Timestamps | None,
+) -> None:
+    """Finalizer of a pipeline collected without close() (no locks: see Device.retire_later)."""
+    if device.handle_alive():
+        device.retire_later(lambda: _destroy_pipeline(device, handles, pools, slots, timestamps))
+
+
+def _destroy_pipeline(
+    device: Device,
+    handles: dict[str, Any],
+    pools: list[DescriptorPool],
+    slots: list[Slot],
+    timestamps: Timestamps | None,
+) -> None:
+    """Destroy handles in reverse order of creation (the GPU is done with them)."""
+    for s in slots:  # a record still waiting for its GPU time reads it now
+        if s.pending is not None and device.handle_alive():
+            s.resolve()
+        elif s.pending is not None:
+            s.pending.set_gpu_ms(None)
+            s.pending = None
+    if not device.handle_alive():
         return
     ffi, lib = _vk.ffi, _vk.lib
+    dh = device.handle
     try:
-        dh = device.handle
-        for s in slots:
-            if s.busy:
-                lib.vkWaitForFences(dh, 1, s.pfence, 1, _vk.UINT64_MAX)
-                s.busy = False
-            s.resolve()  # a record still waiting for its GPU time reads it now
-        with device._lock:
+        with device.lock:
             for s in slots:
-                lib.vkFreeCommandBuffers(dh, device.compute_pool, 1, s.pcmd)
-                lib.vkDestroyFence(dh, s.fence, ffi.NULL)
+                device.free_command_buffer((s.cmd, s.fence))
             slots.clear()
-        if "query_pool" in handles:
-            lib.vkDestroyQueryPool(dh, handles.pop("query_pool"), ffi.NULL)
-        if "ts_buffer" in handles:
-            handles.pop("ts_buffer").close()
-        if "descriptor_pool" in handles:
-            lib.vkDestroyDescriptorPool(dh, handles.pop("descriptor_pool"), ffi.NULL)
-        for pool in handles.pop("retired_pools", []):
-            lib.vkDestroyDescriptorPool(dh, pool, ffi.NULL)
+        if timestamps is not None:
+            timestamps.destroy()
+        for pool in pools:
+            lib.vkDestroyDescriptorPool(dh, pool.handle, ffi.NULL)
+        pools.clear()
         if "pipeline" in handles:
             lib.vkDestroyPipeline(dh, handles.pop("pipeline"), ffi.NULL)
         if "layout" in handles:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 
-from .device import Device
+from .. import _vk
+from .device import CLOSED, OPEN, Device
 from .instance import get_instance, select_device_index
 
 # --- the session device ----------------------------------------------------------------------
@@ -20,12 +21,17 @@ _session: Device | None = None
 _session_lock = threading.Lock()
 _session_generation = 0
 
+# How long reset() lets a healthy device finish its submitted work before abandoning it.
+RESET_WAIT_S = 10.0
+
 
 def device() -> Device:
     """The session's shared device, created on first use.
 
     The best-scored physical device, unless ``VKNB_DEVICE`` (an index or a name substring) or
-    :func:`use` says otherwise.  ``vknb.device().reason`` says why it was chosen.
+    :func:`use` says otherwise.  ``vknb.device().reason`` says why it was chosen.  A lost
+    session device stays the session device (its calls raise DeviceLost naming the fix) until
+    :func:`reset`.
 
     Example
     -------
@@ -35,11 +41,15 @@ def device() -> Device:
     """
     global _session
     d = _session
-    if d is not None and not d._closed:
+    if d is not None and d.state is OPEN and d.epoch == _vk.epoch:
         return d
     with _session_lock:
-        if _session is None or _session._closed:
-            _session = Device()
+        d = _session
+        if d is not None and d.state != CLOSED:
+            if not d.usable_here():
+                raise _vk.fork_error("the session device")
+            return d  # lost: its calls say so
+        _session = Device()
         return _session
 
 
@@ -55,16 +65,18 @@ def use(index: int | str) -> Device:
     <vknb.Device 0: llvmpipe ...>
     """
     global _session, _session_generation
+    if isinstance(index, bool) or not isinstance(index, (int, str)):
+        raise TypeError(f"vknb.use: give a device index or a name substring, got {index!r}")
     infos = get_instance().physical_devices()
     i, reason = select_device_index(infos, str(index))
     with _session_lock:
-        if _session is not None and not _session._closed and _session.index == i:
+        if _session is not None and _session.state is OPEN and _session.index == i:
             return _session
         old = _session
         _session = Device(i)
         _session.reason = f"vknb.use({index!r})" if reason else reason
         _session_generation += 1
-    if old is not None:
+    if old is not None and old.state is OPEN and old.usable_here():
         old.synchronize()
     return _session
 
@@ -72,8 +84,11 @@ def use(index: int | str) -> Device:
 def reset() -> Device:
     """Close the session device (freeing everything on it) and bring up a fresh one.
 
-    For a lost device or after a runaway kernel.  Kernels compiled before are rebuilt from the
-    SPIR-V cache when next called.
+    For a lost device or after a runaway kernel: a lost device is abandoned at once (nothing
+    waits for it; its memory is never reused).  A healthy one first finishes the work already
+    submitted (at most 10 s; asynchronous calls still pending then raise on ``wait()``).
+    Kernels compiled without ``device=`` are rebuilt on the new device from the SPIR-V cache
+    when next called; Arrays of the old device are closed.
 
     Example
     -------
@@ -86,9 +101,10 @@ def reset() -> Device:
         _session = None
         _session_generation += 1
     if old is not None:
-        old.close()
+        old.close(wait_s=RESET_WAIT_S)
     with _session_lock:
-        _session = Device(idx)
+        if _session is None or _session.state is not OPEN:
+            _session = Device(idx)
         return _session
 
 
@@ -98,21 +114,19 @@ def session_generation() -> int:
 
 
 def synchronize() -> None:
-    """Wait for every asynchronous submission on the session device.
+    """Wait for every asynchronous call on the session device (numpy outputs written back).
 
     Example
     -------
     >>> vknb.synchronize()
     """
     d = _session
-    if d is not None and not d._closed:
+    if d is not None and d.state != CLOSED:
         d.synchronize()
 
 
-
-
 def current_device() -> Device | None:
-    """The session device if one exists (and is open), else None; never creates one.
+    """The session device if one exists (lost ones included), else None; never creates one.
 
     Example
     -------
@@ -121,4 +135,4 @@ def current_device() -> Device | None:
     True
     """
     d = _session
-    return d if d is not None and not d.closed else None
+    return d if d is not None and d.state != CLOSED and d.usable_here() else None

@@ -34,13 +34,14 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..core.array import Array
-    from ..compute.kernel import Kernel
+from ..compute.kernel import Kernel
+from ..compute.kernel import compile as compile_kernel
+from ..core.array import Array, asarray, empty
+from ..core.session import device as session_device
 
 __all__ = [
     "MAP_OPS",
@@ -201,12 +202,11 @@ def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
     >>> _ = k(np.arange(3, dtype=np.float32), y, a=2.0, n=3, grid=3); y
     array([1., 3., 5.], dtype=float32)
     """
-    import vknb
 
     from .. import errors as E
 
     src = source(name)
-    dev = compile_kwargs.get("device") or vknb.device()
+    dev = compile_kwargs.get("device") or session_device()
     missing = [r for r in _requirements(src) if r not in dev.extensions]
     if missing:
         raise E.NotAvailable(
@@ -214,7 +214,7 @@ def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
             f"have (see vknb.devices()[{dev.index}].extensions)"
         )
     if not cache:
-        return vknb.compile(src, name=name, **compile_kwargs)
+        return compile_kernel(src, name=name, **compile_kwargs)
     key = (name, _freeze(compile_kwargs), id(dev))
     with _cache_lock:
         k = _cache.get(key)
@@ -225,7 +225,7 @@ def load(name: str, *, cache: bool = True, **compile_kwargs: Any) -> Kernel:
             except E.VulkanError:
                 pass
             del _cache[key]
-        k = vknb.compile(src, name=name, **compile_kwargs)
+        k = compile_kernel(src, name=name, **compile_kwargs)
         _cache[key] = k
         return k
 
@@ -451,7 +451,6 @@ def reduce_sum(x: ArrayLike) -> np.generic:
     >>> int(library.reduce_sum(np.arange(1000, dtype=np.uint32)))
     499500
     """
-    import vknb
 
     allowed = list(_T_DEFINE)
     cur = _typed_input(x, "reduce_sum: x", allowed)
@@ -464,7 +463,7 @@ def reduce_sum(x: ArrayLike) -> np.generic:
     try:
         while True:
             groups = _groups_1d(k, n, per_invocation=4, cap=1024)
-            partial = vknb.empty(groups, dtype)
+            partial = empty(groups, dtype)
             temps.append(partial)
             k(cur, partial, n=n, groups=groups)
             if groups == 1:
@@ -476,7 +475,6 @@ def reduce_sum(x: ArrayLike) -> np.generic:
 
 def _scan_device(k: Kernel, x: Any, n: int, exclusive: bool, dtype: np.dtype) -> Array:
     """Scan x (n elements) into a new device Array, which the caller closes."""
-    import vknb
 
     block = k.local_size[0] * _spec_value(k, "ITEMS")
     nblocks = _ceil_div(n, block)
@@ -485,8 +483,8 @@ def _scan_device(k: Kernel, x: Any, n: int, exclusive: bool, dtype: np.dtype) ->
             f"scan: {n} elements need {nblocks} blocks, beyond the device's "
             f"{_max_groups_x(k)} workgroups"
         )
-    y = vknb.empty(n, dtype)
-    temps = [vknb.empty(nblocks, dtype)]
+    y = empty(n, dtype)
+    temps = [empty(nblocks, dtype)]
     try:
         k(x, y, temps[0], n=n, exclusive=int(exclusive), mode=0, groups=nblocks)
         if nblocks > 1:
@@ -592,11 +590,10 @@ def coopmat_shape(device: Any = None) -> tuple[int, int, int]:
     >>> library.coopmat_shape()          # on an H100
     (16, 8, 16)
     """
-    import vknb
 
     from .. import errors as E
 
-    dev = device or vknb.device()
+    dev = device or session_device()
     fits = [
         (s["M"], s["N"], s["K"])
         for s in dev.cooperative_matrix_shapes()
@@ -730,7 +727,6 @@ def blur(image: ArrayLike, sigma: float, *, truncate: float = 3.0) -> np.ndarray
     >>> bool(np.allclose(library.blur(flat, 1.5), 0.5))
     True
     """
-    import vknb
 
     if not sigma > 0:
         raise ValueError(f"blur: sigma must be > 0, got {sigma}")
@@ -741,7 +737,7 @@ def blur(image: ArrayLike, sigma: float, *, truncate: float = 3.0) -> np.ndarray
         return out
     g = _gaussian1d(float(sigma), float(truncate))
     k = load("convolve2d")
-    with vknb.empty(shape, np.float32) as tmp:
+    with empty(shape, np.float32) as tmp:
         k(iv, g.reshape(1, -1), tmp, width=W, height=H, kw=g.size, kh=1, grid=(W, H, planes))
         k(tmp, g.reshape(-1, 1), out, width=W, height=H, kw=1, kh=g.size, grid=(W, H, planes))
     return out
@@ -934,7 +930,6 @@ def softmax(x: ArrayLike) -> np.ndarray:
 
 
 def _bitonic(keys: Any, with_values: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    import vknb
 
     kv = _uint_input(keys, "sort: keys")
     host = kv.numpy() if _is_array(kv) else kv
@@ -946,10 +941,10 @@ def _bitonic(keys: Any, with_values: bool) -> tuple[np.ndarray, np.ndarray | Non
     size = max(block, 1 << max(0, (n - 1).bit_length()))
     padded = np.full(size, 0xFFFFFFFF, np.uint32)
     padded[:n] = host
-    args: list[Array] = [vknb.asarray(padded)]
+    args: list[Array] = [asarray(padded)]
     try:
         if with_values:
-            args.append(vknb.asarray(np.arange(size, dtype=np.uint32)))
+            args.append(asarray(np.arange(size, dtype=np.uint32)))
         groups = size // block
         k(*args, n=size, k=0, j=0, mode=0, groups=groups)
         kk = 2 * block

@@ -11,6 +11,13 @@ Diagnostics are reported in the user's own line numbers: a source without ``#ver
 ``#version 450`` and a ``#line`` directive prepended, so the compiler counts lines as the user
 does.
 
+Limits, checked before the compiler runs (each a clear error naming the line, never a hang):
+an ``#include`` cycle through files without an include guard, includes nested more than 32
+deep, a lone surrogate or NUL character, an empty source, a ``#pragma shader_stage`` other than
+compute, a define too long for a command line.  The compiler process gets
+``VKNB_COMPILE_TIMEOUT_S`` seconds (default 60) and 4 GiB of address space.  ``#pragma once``
+works (glslang does not implement it: the compiler reads guarded copies of such files).
+
 Example
 -------
 >>> from vknb.shader.compiler import compile_glsl
@@ -27,6 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import functools
 import hashlib
 import json
 import os
@@ -34,6 +43,7 @@ import pathlib
 import re
 import shlex
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -42,7 +52,8 @@ import threading
 import time
 import types
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from .. import config
 from ..errors import NotAvailable, ShaderCompileError
@@ -291,7 +302,7 @@ class CompileResult:
         The compiler's warnings, in the user's line numbers (kept in the cache too).
     command : list of str
         The compiler command line (run in a temporary directory holding the source as
-        ``<name>.comp``).
+        ``<stem>.vknb.comp``, the stem being at most 32 characters of the kernel's name).
     compiler : str
         E.g. ``'glslc 2023.2 / glslang 11.13.0'``.
     key : str
@@ -478,6 +489,397 @@ _INCLUDE_EXT_RE = re.compile(r"^[ \t]*#[ \t]*extension[ \t]+GL_GOOGLE_include_di
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TARGET_RE = re.compile(r"vulkan1\.\d\Z")
 _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
+_MAX_ARG_BYTES = 100_000  # Linux refuses a single argument of 128 KiB or more (MAX_ARG_STRLEN)
+_MAX_INCLUDE_DEPTH = 32  # nested #include levels
+_MAX_INCLUDE_FILES = 1024  # distinct files reachable through #include
+#: Address space the compiler process may use (bytes): a runaway compile fails fast instead of
+#: eating the machine.  Normal compiles use well under 100 MiB.
+_COMPILER_ADDRESS_SPACE = 4 << 30
+
+
+# --------------------------------------------------------------------------------------------
+# Checks before the compiler runs
+# --------------------------------------------------------------------------------------------
+
+_COMMENT_RE = re.compile(r'"[^"\r\n]*"|//[^\r\n]*|/\*.*?(?:\*/|\Z)', re.S)
+_DIRECTIVE_RE = re.compile(r"[ \t]*#[ \t]*([A-Za-z_]\w*)(.*)")
+_FIRST_IDENT_RE = re.compile(r"\s*([A-Za-z_]\w*)")
+_NOT_DEFINED_RE = re.compile(r"\s*!\s*defined\s*(?:\(\s*([A-Za-z_]\w*)\s*\)|([A-Za-z_]\w*))\s*$")
+_INCLUDE_ARG_RE = re.compile(r'\s*(?:"([^"]*)"|<([^>]*)>)')
+_PRAGMA_ONCE_RE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once\b[^\r\n]*", re.M)
+_STAGE_PRAGMA_RE = re.compile(r"\s+shader_stage\s*\(\s*(\w*)\s*\)")
+_SURROGATE_RE = re.compile("[\ud800-\udfff\x00]")
+
+
+def _strip_comments(text: str) -> str:
+    """``text`` without comments, every line where it was (a block comment keeps its line
+    breaks); ``"..."`` (an #include's file name) is kept as it is."""
+
+    def repl(m: re.Match[str]) -> str:
+        s = m.group(0)
+        if s[0] == '"':
+            return s
+        if s[1] == "/":
+            return ""
+        return " " + "".join(_NEWLINE_RE.findall(s))
+
+    return _COMMENT_RE.sub(repl, text)
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based (line, column) of ``text[index]``."""
+    breaks = list(_NEWLINE_RE.finditer(text, 0, index))
+    start = breaks[-1].end() if breaks else 0
+    return len(breaks) + 1, index - start + 1
+
+
+def _printable(source: str) -> str:
+    """``source`` with lone surrogates and NULs replaced by U+FFFD (same columns), so that a
+    message quoting it can be printed and sent to a notebook."""
+    return _SURROGATE_RE.sub("\ufffd", source)
+
+
+def _refuse(name: str, source: str, diags: list[Diagnostic], head: str) -> ShaderCompileError:
+    shown = _printable(source)
+    listing = format_diagnostics(shown, diags)
+    return ShaderCompileError(
+        f"GLSL kernel {name!r} cannot be compiled: {head}\n{listing}",
+        diagnostics=diags,
+        source=shown,
+        name=name,
+    )
+
+
+def _check_source(source: str, name: str) -> None:
+    """Refuse, with the line and column, what the compiler would mishandle."""
+    m = _SURROGATE_RE.search(source)
+    if m is not None:
+        line, col = _position(source, m.start())
+        ch = m.group(0)
+        if ch == "\x00":
+            what = "a NUL character (U+0000): the source looks like binary data"
+        else:
+            what = (
+                f"the character U+{ord(ch):04X} (a lone surrogate), which cannot be encoded "
+                "as UTF-8"
+            )
+        msg = f"line {line}, column {col}: {what}"
+        raise _refuse(name, source, [(line, col, "error", what)], msg)
+    stripped = _strip_comments(source)
+    if not stripped.strip():
+        what = (
+            "the source is empty: a compute shader needs at least "
+            "`layout(local_size_x = 64) in;` and `void main() { ... }`"
+        )
+        raise _refuse(name, source, [(0, 0, "error", what)], what)
+    for n, text in enumerate(_NEWLINE_RE.split(stripped), 1):
+        d = _DIRECTIVE_RE.match(text)
+        if d is None or d.group(1) != "pragma":
+            continue
+        p = _STAGE_PRAGMA_RE.match(d.group(2))
+        if p is not None and p.group(1) not in ("compute", "comp"):
+            what = (
+                f"#pragma shader_stage({p.group(1)}): vknb compiles compute shaders only; "
+                "remove the pragma"
+            )
+            col = len(text) - len(text.lstrip()) + 1
+            raise _refuse(name, source, [(n, col, "error", what)], f"line {n}: {what}")
+
+
+@dataclasses.dataclass
+class _IncludeEdge:
+    line: int  # in the including file
+    column: int
+    spelled: str  # as written between the quotes
+    target: str | None  # the path the compiler opens (see _lookup), None when not found
+    guarded: bool  # under an include guard whose macro is defined before it
+
+
+@dataclasses.dataclass
+class _IncludeFile:
+    edges: list[_IncludeEdge]
+    pragma_once: bool
+
+
+def _scan_text(text: str) -> tuple[list[tuple[int, int, str, bool, bool]], bool]:
+    """The ``#include`` directives of ``text`` as (line, column, name, angle, guarded), and
+    whether it has ``#pragma once``.
+
+    Comments and ``#if 0`` blocks are skipped.  An include is *guarded* when it sits inside
+    ``#ifndef X`` (or ``#if !defined(X)``) after ``#define X`` in the same block (a file's
+    include guard, or a guard around the include itself): entering the file a second time
+    skips it, so it cannot recurse without end.
+    """
+    # Each open conditional: [active, guard macro or None, guard macro defined yet]
+    frames: list[list[Any]] = []
+    found: list[tuple[int, int, str, bool, bool]] = []
+    once = False
+    for n, line in enumerate(_NEWLINE_RE.split(_strip_comments(text)), 1):
+        d = _DIRECTIVE_RE.match(line)
+        if d is None:
+            continue
+        word, rest = d.group(1), d.group(2)
+        if word in ("if", "ifdef", "ifndef"):
+            guard = None
+            if word == "ifndef":
+                g = _FIRST_IDENT_RE.match(rest)
+                guard = g.group(1) if g else None
+            elif word == "if":
+                g = _NOT_DEFINED_RE.match(rest)
+                guard = (g.group(1) or g.group(2)) if g else None
+            frames.append([not (word == "if" and rest.strip() == "0"), guard, False])
+            continue
+        if word in ("else", "elif"):
+            if frames:
+                frames[-1] = [True, None, False]
+            continue
+        if word == "endif":
+            if frames:
+                frames.pop()
+            continue
+        if not all(f[0] for f in frames):
+            continue
+        if word == "define":
+            g = _FIRST_IDENT_RE.match(rest)
+            if g and frames and frames[-1][1] == g.group(1):
+                frames[-1][2] = True
+        elif word == "include":
+            a = _INCLUDE_ARG_RE.match(rest)
+            if a is not None:
+                col = line.index("#") + 1
+                spelled = a.group(1) if a.group(1) is not None else a.group(2)
+                guarded = any(f[1] is not None and f[2] for f in frames)
+                found.append((n, col, spelled, a.group(2) is not None, guarded))
+        elif word == "pragma" and re.match(r"\s+once\b", rest):
+            once = True
+    if once:  # vknb gives `#pragma once` the meaning of a guard around the whole file
+        found = [(n, c, s, angle, True) for n, c, s, angle, _ in found]
+    return found, once
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _lookup(spelled: str, angle: bool, here: str | None, dirs: Sequence[str]) -> str | None:
+    """The path glslc opens for an include: ``"x"`` next to the including file (``here``)
+    first, then the include dirs in order; ``<x>`` in the include dirs only.  The path is
+    absolute and normalized but not resolved through symbolic links (the compiler does not
+    resolve them either)."""
+    if not spelled or "\x00" in spelled:
+        return None
+    for d in ([here] if here and not angle else []) + list(dirs):
+        candidate = os.path.normpath(os.path.join(d, spelled))
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _scan_includes(
+    source: str, dirs: Sequence[str]
+) -> tuple[list[_IncludeEdge], dict[str, _IncludeFile]]:
+    """The include graph of ``source``: its own edges and every file reachable from them."""
+    root_edges = [
+        _IncludeEdge(n, c, s, _lookup(s, angle, None, dirs), g)
+        for n, c, s, angle, g in _scan_text(source)[0]
+    ]
+    files: dict[str, _IncludeFile] = {}
+    queue = [e.target for e in root_edges if e.target]
+    while queue:
+        path = queue.pop()
+        if path in files:
+            continue
+        if len(files) >= _MAX_INCLUDE_FILES:
+            raise _IncludeLimit(f"more than {_MAX_INCLUDE_FILES} distinct files are included")
+        here = os.path.dirname(path)
+        found, once = _scan_text(_read_text(path))
+        edges = [
+            _IncludeEdge(n, c, s, _lookup(s, angle, here, dirs), g) for n, c, s, angle, g in found
+        ]
+        files[path] = _IncludeFile(edges, once)
+        queue.extend(e.target for e in edges if e.target and e.target not in files)
+    return root_edges, files
+
+
+class _IncludeLimit(Exception):
+    pass
+
+
+def _find_cycle(files: Mapping[str, _IncludeFile]) -> list[str] | None:
+    """A cycle of unguarded includes, as [a, b, ..., a], or None (depth-first, colors)."""
+    gray, black = 1, 2
+    color: dict[str, int] = {}
+
+    def unguarded(path: str) -> Iterator[str]:
+        return iter([e.target for e in files[path].edges if e.target and not e.guarded])
+
+    for start in files:
+        if color.get(start):
+            continue
+        color[start] = gray
+        path = [start]
+        stack = [unguarded(start)]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                color[path.pop()] = black
+                stack.pop()
+            elif color.get(nxt) == gray:
+                return [*path[path.index(nxt) :], nxt]
+            elif not color.get(nxt):
+                color[nxt] = gray
+                path.append(nxt)
+                stack.append(unguarded(nxt))
+    return None
+
+
+def _deepest_chain(roots: Sequence[str], files: Mapping[str, _IncludeFile]) -> list[str]:
+    """The longest chain of nested includes from ``roots`` (an include back into the chain
+    is not followed; shared files are measured once)."""
+    depth: dict[str, int] = {}
+    best: dict[str, str | None] = {}
+    on_path: set[str] = set()
+
+    def targets(path: str) -> list[str]:
+        return [e.target for e in files[path].edges if e.target]
+
+    for top in roots:
+        if top in depth:
+            continue
+        on_path.add(top)
+        work = [(top, iter(targets(top)))]
+        while work:
+            node, it = work[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                done = [t for t in targets(node) if t in depth and t not in on_path]
+                child = max(done, key=lambda t: depth[t], default=None)
+                depth[node] = 1 + (depth[child] if child is not None else 0)
+                best[node] = child
+                on_path.discard(node)
+                work.pop()
+            elif nxt not in depth and nxt not in on_path:
+                on_path.add(nxt)
+                work.append((nxt, iter(targets(nxt))))
+    chain: list[str] = []
+    at = max(roots, key=lambda t: depth[t], default=None)
+    while at is not None:
+        chain.append(at)
+        at = best[at]
+    return chain
+
+
+def _check_includes(name: str, source: str, dirs: Sequence[str]) -> dict[str, _IncludeFile]:
+    """Refuse an include graph that would make the compiler recurse without end or nest
+    deeper than ``_MAX_INCLUDE_DEPTH``; return the files reachable from ``source``.
+
+    A cycle is refused only where none of its ``#include`` lines is guarded (see
+    :func:`_scan_text`): a guarded include is skipped on the second visit, which ends it.
+    """
+    try:
+        root_edges, files = _scan_includes(source, dirs)
+    except _IncludeLimit as exc:
+        what = f"{exc}: check the include directories"
+        raise _refuse(name, source, [(0, 0, "error", what)], what) from None
+    roots = list(dict.fromkeys(e.target for e in root_edges if e.target))
+    if not roots:
+        return files
+    cycle = _find_cycle(files)
+    chain = _deepest_chain(roots, files) if cycle is None else []
+    if cycle is None and len(chain) <= _MAX_INCLUDE_DEPTH:
+        return files
+
+    # The way from the user's source to the files (breadth-first), for the message.
+    parents: dict[str, str | None] = dict.fromkeys(roots)
+    first: dict[str, _IncludeEdge] = {}
+    for edge in root_edges:
+        if edge.target:
+            first.setdefault(edge.target, edge)
+    order = list(roots)
+    for path in order:
+        for edge in files[path].edges:
+            if edge.target and edge.target not in parents:
+                parents[edge.target] = path
+                first[edge.target] = first[path]
+                order.append(edge.target)
+    if cycle is not None:  # start the loop where the user's includes first reach it
+        entry = min(cycle[:-1], key=order.index)
+        k = cycle.index(entry)
+        cycle = [*cycle[k:-1], *cycle[:k], entry]
+    else:
+        entry = chain[0]
+    lead: list[str] = []
+    at = parents[entry]
+    while at is not None:
+        lead.append(at)
+        at = parents[at]
+    lead.reverse()
+    where = first[entry]
+
+    def names(paths: list[str]) -> str:
+        shown = [_short_path(p, dirs) for p in paths]
+        if len(shown) > 8:
+            shown = [*shown[:4], "...", *shown[-3:]]
+        return " -> ".join(shown)
+
+    if cycle is not None:
+        what = (
+            f"#include cycle {names(lead + cycle)}: none of these files has an include "
+            "guard, so the compiler would include them without end; wrap the file in "
+            "`#ifndef NAME_GLSL` / `#define NAME_GLSL` ... `#endif` (or add `#pragma once`), "
+            "or remove the #include"
+        )
+        head = f"line {where.line}: #include cycle {names(cycle)}"
+    else:
+        what = (
+            f"#include nests {len(lead) + len(chain)} files deep ({names(lead + chain)}); "
+            f"at most {_MAX_INCLUDE_DEPTH} levels are allowed"
+        )
+        head = f"line {where.line}: #include nests more than {_MAX_INCLUDE_DEPTH} files deep"
+    raise _refuse(name, source, [(where.line, where.column, "error", what)], head)
+
+
+def _mirror_includes(files: Mapping[str, _IncludeFile], root: str) -> None:
+    """Copy every reachable include file under ``root`` (at ``root`` + the path the compiler
+    opens), giving
+    the files with ``#pragma once`` (which glslang does not implement) an include guard.
+
+    The guard and a ``#line 1`` go before the file's first line, so the compiler numbers its
+    lines as the file does.
+    """
+    for path, info in files.items():
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if info.pragma_once:
+            macro = (
+                "VKNB_ONCE_"
+                + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+            )
+            text = data.decode("utf-8", "surrogateescape")
+            text = _PRAGMA_ONCE_RE.sub("", text)
+            text = f"#ifndef {macro}\n#define {macro}\n#line 1\n{text}\n#endif\n"
+            data = text.encode("utf-8", "surrogateescape")
+        dest = _mirrored(root, path)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "wb") as f:
+            f.write(data)
+
+
+def _mirrored(root: str, path: str) -> str:
+    return os.path.join(root, os.path.splitdrive(path)[1].lstrip("/\\"))
+
+
+def _unmirror(root: str | None, path: str) -> str:
+    if root and path.startswith(root + os.sep):
+        return path[len(root) :]
+    return path
 
 
 def _prepare_source(source: str, kind: str) -> str:
@@ -506,8 +908,15 @@ def _prepare_source(source: str, kind: str) -> str:
 
 
 def _define_args(defines: Mapping[str, object] | None) -> list[str]:
+    if defines is None:
+        return []
+    if not isinstance(defines, Mapping):
+        raise TypeError(
+            f"defines must be a mapping of name to value, e.g. {{'N': 4}}, "
+            f"not {type(defines).__name__}"
+        )
     args = []
-    for dname, value in sorted((defines or {}).items()):
+    for dname, value in sorted(defines.items(), key=lambda kv: str(kv[0])):
         if not isinstance(dname, str) or not _IDENT_RE.match(dname):
             raise ValueError(f"define {dname!r} is not a valid GLSL identifier")
         if value is None:
@@ -516,12 +925,32 @@ def _define_args(defines: Mapping[str, object] | None) -> list[str]:
         text = "1" if value is True else "0" if value is False else str(value)
         if "\n" in text or "\r" in text:
             raise ValueError(f"define {dname!r} has a value spanning several lines")
+        if "\x00" in text:
+            raise ValueError(f"define {dname!r} has a NUL character in its value")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise ValueError(
+                f"define {dname!r} has a character that cannot be encoded as UTF-8 "
+                f"({text[e.start]!a} at position {e.start})"
+            ) from None
+        if size > _MAX_ARG_BYTES:
+            raise ValueError(
+                f"define {dname!r} is {size} bytes long: a define travels on the compiler's "
+                f"command line, which holds at most {_MAX_ARG_BYTES} bytes per define; put "
+                "large data in an #include file or a buffer"
+            )
         args.append(f"-D{dname}={text}")
     return args
 
 
 def _file_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "kernel"
+    """A short, safe file-name stem for the kernel ``name`` (which is kept for messages only).
+
+    At most 32 ASCII letters, digits and underscores: a long name, a path or non-ASCII text
+    cannot make a file name too long or start with ``-``.
+    """
+    return re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")[:32].rstrip("_") or "kernel"
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,7 +972,13 @@ _NOISE_RE = re.compile(r"^(?:\d+ compilation errors?\.|'' : compilation terminat
 
 
 def _parse_output(
-    text: str, kind: str, main_file: str, source: str, search_dirs: Sequence[str], cwd: str
+    text: str,
+    kind: str,
+    main_file: str,
+    source: str,
+    search_dirs: Sequence[str],
+    cwd: str,
+    mirror: str | None = None,
 ) -> list[Diagnostic]:
     """Compiler output -> [(line, column, severity, message)] in the user's lines."""
     raw: list[tuple[str | None, int, int, str, str]] = []
@@ -573,6 +1008,8 @@ def _parse_output(
             diags.append((lineno, col, sev, msg))
             continue
         resolved = os.path.realpath(os.path.join(cwd, file))
+        if mirror:
+            resolved = os.path.realpath(_unmirror(mirror, resolved))
         if not os.path.isfile(resolved):
             # "glslc: error: ..." and other messages about no file in particular
             diags.append((0, 0, sev, f"{file}:{lineno}: {msg}" if lineno else msg))
@@ -754,7 +1191,7 @@ def _error_message(
 # --------------------------------------------------------------------------------------------
 
 
-def _parse_depfile(text: str, cwd: str, main_file: str) -> list[str]:
+def _parse_depfile(text: str, cwd: str, main_file: str, mirror: str | None = None) -> list[str]:
     text = text.replace("\\\r\n", " ").replace("\\\n", " ")
     _, sep, deps = text.partition(": ")
     if not sep:
@@ -765,6 +1202,8 @@ def _parse_depfile(text: str, cwd: str, main_file: str) -> list[str]:
         if tok in (main_file, "<stdin>"):
             continue
         path = os.path.realpath(os.path.join(cwd, tok))
+        if mirror:
+            path = os.path.realpath(_unmirror(mirror, path))
         if path not in paths:
             paths.append(path)
     return paths
@@ -818,6 +1257,111 @@ def _build_command(
     ]
 
 
+_MODEL_GL_COMPUTE = 5
+_MODEL_NAMES = {0: "Vertex", 1: "TessellationControl", 2: "TessellationEvaluation"}
+_MODEL_NAMES.update({3: "Geometry", 4: "Fragment", 5: "GLCompute", 6: "Kernel"})
+_MODEL_NAMES.update({5267: "TaskNV", 5268: "MeshNV", 5364: "TaskEXT", 5365: "MeshEXT"})
+_MODEL_NAMES.update({5313: "RayGeneration", 5314: "Intersection", 5315: "AnyHit"})
+_MODEL_NAMES.update({5316: "ClosestHit", 5317: "Miss", 5318: "Callable"})
+
+
+def _entry_point_models(spirv: bytes) -> list[int]:
+    """The execution models of a (little-endian, well-formed) module's entry points."""
+    words = struct.unpack(f"<{len(spirv) // 4}I", spirv)
+    models = []
+    i = 5
+    while i < len(words):
+        count, op = words[i] >> 16, words[i] & 0xFFFF
+        if count == 0 or op == 54:  # OpFunction: no entry points after it
+            break
+        if op == 15 and count > 2:  # OpEntryPoint
+            models.append(words[i + 1])
+        i += count
+    return models
+
+
+def _limit_address_space(pid: int) -> None:
+    """Cap the compiler's address space where the platform allows (Linux: prlimit).
+
+    Set on the running process rather than in a ``preexec_fn``: Python code between fork and
+    exec can deadlock in a threaded process (a notebook kernel is one), and ``preexec_fn``
+    rules out the fast vfork path.  The gap after exec is microseconds; a runaway compile
+    takes far longer to grow.
+    """
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = _COMPILER_ADDRESS_SPACE
+        if hard != resource.RLIM_INFINITY and hard < limit:
+            limit = hard
+        resource.prlimit(pid, resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
+
+
+def _run_compiler(
+    command: list[str], cwd: str, timeout: float, name: str, source: str, info: CompilerInfo
+) -> tuple[int, str]:
+    """Run the compiler with a time limit and a memory cap; return (exit status, output)."""
+    try:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        if exc.errno == errno.E2BIG:
+            size = sum(len(os.fsencode(a)) + 1 for a in command)
+            raise ValueError(
+                f"the compiler's command line is too long ({size} bytes of defines, flags and "
+                "include directories): pass fewer or shorter defines, or put large data in "
+                "an #include file or a buffer"
+            ) from None
+        raise NotAvailable(f"Could not run {info.path}: {exc}. {_INSTALL_HINT}.") from exc
+    with proc:
+        _limit_address_space(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=10)
+            what = (
+                f"the compiler ran out of time: {info.description} did not finish within "
+                f"{timeout:g} s and was stopped (VKNB_COMPILE_TIMEOUT_S={timeout:g}; raise it "
+                "for a shader that needs longer). A compile that runs away usually comes from "
+                "a macro that expands without bound."
+            )
+            err_ = _refuse(name, source, [(0, 0, "error", what)], what)
+            err_.command = list(command)
+            raise err_ from None
+        except BaseException:
+            proc.kill()
+            raise
+    return proc.returncode, out + err
+
+
+def _crash_note(returncode: int) -> str:
+    """What to say when the compiler failed without a diagnostic (killed, or out of memory:
+    glslang then exits 1 in silence)."""
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode} without a diagnostic"
+    return (
+        f"(the compiler {how}; a compile that runs out of memory ends this way: vknb caps "
+        f"the compiler's address space at {_COMPILER_ADDRESS_SPACE >> 20} MiB)"
+    )
+
+
 def compile_glsl_info(
     source: str,
     *,
@@ -847,12 +1391,21 @@ def compile_glsl_info(
     start = time.perf_counter()
     if not isinstance(source, str):
         raise TypeError(f"source must be a str of GLSL, not {type(source).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
     if isinstance(flags, str):
         raise TypeError("flags must be a sequence of strings, e.g. ['-g'], not one string")
-    if not _TARGET_RE.match(target_env):
+    if isinstance(include_dirs, (str, bytes, os.PathLike)):
+        raise TypeError(
+            "include_dirs must be a sequence of directories, e.g. ['shaders/'], not one path"
+        )
+    if not isinstance(target_env, str) or not _TARGET_RE.match(target_env):
         raise ValueError(f"target_env must look like 'vulkan1.1', not {target_env!r}")
     define_args = _define_args(defines)
     flag_list = [str(f) for f in flags]
+    for flag in flag_list:
+        if "\x00" in flag:
+            raise ValueError(f"flag {flag!r} has a NUL character")
     dirs = [os.path.abspath(os.fspath(d)) for d in include_dirs]
     shaders = config.shader_dir()
     if shaders.is_dir():
@@ -899,43 +1452,51 @@ def compile_glsl_info(
             _memory[key] = entry
         return hit(entry)
 
-    stem = _file_stem(name)
+    # Before the compiler runs: what it would mishandle, and #include cycles or runaway
+    # nesting, with which it would never end.
+    _check_source(source, name)
+    files = _check_includes(name, source, dirs)
+    timeout = config.get("VKNB_COMPILE_TIMEOUT_S")
+
+    # The source file's name is short whatever the kernel's name, and cannot be what the
+    # source includes (glslc looks next to the source first).
+    stem = _file_stem(name) + ".vknb"
     src_name, out_name, dep_name = f"{stem}.comp", f"{stem}.spv", f"{stem}.d"
-    command = _build_command(
+    build = functools.partial(
+        _build_command,
         info,
         target_env=target_env,
         optimize=optimize,
         define_args=define_args,
-        include_dirs=dirs,
         flags=flag_list,
         src=src_name,
         out=out_name,
         dep=dep_name,
     )
+    command = build(include_dirs=dirs)
     tmp = tempfile.mkdtemp(prefix="vknb-glsl-")
     try:
+        mirror = None
+        run_command = command
+        if any(f.pragma_once for f in files.values()):
+            # glslang does not implement `#pragma once`: the compiler reads copies of the
+            # include files in which those files have an include guard instead.
+            mirror = os.path.join(os.path.realpath(tmp), "inc")
+            _mirror_includes(files, mirror)
+            run_command = build(include_dirs=[_mirrored(mirror, d) for d in dirs])
         with open(os.path.join(tmp, src_name), "w", encoding="utf-8", newline="") as f:
             f.write(prepared)
         with _lock:
             _compiler_runs += 1
-        try:
-            proc = subprocess.run(
-                command,
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError as exc:
-            raise NotAvailable(f"Could not run {info.path}: {exc}. {_INSTALL_HINT}.") from exc
-        output = proc.stdout + proc.stderr
-        diags = _parse_output(output, info.kind, src_name, source, dirs, tmp)
+        returncode, output = _run_compiler(run_command, tmp, timeout, name, source, info)
+        diags = _parse_output(output, info.kind, src_name, source, dirs, tmp, mirror)
         spirv = b""
         out_path = os.path.join(tmp, out_name)
-        if proc.returncode == 0 and os.path.exists(out_path):
+        if returncode == 0 and os.path.exists(out_path):
             spirv = pathlib.Path(out_path).read_bytes()
-        if proc.returncode != 0 or not _is_spirv(spirv) or any(d[2] == "error" for d in diags):
+        if returncode != 0 or not _is_spirv(spirv) or any(d[2] == "error" for d in diags):
+            if returncode != 0 and not any(d[2] == "error" for d in diags):
+                output = f"{output.rstrip()}\n{_crash_note(returncode)}".lstrip()
             err = ShaderCompileError(
                 _error_message(name, diags, source, command, info.description, output),
                 diagnostics=diags,
@@ -945,11 +1506,19 @@ def compile_glsl_info(
             )
             err.output = output  # type: ignore[attr-defined]
             raise err
+        models = _entry_point_models(spirv)
+        if _MODEL_GL_COMPUTE not in models:
+            stages = ", ".join(_MODEL_NAMES.get(m, str(m)) for m in models) or "none"
+            what = (
+                f"the module is not a compute shader (its entry points: {stages}); vknb "
+                "compiles compute shaders only: check `#pragma shader_stage` and the flags"
+            )
+            raise _refuse(name, source, [(0, 0, "error", what)], what)
         try:
             dep_text = pathlib.Path(tmp, dep_name).read_text(errors="replace")
         except OSError:
             dep_text = ""
-        include_paths = _parse_depfile(dep_text, tmp, src_name)
+        include_paths = _parse_depfile(dep_text, tmp, src_name, mirror)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -997,7 +1566,10 @@ def compile_glsl(
     name : str
         The kernel's name, used in messages and warnings.
     include_dirs : sequence of paths
-        Searched for ``#include "..."`` before the shader library (:func:`vknb.config.shader_dir`, always searched).
+        Searched for ``#include "..."`` before the shader library
+        (:func:`vknb.config.shader_dir`, always searched).  An #include cycle through files
+        without an include guard, or nesting deeper than 32 files, is refused before the
+        compiler runs; ``#pragma once`` works (glslang alone does not implement it).
     optimize : bool
         Run spirv-opt (``-O``; default off: drivers optimize anyway, and ``-O`` strips the
         names that :func:`vknb.reflect` reports).
@@ -1014,11 +1586,19 @@ def compile_glsl(
     Raises
     ------
     ShaderCompileError
-        The shader has errors; ``.diagnostics`` holds them in the user's line numbers.
+        The shader has errors; ``.diagnostics`` holds them in the user's line numbers.  Also
+        for an unguarded ``#include`` cycle (the message names the chain, ``a.glsl ->
+        b.glsl -> a.glsl``), includes nested deeper than 32, a character that cannot be
+        encoded as UTF-8 or a NUL, an empty source, a non-compute stage, and a compiler that
+        ran out of time (``VKNB_COMPILE_TIMEOUT_S``) or memory.
     NotAvailable
         No compiler is installed.
     ValueError
-        A define's name is not an identifier, or ``target_env`` is malformed.
+        A define's name is not an identifier, its value spans lines, holds a NUL or is too
+        long for a command line; ``target_env`` is malformed.
+    TypeError
+        ``source`` is not a str, ``name`` is not a str, ``defines`` is not a mapping,
+        ``flags`` or ``include_dirs`` is a single string.
 
     Example
     -------
@@ -1085,13 +1665,19 @@ def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
         path = os.path.join(d, "module.spv")
         with open(path, "wb") as f:
             f.write(spirv)
-        p = subprocess.run(
-            [tool, "--target-env", target_env, path],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=60,
-        )
+        try:
+            p = subprocess.run(
+                [tool, "--target-env", target_env, path],
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise SpirvError(
+                f"spirv-val did not finish within 60 s on a {len(spirv)}-byte module"
+            ) from None
     if p.returncode != 0:
         msg = (p.stderr or p.stdout).strip().replace(path, "<module>")
         raise SpirvError(f"invalid SPIR-V (spirv-val --target-env {target_env}): {msg}")

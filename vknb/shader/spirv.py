@@ -55,7 +55,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -423,7 +423,11 @@ class Binding:
     descriptor_type : int
         The ``VkDescriptorType`` value.
     count : int
-        Descriptor array size: 1 for a single resource, 0 for a runtime descriptor array.
+        Descriptor array size: 1 for a single resource, the product of the lengths for an
+        array of resources (``bufs[4]`` -> 4, ``imgs[2][3]`` -> 6), 0 for a runtime-sized
+        (unsized) descriptor array ``bufs[]`` (see :attr:`runtime_sized`).  A length given by
+        a specialization constant counts at the constant's default (see
+        :attr:`count_spec_ids`).
     readonly, writeonly : bool
         ``NonWritable`` / ``NonReadable`` on the variable or on every member of its block.
         Uniform blocks, samplers and sampled images are readonly.
@@ -434,6 +438,12 @@ class Binding:
         images and samplers.
     members : tuple of Member
         ``block.members``, or ().
+    aliases : tuple of str
+        The names of the other bindings that share this one's (set, binding) (aliases), in
+        module order; () for most bindings.  See :meth:`Reflection.check_layout`.
+    count_spec_ids : tuple of int
+        The specialization-constant ids that the descriptor array's length depends on (sorted);
+        () when the length is literal.  Specializing one of them changes the real count.
     """
 
     set: int
@@ -448,6 +458,13 @@ class Binding:
     block: Block | None
     dtype: np.dtype | None
     members: tuple[Member, ...]
+    aliases: tuple[str, ...] = ()
+    count_spec_ids: tuple[int, ...] = ()
+
+    @property
+    def runtime_sized(self) -> bool:
+        """True for a runtime-sized descriptor array (``bufs[]``, :attr:`count` 0)."""
+        return self.count == 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able data."""
@@ -463,6 +480,8 @@ class Binding:
             "writeonly": self.writeonly,
             "block": None if self.block is None else self.block.to_dict(),
             "dtype": None if self.dtype is None else dtype_to_json(self.dtype),
+            "aliases": list(self.aliases),
+            "count_spec_ids": list(self.count_spec_ids),
         }
 
 
@@ -578,6 +597,83 @@ class Reflection:
                 )
             out[dim] = size
         return (out[0], out[1], out[2])
+
+    @property
+    def aliases(self) -> dict[tuple[int, int], tuple[Binding, ...]]:
+        """The descriptor slots that several bindings share: ``{(set, binding): bindings}``
+        (module order), only for slots with two or more bindings; ``{}`` for most shaders.
+
+        Example
+        -------
+        >>> r = reflect(spirv)  # readonly buffer A {float a[];}; writeonly buffer B {uint b[];}
+        ...                     # both at binding 0                     # doctest: +SKIP
+        >>> [b.name for b in r.aliases[(0, 0)]]                          # doctest: +SKIP
+        ['A', 'B']
+        """
+        groups: dict[tuple[int, int], list[Binding]] = {}
+        for b in self.bindings:
+            groups.setdefault((b.set, b.binding), []).append(b)
+        return {k: tuple(v) for k, v in groups.items() if len(v) > 1}
+
+    def check_layout(self) -> tuple[Binding, ...]:
+        """One binding per descriptor slot, sorted by (set, binding); refuse aliases that one
+        descriptor cannot serve.
+
+        Bindings that share a (set, binding) (aliases: several views of one buffer) become
+        one slot when they have the same descriptor type and count: the slot is the alias
+        with the largest fixed block part (the first in module order on a tie), ``readonly``
+        only when every alias is, ``writeonly`` only when every alias is; its
+        :attr:`Binding.aliases` names the others.  Slots without aliases are the bindings
+        themselves.
+
+        Returns
+        -------
+        tuple of Binding
+
+        Raises
+        ------
+        SpirvError
+            (a ``ValueError``) two bindings share a (set, binding) with different descriptor
+            types or counts; the message names both.
+
+        Example
+        -------
+        >>> [(b.binding, b.name) for b in reflect(spirv).check_layout()]  # doctest: +SKIP
+        [(0, 'A'), (1, 'out')]
+        """
+        slots: list[Binding] = []
+        shared = self.aliases
+        for b in self.bindings:
+            key = (b.set, b.binding)
+            group = shared.get(key)
+            if group is None:
+                slots.append(b)
+                continue
+            if group[0] is not b:
+                continue
+            first = group[0]
+            for other in group[1:]:
+                for what, mine, theirs in (
+                    ("descriptor types", first.kind, other.kind),
+                    ("descriptor counts", first.count, other.count),
+                ):
+                    if mine != theirs:
+                        raise SpirvError(
+                            f"bindings {first.name!r} ({first.kind}, count {first.count}) "
+                            f"and {other.name!r} ({other.kind}, count {other.count}) share "
+                            f"set={b.set}, binding={b.binding} with different {what} "
+                            f"({mine} and {theirs}): one descriptor cannot be both; give "
+                            "them different binding numbers"
+                        )
+            widest = max(group, key=lambda a: a.block.size if a.block is not None else 0)
+            slots.append(
+                replace(
+                    widest,
+                    readonly=all(a.readonly for a in group),
+                    writeonly=all(a.writeonly for a in group),
+                )
+            )
+        return tuple(slots)
 
     def binding(self, name: str) -> Binding:
         """Find a binding by instance name, block name, or the name of its block's array member.
@@ -1361,12 +1457,15 @@ def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tupl
         tid = m.operand(pt, 1)
         t = m.get_type(tid, f"OpVariable %{vid}")
         count = 1
+        spec_ids: set[int] = set()
         for _ in range(_MAX_DEPTH):
             if t[0] == _OP_TYPE_ARRAY:
-                length = _const_value(m, m.operand(t, 1))
+                length_id = m.operand(t, 1)
+                length = _const_value(m, length_id)
                 if isinstance(length, bool) or not isinstance(length, int) or length < 1:
                     raise _error(f"descriptor array length {length!r} is not positive", t[2])
                 count *= length
+                _spec_ids_of(m, length_id, spec_ids)
             elif t[0] == _OP_TYPE_RUNTIME_ARRAY:
                 count = 0
             else:
@@ -1449,10 +1548,41 @@ def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tupl
                 block=block,
                 dtype=dtype,
                 members=block.members if block is not None else (),
+                count_spec_ids=tuple(sorted(spec_ids)),
             )
         )
     out.sort(key=lambda b: (b.set, b.binding))
+    slots: dict[tuple[int, int], list[str]] = {}
+    for b in out:
+        slots.setdefault((b.set, b.binding), []).append(b.name)
+    for k, b in enumerate(out):
+        names = slots[(b.set, b.binding)]
+        if len(names) > 1:
+            others = list(names)
+            others.remove(b.name)
+            out[k] = replace(b, aliases=tuple(others))
     return tuple(out)
+
+
+def _spec_ids_of(m: _Module, cid: int, found: set[int]) -> None:
+    """Add to ``found`` the SpecIds of the specialization constants constant ``cid`` uses."""
+    seen: set[int] = set()
+    todo = [cid]
+    while todo:
+        at = todo.pop()
+        c = m.consts.get(at)
+        if c is None:
+            continue
+        op, _, lits, _ = c
+        if op in _SPEC_SCALAR_OPS:
+            spec_id = m.literal(at, _DEC_SPEC_ID, "SpecId")
+            if spec_id is not None:
+                found.add(spec_id)
+        elif op == _OP_SPEC_CONSTANT_OP:
+            for operand in lits[1:]:
+                if operand not in seen:
+                    seen.add(operand)
+                    todo.append(operand)
 
 
 def _push_constants(m: _Module, layouts: _Layouts, interface: set[int] | None) -> Block | None:

@@ -1,6 +1,7 @@
 """Command line: ``vknb devices``, ``vknb info``, ``vknb compile``, ``vknb reflect``.
 
-Also ``python -m vknb ...``.
+Also ``python -m vknb ...``.  ``vknb info`` prints :func:`vknb.display.environment_info`, the
+table ``%vknb info`` shows.
 
 Example
 -------
@@ -16,65 +17,40 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import ShaderCompileError, VulkanError
+
 
 def _devices(args: argparse.Namespace) -> int:
-    import vknb
-    from vknb import display
-    from vknb.core.instance import select_device_index
+    from ..core.instance import devices, select_device_index
+    from .display import devices_text
 
-    infos = vknb.devices()
+    infos = devices()
     if args.json:
         print(json.dumps([d.to_dict() for d in infos], indent=2, default=str))
         return 0
     index, reason = select_device_index(infos)
-    print(display.devices_text(infos, current=index))
+    print(devices_text(infos, current=index))
     print(f"\nsession device: {index} ({infos[index].name}): {reason}")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    import importlib.metadata as md
+    from .display import environment_info, info_text
 
-    import numpy as np
-
-    import vknb
-    from vknb import _vk, compiler
-    from vknb.core.instance import get_instance
-
-    inst = get_instance()
-    rows = [
-        ("vknb", vknb.__version__),
-        ("vulkan (binding)", md.version("vulkan")),
-        ("numpy", np.__version__),
-        ("Vulkan loader", _vk.version_str(inst.loader_version)),
-        ("validation", "on" if inst.validation else "off (VKNB_VALIDATION=1 turns it on)"),
-    ]
-    try:
-        c = compiler.find_compiler()
-        rows.append(("compiler", f"{c.path} ({c.version})"))
-    except vknb.VulkanError as e:
-        rows.append(("compiler", f"missing: {e}"))
-    rows.append(("cache directory", str(compiler.cache_dir())))
-    for d in vknb.devices():
-        rows.append(
-            (f"device {d.index}", f"{d.name}, {d.driver} {d.driver_info}, Vulkan {d.api_version}")
-        )
-    w = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k.ljust(w)}  {v}")
+    print(info_text(environment_info()))
     return 0
 
 
 def _compile(args: argparse.Namespace) -> int:
-    import vknb
+    from ..shader.compiler import compile_glsl
 
     src = Path(args.source).read_text()
     defines = dict(d.split("=", 1) if "=" in d else (d, None) for d in args.define or [])
     try:
-        spv = vknb.compile_glsl(
+        spv = compile_glsl(
             src, defines=defines, name=Path(args.source).stem, optimize=args.optimize
         )
-    except vknb.ShaderCompileError as e:
+    except ShaderCompileError as e:
         print(e, file=sys.stderr)
         return 1
     out = Path(args.output or Path(args.source).with_suffix(".spv"))
@@ -84,13 +60,14 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _reflect(args: argparse.Namespace) -> int:
-    import vknb
+    from ..shader.compiler import compile_glsl
+    from ..shader.spirv import reflect
 
     path = Path(args.file)
     data = path.read_bytes()
     if not data.startswith(b"\x03\x02\x23\x07") and not data.startswith(b"\x07\x23\x02\x03"):
-        data = vknb.compile_glsl(data.decode(), name=path.stem, optimize=False)
-    print(json.dumps(vknb.reflect(data).to_dict(), indent=2))
+        data = compile_glsl(data.decode(), name=path.stem, optimize=False)
+    print(json.dumps(reflect(data).to_dict(), indent=2))
     return 0
 
 
@@ -126,8 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except Exception as e:  # a terminal user gets the message, not a traceback
-        from vknb import VulkanError
-
         if isinstance(e, (VulkanError, OSError)):
             print(f"vknb: {e}", file=sys.stderr)
             return 1

@@ -1,6 +1,11 @@
-"""Text and HTML renderings of vknb's data: reflection cards, compile errors, device tables.
+"""Text and HTML renderings of vknb's data: reflection cards, compile errors, devices, memory,
+dispatch timings, the environment (``vknb info``); and the IPython formatters that show vknb's
+objects with them.  Figures are drawn by :mod:`vknb.ui.plots`.
 
-Data first, then display: every function here takes plain vknb objects and returns a string.
+Data first, then display: every function here takes plain vknb objects (or their plain data)
+and returns a string; one text and one HTML renderer per kind of object.  Nothing below vknb's
+notebook layer imports this module: rich display is wired by :func:`register_formatters`, which
+``%load_ext vknb`` calls.
 
 Example
 -------
@@ -12,13 +17,21 @@ idx  name                              type  score (type+mem)  memory   api
 from __future__ import annotations
 
 import html
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..core.device import Device
-    from ..errors import ShaderCompileError
-    from ..core.instance import DeviceInfo
     from ..compute.kernel import Kernel
+    from ..compute.timing import DispatchRecord
+    from ..core.device import Device
+    from ..core.instance import DeviceInfo
+    from ..core.memory import MemoryStats
+    from ..errors import ShaderCompileError
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -39,6 +52,15 @@ def fmt_bytes(n: int | None) -> str:
 
 def _esc(s: Any) -> str:
     return html.escape(str(s))
+
+
+def _ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _n(count: int, noun: str) -> str:
+    """``_n(1, 'block') -> '1 block'``, ``_n(2, 'block') -> '2 blocks'``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 # JupyterLab right-aligns table cells and strips <style> from outputs: align inline.
@@ -62,6 +84,31 @@ def _table(
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+class Rendered:
+    """A pre-rendered view with an HTML and a plain-text form (notebooks show the HTML,
+    terminals and ``print`` the text).
+
+    Example
+    -------
+    >>> r = Rendered("<b>hi</b>", "hi")
+    >>> r
+    hi
+    """
+
+    def __init__(self, html: str, text: str) -> None:
+        self.html = html
+        self.text = text
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text)
 
 
 # --- kernels -------------------------------------------------------------------------------
@@ -89,8 +136,32 @@ def _binding_rows(k: Kernel) -> list[list[str]]:
     return rows
 
 
+def _spec_value(k: Kernel, spec: Any) -> Any:
+    """The value a specialization constant has in ``k``: the workgroup size where it sets one,
+    else what ``constants=`` gave it, else its default."""
+    for dim, sid in enumerate(k.reflection.local_size_ids):
+        if sid == spec.id:
+            return k.local_size[dim]
+    return k.constants.get(spec.name or str(spec.id), spec.default)
+
+
+def _kernel_device(k: Kernel) -> str:
+    from ..errors import VulkanError
+
+    try:
+        return str(k.device.info.name)
+    except VulkanError:  # closed, or its device is
+        return "(closed)"
+
+
 def kernel_summary(k: Kernel) -> dict[str, Any]:
-    """The card's content as plain data."""
+    """The card's content as plain data.
+
+    Example
+    -------
+    >>> kernel_summary(k)["local_size"]                      # doctest: +SKIP
+    (64, 1, 1)
+    """
     ci = k.compile_info
     pc = k.reflection.push_constants
     return {
@@ -101,20 +172,14 @@ def kernel_summary(k: Kernel) -> dict[str, Any]:
         if pc is None
         else [[m.name, str(m.offset), m.type] for m in pc.members],
         "spec_constants": [
-            [
-                str(s.id),
-                s.name,
-                str(s.dtype),
-                repr(s.default),
-                repr(k._spec_values.get(s.id, k.constants.get(s.name, s.default))),
-            ]
+            [str(s.id), s.name, str(s.dtype), repr(s.default), repr(_spec_value(k, s))]
             for s in k.reflection.spec_constants
         ],
         "compile_ms": None if ci is None else ci.compile_ms,
         "cache_hit": None if ci is None else ci.cache_hit,
         "pipeline_ms": getattr(k, "pipeline_ms", None),
         "spirv_bytes": len(k.spirv),
-        "device": k._pipeline.device.info.name if k._pipeline is not None else "(closed)",
+        "device": _kernel_device(k),
     }
 
 
@@ -131,7 +196,7 @@ def _kernel_foot(s: dict[str, Any]) -> str:
 
 
 def kernel_text(k: Kernel) -> str:
-    """Plain-text reflection card of a kernel (its ``repr``)."""
+    """Plain-text reflection card of a kernel (what IPython shows as its ``text/plain``)."""
     s = kernel_summary(k)
     out = [f"<vknb.Kernel {s['name']!r} local_size={s['local_size']}>"]
     if s["bindings"]:
@@ -217,6 +282,8 @@ def compile_error_html(err: ShaderCompileError) -> str:
 
 # --- devices --------------------------------------------------------------------------------
 
+_DEV_HEAD = ["idx", "name", "type", "vendor", "driver", "api", "device-local", "score (type+mem)"]
+
 
 def _device_rows(
     infos: list[DeviceInfo], current: int | None
@@ -241,34 +308,41 @@ def _device_rows(
     return rows, marks
 
 
-_DEV_HEAD = ["idx", "name", "type", "vendor", "driver", "api", "device-local", "score (type+mem)"]
-
-
-def _current_index() -> int | None:
+def _devices_table(infos: list[DeviceInfo] | None, current: int | None, html_: bool) -> str:
+    from ..core.instance import devices
     from ..core.session import current_device
 
-    d = current_device()
-    return d.index if d is not None else None
+    if current is None:
+        d = current_device()
+        current = d.index if d is not None else None
+    rows, marks = _device_rows(devices() if infos is None else infos, current)
+    return _table(_DEV_HEAD, rows, html_, marks if html_ else None)
 
 
 def devices_text(infos: list[DeviceInfo] | None = None, current: int | None = None) -> str:
-    """Plain-text device table; ``*`` marks the session device."""
-    from ..core.instance import devices
-
-    infos = devices() if infos is None else infos
-    cur = _current_index() if current is None else current
-    rows, _ = _device_rows(infos, cur)
-    return _table(_DEV_HEAD, rows, False)
+    """Plain-text device table; ``*`` marks the session device (or device ``current``)."""
+    return _devices_table(infos, current, False)
 
 
 def devices_html(infos: list[DeviceInfo] | None = None, current: int | None = None) -> str:
-    """HTML device table; the session device in bold."""
-    from ..core.instance import devices
+    """HTML device table; the session device (or device ``current``) in bold."""
+    return _devices_table(infos, current, True)
 
-    infos = devices() if infos is None else infos
-    cur = _current_index() if current is None else current
-    rows, marks = _device_rows(infos, cur)
-    return _table(_DEV_HEAD, rows, True, marks)
+
+def session_text() -> str:
+    """One line on the session device and why it was chosen (creates no device).
+
+    Example
+    -------
+    >>> session_text()                                       # doctest: +SKIP
+    'session device: 0: llvmpipe (LLVM 15.0.6, 256 bits) (highest score 2 (cpu +0, ...))'
+    """
+    from ..core.session import current_device
+
+    d = current_device()
+    if d is None:
+        return "no session device yet (vknb.device() creates the best-scored one)"
+    return f"session device: {d.index}: {d.info.name} ({d.reason})"
 
 
 def device_html(dev: Device) -> str:
@@ -280,334 +354,6 @@ def device_html(dev: Device) -> str:
         f"{_esc(dev.reason)}</div>"
     )
 
-
-# --- memory and timings ----------------------------------------------------------------------
-
-
-def _heap_cells(h: Any) -> list[str]:
-    """One heap's row: index, kind, size, driver budget and usage, vknb's allocated and used."""
-    return [
-        str(h.index),
-        "device-local" if h.device_local else "host",
-        fmt_bytes(h.size),
-        fmt_bytes(h.budget),
-        fmt_bytes(h.usage),
-        fmt_bytes(h.allocated),
-        fmt_bytes(h.used),
-    ]
-
-
-def _cached_note(s: Any) -> str:
-    """``"; 256.0 MiB of it kept for reuse"`` where freed allocations are cached, else ``""``."""
-    c = getattr(s, "cached", 0)
-    return f"; {fmt_bytes(c)} of it kept for reuse (Device.trim() frees it)" if c else ""
-
-
-def memory_text(dev: Device) -> str:
-    """Plain-text memory statistics of a device."""
-    s = dev.memory_stats()
-    rows = [_heap_cells(h) for h in s.heaps]
-    head = _table(
-        ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
-        rows,
-        False,
-    )
-    return (
-        f"{head}\nvknb: {fmt_bytes(s.allocated)} allocated in {s.blocks} blocks, "
-        f"{fmt_bytes(s.used)} used by {s.buffers} buffers{_cached_note(s)}"
-    )
-
-
-def timings_text(records: list[Any]) -> str:
-    """Plain-text table of dispatch records."""
-    return _table(_TIMING_HEAD, _timing_rows(records), False)
-
-
-def memory_html(dev: Device) -> str:
-    """HTML memory statistics of a device: one row per heap, with a bar of vknb's share.
-
-    Example
-    -------
-    >>> html = memory_html(vknb.device())                    # doctest: +SKIP
-    """
-    s = dev.memory_stats()
-    rows = []
-    for h in s.heaps:
-        frac = 0.0 if not h.size else min(1.0, h.allocated / h.size)
-        bar = (
-            f"<div style='width:120px;height:8px;background:#eee;display:inline-block'>"
-            f"<div style='width:{frac * 120:.0f}px;height:8px;background:#4a8'></div></div>"
-        )
-        cells = _heap_cells(h)
-        rows.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + f"<td>{bar}</td></tr>")
-    head = "".join(
-        f"<th style='text-align:left'>{_esc(h)}</th>"
-        for h in [
-            "heap",
-            "kind",
-            "size",
-            "budget",
-            "driver usage",
-            "vknb allocated",
-            "vknb used",
-            "",
-        ]
-    )
-    return (
-        f"<div class='vknb-memory'><b>{_esc(dev.info.name)}</b>"
-        f"<table class='vknb'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody>"
-        f"</table><div style='color:#666'>vknb: {_esc(fmt_bytes(s.allocated))} allocated in "
-        f"{s.blocks} blocks, {_esc(fmt_bytes(s.used))} used by {s.buffers} buffers"
-        f"{_esc(_cached_note(s))}</div></div>"
-    )
-
-
-def _timing_rows(records: list[Any]) -> list[list[str]]:
-    rows = []
-    for r in records:
-        bw = r.bandwidth_gbs
-        rows.append(
-            [
-                r.kernel,
-                "x".join(map(str, r.groups)),
-                "x".join(map(str, r.local_size)),
-                "–" if r.gpu_ms is None else f"{r.gpu_ms:.3f}",
-                f"{r.host_ms:.3f}",
-                fmt_bytes(r.bytes_in),
-                fmt_bytes(r.bytes_out),
-                "–" if bw is None else f"{bw:.1f}",
-            ]
-        )
-    return rows
-
-
-_TIMING_HEAD = ["kernel", "groups", "local", "gpu ms", "host ms", "in", "out", "GB/s"]
-
-
-def timings_summary(records: list[Any]) -> list[dict[str, Any]]:
-    """Per-kernel totals of dispatch records, as plain data (first-seen order).
-
-    Each entry: ``kernel, count, gpu_ms_total, gpu_ms_mean, gpu_ms_min, host_ms_mean`` (the GPU
-    figures are None where no record of that kernel has a GPU time).
-
-    Example
-    -------
-    >>> [s["kernel"] for s in timings_summary(vknb.timings())]   # doctest: +SKIP
-    ['saxpy']
-    """
-    groups: dict[str, list[Any]] = {}
-    for r in records:
-        groups.setdefault(r.kernel, []).append(r)
-    out = []
-    for name, recs in groups.items():
-        gpu = [r.gpu_ms for r in recs if r.gpu_ms is not None]
-        out.append(
-            {
-                "kernel": name,
-                "count": len(recs),
-                "gpu_ms_total": sum(gpu) if gpu else None,
-                "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
-                "gpu_ms_min": min(gpu) if gpu else None,
-                "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
-            }
-        )
-    return out
-
-
-def _summary_rows(records: list[Any]) -> list[list[str]]:
-    def ms(v: float | None) -> str:
-        return "–" if v is None else f"{v:.3f}"
-
-    return [
-        [
-            s["kernel"],
-            str(s["count"]),
-            ms(s["gpu_ms_total"]),
-            ms(s["gpu_ms_mean"]),
-            ms(s["gpu_ms_min"]),
-            ms(s["host_ms_mean"]),
-        ]
-        for s in timings_summary(records)
-    ]
-
-
-_SUMMARY_HEAD = [
-    "kernel",
-    "dispatches",
-    "gpu ms total",
-    "gpu ms mean",
-    "gpu ms min",
-    "host ms mean",
-]
-
-
-def _timings_headline(records: list[Any], total: int | None) -> str:
-    """``"N dispatches recorded; showing all"`` (or ``the last K``)."""
-    shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
-    n = len(records) if total is None else total
-    return f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}"
-
-
-def timings_report_text(records: list[Any], total: int | None = None) -> str:
-    """Per-kernel summary followed by the table of ``records`` (``total``: how many exist).
-
-    Example
-    -------
-    >>> print(timings_report_text(vknb.timings(last=5)))    # doctest: +SKIP
-    """
-    if not records:
-        return "no dispatches recorded yet"
-    return (
-        _timings_headline(records, total)
-        + "\n"
-        + _table(_SUMMARY_HEAD, _summary_rows(records), False)
-        + "\n\n"
-        + timings_text(records)
-    )
-
-
-def timings_html(records: list[Any], total: int | None = None) -> str:
-    """HTML form of :func:`timings_report_text`: per-kernel summary, then one row per dispatch.
-
-    Example
-    -------
-    >>> html = timings_html(vknb.timings(last=5))            # doctest: +SKIP
-    """
-    if not records:
-        return "<div class='vknb-timings'>no dispatches recorded yet</div>"
-    return (
-        f"<div class='vknb-timings'><div>{html.escape(_timings_headline(records, total))}</div>"
-        + _table(_SUMMARY_HEAD, _summary_rows(records), True)
-        + "<br>"
-        + _table(_TIMING_HEAD, _timing_rows(records), True)
-        + "</div>"
-    )
-
-
-def dispatch_text(rec: Any) -> str:
-    """One line describing a :class:`~vknb.timing.DispatchRecord`.
-
-    Example
-    -------
-    >>> print(dispatch_text(k(x, y, a=2.0, grid=n)))         # doctest: +SKIP
-    saxpy: 16x1x1 groups of 64x1x1, gpu 0.012 ms, host 0.090 ms, in 8.0 KiB, out 4.0 KiB
-    """
-    parts = [
-        f"{rec.kernel}: {'x'.join(map(str, rec.groups))} groups of "
-        f"{'x'.join(map(str, rec.local_size))}"
-    ]
-    parts.append("gpu –" if rec.gpu_ms is None else f"gpu {rec.gpu_ms:.3f} ms")
-    parts.append(f"host {rec.host_ms:.3f} ms")
-    parts.append(f"in {fmt_bytes(rec.bytes_in)}, out {fmt_bytes(rec.bytes_out)}")
-    if rec.bandwidth_gbs is not None:
-        parts.append(f"{rec.bandwidth_gbs:.3g} GB/s")
-    return ", ".join(parts)
-
-
-def dispatch_html(rec: Any) -> str:
-    """HTML form of :func:`dispatch_text`.
-
-    Example
-    -------
-    >>> html = dispatch_html(vknb.timings()[-1])             # doctest: +SKIP
-    """
-    return f"<div class='vknb-dispatch' style='color:#444'>{_esc(dispatch_text(rec))}</div>"
-
-
-def info_text(info: dict[str, str]) -> str:
-    """Two-column text table of ``key -> value`` (for ``%vknb info``).
-
-    Example
-    -------
-    >>> print(info_text({"vknb": "0.1.0"}))
-    vknb  0.1.0
-    """
-    width = max((len(k) for k in info), default=0)
-    return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in info.items())
-
-
-def info_html(info: dict[str, str]) -> str:
-    """HTML two-column table of ``key -> value``.
-
-    Example
-    -------
-    >>> info_html({"vknb": "0.1.0"}).count("<tr>")
-    1
-    """
-    rows = "".join(
-        f"<tr><th style='text-align:left'>{_esc(k)}</th><td>{_esc(v)}</td></tr>"
-        for k, v in info.items()
-    )
-    return f"<table class='vknb'><tbody>{rows}</tbody></table>"
-
-
-def timings_figure(records: list[Any]) -> Any:
-    """A matplotlib Figure of dispatch times: GPU ms per dispatch over time, and a histogram
-    per kernel (host ms where a record has no GPU time).
-
-    Uses ``matplotlib.figure.Figure`` directly (no pyplot, no global state): save it with
-    ``fig.savefig(...)``.
-
-    Example
-    -------
-    >>> fig = timings_figure(vknb.timings())                 # doctest: +SKIP
-    >>> fig.savefig("timings.png")                           # doctest: +SKIP
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    ax_t, ax_h = fig.subplots(1, 2, width_ratios=(3, 2))
-    by_kernel: dict[str, list[tuple[int, float]]] = {}
-    gpu = all(r.gpu_ms is not None for r in records)
-    for i, r in enumerate(records):
-        ms = r.gpu_ms if r.gpu_ms is not None else r.host_ms
-        by_kernel.setdefault(r.kernel, []).append((i, ms))
-    for name, pts in by_kernel.items():
-        xs = [p[0] for p in pts]
-        ys = [p[1] for p in pts]
-        ax_t.plot(xs, ys, ".-", label=name, markersize=4, linewidth=0.8)
-        ax_h.hist(ys, bins=min(30, max(5, len(ys) // 3)), alpha=0.6, label=name)
-    what = "GPU ms" if gpu else "ms (GPU where measured, else host)"
-    ax_t.set_xlabel("dispatch #")
-    ax_t.set_ylabel(what)
-    ax_t.set_title("time per dispatch")
-    ax_h.set_xlabel(what)
-    ax_h.set_ylabel("dispatches")
-    ax_h.set_title("distribution per kernel")
-    if by_kernel:
-        ax_t.legend(fontsize="small")
-    else:
-        ax_t.text(0.5, 0.5, "no dispatches recorded yet", ha="center", transform=ax_t.transAxes)
-    return fig
-
-
-class Rendered:
-    """A pre-rendered view with an HTML and a plain-text form (notebooks show the HTML,
-    terminals and ``print`` the text).
-
-    Example
-    -------
-    >>> r = Rendered("<b>hi</b>", "hi")
-    >>> r
-    hi
-    """
-
-    def __init__(self, html: str, text: str) -> None:
-        self.html = html
-        self.text = text
-
-    def _repr_html_(self) -> str:
-        return self.html
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.text)
-
-
-# --- widgets: device details, memory bars, timing tables -------------------------------------
-# (for vknb.widgets: the widgets render these, and so do their nbconvert fallbacks)
 
 _FEATURE_LABELS = (
     ("float64", "float64"),
@@ -641,65 +387,68 @@ def device_details(info: DeviceInfo) -> dict[str, list[tuple[str, str]]]:
     """
     lim = info.limits
     p = info.score_parts
-    out: dict[str, list[tuple[str, str]]] = {}
-    out["device"] = [
-        ("name", info.name),
-        ("type", info.type),
-        ("vendor", f"{info.vendor} (0x{info.vendor_id:04x})"),
-        ("device id", f"0x{info.device_id:04x}"),
-        ("driver", f"{info.driver} {info.driver_info}".strip()),
-        ("API version", info.api_version),
-        ("device-local memory", fmt_bytes(info.total_memory)),
-    ]
-    out["score"] = [
-        ("type bonus", f"+{p['type']} ({info.type}; discrete +1000, integrated +100)"),
-        ("memory bonus", f"+{p['memory']} (1 per GiB device-local)"),
-        ("total", str(info.score)),
-    ]
     ops = lim.get("subgroup_operations") or []
-    out["compute limits"] = [
-        ("max workgroup size", _xyz(lim.get("max_workgroup_size", "–"))),
-        ("max workgroup count", _xyz(lim.get("max_workgroup_count", "–"))),
-        ("max invocations / workgroup", str(lim.get("max_workgroup_invocations", "–"))),
-        ("max shared memory", fmt_bytes(lim.get("max_shared_memory"))),
-        ("subgroup size", str(lim.get("subgroup_size", "–"))),
-        ("subgroup operations", ", ".join(ops) if ops else "–"),
-        ("max push constants", fmt_bytes(lim.get("max_push_constants_size"))),
-        ("max storage buffer range", fmt_bytes(lim.get("max_storage_buffer_range"))),
-        ("max uniform buffer range", fmt_bytes(lim.get("max_uniform_buffer_range"))),
-        ("max bound descriptor sets", str(lim.get("max_bound_descriptor_sets", "–"))),
-        (
-            "storage buffer offset alignment",
-            str(lim.get("min_storage_buffer_offset_alignment", "–")),
-        ),
-    ]
-    out["timestamps"] = [
-        ("compute queue timestamps", "yes" if info.timestamps else "no"),
-        ("period", f"{lim.get('timestamp_period_ns', 0):g} ns"),
-        ("valid bits", str(lim.get("timestamp_valid_bits", "–"))),
-    ]
-    out["features"] = [
-        (label, "yes" if info.features.get(key) else "no") for key, label in _FEATURE_LABELS
-    ]
-    out["memory heaps"] = [
-        (f"heap {h.index}", f"{fmt_bytes(h.size)}, {'device-local' if h.device_local else 'host'}")
-        for h in info.heaps
-    ]
-    out["memory types"] = [
-        (f"type {t.index}", f"heap {t.heap}: {', '.join(t.flag_names) or '(no flags)'}")
-        for t in info.memory_types
-    ]
-    out["queue families"] = [
-        (
-            f"family {q.index}",
-            f"{', '.join(q.capabilities)}; {q.count} queue(s); "
-            f"timestamps {q.timestamp_valid_bits} bits",
-        )
-        for q in info.queue_families
-    ]
-    notable = info.notable_extensions
-    out["extensions"] = [("count", str(len(info.extensions)))] + [(e, "yes") for e in notable]
-    return out
+    return {
+        "device": [
+            ("name", info.name),
+            ("type", info.type),
+            ("vendor", f"{info.vendor} (0x{info.vendor_id:04x})"),
+            ("device id", f"0x{info.device_id:04x}"),
+            ("driver", f"{info.driver} {info.driver_info}".strip()),
+            ("API version", info.api_version),
+            ("device-local memory", fmt_bytes(info.total_memory)),
+        ],
+        "score": [
+            ("type bonus", f"+{p['type']} ({info.type}; discrete +1000, integrated +100)"),
+            ("memory bonus", f"+{p['memory']} (1 per GiB device-local)"),
+            ("total", str(info.score)),
+        ],
+        "compute limits": [
+            ("max workgroup size", _xyz(lim.get("max_workgroup_size", "–"))),
+            ("max workgroup count", _xyz(lim.get("max_workgroup_count", "–"))),
+            ("max invocations / workgroup", str(lim.get("max_workgroup_invocations", "–"))),
+            ("max shared memory", fmt_bytes(lim.get("max_shared_memory"))),
+            ("subgroup size", str(lim.get("subgroup_size", "–"))),
+            ("subgroup operations", ", ".join(ops) if ops else "–"),
+            ("max push constants", fmt_bytes(lim.get("max_push_constants_size"))),
+            ("max storage buffer range", fmt_bytes(lim.get("max_storage_buffer_range"))),
+            ("max uniform buffer range", fmt_bytes(lim.get("max_uniform_buffer_range"))),
+            ("max bound descriptor sets", str(lim.get("max_bound_descriptor_sets", "–"))),
+            (
+                "storage buffer offset alignment",
+                str(lim.get("min_storage_buffer_offset_alignment", "–")),
+            ),
+        ],
+        "timestamps": [
+            ("compute queue timestamps", "yes" if info.timestamps else "no"),
+            ("period", f"{lim.get('timestamp_period_ns', 0):g} ns"),
+            ("valid bits", str(lim.get("timestamp_valid_bits", "–"))),
+        ],
+        "features": [
+            (label, "yes" if info.features.get(key) else "no") for key, label in _FEATURE_LABELS
+        ],
+        "memory heaps": [
+            (
+                f"heap {h.index}",
+                f"{fmt_bytes(h.size)}, {'device-local' if h.device_local else 'host'}",
+            )
+            for h in info.heaps
+        ],
+        "memory types": [
+            (f"type {t.index}", f"heap {t.heap}: {', '.join(t.flag_names) or '(no flags)'}")
+            for t in info.memory_types
+        ],
+        "queue families": [
+            (
+                f"family {q.index}",
+                f"{', '.join(q.capabilities)}; {q.count} queue(s); "
+                f"timestamps {q.timestamp_valid_bits} bits",
+            )
+            for q in info.queue_families
+        ],
+        "extensions": [("count", str(len(info.extensions)))]
+        + [(e, "yes") for e in info.notable_extensions],
+    }
 
 
 def device_details_text(info: DeviceInfo) -> str:
@@ -743,9 +492,36 @@ def device_details_html(info: DeviceInfo) -> str:
     )
 
 
-def _n(count: int, noun: str) -> str:
-    """``_n(1, 'block') -> '1 block'``, ``_n(2, 'block') -> '2 blocks'``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+# --- memory ----------------------------------------------------------------------------------
+
+_HEAP_HEAD = ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"]
+
+
+def _heap_cells(h: Any) -> list[str]:
+    """One heap's row: index, kind, size, driver budget and usage, vknb's allocated and used."""
+    return [
+        str(h.index),
+        "device-local" if h.device_local else "host",
+        fmt_bytes(h.size),
+        fmt_bytes(h.budget),
+        fmt_bytes(h.usage),
+        fmt_bytes(h.allocated),
+        fmt_bytes(h.used),
+    ]
+
+
+def _memory_foot(s: MemoryStats) -> str:
+    """vknb's blocks and buffers, what is cached for reuse, and a missing budget extension."""
+    foot = (
+        f"vknb: {fmt_bytes(s.allocated)} allocated in {_n(s.blocks, 'block')}, "
+        f"{fmt_bytes(s.used)} used by {_n(s.buffers, 'live buffer')}"
+    )
+    cached = getattr(s, "cached", 0)
+    if cached:
+        foot += f"; {fmt_bytes(cached)} of it kept for reuse (Device.trim() frees it)"
+    if s.heaps and all(h.budget is None for h in s.heaps):
+        foot += " (budget and usage: the driver lacks VK_EXT_memory_budget)"
+    return foot
 
 
 def _bar(parts: list[tuple[float, str, str]], width_px: int = 220) -> str:
@@ -764,7 +540,20 @@ def _bar(parts: list[tuple[float, str, str]], width_px: int = 220) -> str:
     )
 
 
-def memory_stats_html(stats: Any, title: str = "") -> str:
+def memory_stats_text(stats: MemoryStats, title: str = "") -> str:
+    """Plain-text memory statistics (a ``MemoryStats``): one row per heap, then vknb's blocks
+    and live buffers.
+
+    Example
+    -------
+    >>> "vknb used" in memory_stats_text(vknb.device().memory_stats())
+    True
+    """
+    table = _table(_HEAP_HEAD, [_heap_cells(h) for h in stats.heaps], False)
+    return (f"{title}\n" if title else "") + f"{table}\n{_memory_foot(stats)}"
+
+
+def memory_stats_html(stats: MemoryStats, title: str = "") -> str:
     """HTML memory statistics (a ``MemoryStats``): per heap its size, the driver's budget and
     usage, vknb's allocated and used bytes, with bars; then vknb's blocks and live buffers.
 
@@ -777,7 +566,6 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
     >>> "vknb used" in html
     True
     """
-    head = ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used", ""]
     rows = ""
     for h in stats.heaps:
         size = max(h.size, 1)
@@ -786,14 +574,9 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
             parts.append((h.usage / size, "#f0a050", f"driver usage {fmt_bytes(h.usage)}"))
         parts.append((h.allocated / size, "#9cc3e6", f"vknb allocated {fmt_bytes(h.allocated)}"))
         parts.append((h.used / size, "#1f5fa0", f"vknb used {fmt_bytes(h.used)}"))
-        cells = _heap_cells(h)
-        rows += (
-            "<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in cells) + f"<td>{_bar(parts)}</td></tr>"
-        )
-    th = "".join(f"<th style='text-align:left'>{_esc(h)}</th>" for h in head)
-    budget_note = ""
-    if stats.heaps and all(h.budget is None for h in stats.heaps):
-        budget_note = " (budget and usage: the driver lacks VK_EXT_memory_budget)"
+        cells = "".join(f"<td>{_esc(c)}</td>" for c in _heap_cells(h))
+        rows += f"<tr>{cells}<td>{_bar(parts)}</td></tr>"
+    th = "".join(f"<th style='text-align:left'>{_esc(h)}</th>" for h in [*_HEAP_HEAD, ""])
     legend = (
         "<span style='color:#f0a050'>&#9632;</span> driver usage &nbsp;"
         "<span style='color:#9cc3e6'>&#9632;</span> vknb allocated &nbsp;"
@@ -802,9 +585,376 @@ def memory_stats_html(stats: Any, title: str = "") -> str:
     title_html = f"<div><b>{_esc(title)}</b></div>" if title else ""
     return (
         f"<div class='vknb-memory'>{title_html}<table class='vknb'><thead><tr>{th}</tr></thead>"
-        f"<tbody>{rows}</tbody></table><div style='color:#444'>vknb: "
-        f"{_esc(fmt_bytes(stats.allocated))} allocated in {_n(stats.blocks, 'block')}, "
-        f"{_esc(fmt_bytes(stats.used))} used by {_n(stats.buffers, 'live buffer')}"
-        f"{_esc(_cached_note(stats))}{_esc(budget_note)}</div>"
+        f"<tbody>{rows}</tbody></table><div style='color:#444'>{_esc(_memory_foot(stats))}</div>"
         f"<div style='font-size:90%'>{legend}</div></div>"
     )
+
+
+def memory_title(dev: Device) -> str:
+    """``"Memory of device 0: <name>"``: the title of a device's memory statistics."""
+    return f"Memory of device {dev.index}: {dev.info.name}"
+
+
+def memory_text(dev: Device) -> str:
+    """Plain-text memory statistics of a device (:func:`memory_stats_text`, with a title)."""
+    return memory_stats_text(dev.memory_stats(), memory_title(dev))
+
+
+def memory_html(dev: Device) -> str:
+    """HTML memory statistics of a device (:func:`memory_stats_html`, with a title).
+
+    Example
+    -------
+    >>> html = memory_html(vknb.device())                    # doctest: +SKIP
+    """
+    return memory_stats_html(dev.memory_stats(), memory_title(dev))
+
+
+# --- dispatch timings ------------------------------------------------------------------------
+
+
+def timings_summary(records: list[DispatchRecord]) -> list[dict[str, Any]]:
+    """Per-kernel aggregates of dispatch records, as plain data (first-seen order).
+
+    Each entry has the keys ``kernel``, ``count``, ``gpu_ms_total``, ``gpu_ms_mean``,
+    ``gpu_ms_min``, ``gpu_ms_max``, ``host_ms_mean`` and ``bandwidth_gbs``.  The GPU figures are
+    over the records that have a GPU time (None where none has); ``bandwidth_gbs`` is the mean
+    achieved bandwidth where known.
+
+    Example
+    -------
+    >>> [s["kernel"] for s in timings_summary(vknb.timings())]   # doctest: +SKIP
+    ['saxpy']
+    """
+    groups: dict[str, list[DispatchRecord]] = {}
+    for r in records:
+        groups.setdefault(r.kernel, []).append(r)
+    out = []
+    for name, recs in groups.items():
+        gpu = [r.gpu_ms for r in recs if r.gpu_ms is not None]
+        bw = [b for b in (r.bandwidth_gbs for r in recs) if b is not None]
+        out.append(
+            {
+                "kernel": name,
+                "count": len(recs),
+                "gpu_ms_total": sum(gpu) if gpu else None,
+                "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
+                "gpu_ms_min": min(gpu) if gpu else None,
+                "gpu_ms_max": max(gpu) if gpu else None,
+                "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
+                "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
+            }
+        )
+    return out
+
+
+_SUMMARY_HEAD = [
+    "kernel",
+    "dispatches",
+    "GPU ms total",
+    "GPU ms mean",
+    "GPU ms min",
+    "GPU ms max",
+    "host ms mean",
+    "GB/s mean",
+]
+
+
+def _summary_table(records: list[DispatchRecord], html_: bool) -> str:
+    rows = [
+        [
+            s["kernel"],
+            str(s["count"]),
+            _ms(s["gpu_ms_total"]),
+            _ms(s["gpu_ms_mean"]),
+            _ms(s["gpu_ms_min"]),
+            _ms(s["gpu_ms_max"]),
+            _ms(s["host_ms_mean"]),
+            "–" if s["bandwidth_gbs"] is None else f"{s['bandwidth_gbs']:.2f}",
+        ]
+        for s in timings_summary(records)
+    ]
+    return _table(_SUMMARY_HEAD, rows, html_)
+
+
+def timings_summary_text(records: list[DispatchRecord]) -> str:
+    """Plain-text table of :func:`timings_summary`: one row per kernel."""
+    return _summary_table(records, False)
+
+
+def timings_summary_html(records: list[DispatchRecord]) -> str:
+    """HTML table of :func:`timings_summary`: one row per kernel."""
+    return _summary_table(records, True)
+
+
+_DISPATCH_HEAD = [
+    "time",
+    "kernel",
+    "groups",
+    "workgroup",
+    "GPU ms",
+    "host ms",
+    "bytes in",
+    "bytes out",
+    "GB/s",
+]
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
+    """The dispatch table's cells, one list per record: time, kernel, groups, workgroup,
+    GPU ms, host ms, bytes in, bytes out, GB/s (achieved bandwidth, where the byte count is
+    known).
+
+    Example
+    -------
+    >>> dispatch_rows(vknb.timings(last=1))[0][1]                # doctest: +SKIP
+    'saxpy'
+    """
+    return [
+        [
+            _clock(r.time),
+            r.kernel,
+            "x".join(map(str, r.groups)),
+            "x".join(map(str, r.local_size)),
+            _ms(r.gpu_ms),
+            _ms(r.host_ms),
+            fmt_bytes(r.bytes_in),
+            fmt_bytes(r.bytes_out),
+            "–" if r.bandwidth_gbs is None else f"{r.bandwidth_gbs:.2f}",
+        ]
+        for r in records
+    ]
+
+
+def timings_text(records: list[DispatchRecord]) -> str:
+    """Plain-text table of dispatch records, one row each (:func:`dispatch_rows`)."""
+    return _table(_DISPATCH_HEAD, dispatch_rows(records), False)
+
+
+def timings_table_html(records: list[DispatchRecord]) -> str:
+    """HTML table of dispatch records, one row each (:func:`dispatch_rows`)."""
+    return _table(_DISPATCH_HEAD, dispatch_rows(records), True)
+
+
+def _timings_headline(records: list[DispatchRecord], total: int | None) -> str:
+    """``"N dispatches recorded; showing all"`` (or ``the last K``)."""
+    shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
+    n = len(records) if total is None else total
+    return f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}"
+
+
+def timings_report_text(records: list[DispatchRecord], total: int | None = None) -> str:
+    """Per-kernel summary followed by the table of ``records`` (``total``: how many exist).
+
+    Example
+    -------
+    >>> print(timings_report_text(vknb.timings(last=5)))    # doctest: +SKIP
+    """
+    if not records:
+        return "no dispatches recorded yet"
+    return (
+        f"{_timings_headline(records, total)}\n{timings_summary_text(records)}\n\n"
+        f"{timings_text(records)}"
+    )
+
+
+def timings_html(records: list[DispatchRecord], total: int | None = None) -> str:
+    """HTML form of :func:`timings_report_text`: per-kernel summary, then one row per dispatch.
+
+    Example
+    -------
+    >>> html = timings_html(vknb.timings(last=5))            # doctest: +SKIP
+    """
+    if not records:
+        return "<div class='vknb-timings'>no dispatches recorded yet</div>"
+    return (
+        f"<div class='vknb-timings'><div>{_esc(_timings_headline(records, total))}</div>"
+        f"{timings_summary_html(records)}<br>{timings_table_html(records)}</div>"
+    )
+
+
+def dispatch_text(rec: DispatchRecord) -> str:
+    """One line describing a :class:`~vknb.timing.DispatchRecord`.
+
+    Example
+    -------
+    >>> print(dispatch_text(k(x, y, a=2.0, grid=n)))         # doctest: +SKIP
+    saxpy: 16x1x1 groups of 64x1x1, gpu 0.012 ms, host 0.090 ms, in 8.0 KiB, out 4.0 KiB
+    """
+    parts = [
+        f"{rec.kernel}: {'x'.join(map(str, rec.groups))} groups of "
+        f"{'x'.join(map(str, rec.local_size))}"
+    ]
+    parts.append("gpu –" if rec.gpu_ms is None else f"gpu {rec.gpu_ms:.3f} ms")
+    parts.append(f"host {rec.host_ms:.3f} ms")
+    parts.append(f"in {fmt_bytes(rec.bytes_in)}, out {fmt_bytes(rec.bytes_out)}")
+    if rec.bandwidth_gbs is not None:
+        parts.append(f"{rec.bandwidth_gbs:.3g} GB/s")
+    return ", ".join(parts)
+
+
+def dispatch_html(rec: DispatchRecord) -> str:
+    """HTML form of :func:`dispatch_text`.
+
+    Example
+    -------
+    >>> html = dispatch_html(vknb.timings()[-1])             # doctest: +SKIP
+    """
+    return f"<div class='vknb-dispatch' style='color:#444'>{_esc(dispatch_text(rec))}</div>"
+
+
+# --- the environment (``vknb info``, ``%vknb info``) -----------------------------------------
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _vk_version(v: int) -> str:
+    """A packed Vulkan version (``VK_MAKE_VERSION``) as ``major.minor.patch``."""
+    return f"{(v >> 22) & 0x7F}.{(v >> 12) & 0x3FF}.{v & 0xFFF}"
+
+
+def environment_info() -> dict[str, str]:
+    """Versions and paths that matter for a bug report, as plain data: the table ``vknb info``
+    and ``%vknb info`` show (through :func:`info_text` / :func:`info_html`).
+
+    Creates the Vulkan instance if needed, but no device: where no session device exists yet,
+    the one that would be chosen is described.  A missing driver or compiler is reported in
+    the table, not raised.
+
+    Example
+    -------
+    >>> print(info_text(environment_info()))                  # doctest: +SKIP
+    """
+    from ..core.instance import devices, get_instance, select_device_index
+    from ..core.session import current_device
+    from ..errors import VulkanError
+    from ..shader.compiler import cache_dir, find_compiler
+
+    info: dict[str, str] = {
+        "vknb": _version("vknb"),
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "vulkan (Python binding)": _version("vulkan"),
+        "numpy": _version("numpy"),
+        "IPython": _version("ipython"),
+        "ipywidgets": _version("ipywidgets"),
+    }
+    try:
+        inst = get_instance()
+        info["Vulkan loader"] = _vk_version(inst.loader_version)
+        info["Vulkan instance API"] = _vk_version(inst.api_version)
+        info["validation"] = "on" if inst.validation else "off (VKNB_VALIDATION=1 turns it on)"
+        infos = devices()
+        session = current_device()
+        if session is not None:
+            d, state = session.info, f"session device ({session.reason})"
+        else:
+            idx, reason = select_device_index(infos)
+            d, state = infos[idx], f"not created yet; would be chosen: {reason}"
+        info["device"] = f"{d.index}: {d.name} ({d.type}) — {state}"
+        info["driver"] = f"{d.driver} {d.driver_info}".strip()
+        info["device Vulkan API"] = d.api_version
+        info["devices"] = ", ".join(f"{x.index}: {x.name}" for x in infos)
+    except VulkanError as e:
+        info["Vulkan"] = f"unavailable: {e}"
+    try:
+        c = find_compiler()
+        info["compiler"] = f"{c.description} ({c.path})"
+    except VulkanError as e:
+        info["compiler"] = f"unavailable: {e}"
+    cdir = cache_dir()
+    try:
+        n = sum(1 for p in (cdir / "spirv").iterdir() if p.suffix == ".vkspv")
+    except OSError:
+        n = 0
+    info["cache directory"] = f"{cdir} ({n} SPIR-V entries)"
+    env = {k: v for k, v in os.environ.items() if k.startswith("VKNB_")}
+    info["environment"] = ", ".join(f"{k}={v}" for k, v in sorted(env.items())) or "(no VKNB_*)"
+    return info
+
+
+def info_text(info: dict[str, str]) -> str:
+    """Two-column text table of ``key -> value`` (for ``%vknb info``).
+
+    Example
+    -------
+    >>> print(info_text({"vknb": "0.1.0"}))
+    vknb  0.1.0
+    """
+    width = max((len(k) for k in info), default=0)
+    return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in info.items())
+
+
+def info_html(info: dict[str, str]) -> str:
+    """HTML two-column table of ``key -> value``.
+
+    Example
+    -------
+    >>> info_html({"vknb": "0.1.0"}).count("<tr>")
+    1
+    """
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{_esc(k)}</th><td>{_esc(v)}</td></tr>"
+        for k, v in info.items()
+    )
+    return f"<table class='vknb'><tbody>{rows}</tbody></table>"
+
+
+# --- IPython formatters ----------------------------------------------------------------------
+
+
+def _pretty(render: Callable[[Any], str]) -> Callable[[Any, Any, bool], None]:
+    """A ``text/plain`` printer (IPython's pretty-printer protocol) from a text renderer."""
+
+    def printer(obj: Any, p: Any, cycle: bool) -> None:
+        p.text(render(obj))
+
+    return printer
+
+
+# (MIME type, module, class name, renderer): registered by name, so that nothing is imported
+# before the user's own code imports it.
+_FORMATTERS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
+    ("text/html", "vknb.errors", "ShaderCompileError", compile_error_html),
+    ("text/html", "vknb.compute.kernel", "Kernel", kernel_html),
+    ("text/plain", "vknb.compute.kernel", "Kernel", _pretty(kernel_text)),
+    ("text/html", "vknb.core.device", "Device", device_html),
+    ("text/html", "vknb.compute.timing", "DispatchRecord", dispatch_html),
+)
+
+
+def register_formatters(ipython: Any) -> None:
+    """Show vknb's objects with this module's renderers in ``ipython`` (``%load_ext vknb``).
+
+    ``text/html`` for :class:`~vknb.ShaderCompileError` (the highlighted listing),
+    :class:`~vknb.Kernel` (the reflection card), :class:`~vknb.Device` and
+    :class:`~vknb.timing.DispatchRecord`; ``text/plain`` for a Kernel (the card as text).
+    Registered by class name: nothing is imported, no device is created.
+
+    Example
+    -------
+    >>> register_formatters(get_ipython())                   # doctest: +SKIP
+    """
+    formatters = ipython.display_formatter.formatters
+    for mime, module, name, fn in _FORMATTERS:
+        formatters[mime].for_type_by_name(module, name, fn)
+
+
+def unregister_formatters(ipython: Any) -> None:
+    """Undo :func:`register_formatters` (``%unload_ext vknb``).
+
+    Example
+    -------
+    >>> unregister_formatters(get_ipython())                 # doctest: +SKIP
+    """
+    formatters = ipython.display_formatter.formatters
+    for mime, module, name, _fn in _FORMATTERS:
+        formatters[mime].pop(f"{module}.{name}", None)

@@ -10,6 +10,10 @@ cannot render (nbconvert, plain IPython).  The content is computed by plain meth
 Widgets hold only weak references to devices: showing a memory monitor never keeps a device
 alive, and a closed device shows as "device closed".
 
+The tables are :mod:`vknb.display`'s renderers and the plots :mod:`vknb.ui.plots`'s;
+``summary_rows``, ``dispatch_rows``, ``plot_timings`` and ``figure_bytes`` here are those
+functions, under the names this module has always offered them.
+
 ``import vknb.widgets`` is cheap: ipywidgets and matplotlib are imported by the constructors.
 
 Example
@@ -24,7 +28,6 @@ Example
 from __future__ import annotations
 
 import html as _html
-import io
 import logging
 import threading
 import time
@@ -32,16 +35,20 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import display as _display
 from ..compute import timing as _timing
+from . import display as _display
+from .display import dispatch_rows
+from .display import timings_summary as summary_rows
+from .plots import PLOT_KINDS as PLOT_KINDS  # the kinds plot_timings takes
+from .plots import figure_bytes, figure_image, plot_timings
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
+    from ..compute.timing import DispatchRecord
     from ..core.device import Device
     from ..core.instance import DeviceInfo
     from ..core.memory import MemoryStats
-    from ..compute.timing import DispatchRecord
 
 __all__ = [
     "DeviceExplorer",
@@ -54,8 +61,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("vknb")
-
-PLOT_KINDS = ("timeline", "histogram", "overhead", "all")
 
 
 def _esc(s: Any) -> str:
@@ -266,14 +271,6 @@ class DeviceExplorer(_View):
             raise ValueError("no device selected")
         return _display.device_details(self.infos[i])
 
-    def _session_line(self) -> str:
-        from ..core.session import current_device
-
-        d = current_device()
-        if d is None:
-            return "No session device yet (vknb.device() creates it)."
-        return f"Session device: {d.index}: {d.info.name} — {d.reason}"
-
     # -- rendering --------------------------------------------------------------------------
 
     def table_html(self) -> str:
@@ -283,7 +280,7 @@ class DeviceExplorer(_View):
             f"<span style='color:#666'>(score = type bonus + memory bonus; the highest "
             f"score becomes the session device unless VKNB_DEVICE says otherwise)</span>"
             f"{_display.devices_html(self.infos, _session_index())}"
-            f"<div>{_esc(self._session_line())}</div></div>"
+            f"<div>{_esc(_display.session_text())}</div></div>"
         )
 
     def html(self) -> str:
@@ -295,7 +292,7 @@ class DeviceExplorer(_View):
 
     def text(self) -> str:
         """Plain text: the table and the selected device's details."""
-        out = [_display.devices_text(self.infos, _session_index()), self._session_line()]
+        out = [_display.devices_text(self.infos, _session_index()), _display.session_text()]
         if self.selected is not None:
             out.append(_display.device_details_text(self.infos[self.selected]))
         return "\n".join(out)
@@ -487,19 +484,15 @@ class MemoryMonitor(_View):
         [2147483648]
         """
         s = self.stats()
-        return [] if s is None else [vars(h).copy() for h in s.heaps]
+        keys = ("index", "size", "device_local", "budget", "usage", "allocated", "used")
+        return [] if s is None else [{k: getattr(h, k) for k in keys} for h in s.heaps]
 
     # -- rendering --------------------------------------------------------------------------
-
-    def _title(self, d: Device | None) -> str:
-        if d is None:
-            return "Memory: device closed"
-        return f"Memory of device {d.index}: {d.info.name}"
 
     def _render(self) -> tuple[str, str]:
         d = self.device
         s = self.stats() if d is not None else None
-        if s is None:
+        if d is None or s is None:
             msg = (
                 "device closed"
                 if not self._follow_session
@@ -509,32 +502,8 @@ class MemoryMonitor(_View):
                 f"<div class='vknb-memory'><b>Memory:</b> <i>{_esc(msg)}</i></div>",
                 f"Memory: {msg}",
             )
-        title = self._title(d)
-        fb = _display.fmt_bytes
-        rows = [
-            [
-                str(h.index),
-                "device-local" if h.device_local else "host",
-                fb(h.size),
-                fb(h.budget),
-                fb(h.usage),
-                fb(h.allocated),
-                fb(h.used),
-            ]
-            for h in s.heaps
-        ]
-        text = (
-            f"{title}\n"
-            + _display._table(
-                ["heap", "kind", "size", "budget", "driver usage", "vknb allocated", "vknb used"],
-                rows,
-                False,
-            )
-            + f"\nvknb: {fb(s.allocated)} allocated in "
-            f"{_display._n(s.blocks, 'block')}, {fb(s.used)} used by "
-            f"{_display._n(s.buffers, 'live buffer')}{_display._cached_note(s)}"
-        )
-        return _display.memory_stats_html(s, title), text
+        title = _display.memory_title(d)
+        return _display.memory_stats_html(s, title), _display.memory_stats_text(s, title)
 
     def html(self) -> str:
         """Static HTML of the current statistics."""
@@ -646,110 +615,6 @@ def _deferred_render(ref: Callable[[], TimingsView | None]) -> None:
         with view._lock:
             view._timer = None
         view.refresh()
-
-
-def _ms(v: float | None) -> str:
-    return "–" if v is None else f"{v:.3f}"
-
-
-_TABLE_HEAD = [
-    "time",
-    "kernel",
-    "groups",
-    "workgroup",
-    "GPU ms",
-    "host ms",
-    "bytes in",
-    "bytes out",
-    "GB/s",
-]
-_SUMMARY_HEAD = [
-    "kernel",
-    "dispatches",
-    "mean GPU ms",
-    "min GPU ms",
-    "max GPU ms",
-    "mean host ms",
-    "mean GB/s",
-]
-
-
-def summary_rows(records: list[DispatchRecord]) -> list[dict[str, Any]]:
-    """Per-kernel aggregates, in order of first appearance: kernel, count, gpu_mean, gpu_min,
-    gpu_max, host_mean, bandwidth_gbs (means over the records that have a value, else None).
-
-    Example
-    -------
-    >>> [s["kernel"] for s in summary_rows(vknb.timings())]    # doctest: +SKIP
-    ['saxpy']
-    """
-    groups: dict[str, list[DispatchRecord]] = {}
-    for r in records:
-        groups.setdefault(r.kernel, []).append(r)
-    out = []
-    for name, rs in groups.items():
-        gpu = [r.gpu_ms for r in rs if r.gpu_ms is not None]
-        bw = [b for b in (r.bandwidth_gbs for r in rs) if b is not None]
-        out.append(
-            {
-                "kernel": name,
-                "count": len(rs),
-                "gpu_mean": sum(gpu) / len(gpu) if gpu else None,
-                "gpu_min": min(gpu) if gpu else None,
-                "gpu_max": max(gpu) if gpu else None,
-                "host_mean": sum(r.host_ms for r in rs) / len(rs),
-                "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
-            }
-        )
-    return out
-
-
-def _summary_table(records: list[DispatchRecord], html: bool) -> str:
-    rows = [
-        [
-            s["kernel"],
-            str(s["count"]),
-            _ms(s["gpu_mean"]),
-            _ms(s["gpu_min"]),
-            _ms(s["gpu_max"]),
-            _ms(s["host_mean"]),
-            "–" if s["bandwidth_gbs"] is None else f"{s['bandwidth_gbs']:.2f}",
-        ]
-        for s in summary_rows(records)
-    ]
-    return _display._table(_SUMMARY_HEAD, rows, html)
-
-
-def _clock(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
-
-
-def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
-    """The table's cells, one list per record: time, kernel, groups, workgroup, GPU ms,
-    host ms, bytes in, bytes out, GB/s (achieved bandwidth, where the byte count is known).
-
-    Example
-    -------
-    >>> dispatch_rows(vknb.timings(last=1))[0][1]                # doctest: +SKIP
-    'saxpy'
-    """
-    rows = []
-    for r in records:
-        bw = r.bandwidth_gbs
-        rows.append(
-            [
-                _clock(r.time),
-                r.kernel,
-                "x".join(map(str, r.groups)),
-                "x".join(map(str, r.local_size)),
-                _ms(r.gpu_ms),
-                _ms(r.host_ms),
-                _display.fmt_bytes(r.bytes_in),
-                _display.fmt_bytes(r.bytes_out),
-                "–" if bw is None else f"{bw:.2f}",
-            ]
-        )
-    return rows
 
 
 class TimingsView(_View):
@@ -874,8 +739,9 @@ class TimingsView(_View):
         return _timing.timings(kernel=self.kernel, last=int(self.last.value))
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per-kernel aggregates (:func:`summary_rows`) over every record of the filter."""
-        return summary_rows(_timing.timings(kernel=self.kernel))
+        """Per-kernel aggregates (:func:`vknb.display.timings_summary`) over every record of
+        the filter."""
+        return _display.timings_summary(_timing.timings(kernel=self.kernel))
 
     # -- rendering --------------------------------------------------------------------------
 
@@ -890,14 +756,14 @@ class TimingsView(_View):
         return (
             f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}, "
             f"{len(allrecs)} dispatches)"
-            f"{_summary_table(allrecs, True)}</div>"
+            f"{_display.timings_summary_html(allrecs)}</div>"
         )
 
     def _table_html(self) -> str:
         recs = self.records()
         if not recs:
             return ""
-        table = _display._table(_TABLE_HEAD, dispatch_rows(recs[::-1]), True)
+        table = _display.timings_table_html(recs[::-1])
         return (
             f"<div><b>Last {len(recs)} dispatches</b> (newest first)"
             f"<div style='max-height:22em;overflow-y:auto'>{table}</div></div>"
@@ -915,9 +781,9 @@ class TimingsView(_View):
             return f"Dispatch timings ({what}): no dispatches yet"
         return (
             f"Dispatch timings ({what}, last {len(recs)}, oldest first):\n"
-            + _summary_table(_timing.timings(kernel=self.kernel), False)
+            + _display.timings_summary_text(_timing.timings(kernel=self.kernel))
             + "\n\n"
-            + _display._table(_TABLE_HEAD, dispatch_rows(recs), False)
+            + _display.timings_text(recs)
         )
 
     def refresh(self) -> None:
@@ -977,14 +843,7 @@ class TimingsView(_View):
         -------
         >>> vknb.widgets.TimingsView().plot("timeline")          # doctest: +SKIP
         """
-        from IPython.display import SVG, Image
-
-        fig = self.figure(kind)
-        if fmt == "svg":
-            return SVG(figure_bytes(fig, "svg"))
-        if fmt != "png":
-            raise ValueError(f"fmt must be 'png' or 'svg', got {fmt!r}")
-        return Image(figure_bytes(fig, "png"), format="png")
+        return figure_image(self.figure(kind), fmt)
 
     def show_plot(self, kind: str = "all") -> None:
         """Draw the plots into the widget (``.image``): what the Plot button does.
@@ -1001,7 +860,7 @@ class TimingsView(_View):
     @property
     def live(self) -> bool:
         """Whether the view is registered as a timing listener."""
-        return self._listener is not None and self._listener in _timing._listeners
+        return self._listener is not None
 
     def close(self) -> None:
         """Unregister the listener, cancel a pending update and close the widget's views."""
@@ -1024,173 +883,9 @@ class TimingsView(_View):
         )
 
 
-# --- plots -----------------------------------------------------------------------------------
-
-
-_FIGURE_CLASS: type | None = None
-
-
-def _figure_class() -> type:
-    """``TimingsFigure``, created on first use so that importing this module stays cheap."""
-    global _FIGURE_CLASS
-    if _FIGURE_CLASS is None:
-        from matplotlib.figure import Figure
-
-        class TimingsFigure(Figure):
-            """A matplotlib Figure that displays itself as a static PNG in any front end,
-            whether or not a matplotlib backend is active in the kernel."""
-
-            def _repr_png_(self) -> bytes:
-                return figure_bytes(self, "png")
-
-        TimingsFigure.__module__ = __name__
-        TimingsFigure.__qualname__ = "TimingsFigure"
-        _FIGURE_CLASS = TimingsFigure
-    return _FIGURE_CLASS
-
-
 def __getattr__(name: str) -> Any:
-    if name == "TimingsFigure":
-        return _figure_class()
+    if name == "TimingsFigure":  # created on first use (matplotlib is imported then)
+        from . import plots
+
+        return plots.TimingsFigure
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
-    """Render a matplotlib figure to PNG or SVG bytes with the Agg backend (no pyplot).
-
-    Example
-    -------
-    >>> png = figure_bytes(plot_timings(kind="timeline"))        # doctest: +SKIP
-    >>> png[:4]                                                 # doctest: +SKIP
-    b'\\x89PNG'
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _colors(names: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
-    return {n: cmap(i % 10) for i, n in enumerate(names)}
-
-
-def _wide(values: list[float]) -> bool:
-    pos = [v for v in values if v > 0]
-    return len(pos) > 1 and max(pos) / min(pos) > 50
-
-
-def _plot_timeline(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) -> None:
-    ax.set_title("GPU time per dispatch")
-    ax.set_xlabel("dispatch #")
-    ax.set_ylabel("GPU ms")
-    for name, color in colors.items():
-        pts = [
-            (i, r.gpu_ms) for i, r in enumerate(recs) if r.kernel == name and r.gpu_ms is not None
-        ]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, ".-", color=color, label=name, markersize=4, linewidth=0.8)
-    if _wide([r.gpu_ms for r in recs if r.gpu_ms is not None]):
-        ax.set_yscale("log")
-    if colors:
-        ax.legend(fontsize="small")
-
-
-def _plot_histogram(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) -> None:
-    import numpy as np
-
-    ax.set_title("GPU time histogram per kernel")
-    ax.set_xlabel("GPU ms")
-    ax.set_ylabel("dispatches")
-    allv = [r.gpu_ms for r in recs if r.gpu_ms is not None and r.gpu_ms > 0]
-    if not allv:
-        return
-    lo, hi = min(allv), max(allv)
-    if _wide(allv):
-        bins: Any = np.logspace(np.log10(lo), np.log10(hi), 30)
-        ax.set_xscale("log")
-    else:
-        bins = np.linspace(lo * 0.95, hi * 1.05 if hi > lo else lo * 1.05 + 1e-6, 30)
-    for name, color in colors.items():
-        v = [r.gpu_ms for r in recs if r.kernel == name and r.gpu_ms is not None and r.gpu_ms > 0]
-        if v:
-            ax.hist(v, bins=bins, color=color, alpha=0.6, label=name)
-    ax.legend(fontsize="small")
-
-
-def _plot_overhead(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any]) -> None:
-    ax.set_title("GPU time vs host overhead (mean per dispatch)")
-    ax.set_xlabel("ms")
-    names = list(colors)
-    gpu, over = [], []
-    for name in names:
-        rs = [r for r in recs if r.kernel == name]
-        g = [r.gpu_ms for r in rs if r.gpu_ms is not None]
-        gm = sum(g) / len(g) if g else 0.0
-        hm = sum(r.host_ms for r in rs) / len(rs)
-        gpu.append(gm)
-        over.append(max(hm - gm, 0.0))
-    y = list(range(len(names)))
-    ax.barh(y, gpu, color="#1f5fa0", label="GPU")
-    ax.barh(y, over, left=gpu, color="#f0a050", label="host overhead")
-    ax.set_yticks(y, names)
-    ax.invert_yaxis()
-    ax.legend(fontsize="small")
-
-
-def plot_timings(
-    records: list[DispatchRecord] | None = None, kind: str = "all", kernel: str | None = None
-) -> Any:
-    """Plot dispatch timings: a matplotlib Figure (Agg; pyplot is not used, nothing is shown).
-
-    Parameters
-    ----------
-    records : list of DispatchRecord, optional
-        Default: :func:`vknb.timings` (of ``kernel`` if given).
-    kind : {'timeline', 'histogram', 'overhead', 'all'}
-        ``timeline``: GPU time of each dispatch in order, one line per kernel;
-        ``histogram``: distribution of GPU times per kernel; ``overhead``: mean GPU time versus
-        host overhead (host time minus GPU time) per kernel; ``all``: the three side by side.
-    kernel : str, optional
-        Only this kernel's records.
-
-    Returns
-    -------
-    Figure
-        A ``matplotlib.figure.Figure`` (of class ``TimingsFigure``) that displays itself as a
-        static PNG in a notebook (so it survives nbconvert and nbval); :func:`figure_bytes`
-        gives PNG/SVG bytes.
-
-    Example
-    -------
-    >>> fig = vknb.widgets.plot_timings(kind="timeline")
-    >>> len(fig.axes)
-    1
-    """
-    if kind not in PLOT_KINDS:
-        raise ValueError(f"kind must be one of {PLOT_KINDS}, got {kind!r}")
-    recs = _timing.timings(kernel=kernel) if records is None else list(records)
-    if kernel is not None and records is not None:
-        recs = [r for r in recs if r.kernel == kernel]
-    kinds = ["timeline", "histogram", "overhead"] if kind == "all" else [kind]
-    cls = _figure_class()
-    fig = cls(figsize=(5.0 * len(kinds), 3.6), layout="constrained")
-    names: dict[str, None] = {}
-    for r in recs:
-        names.setdefault(r.kernel)
-    colors = _colors(list(names))
-    draw = {"timeline": _plot_timeline, "histogram": _plot_histogram, "overhead": _plot_overhead}
-    for i, k in enumerate(kinds):
-        ax = fig.add_subplot(1, len(kinds), i + 1)
-        if not recs:
-            ax.set_title(k)
-            ax.text(0.5, 0.5, "no dispatches yet", ha="center", va="center", transform=ax.transAxes)
-            continue
-        draw[k](ax, recs, colors)
-    return fig

@@ -1,0 +1,93 @@
+"""Named Vulkan constants that vknb uses, by their specification names (``VK_`` dropped).
+
+Plain ints, defined here rather than read from the binding so that they cost nothing to import
+and nothing to look up on the hot path; ``tests/test_binding.py`` checks every one against the
+``vulkan`` binding's own value.
+"""
+
+from __future__ import annotations
+
+# VkShaderStageFlagBits / VkPipelineBindPoint
+SHADER_STAGE_COMPUTE_BIT = 0x20
+PIPELINE_BIND_POINT_COMPUTE = 1
+
+# VkPipelineStageFlagBits
+PIPELINE_STAGE_TOP_OF_PIPE_BIT = 0x1
+PIPELINE_STAGE_COMPUTE_SHADER_BIT = 0x800
+PIPELINE_STAGE_TRANSFER_BIT = 0x1000
+PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT = 0x2000
+PIPELINE_STAGE_HOST_BIT = 0x4000
+
+# VkAccessFlagBits
+ACCESS_SHADER_READ_BIT = 0x20
+ACCESS_SHADER_WRITE_BIT = 0x40
+ACCESS_TRANSFER_READ_BIT = 0x800
+ACCESS_TRANSFER_WRITE_BIT = 0x1000
+ACCESS_HOST_READ_BIT = 0x2000
+
+# VkDescriptorType
+DESCRIPTOR_TYPE_SAMPLER = 0
+DESCRIPTOR_TYPE_COMBINED_IMAGE_SAMPLER = 1
+DESCRIPTOR_TYPE_SAMPLED_IMAGE = 2
+DESCRIPTOR_TYPE_STORAGE_IMAGE = 3
+DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER = 4
+DESCRIPTOR_TYPE_STORAGE_TEXEL_BUFFER = 5
+DESCRIPTOR_TYPE_UNIFORM_BUFFER = 6
+DESCRIPTOR_TYPE_STORAGE_BUFFER = 7
+
+# VkBufferUsageFlagBits
+BUFFER_USAGE_TRANSFER_SRC_BIT = 0x1
+BUFFER_USAGE_TRANSFER_DST_BIT = 0x2
+BUFFER_USAGE_UNIFORM_BUFFER_BIT = 0x10
+BUFFER_USAGE_STORAGE_BUFFER_BIT = 0x20
+
+# VkSharingMode
+SHARING_MODE_EXCLUSIVE = 0
+SHARING_MODE_CONCURRENT = 1
+
+# VkMemoryPropertyFlagBits
+MEMORY_PROPERTY_DEVICE_LOCAL_BIT = 0x1
+MEMORY_PROPERTY_HOST_VISIBLE_BIT = 0x2
+MEMORY_PROPERTY_HOST_COHERENT_BIT = 0x4
+MEMORY_PROPERTY_HOST_CACHED_BIT = 0x8
+
+# VkQueueFlagBits
+QUEUE_GRAPHICS_BIT = 0x1
+QUEUE_COMPUTE_BIT = 0x2
+QUEUE_TRANSFER_BIT = 0x4
+
+# Command buffers, pools, queries
+COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT = 0x2
+COMMAND_BUFFER_LEVEL_PRIMARY = 0
+COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT = 0x1
+QUERY_TYPE_TIMESTAMP = 2
+QUERY_RESULT_64_BIT = 0x1
+QUERY_RESULT_WAIT_BIT = 0x2
+
+# VkObjectType (debug names)
+OBJECT_TYPE_DEVICE_MEMORY = 8
+OBJECT_TYPE_BUFFER = 9
+OBJECT_TYPE_PIPELINE = 19
+
+# Structure types of extension structs that the binding's constant names do not cover in
+# every version it ships.
+STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2 = 1000059000
+STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV = 1000249000
+STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV = 1000249001
+STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_FEATURES_EXT = 1000286000
+
+# VkComponentTypeNV (cooperative-matrix element types) and VkScopeNV
+COMPONENT_TYPE_NAMES = {
+    0: "float16",
+    1: "float32",
+    2: "float64",
+    3: "int8",
+    4: "int16",
+    5: "int32",
+    6: "int64",
+    7: "uint8",
+    8: "uint16",
+    9: "uint32",
+    10: "uint64",
+}
+SCOPE_NAMES = {1: "device", 2: "workgroup", 3: "subgroup", 5: "queue_family"}
