@@ -94,58 +94,67 @@ def _names_of(b: Binding) -> list[str]:
     return [n for n in names if n]
 
 
-def binding_slots(reflection: Reflection, kernel: str) -> list[BindingSlot]:
-    """The kernel's slots in (set, binding) order; raises PipelineCreationFailed for aliases of
-    different descriptor types or an unsized descriptor array.
+def binding_slots(
+    reflection: Reflection, kernel: str, spec_values: Mapping[int, Any] | None = None
+) -> list[BindingSlot]:
+    """The kernel's slots in (set, binding) order (``Reflection.check_layout`` merges aliases).
 
+    Raises PipelineCreationFailed for aliases that one descriptor cannot serve, an unsized
+    descriptor array, or a descriptor array whose length a specialization constant changes.
     Bindings of kinds a call cannot fill yet (images, samplers, texel buffers) are slots too;
     calling the kernel raises a TypeError naming them.
     """
-    by_number: dict[tuple[int, int], list[Binding]] = {}
-    for b in reflection.bindings:
-        by_number.setdefault((b.set, b.binding), []).append(b)
+    from ..shader.spirv import SpirvError
+
+    try:
+        merged = reflection.check_layout()
+    except SpirvError as e:
+        raise E.PipelineCreationFailed(f"{kernel}: {e}", label=kernel) from None
+    shared = reflection.aliases
+    spec_values = spec_values or {}
+    defaults = {s.id: s.default for s in reflection.spec_constants}
     slots = []
-    for i, ((set_, binding), group) in enumerate(sorted(by_number.items())):
-        first = group[0]
-        for other in group[1:]:
-            if other.descriptor_type != first.descriptor_type or other.count != first.count:
-                raise E.PipelineCreationFailed(
-                    f"{kernel}: bindings {first.name!r} ({first.kind}"
-                    f"{_count_text(first.count)}) and {other.name!r} ({other.kind}"
-                    f"{_count_text(other.count)}) share set={set_}, binding={binding}; aliases "
-                    "of one binding number must have the same descriptor type and count. Give "
-                    "one of them another binding number",
-                    label=kernel,
-                )
-        if first.count == 0:
+    for i, slot in enumerate(merged):
+        where = f"{kernel}: binding {slot.name!r} (set={slot.set}, binding={slot.binding})"
+        if slot.runtime_sized:
             raise E.PipelineCreationFailed(
-                f"{kernel}: binding {first.name!r} (set={set_}, binding={binding}) is an unsized "
-                "descriptor array ([]), which needs descriptor indexing; give it a size "
-                f"(e.g. {first.block_name or first.name} {first.name}[4]) and pass a list of "
-                "that many arrays",
+                f"{where} is an unsized descriptor array ([]), which needs descriptor "
+                f"indexing; give it a size (e.g. {slot.name}[4]) and pass a list of that many "
+                "arrays",
                 label=kernel,
             )
+        changed = [
+            sid
+            for sid in slot.count_spec_ids
+            if sid in spec_values and spec_values[sid] != defaults.get(sid)
+        ]
+        if changed:
+            raise E.PipelineCreationFailed(
+                f"{where} is a descriptor array whose length depends on specialization "
+                f"constant id {changed[0]}, which constants= changes; size it with a define "
+                "instead",
+                label=kernel,
+            )
+        group = shared.get((slot.set, slot.binding), (slot,))
         names: list[str] = []
-        for b in group:
-            names += [n for n in _names_of(b) if n not in names]
+        for b in (slot, *[g for g in group if g is not slot]):
+            for n in _names_of(b):
+                if n not in names:
+                    names.append(n)
         slots.append(
             BindingSlot(
                 index=i,
-                set=set_,
-                binding=binding,
-                descriptor_type=first.descriptor_type,
-                count=first.count,
-                bindings=tuple(group),
+                set=slot.set,
+                binding=slot.binding,
+                descriptor_type=slot.descriptor_type,
+                count=slot.count,
+                bindings=(slot, *[g for g in group if g is not slot]),
                 names=tuple(names),
-                readonly=all(b.readonly for b in group),
-                writeonly=all(b.writeonly for b in group),
+                readonly=slot.readonly,
+                writeonly=slot.writeonly,
             )
         )
     return slots
-
-
-def _count_text(count: int) -> str:
-    return "" if count == 1 else (f" array of {count}" if count else " unsized array")
 
 
 # --- value checks and packing ----------------------------------------------------------------

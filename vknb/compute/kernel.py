@@ -128,11 +128,12 @@ class _Fast:
         refs = self.refs
         if len(refs) != len(args):
             return None
-        arrays = []
+        arrays: list[Array] = []
         for r, a in zip(refs, args, strict=True):  # the Arrays first: they differ most often
-            if r() is not a:
+            held = r()
+            if held is None or held is not a:
                 return None
-            arrays.append(a)
+            arrays.append(held)
         g, gr = self.grid_arg, self.groups_arg
         if (
             type(grid) is not type(g)
@@ -226,7 +227,7 @@ class Kernel:
         self._spec_values, self.constants = self._resolve_constants(constants)
         self._apply_local_size(local_size)
         self.local_size = reflection.local_size_for(self._spec_values)
-        self.slots = binding_slots(reflection, name)
+        self.slots = binding_slots(reflection, name, self._spec_values)
         self._layout = Layout(
             tuple((s.set, s.binding, s.descriptor_type, s.count) for s in self.slots),
             reflection.push_constants.size if reflection.push_constants is not None else 0,
@@ -296,7 +297,9 @@ class Kernel:
                     f"`layout(local_size_{'xyz'[d]}_id = N) in;` "
                     "to make it settable, or use a define"
                 )
-            self._spec_values[ids[d]] = int(v)
+            sid = ids[d]
+            assert sid is not None
+            self._spec_values[sid] = int(v)
 
     def _name_map(self) -> dict[str, tuple[str, Any]]:
         names: dict[str, tuple[str, Any]] = {}
@@ -525,7 +528,7 @@ class Kernel:
                 )
             if kind == "storage":
                 check_array_dtype(slot, v.dtype, v.shape, self.name)
-            entry = ("array", v.buffer, v.nbytes)
+            entry: tuple[str, Any, int] = ("array", v.buffer, v.nbytes)
         elif isinstance(v, Buffer):
             if v.device is not dev:
                 raise ValueError(
@@ -610,7 +613,7 @@ class Kernel:
     ) -> Buffer:
         """The buffer for one checked value: its own, or a scratch buffer filled from it."""
         if kind == "array":
-            return v  # type: ignore[no-any-return]
+            return v  # type: ignore[no-any-return,unused-ignore]
         if kind == "numpy":
             key = _memory_key(v)
             buf = uploaded.get(key)
@@ -707,8 +710,9 @@ class Kernel:
         pipe: ComputePipeline,
     ) -> tuple[_Fast, list[Array]] | None:
         """The remembered call this call repeats, if any, and its Arrays (still alive)."""
-        f = self._last_fast  # the call before, checked first: loops repeat one call
-        arrays = f.match(args, kwargs, grid, groups) if f is not None else None
+        last = self._last_fast  # the call before, checked first: loops repeat one call
+        arrays = last.match(args, kwargs, grid, groups) if last is not None else None
+        f = last
         if arrays is None:
             for f in self._fast.get(tuple(map(id, args)), ()):
                 arrays = f.match(args, kwargs, grid, groups)
@@ -717,6 +721,7 @@ class Kernel:
             else:
                 return None
             self._last_fast = f
+        assert f is not None
         if f.pipe is not pipe or f.epoch != pipe.sets_epoch:
             # Stale (the pipeline or its descriptor sets were rebuilt): forget every remembered
             # call; the call goes the long way, which remembers it afresh.

@@ -27,7 +27,7 @@ import itertools
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -552,7 +552,7 @@ class Staging:
 
     def upload(self, dst: Buffer, flat: np.ndarray, offset: int) -> None:
         dev = self.device
-        lib, ffi = _vk.lib, _vk.ffi
+        ffi = _vk.ffi
         dev.wait_gpu()  # a pending kernel may still read or write dst
         chunk = self.chunk
         with self.lock, dst._using():
@@ -572,11 +572,8 @@ class Staging:
                     region = ffi.new(
                         "VkBufferCopy*", {"srcOffset": 0, "dstOffset": offset + start, "size": n}
                     )
-                    src_h, dst_h = st.handle, dst.handle
                     pending[half] = dev.submit(
-                        lambda cmd, s=src_h, d=dst_h, r=region: lib.vkCmdCopyBuffer(
-                            cmd, s, d, 1, r
-                        ),
+                        _copy_commands(st.handle, dst.handle, region, host_read=False),
                         label=f"transfer upload {dst.label}",
                         keep=(st, dst, region),
                         wait=False,
@@ -592,7 +589,7 @@ class Staging:
 
     def download(self, src: Buffer, flat: np.ndarray, offset: int) -> None:
         dev = self.device
-        lib, ffi = _vk.lib, _vk.ffi
+        ffi = _vk.ffi
         dev.wait_gpu()
         chunk = self.chunk
         with self.lock, src._using():
@@ -607,12 +604,8 @@ class Staging:
                 region = ffi.new(
                     "VkBufferCopy*", {"srcOffset": offset + start, "dstOffset": 0, "size": n}
                 )
-                s_h, d_h = src.handle, st.handle
                 pending[k] = dev.submit(
-                    lambda cmd, s=s_h, d=d_h, r=region: (
-                        lib.vkCmdCopyBuffer(cmd, s, d, 1, r),
-                        host_read_barrier(cmd, transfer_only=True),
-                    ),
+                    _copy_commands(src.handle, st.handle, region, host_read=True),
                     label=f"transfer download {src.label}",
                     keep=(st, src, region),
                     wait=False,
@@ -633,6 +626,18 @@ class Staging:
             except BaseException:
                 self.outstanding.extend(pending.values())
                 raise
+
+
+def _copy_commands(src: Any, dst: Any, region: Any, *, host_read: bool) -> Callable[[Any], None]:
+    """What a staging submission records: one copy (and, into readback memory, a barrier that
+    makes it visible to the host)."""
+
+    def record(cmd: Any) -> None:
+        _vk.lib.vkCmdCopyBuffer(cmd, src, dst, 1, region)
+        if host_read:
+            host_read_barrier(cmd, transfer_only=True)
+
+    return record
 
 
 def host_read_barrier(cmd: Any, transfer_only: bool = False) -> None:

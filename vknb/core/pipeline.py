@@ -646,13 +646,13 @@ class ComputePipeline:
             while len(slots) < 2:
                 self._new_slot()
             self._flip ^= 1
-            slot, other = slots[self._flip], slots[self._flip ^ 1]
-            if slot.busy:  # taken by another call
-                slot = None
-            else:
-                slot.busy = True
-        if slot is None:
+            first, other = slots[self._flip], slots[self._flip ^ 1]
+            taken = first.busy  # by another call
+            if not taken:
+                first.busy = True
+        if taken:
             return self.dispatch(sets, push, groups, buffers)
+        slot = first
         with dev.lock:
             try:
                 self._submit(slot, sets, push, groups, buffers)

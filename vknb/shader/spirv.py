@@ -540,7 +540,7 @@ class Reflection:
     bound: int
 
     def local_size_for(
-        self, constants: Mapping[int | str, int | float | bool] | None = None
+        self, constants: Mapping[int, Any] | Mapping[str, Any] | None = None
     ) -> tuple[int, int, int]:
         """Workgroup size with the given specialization-constant values.
 
