@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test, as CI runs it: lint, format and type checks, then unit tests, notebooks (nbval),
-# docs build and benchmark smoke in one pytest session with the Khronos validation layer on (any validation error fails the
-# test that caused it).
+# docs build and benchmark smoke in one pytest session with the Khronos validation layer on
+# (any validation error fails the test that caused it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export VKNB_VALIDATION=${VKNB_VALIDATION:-1}

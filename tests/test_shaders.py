@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import vknb
-from vknb import compiler, library
+from vknb import library
 
 SHADER_DIR = Path(__file__).resolve().parent.parent / "vknb" / "library" / "shaders"
 SHADERS = sorted(p.stem for p in SHADER_DIR.glob("*.comp"))
