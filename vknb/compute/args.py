@@ -169,7 +169,10 @@ def scalar_check(value: Any, dt: np.dtype, what: str, gl_type: str) -> Any:
             return int(bool(value))
         raise TypeError(f"{what} is a bool; got {type(value).__name__} {value!r}")
     if dt.kind in "iu":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral,)):
+        if isinstance(value, (bool, np.bool_)):
+            # GLSL keeps a block's bool as a 32-bit integer: True/False are its 1/0.
+            return int(value)
+        if not isinstance(value, (numbers.Integral,)):
             raise TypeError(
                 f"{what} is {gl_type} ({dt}); got {type(value).__name__} {value!r} "
                 "(nothing is converted silently: pass an int)"

@@ -160,6 +160,19 @@ class Batch:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         _local.batch = None
+        if self.closed or self.device.state != "open":
+            # Closed (or its device closed, reset or lost) while it was recording: nothing of
+            # what it recorded can run.
+            self._recording = False
+            self._recorded = False
+            self.entries.clear()
+            self._writeback.clear()
+            self._lock.release()
+            if exc_type is None:
+                if self.closed and self.device.state == "open":
+                    raise E.ObjectClosed("the batch was closed while it was recording")
+                raise self.device.unusable_error("the batch being recorded")
+            return
         try:
             self._end()
             if exc_type is not None:
@@ -178,9 +191,16 @@ class Batch:
         self.device.check_usable()
 
     def _wait_previous(self) -> None:
+        """Wait for the last submission, and until no other thread waits on its fence (the
+        next submission resets it)."""
         sub = self._sub
-        if sub is not None:
-            sub.wait()
+        if sub is None:
+            return
+        sub.wait()
+        nap = 20e-6
+        while not self._idle:
+            time.sleep(nap)
+            nap = min(2 * nap, 0.005)
 
     def _unpin(self) -> None:
         pins, self._pins[:] = list(self._pins), []

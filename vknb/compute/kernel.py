@@ -518,6 +518,11 @@ class Kernel:
                 f"{self.name}: binding {what} got a masked array; its mask cannot go to the GPU. "
                 "Pass a.filled(value) (or a.data)"
             )
+        if isinstance(v, (Array, Buffer)) and v.closed:
+            label = v.label
+            raise E.ObjectClosed(
+                f"{self.name}: binding {what} got {label}, which is closed", label=label
+            )
         if isinstance(v, Array):
             if v.device is not dev:
                 raise ValueError(

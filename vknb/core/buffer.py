@@ -51,6 +51,7 @@ USAGE_STORAGE = C.BUFFER_USAGE_STORAGE_BUFFER_BIT
 USAGE_ALL = USAGE_TRANSFER_SRC | USAGE_TRANSFER_DST | USAGE_UNIFORM | USAGE_STORAGE
 
 _PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
+_COPY_CHUNK = 16 << 20
 _ids = itertools.count(1)
 _tokens = itertools.count(1)
 
@@ -83,7 +84,9 @@ def host_copy(dst: np.ndarray, src: np.ndarray) -> None:
     if workers < 2:
         np.copyto(dst, src, casting="no")
         return
-    parts = min(workers, max(2, n // (2 << 20)))
+    # Chunks of at most 16 MiB, more than the threads: Ctrl-C then waits only for the chunks
+    # already running (a few ms), and the threads share the work evenly.
+    parts = max(workers, -(-n // _COPY_CHUNK))
     step = -(-n // parts)
     step = (step + 63) // 64 * 64
     futs = [

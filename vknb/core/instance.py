@@ -572,6 +572,19 @@ def current_instance() -> Instance | None:
     return _instance
 
 
+def replace_instance() -> Instance:
+    """A fresh process-wide instance; the old one is left to the devices that still use it.
+
+    What ``vknb.reset()`` does after a device was lost: some drivers (lavapipe) run a device's
+    work on threads shared by its instance, so an abandoned runaway kernel would slow every
+    later device of that instance.
+    """
+    global _instance
+    with _instance_lock:
+        _instance = Instance(validation_enabled())
+        return _instance
+
+
 def get_instance() -> Instance:
     """The process-wide instance, created on first use (thread-safe)."""
     global _instance

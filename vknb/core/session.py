@@ -13,7 +13,7 @@ import threading
 
 from .. import _vk
 from .device import CLOSED, OPEN, Device
-from .instance import get_instance, select_device_index
+from .instance import get_instance, replace_instance, select_device_index
 
 # --- the session device ----------------------------------------------------------------------
 
@@ -102,6 +102,9 @@ def reset() -> Device:
         _session_generation += 1
     if old is not None:
         old.close(wait_s=RESET_WAIT_S)
+        if old.lost and old.usable_here():
+            # Its runaway work may still occupy threads its instance shares (lavapipe).
+            replace_instance()
     with _session_lock:
         if _session is None or _session.state is not OPEN:
             _session = Device(idx)

@@ -245,8 +245,17 @@ def _save(path: Path, source: str) -> None:
     text = source if _VERSION_LINE.search(source) else "#version 450\n" + source
     if not text.endswith("\n"):
         text += "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    if path.is_dir():
+        raise UsageError(
+            f"--save {path}: that is a directory; give a file name (e.g. {path}/kernel.comp)"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as e:
+        raise UsageError(
+            f"--save {path}: cannot write the cell there ({e.strerror or e})"
+        ) from None
 
 
 def _cell_error(

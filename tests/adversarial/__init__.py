@@ -1,0 +1,1 @@
+"""Adversarial scenarios, each in its own process (see conftest.py)."""
