@@ -95,8 +95,23 @@ def test_library_page_is_current() -> None:
     problem = _stale(DOCS / "library.md", _gen_api().generate_library())
     assert not problem, problem
     current = (DOCS / "library.md").read_text(encoding="utf-8")
-    for comp in sorted((ROOT / "shaders").glob("*.comp")):
+    shaders = sorted((ROOT / "vknb" / "library" / "shaders").glob("*.comp"))
+    assert len(shaders) >= 10, "the shader library was not found"
+    for comp in shaders:
         assert f"`{comp.stem}`" in current, f"shaders/{comp.name} is missing from the library page"
+
+
+def test_configuration_table_is_current() -> None:
+    """The environment-variable table in getting-started.md is the one vknb.config declares,
+    and the README names every variable."""
+    page = DOCS / "getting-started.md"
+    problem = _stale(page, _gen_api().generate_config_page())
+    assert not problem, problem
+    import vknb.config as config
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in config.VARIABLES if name not in readme]
+    assert not missing, f"README.md does not mention {missing}"
 
 
 def test_notebooks_named_in_docs_exist() -> None:

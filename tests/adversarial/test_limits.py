@@ -178,3 +178,33 @@ def test_workgroup_counts_and_sizes_beyond_limits_are_refused_before_work() -> N
         validation=True,
         timeout=30,
     )
+
+
+def test_robust_buffer_access_keeps_neighbours_intact() -> None:
+    """VKNB_ROBUST=1 turns robust buffer access on (where the device has the feature): a kernel
+    writing far past the end of its Array changes neither its neighbours nor the session."""
+    run_scenario(
+        """
+        dev = vknb.device()
+        check(dev.robust == bool(dev.features["robust_buffer_access"]), "Device.robust")
+        check(dev.robust, f"{dev.info.name} offers robustBufferAccess: VKNB_ROBUST=1 is on")
+        k = vknb.compile('''
+        layout(local_size_x = 64) in;
+        layout(binding = 0) buffer A { float a[]; };
+        layout(push_constant) uniform P { float v; };
+        void main() { a[gl_GlobalInvocationID.x] = v; }
+        ''', name="oob")
+        before = [rng.random(256, dtype=np.float32) for _ in range(6)]
+        small = vknb.zeros(16, np.float32)
+        neighbours = [vknb.asarray(b) for b in before]
+        k(small, v=7.0, groups=64)  # 4096 invocations write into a 16-float Array
+        check(np.array_equal(small.numpy(), np.full(16, 7.0, np.float32)), "in-bounds part")
+        for b, n in zip(before, neighbours):
+            check(np.array_equal(n.numpy(), b), "an out-of-bounds write reached another Array")
+        check_usable()
+        print("OK")
+        """,
+        env={"VKNB_ROBUST": "1", "VKNB_BAR": "0"},
+        validation=True,
+        timeout=60,
+    )
