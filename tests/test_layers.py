@@ -68,8 +68,8 @@ LAYERS: dict[str, list[str]] = {
     "library": ["vknb.library"],
     "ui": [
         "vknb.ui.splice",
-        "vknb.ui.display",
         "vknb.ui.plots",
+        "vknb.ui.display",
         "vknb.ui.widgets",
         "vknb.ui.magics",
         "vknb.ui.cli",

@@ -246,3 +246,38 @@ def to_dataframe(records: list[DispatchRecord] | None = None) -> Any:
         raise ImportError("to_dataframe needs pandas: `pip install pandas`") from e
     recs = timings() if records is None else records
     return pd.DataFrame([r.to_dict() for r in recs])
+
+
+def summarize(records: list[DispatchRecord]) -> list[dict[str, Any]]:
+    """Per-kernel aggregates of dispatch records, as plain data (first-seen order).
+
+    Each entry has the keys ``kernel``, ``count``, ``gpu_ms_total``, ``gpu_ms_mean``,
+    ``gpu_ms_min``, ``gpu_ms_max``, ``host_ms_mean`` and ``bandwidth_gbs``.  The GPU figures are
+    over the records that have a GPU time (None where none has); ``bandwidth_gbs`` is the mean
+    achieved bandwidth where known.
+
+    Example
+    -------
+    >>> [s["kernel"] for s in summarize(vknb.timings())]         # doctest: +SKIP
+    ['saxpy']
+    """
+    groups: dict[str, list[DispatchRecord]] = {}
+    for r in records:
+        groups.setdefault(r.kernel, []).append(r)
+    out = []
+    for name, recs in groups.items():
+        gpu = [r.gpu_ms for r in recs if r.gpu_ms is not None]
+        bw = [b for b in (r.bandwidth_gbs for r in recs) if b is not None]
+        out.append(
+            {
+                "kernel": name,
+                "count": len(recs),
+                "gpu_ms_total": sum(gpu) if gpu else None,
+                "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
+                "gpu_ms_min": min(gpu) if gpu else None,
+                "gpu_ms_max": max(gpu) if gpu else None,
+                "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
+                "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
+            }
+        )
+    return out

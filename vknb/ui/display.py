@@ -25,6 +25,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..compute.timing import summarize
+from .plots import plot_timings
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..compute.kernel import Kernel
     from ..compute.timing import DispatchRecord
@@ -614,38 +617,31 @@ def memory_html(dev: Device) -> str:
 
 
 def timings_summary(records: list[DispatchRecord]) -> list[dict[str, Any]]:
-    """Per-kernel aggregates of dispatch records, as plain data (first-seen order).
-
-    Each entry has the keys ``kernel``, ``count``, ``gpu_ms_total``, ``gpu_ms_mean``,
-    ``gpu_ms_min``, ``gpu_ms_max``, ``host_ms_mean`` and ``bandwidth_gbs``.  The GPU figures are
-    over the records that have a GPU time (None where none has); ``bandwidth_gbs`` is the mean
-    achieved bandwidth where known.
+    """Per-kernel aggregates of dispatch records (:func:`vknb.timing.summarize`).
 
     Example
     -------
     >>> [s["kernel"] for s in timings_summary(vknb.timings())]   # doctest: +SKIP
     ['saxpy']
     """
-    groups: dict[str, list[DispatchRecord]] = {}
-    for r in records:
-        groups.setdefault(r.kernel, []).append(r)
-    out = []
-    for name, recs in groups.items():
-        gpu = [r.gpu_ms for r in recs if r.gpu_ms is not None]
-        bw = [b for b in (r.bandwidth_gbs for r in recs) if b is not None]
-        out.append(
-            {
-                "kernel": name,
-                "count": len(recs),
-                "gpu_ms_total": sum(gpu) if gpu else None,
-                "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
-                "gpu_ms_min": min(gpu) if gpu else None,
-                "gpu_ms_max": max(gpu) if gpu else None,
-                "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
-                "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
-            }
-        )
-    return out
+    return summarize(records)
+
+
+def timings_figure(records: list[DispatchRecord]) -> Any:
+    """Deprecated: :func:`vknb.widgets.plot_timings` (``kind="all"``).
+
+    Example
+    -------
+    >>> fig = timings_figure(vknb.timings())                 # doctest: +SKIP
+    """
+    import warnings
+
+    warnings.warn(
+        "vknb.display.timings_figure is now vknb.widgets.plot_timings(records)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return plot_timings(records)
 
 
 _SUMMARY_HEAD = [

@@ -148,11 +148,11 @@ def _plot_histogram(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any],
 
 
 def _plot_overhead(ax: Any, recs: list[DispatchRecord], colors: dict[str, Any], gpu: bool) -> None:
-    from .display import timings_summary
+    from ..compute.timing import summarize
 
     ax.set_title("GPU time vs host overhead (mean per dispatch)")
     ax.set_xlabel("ms")
-    rows = timings_summary(recs)
+    rows = summarize(recs)
     names = [s["kernel"] for s in rows]
     g = [s["gpu_ms_mean"] or 0.0 for s in rows]
     over = [max(s["host_ms_mean"] - gm, 0.0) for s, gm in zip(rows, g, strict=True)]
