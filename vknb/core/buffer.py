@@ -371,6 +371,16 @@ class Buffer:
         )
         _vk.check(getattr(_vk.lib, fn)(self.device.handle, 1, r), fn, self.label)
 
+    def _check_range(self, n: int, offset: int, verb: str) -> int:
+        """``n`` bytes at ``offset`` fit the buffer, which is open; returns ``n``."""
+        if offset < 0 or offset + n > self.nbytes:
+            raise E.BufferTooSmall(
+                f"{self.label} holds {self.nbytes} bytes; cannot {verb} {n} bytes at offset "
+                f"{offset}"
+            )
+        self.check()
+        return n
+
     def write(self, data: np.ndarray | bytes, offset: int = 0) -> None:
         """Copy ``data`` (any C-contiguous array or bytes) into the buffer at byte ``offset``.
 
@@ -386,12 +396,7 @@ class Buffer:
         if not src.flags.c_contiguous:
             src = np.ascontiguousarray(src)
         flat = flat_bytes(src)
-        n = flat.nbytes
-        if offset < 0 or offset + n > self.nbytes:
-            raise E.BufferTooSmall(
-                f"{self.label} holds {self.nbytes} bytes; cannot write {n} bytes at offset {offset}"
-            )
-        self.check()
+        n = self._check_range(flat.nbytes, offset, "write")
         if n == 0:
             return
         direct = self.host_visible and not config.get("VKNB_FORCE_STAGING")
@@ -425,12 +430,7 @@ class Buffer:
         elif not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError(f"{self.label}.read: `out` must be a writeable C-contiguous array")
         flat = flat_bytes(out)
-        n = flat.nbytes
-        if offset < 0 or offset + n > self.nbytes:
-            raise E.BufferTooSmall(
-                f"{self.label} holds {self.nbytes} bytes; cannot read {n} bytes at offset {offset}"
-            )
-        self.check()
+        n = self._check_range(flat.nbytes, offset, "read")
         if n == 0:
             return out
         direct = self.host_visible and self._fast_read and not config.get("VKNB_FORCE_STAGING")

@@ -617,15 +617,25 @@ class ComputePipeline:
     ) -> Slot:
         """Submit one dispatch; return its slot (taken: give it back with :meth:`wait`,
         :meth:`wait_and_read` or :meth:`abandon`)."""
-        dev = self.device
         slot = self._acquire_slot()
-        with dev.lock:
-            try:
-                self._submit(slot, sets, push, groups, buffers)
-            except BaseException:
-                slot.busy = False
-                raise
+        with self.device.lock:
+            self._submit_taken(slot, sets, push, groups, buffers)
         return slot
+
+    def _submit_taken(
+        self,
+        slot: Slot,
+        sets: Any,
+        push: bytes,
+        groups: tuple[int, int, int],
+        buffers: Sequence[Buffer],
+    ) -> None:
+        """:meth:`_submit` a taken slot; a slot whose submission failed is free again."""
+        try:
+            self._submit(slot, sets, push, groups, buffers)
+        except BaseException:
+            slot.busy = False
+            raise
 
     def submit_repeated(
         self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
@@ -654,11 +664,7 @@ class ComputePipeline:
             return self.dispatch(sets, push, groups, buffers)
         slot = first
         with dev.lock:
-            try:
-                self._submit(slot, sets, push, groups, buffers)
-            except BaseException:
-                slot.busy = False
-                raise
+            self._submit_taken(slot, sets, push, groups, buffers)
             if other.dirty and not other.busy:
                 other.clean(dev.handle, self.label)
         return slot
