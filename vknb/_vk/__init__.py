@@ -35,7 +35,6 @@ TIMEOUT = 2
 INCOMPLETE = 5
 
 WHOLE_SIZE = (1 << 64) - 1
-UINT64_MAX = (1 << 64) - 1
 
 # --- processes ------------------------------------------------------------------------------
 #
@@ -211,11 +210,6 @@ def new(ctype: str, init: dict[str, Any] | None = None) -> Any:
     return ffi.new(ctype + "*", init) if init is not None else ffi.new(ctype + "*")
 
 
-def array(ctype: str, items: Any) -> Any:
-    """``ffi.new("ctype[]", items)``."""
-    return ffi.new(ctype + "[]", items)
-
-
 class Keep(list):
     """Holds cdata that a struct points to until the call that reads it returns."""
 
@@ -298,14 +292,6 @@ def instance_proc(instance: Any, name: str) -> Any:
     return ffi.cast("PFN_" + name, fn)
 
 
-def device_proc(device: Any, name: str) -> Any:
-    """A device-level function resolved for ``device`` (skips the loader's trampoline)."""
-    fn = lib.vkGetDeviceProcAddr(device, name.encode())
-    if fn == ffi.NULL:
-        return None
-    return ffi.cast("PFN_" + name, fn)
-
-
 def version_str(v: int) -> str:
     return f"{(v >> 22) & 0x7F}.{(v >> 12) & 0x3FF}.{v & 0xFFF}"
 
@@ -320,7 +306,6 @@ _set_name_fn: Any = None
 
 OBJECT_BUFFER = C.OBJECT_TYPE_BUFFER
 OBJECT_PIPELINE = C.OBJECT_TYPE_PIPELINE
-OBJECT_DEVICE_MEMORY = C.OBJECT_TYPE_DEVICE_MEMORY
 
 
 def enable_debug_names(instance: Any) -> None:

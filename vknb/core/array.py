@@ -36,8 +36,8 @@ def _use_bar(device: Device | None) -> bool:
     """Whether a new Array goes to device memory that host threads write directly.
 
     On a discrete GPU whose whole memory the host can map (resizable BAR), writing it directly
-    skips the staging copy: numpy -> device went from 25-29 to 32 GB/s on the H100 at 256 MiB,
-    with kernels running at the same speed.  ``VKNB_BAR=0`` turns this off, ``VKNB_BAR=1`` turns
+    skips the staging copy, and kernels run at the same speed there (docs/performance.md).
+    ``VKNB_BAR=0`` turns this off, ``VKNB_BAR=1`` turns
     it on wherever such memory exists.  CPU drivers and integrated GPUs map their one memory
     anyway, so nothing changes there.
     """

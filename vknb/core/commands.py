@@ -269,9 +269,9 @@ def end_timestamp_stage(device: Device) -> int:
 
     BOTTOM_OF_PIPE everywhere but on llvmpipe (lavapipe), whose queue runs commands one after
     another and returns from a dispatch only when it is complete: a TOP_OF_PIPE timestamp after
-    it marks the same instant without the flush a later stage forces there (measured: the sync
-    dispatch of a tiny kernel fell from 0.75-0.89x to 0.55-0.62x of the raw baseline).
-    ``tests/test_kernel.py`` checks on every device that GPU times grow with the work.
+    it marks the same instant without the flush a later stage forces there (a large share of a
+    tiny dispatch's time; docs/performance.md).  The tests check on every device that GPU times
+    grow with the work.
     """
     if device.info.driver == "llvmpipe":
         return C.PIPELINE_STAGE_TOP_OF_PIPE_BIT
@@ -283,11 +283,10 @@ def timestamp_readout(device: Device) -> str:
 
     ``"host"``: the queries are reset from the host before each submission and read with
     ``vkGetQueryPoolResults`` once the fence has signalled; the command buffer holds only the two
-    timestamp writes (an H200 timed a tiny dispatch at 22 µs this way against 31 µs for
-    ``"copy"``).  ``"copy"``: a reset command plus ``vkCmdCopyQueryPoolResults`` with WAIT into
-    mapped memory; kept for CPU drivers, where ``vkGetQueryPoolResults`` itself costs about
-    20 µs (lavapipe), and for devices without ``hostQueryReset``.  ``VKNB_TS_READOUT``
-    overrides the choice (for measurements).
+    timestamp writes, the fastest way on GPUs.  ``"copy"``: a reset command plus
+    ``vkCmdCopyQueryPoolResults`` with WAIT into mapped memory; for CPU drivers, where
+    ``vkGetQueryPoolResults`` itself is slow, and devices without ``hostQueryReset``.
+    ``VKNB_TS_READOUT`` overrides the choice.  docs/performance.md has the numbers.
     """
     forced = config.get("VKNB_TS_READOUT")
     if forced == "copy" or (forced == "host" and device.host_query_reset):
@@ -332,7 +331,7 @@ class Timestamps:
         self._mapped: Any = None
         if not self.host_reset:
             # The command buffer copies its timestamps into mapped memory, so reading them
-            # costs no driver call (vkGetQueryPoolResults costs ~20 µs on lavapipe).
+            # costs no driver call (vkGetQueryPoolResults is slow on CPU drivers).
             try:
                 b = Buffer(
                     8 * self.count,

@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import _vk, config
 from .. import errors as E
+from .._vk import constants as C
 
 log = logging.getLogger("vknb")
 vlog = logging.getLogger("vknb.vulkan")
@@ -42,10 +43,10 @@ VENDORS = {
 GiB = 1 << 30
 
 # Memory property flags
-DEVICE_LOCAL = 0x1
-HOST_VISIBLE = 0x2
-HOST_COHERENT = 0x4
-HOST_CACHED = 0x8
+DEVICE_LOCAL = C.MEMORY_PROPERTY_DEVICE_LOCAL_BIT
+HOST_VISIBLE = C.MEMORY_PROPERTY_HOST_VISIBLE_BIT
+HOST_COHERENT = C.MEMORY_PROPERTY_HOST_COHERENT_BIT
+HOST_CACHED = C.MEMORY_PROPERTY_HOST_CACHED_BIT
 
 _MEMORY_FLAG_NAMES = {
     0x1: "device_local",

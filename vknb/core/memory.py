@@ -7,8 +7,8 @@ released as soon as its last sub-allocation is freed.
 
 Freed dedicated allocations are kept in a small recycle cache (``VKNB_RECYCLE_MB``, default the
 smaller of 1 GiB and an eighth of the largest heap; 0 turns it off) and handed to the next request
-of the same memory type and about the same size: on an H100 a 256 MiB ``vkAllocateMemory`` costs
-5-6 ms and its ``vkFreeMemory`` 3 ms, more than half the time of copying 256 MiB in.  The cache is
+of the same memory type and about the same size: allocating and freeing large device memory costs
+milliseconds, a large share of an upload's time (docs/performance.md).  The cache is
 counted in ``allocated`` and shown as ``cached``; it is emptied by :meth:`Device.trim`, before an
 allocation that would not fit otherwise, and when the device closes.  So with the cache empty
 (``trim()``), vknb's ``allocated`` bytes return to their baseline when everything is freed.

@@ -645,8 +645,7 @@ class ComputePipeline:
         Such calls alternate between the first two slots, each keeping its own recording of
         the call, and while the GPU runs one, the other is readied for the next call: its
         timestamps are read into the record waiting for them, its fence and queries reset.
-        That takes the query read and both resets (about 4 µs on an H100 host) out of the
-        call's critical path.
+        That takes the query read and both resets out of the call's critical path.
         """
         dev = self.device
         with dev.lock:

@@ -608,7 +608,7 @@ def coopmat_shape(device: Any = None) -> tuple[int, int, int]:
             f"{dev.label} has no float16 cooperative-matrix shape for matmul_fp16 "
             f"(cooperative-matrix extensions enabled: {list(dev.cooperative_matrix) or 'none'})"
         )
-    # Measured on an H100: 16 x 8 x 16 198 TFLOP/s, 16 x 8 x 8 close, 16 x 16 x 16 4x slower.
+    # The fastest shapes first (docs/performance.md: tile and shape choices).
     for best in ((16, 8, 16), (16, 8, 8)):
         if best in fits:
             return best
