@@ -59,6 +59,7 @@ GROUPS = [
         ["compile", "Kernel", "BoundCall", "compile_glsl", "reflect", "Reflection", "clear_cache"],
     ),
     ("Memory", ["asarray", "empty", "zeros", "Array", "Buffer"]),
+    ("Images", ["asimage", "zeros_image", "Image", "Sampler"]),
     ("Batches", ["batch", "Batch"]),
     ("Timings", ["timings", "clear_timings", "DispatchRecord"]),
     ("IPython", ["load_ipython_extension", "unload_ipython_extension"]),

@@ -54,6 +54,7 @@ LAYERS: dict[str, list[str]] = {
         "vknb.core.session",
         "vknb.core.buffer",
         "vknb.core.array",
+        "vknb.core.image",
         "vknb.core.commands",
         "vknb.core.pipeline",
         "vknb.core",
@@ -61,6 +62,7 @@ LAYERS: dict[str, list[str]] = {
     "compute": [
         "vknb.compute.timing",
         "vknb.compute.args",
+        "vknb.compute.bind",
         "vknb.compute.batch",
         "vknb.compute.kernel",
         "vknb.compute",

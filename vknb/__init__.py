@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover - the names below load lazily at run time
     from .core.array import Array, asarray, empty, zeros  # noqa: F401
     from .core.buffer import Buffer  # noqa: F401
     from .core.device import Device, Submission  # noqa: F401
+    from .core.image import Image, Sampler, asimage, zeros_image  # noqa: F401
     from .core.instance import DeviceInfo, devices  # noqa: F401
     from .core.session import current_device, device, reset, synchronize, use  # noqa: F401
     from .shader.compiler import clear_cache, compile_glsl  # noqa: F401
@@ -76,6 +77,10 @@ _LAZY = {
     "synchronize": "core.session",
     "Submission": "core.device",
     "Buffer": "core.buffer",
+    "Image": "core.image",
+    "asimage": "core.image",
+    "zeros_image": "core.image",
+    "Sampler": "core.image",
     "Array": "core.array",
     "asarray": "core.array",
     "empty": "core.array",

@@ -49,27 +49,19 @@ from ..core.pipeline import ComputePipeline, Layout, Slot
 from ..core.session import device as session_device
 from ..core.session import session_generation
 from .args import (
-    BUFFER_TYPES,
-    BindingSlot,
     binding_slots,
-    check_array_dtype,
-    expected_text,
-    one_member_value,
-    pack_block,
     pack_into,
     pack_spec_values,
     scalar_check,
-    uniform_from_array,
     workgroups,
 )
 from .batch import current as current_batch
+from .bind import Binder, Prepared, read_back
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..shader.compiler import CompileResult
     from ..shader.spirv import Reflection
-
-_SCRATCH_KEPT = 2  # free scratch buffers kept per binding (one per thread calling at once)
 
 
 class _Fast:
@@ -102,7 +94,7 @@ class _Fast:
         kw: list[tuple[str, type, Any]],
         grid: Any,
         groups_arg: Any,
-        prep: _Prepared,
+        prep: Prepared,
         sets: Any,
         push: bytes,
         groups: tuple[int, int, int],
@@ -160,32 +152,6 @@ class _Fast:
         return arrays
 
 
-class _Prepared:
-    """One call's resolved resources."""
-
-    __slots__ = (
-        "buffers",
-        "bytes_in",
-        "kernel_bytes",
-        "reads",
-        "resources",
-        "scratch",
-        "writeback",
-        "writes",
-    )
-
-    def __init__(self) -> None:
-        self.reads: list[int] = []  # serials of the buffers the shader may read
-        self.writes: list[int] = []  # ... and may write
-        # (set, binding, descriptor type, buffers, byte ranges), for the descriptor sets
-        self.resources: list[tuple[int, int, int, list[Buffer], list[int]]] = []
-        self.writeback: list[tuple[np.ndarray, Buffer]] = []
-        self.buffers: list[Buffer] = []  # everything bound (checked open, kept alive)
-        self.scratch: list[tuple[tuple[int, int], Buffer]] = []  # taken from the kernel
-        self.bytes_in = 0
-        self.kernel_bytes = 0
-
-
 class Kernel:
     """A compiled compute shader bound to a device; call it to dispatch.
 
@@ -237,7 +203,7 @@ class Kernel:
         # submission of one call at a time (waits happen outside it).
         self._lock = threading.RLock()
         self._closed = False
-        self._scratch: dict[tuple[int, int], list[Buffer]] = {}  # free scratch buffers
+        self.binder = Binder(name, self.slots)  # checks arguments, owns scratch resources
         self._push_memo: dict[Any, bytes] = {}
         self._fast: dict[tuple[int, ...], list[_Fast]] = {}  # see _fast_lookup
         self._last_fast: _Fast | None = None
@@ -359,7 +325,7 @@ class Kernel:
         )
         self.pipeline_ms = (time.perf_counter() - t0) * 1e3
         self._generation = session_generation()
-        self._drop_scratch()
+        self.binder.drop()
         self._fast = {}  # remembered calls name the old pipeline
         self._last_fast = None
         if old is not None:
@@ -454,229 +420,6 @@ class Kernel:
             raise TypeError(f"{self.name}() missing binding argument(s): {', '.join(missing)}")
         return vals, push
 
-    def _prepare(self, vals: list[Any], dev: Device, private: bool) -> _Prepared:
-        """Check every argument, then take buffers and upload; all checks before any upload."""
-        plan = [self._plan_slot(slot, v, dev) for slot, v in zip(self.slots, vals, strict=True)]
-        self._check_numpy_aliases(plan)
-        prep = _Prepared()
-        uploaded: dict[tuple[int, int], Buffer] = {}  # numpy memory -> its buffer (one per array)
-        try:
-            for slot, items in zip(self.slots, plan, strict=True):
-                bufs: list[Buffer] = []
-                ranges: list[int] = []
-                for element, (kind, v, nbytes) in enumerate(items):
-                    buf = self._materialize(
-                        slot, element, kind, v, nbytes, dev, private, prep, uploaded
-                    )
-                    bufs.append(buf)
-                    ranges.append(nbytes)
-                    prep.buffers.append(buf)
-                    if not slot.writeonly:
-                        prep.reads.append(buf.serial)
-                    if not slot.readonly:
-                        prep.writes.append(buf.serial)
-                    prep.kernel_bytes += nbytes * ((not slot.writeonly) + (not slot.readonly))
-                prep.resources.append((slot.set, slot.binding, slot.descriptor_type, bufs, ranges))
-        except BaseException:
-            self._give_back(prep.scratch, keep=False)
-            raise
-        return prep
-
-    def _plan_slot(self, slot: BindingSlot, v: Any, dev: Device) -> list[tuple[str, Any, int]]:
-        """What one argument is, checked: a list of (kind, value, bytes), one per descriptor."""
-        if slot.descriptor_type not in BUFFER_TYPES:
-            raise TypeError(
-                f"{self.name}: binding {slot.name!r} is a {slot.kind}; vknb binds storage and "
-                "uniform buffers only (images, samplers and texel buffers are listed by "
-                "reflection, not bindable yet)"
-            )
-        if slot.is_array:
-            if not isinstance(v, (list, tuple)):
-                raise TypeError(
-                    f"{self.name}: binding {slot.name!r} is an array of {slot.count} buffers; "
-                    f"pass a list or tuple of {slot.count} arrays"
-                )
-            if len(v) != slot.count:
-                raise ValueError(
-                    f"{self.name}: binding {slot.name!r} is an array of {slot.count} buffers; "
-                    f"got {len(v)}"
-                )
-            return [self._plan_one(slot, x, dev, f"{slot.name!r}[{i}]") for i, x in enumerate(v)]
-        return [self._plan_one(slot, v, dev, repr(slot.name))]
-
-    def _plan_one(self, slot: BindingSlot, v: Any, dev: Device, what: str) -> tuple[str, Any, int]:
-        b = slot.primary
-        kind = slot.kind
-        block = b.block
-        lim = dev.info.limits
-        fixed = block.size if block is not None else 0
-        max_range = lim[
-            "max_storage_buffer_range" if kind == "storage" else "max_uniform_buffer_range"
-        ]
-        if isinstance(v, np.ma.MaskedArray):
-            raise TypeError(
-                f"{self.name}: binding {what} got a masked array; its mask cannot go to the GPU. "
-                "Pass a.filled(value) (or a.data)"
-            )
-        if isinstance(v, (Array, Buffer)) and v.closed:
-            label = v.label
-            raise E.ObjectClosed(
-                f"{self.name}: binding {what} got {label}, which is closed", label=label
-            )
-        if isinstance(v, Array):
-            if v.device is not dev:
-                raise ValueError(
-                    f"{self.name}: binding {what} holds an Array on device "
-                    f"{v.device.index} ({v.device.info.name}, {v.device.label}), but the kernel "
-                    f"runs on device {dev.index} ({dev.info.name}, {dev.label}); copy it with "
-                    "vknb.asarray(a.numpy(), device=...)"
-                )
-            if kind == "storage":
-                check_array_dtype(slot, v.dtype, v.shape, self.name)
-            entry: tuple[str, Any, int] = ("array", v.buffer, v.nbytes)
-        elif isinstance(v, Buffer):
-            if v.device is not dev:
-                raise ValueError(
-                    f"{self.name}: binding {what} holds a Buffer on {v.device.label}, but the "
-                    f"kernel runs on {dev.label}"
-                )
-            entry = ("array", v, v.nbytes)
-        elif isinstance(v, np.ndarray) and not (
-            kind == "uniform" and (v.dtype.names is not None or one_member_value(block, v))
-        ):
-            if kind == "uniform" and block is not None:
-                v = uniform_from_array(self.name, b, v)
-            else:
-                check_array_dtype(slot, v.dtype, v.shape, self.name)
-            if not v.flags.c_contiguous:
-                raise ValueError(
-                    f"{self.name}: binding {what} got a non-contiguous array (strides "
-                    f"{v.strides}); pass np.ascontiguousarray(x)"
-                )
-            if v.nbytes == 0:
-                raise ValueError(f"{self.name}: binding {what} got an empty array")
-            if not slot.readonly and kind == "storage" and not v.flags.writeable:
-                raise ValueError(
-                    f"{self.name}: binding {what} may be written by the shader, but the "
-                    "array is read-only; pass a writeable array (or declare the binding "
-                    "readonly)"
-                )
-            entry = ("numpy", v, v.nbytes)
-        elif kind == "uniform" and block is not None:
-            data = pack_block(block, v, f"{self.name}: uniform block {what}")
-            entry = ("packed", data, len(data))
-        else:
-            raise TypeError(
-                f"{self.name}: binding {what} ({kind} buffer of {expected_text(b)}) "
-                f"takes a numpy array or a vknb.Array, got {type(v).__name__}"
-            )
-        nbytes = entry[2]
-        if nbytes < max(fixed, 1):
-            raise ValueError(
-                f"{self.name}: binding {what} needs at least {fixed} bytes (the fixed part "
-                f"of block {block.name if block else '?'}), got {nbytes}"
-            )
-        if nbytes > max_range:
-            raise ValueError(
-                f"{self.name}: binding {what} is {nbytes} bytes, beyond {dev.info.name}'s "
-                f"max{'Storage' if kind == 'storage' else 'Uniform'}BufferRange ({max_range} "
-                "bytes); split the data over several calls or bindings"
-            )
-        return entry
-
-    def _check_numpy_aliases(self, plan: list[list[tuple[str, Any, int]]]) -> None:
-        """Two numpy arguments that overlap must be the same array (then one buffer serves
-        both, as one device Array would); partial overlaps are refused."""
-        seen: list[tuple[int, int, np.ndarray, str]] = []
-        for slot, items in zip(self.slots, plan, strict=True):
-            for i, (kind, v, _n) in enumerate(items):
-                if kind != "numpy":
-                    continue
-                start = v.__array_interface__["data"][0]
-                end = start + v.nbytes
-                where = slot.name if not slot.is_array else f"{slot.name}[{i}]"
-                for s0, e0, other, other_where in seen:
-                    if start < e0 and s0 < end and not _same_memory(v, other):
-                        raise ValueError(
-                            f"{self.name}: the numpy arrays given for {other_where!r} and "
-                            f"{where!r} overlap without being the same array; pass the same "
-                            "array (one buffer on the device) or separate copies"
-                        )
-                seen.append((start, end, v, where))
-
-    def _materialize(
-        self,
-        slot: BindingSlot,
-        element: int,
-        kind: str,
-        v: Any,
-        nbytes: int,
-        dev: Device,
-        private: bool,
-        prep: _Prepared,
-        uploaded: dict[tuple[int, int], Buffer],
-    ) -> Buffer:
-        """The buffer for one checked value: its own, or a scratch buffer filled from it."""
-        if kind == "array":
-            return v  # type: ignore[no-any-return,unused-ignore]
-        if kind == "numpy":
-            key = _memory_key(v)
-            buf = uploaded.get(key)
-            writable = not slot.readonly and slot.kind == "storage"
-            if buf is None:
-                buf = self._take_scratch((slot.index, element), nbytes, dev, private, prep)
-                uploaded[key] = buf
-                if slot.writeonly:
-                    buf.zero()  # the part the shader does not write comes back as zeros
-                else:
-                    buf.write(v)
-                    prep.bytes_in += nbytes
-                if writable:
-                    prep.writeback.append((v, buf))
-            elif writable and not any(buf is b for _, b in prep.writeback):
-                prep.writeback.append((v, buf))
-            return buf
-        buf = self._take_scratch((slot.index, element), nbytes, dev, private, prep)
-        buf.write(np.frombuffer(v, np.uint8))
-        prep.bytes_in += nbytes
-        return buf
-
-    def _take_scratch(
-        self, key: tuple[int, int], nbytes: int, dev: Device, private: bool, prep: _Prepared
-    ) -> Buffer:
-        """A buffer for a numpy argument, owned by this call until it has finished."""
-        if not private:  # a batch keeps its own copies: later calls must not overwrite them
-            free = self._scratch.get(key)
-            if free:
-                for i, buf in enumerate(free):
-                    if buf.nbytes == nbytes and buf.device is dev and not buf.closed:
-                        del free[i]
-                        prep.scratch.append((key, buf))
-                        return buf
-        buf = Buffer(nbytes, device=dev, label=f"{self.name}.{self.slots[key[0]].name}")
-        if not private:
-            prep.scratch.append((key, buf))
-        return buf
-
-    def _give_back(self, scratch: list[tuple[tuple[int, int], Buffer]], keep: bool = True) -> None:
-        """A call is done with its scratch buffers: keep a few for the next calls."""
-        if not scratch:
-            return
-        with self._lock:
-            for key, buf in scratch:
-                free = self._scratch.setdefault(key, [])
-                if keep and not self._closed and len(free) < _SCRATCH_KEPT:
-                    free.insert(0, buf)
-                else:
-                    buf.close()
-        scratch.clear()
-
-    def _drop_scratch(self) -> None:
-        for free in self._scratch.values():
-            for b in free:
-                b.close()
-        self._scratch = {}
-
     def push_bytes(self, push: dict[str, Any]) -> bytes:
         """Push-constant bytes for member values (memoized by value and type)."""
         # Memo by value *and type* (1, 1.0 and True hash alike but pack differently).
@@ -745,7 +488,7 @@ class Kernel:
         grid: Any,
         groups: Any,
         pipe: ComputePipeline,
-        prep: _Prepared,
+        prep: Prepared,
         sets: Any,
         push: bytes,
         grp: tuple[int, int, int],
@@ -783,7 +526,7 @@ class Kernel:
         groups: Any,
         pipe: ComputePipeline,
         private: bool = False,
-    ) -> tuple[_Prepared, Any, bytes, tuple[int, int, int]]:
+    ) -> tuple[Prepared, Any, bytes, tuple[int, int, int]]:
         """The long way: bind, check and upload the arguments; remember the call if it can be.
 
         Call under the kernel's lock."""
@@ -794,11 +537,11 @@ class Kernel:
             self.local_size, grid, groups, dev.info.limits["max_workgroup_count"], self.name
         )
         push_bytes = self.push_bytes(push)
-        prep = self._prepare(vals, dev, private)
+        prep = self.binder.prepare(vals, dev, private)
         try:
             sets = pipe.descriptor_sets(prep.resources)
         except BaseException:
-            self._give_back(prep.scratch, keep=False)
+            self.binder.give_back(prep.scratch, keep=False)
             raise
         self._fast_store(args, kwargs, grid, groups, pipe, prep, sets, push_bytes, grp)
         return prep, sets, push_bytes, grp
@@ -849,7 +592,7 @@ class Kernel:
                 else:
                     repeated = None
                     t0 = time.perf_counter()
-                    prep = _Prepared()
+                    prep = Prepared()
                     prep.buffers = bufs
                     prep.reads, prep.writes = f.reads, f.writes
                     prep.kernel_bytes = f.kernel_bytes
@@ -876,7 +619,7 @@ class Kernel:
                 try:
                     slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers)
                 except BaseException:
-                    self._give_back(prep.scratch, keep=False)
+                    self.binder.give_back(prep.scratch, keep=False)
                     raise
         # The wait and the write-back run outside the kernel's lock: other threads' calls of
         # this kernel go on meanwhile.
@@ -912,7 +655,7 @@ class Kernel:
         self,
         pipe: ComputePipeline,
         slot: Slot,
-        prep: _Prepared,
+        prep: Prepared,
         grp: tuple[int, int, int],
         t0: float,
     ) -> DispatchRecord:
@@ -931,17 +674,19 @@ class Kernel:
         return self._write_back(prep, grp, gpu, t0, pipe.device)
 
     def _write_back(
-        self, prep: _Prepared, grp: tuple[int, int, int], gpu: float | None, t0: float, dev: Device
+        self, prep: Prepared, grp: tuple[int, int, int], gpu: float | None, t0: float, dev: Device
     ) -> DispatchRecord:
         try:
             bytes_out = 0
-            for arr, buf in prep.writeback:
-                buf.read(out=arr)
+            for arr, res in prep.writeback:
+                read_back(arr, res)
                 bytes_out += arr.nbytes
         except BaseException:
-            self._give_back(prep.scratch, keep=False)
+            with self._lock:
+                self.binder.give_back(prep.scratch, keep=False)
             raise
-        self._give_back(prep.scratch)
+        with self._lock:
+            self.binder.give_back(prep.scratch)
         rec = DispatchRecord(
             kernel=self.name,
             groups=grp,
@@ -960,7 +705,7 @@ class Kernel:
         self,
         pipe: ComputePipeline,
         slot: Slot,
-        prep: _Prepared,
+        prep: Prepared,
         grp: tuple[int, int, int],
         t0: float,
     ) -> Submission:
@@ -998,7 +743,7 @@ class Kernel:
                 return
             self._closed = True
             p, self._pipeline = self._pipeline, None
-            self._drop_scratch()
+            self.binder.drop()
             self._fast = {}
             self._last_fast = None
         if p is not None:
@@ -1071,7 +816,7 @@ class BoundCall:
         pipe = k.pipeline
         prep, sets, push, grp = k._resolve(self.args, self.kwargs, self.grid, self.groups, pipe)
         if prep.writeback or prep.bytes_in or prep.scratch:
-            k._give_back(prep.scratch, keep=False)
+            k.binder.give_back(prep.scratch, keep=False)
             raise TypeError(
                 f"{k.name}.bind: a buffer is given as values, which a call uploads each time; "
                 "pass a device Array (vknb.asarray(...)) for it"
@@ -1131,17 +876,6 @@ class BoundCall:
 _SCALAR_TYPES = frozenset(
     {float, int, bool, np.float32, np.float64, np.int32, np.uint32, np.int64, np.uint64, np.bool_}
 )
-
-
-def _memory_key(v: np.ndarray) -> tuple[int, int]:
-    return (v.__array_interface__["data"][0], v.nbytes)
-
-
-def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.nbytes == b.nbytes
-    )
 
 
 def _memo_shape(v: Any) -> bool:

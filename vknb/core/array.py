@@ -52,7 +52,8 @@ def _use_bar(device: Device | None) -> bool:
     return dev.info.type == "discrete" and dev.allocator.whole_bar()
 
 
-def _norm_shape(shape: ShapeLike) -> tuple[int, ...]:
+def normalize_shape(shape: ShapeLike) -> tuple[int, ...]:
+    """A shape as a tuple of non-negative ints (an int is a 1-D shape)."""
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     try:
@@ -99,7 +100,7 @@ class Array:
         label: str | None = None,
         memory: str = "device",
     ) -> None:
-        self.shape = _norm_shape(shape)
+        self.shape = normalize_shape(shape)
         self.dtype = np.dtype(dtype)
         if self.dtype.hasobject:
             raise TypeError(

@@ -48,12 +48,20 @@ USAGE_TRANSFER_SRC = C.BUFFER_USAGE_TRANSFER_SRC_BIT
 USAGE_TRANSFER_DST = C.BUFFER_USAGE_TRANSFER_DST_BIT
 USAGE_UNIFORM = C.BUFFER_USAGE_UNIFORM_BUFFER_BIT
 USAGE_STORAGE = C.BUFFER_USAGE_STORAGE_BUFFER_BIT
-USAGE_ALL = USAGE_TRANSFER_SRC | USAGE_TRANSFER_DST | USAGE_UNIFORM | USAGE_STORAGE
+USAGE_TEXEL = C.BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT | C.BUFFER_USAGE_STORAGE_TEXEL_BUFFER_BIT
+USAGE_ALL = USAGE_TRANSFER_SRC | USAGE_TRANSFER_DST | USAGE_UNIFORM | USAGE_STORAGE | USAGE_TEXEL
 
 _PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
 _COPY_CHUNK = 16 << 20
 _ids = itertools.count(1)
 _tokens = itertools.count(1)
+
+
+def next_serial() -> int:
+    """A new serial number for a resource (buffer or image): descriptor-set and hazard caches
+    tell resources apart by it."""
+    return next(_ids)
+
 
 _pool: tuple[ThreadPoolExecutor, int] | None = None  # the copy threads and their count
 _pool_lock = threading.Lock()
@@ -158,7 +166,7 @@ class Buffer:
         dev.check_usable()
         self.device = dev
         self.nbytes = int(nbytes)
-        self.serial = next(_ids)  # identifies the buffer in descriptor-set and hazard caches
+        self.serial = next_serial()
         self.label = label or f"Buffer#{self.serial}"
         self.memory_kind = memory
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
@@ -225,10 +233,12 @@ class Buffer:
         )
         self._users = 0  # host copies in progress (under the device lock)
         self._views: set[int] = set()  # zero-copy mapped views alive
+        self.usage = usage
+        self.texel_views: dict[int, Any] = {}  # VkFormat -> VkBufferView (texel buffers)
         with dev.lock:
             dev.buffers += 1
         dev.adopt(self)
-        self._finalizer = weakref.finalize(self, _collected, dev, handle, alloc)
+        self._finalizer = weakref.finalize(self, _collected, dev, handle, alloc, self.texel_views)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -298,6 +308,35 @@ class Buffer:
     def __repr__(self) -> str:
         state = " closed" if self.allocation is None else ""
         return f"<vknb.Buffer {self.label} {self.nbytes} B ({self.memory_kind}){state}>"
+
+    def texel_view(self, vk_format: int, nbytes: int | None = None) -> Any:
+        """A ``VkBufferView`` of the buffer's first ``nbytes`` as texels of ``vk_format`` (for
+        texel-buffer bindings); made once per format, destroyed with the buffer."""
+        with self.device.lock:
+            self.check()
+            view = self.texel_views.get(vk_format)
+            if view is not None:
+                return view
+            if not self.usage & USAGE_TEXEL:
+                raise E.BufferFailed(f"{self.label} was not made for texel-buffer use")
+            info = _vk.new(
+                "VkBufferViewCreateInfo",
+                {
+                    "sType": _vk.vk.VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+                    "buffer": self.handle,
+                    "format": vk_format,
+                    "offset": 0,
+                    "range": self.nbytes if nbytes is None else nbytes,
+                },
+            )
+            return _vk.create(
+                "vkCreateBufferView",
+                self.device.handle,
+                info,
+                "VkBufferView",
+                self.label,
+                lambda v: self.texel_views.__setitem__(vk_format, v),
+            )
 
     # -- host access -----------------------------------------------------------------------
 
@@ -491,24 +530,28 @@ def _view_gone(buf_ref: weakref.ref[Buffer], dev: Device, token: int) -> None:
         dev.retire_later(buf._retire)
 
 
-def _free_buffer(dev: Device, handle: Any, alloc: Allocation) -> None:
-    """Destroy the buffer and free its memory (never raises)."""
+def _free_buffer(
+    dev: Device, handle: Any, alloc: Allocation, texel_views: dict[int, Any] | None = None
+) -> None:
+    """Destroy the buffer (and its texel views) and free its memory (never raises)."""
     try:
         with dev.lock:
             dev.buffers -= 1
         if not dev.handle_alive():
             return  # a destroyed device freed its memory wholesale; a lost one frees nothing
+        for view in (texel_views or {}).values():
+            _vk.lib.vkDestroyBufferView(dev.handle, view, _vk.ffi.NULL)
         _vk.lib.vkDestroyBuffer(dev.handle, handle, _vk.ffi.NULL)
         dev.allocator.free(alloc)
     except Exception:  # pragma: no cover
         log.exception("releasing a buffer failed")
 
 
-def _collected(dev: Device, handle: Any, alloc: Allocation) -> None:
+def _collected(dev: Device, handle: Any, alloc: Allocation, texel_views: dict[int, Any]) -> None:
     """Finalizer of a Buffer collected without close(): retire it at the device's next safe
     point (the garbage collector may run this anywhere, with the device lock held)."""
     if dev.state is OPEN and dev.usable_here():
-        dev.retire_later(lambda: _free_buffer(dev, handle, alloc))
+        dev.retire_later(lambda: _free_buffer(dev, handle, alloc, texel_views))
     elif dev.usable_here():
         dev.buffers -= 1
 

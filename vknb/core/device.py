@@ -292,6 +292,7 @@ class Device:
         self._create()
         self.allocator = Allocator(self.handle, self.info, self.label)
         self.buffers = 0  # live vknb buffers (for memory_stats)
+        self.images = 0  # live vknb images
         self.staging: Any = None  # made by the first transfer through staging (core.buffer)
         # Collected without close(): by then every child is gone (children hold the device), so
         # only the device's own handles remain; the callback gets them, not the dead object.
@@ -1132,7 +1133,7 @@ class Device:
         """
         self.check_usable()
         self.collect()
-        return self.allocator.stats(self.buffers)
+        return self.allocator.stats(self.buffers, self.images)
 
     def trim(self) -> int:
         """Give the memory of freed large Arrays, kept for reuse, back to the driver now.

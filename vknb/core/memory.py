@@ -61,6 +61,7 @@ class MemoryStats:
     blocks: int  # VkDeviceMemory objects vknb holds (shared blocks + dedicated + cached)
     buffers: int  # live vknb buffers
     allocations: int = 0  # live sub-allocations + dedicated allocations
+    images: int = 0  # live vknb images
     by_type: dict[int, int] = field(default_factory=dict)
     cached: int = 0  # bytes of freed dedicated allocations kept for reuse (part of allocated)
 
@@ -73,6 +74,7 @@ class MemoryStats:
             "blocks": self.blocks,
             "buffers": self.buffers,
             "allocations": self.allocations,
+            "images": self.images,
             "cached": self.cached,
         }
 
@@ -80,9 +82,18 @@ class MemoryStats:
 class _Block:
     """One VkDeviceMemory with a free list (offset -> size, sorted)."""
 
-    __slots__ = ("dedicated", "free", "handle", "mapped", "memory_type", "size", "used")
+    __slots__ = ("dedicated", "free", "handle", "mapped", "memory_type", "optimal", "size", "used")
 
-    def __init__(self, handle: Any, size: int, memory_type: int, mapped: Any, dedicated: bool):
+    def __init__(
+        self,
+        handle: Any,
+        size: int,
+        memory_type: int,
+        mapped: Any,
+        dedicated: bool,
+        optimal: bool = False,
+    ):
+        self.optimal = optimal  # holds optimal-tiling images (kept apart from buffers)
         self.handle = handle
         self.size = size
         self.memory_type = memory_type
@@ -156,7 +167,9 @@ class Allocator:
         # Never taken by a garbage-collector finalizer: buffers collected without close() are
         # freed at their device's next safe point (Device.retire_later), so no deadlock.
         self._lock = threading.Lock()
-        self._blocks: dict[int, list[_Block]] = {}  # memory type -> shared blocks
+        # (memory type, optimal tiling) -> shared blocks: images are kept in blocks of their own,
+        # so that no buffer shares a bufferImageGranularity page with one.
+        self._blocks: dict[tuple[int, bool], list[_Block]] = {}
         self._dedicated: set[_Block] = set()
         self.allocations = 0
         self.nc_atom = info.limits["non_coherent_atom_size"]
@@ -290,9 +303,17 @@ class Allocator:
         return mem, mapped
 
     def allocate(
-        self, size: int, alignment: int, type_bits: int, kind: str, label: str
+        self,
+        size: int,
+        alignment: int,
+        type_bits: int,
+        kind: str,
+        label: str,
+        *,
+        optimal: bool = False,
     ) -> Allocation:
-        """Allocate ``size`` bytes for a buffer of ``kind`` (see :meth:`type_for`)."""
+        """Allocate ``size`` bytes of ``kind`` (see :meth:`type_for`); ``optimal`` for an
+        optimal-tiling image."""
         memory_type = self.type_for(type_bits, kind)
         heap_size = self.heaps[self.types[memory_type].heap].size
         if size > heap_size:
@@ -316,14 +337,14 @@ class Allocator:
                 self._dedicated.add(block)
                 self.allocations += 1
                 return Allocation(block, 0, size, memory_type)
-            blocks = self._blocks.setdefault(memory_type, [])
+            blocks = self._blocks.setdefault((memory_type, optimal), [])
             for block in blocks:
                 off = block.carve(size, alignment)
                 if off is not None:
                     self.allocations += 1
                     return Allocation(block, off, size, memory_type)
             mem, mapped = self._allocate_memory(self.block_size, memory_type, label)
-            block = _Block(mem, self.block_size, memory_type, mapped, dedicated=False)
+            block = _Block(mem, self.block_size, memory_type, mapped, False, optimal)
             blocks.append(block)
             off = block.carve(size, alignment)
             assert off is not None
@@ -356,7 +377,7 @@ class Allocator:
             return
         block.release(a.offset, a.size)
         if block.used == 0:
-            self._blocks[block.memory_type].remove(block)
+            self._blocks[(block.memory_type, block.optimal)].remove(block)
             self._free_block(block)
 
     def _reuse(self, size: int, memory_type: int) -> _Block | None:
@@ -448,7 +469,7 @@ class Allocator:
             return None
         return max(0, b[0][heap] - b[1][heap])
 
-    def stats(self, buffers: int) -> MemoryStats:
+    def stats(self, buffers: int, images: int = 0) -> MemoryStats:
         with self._lock:
             blocks = self._all_blocks()
             budget = self._budget()
@@ -476,6 +497,7 @@ class Allocator:
                 blocks=len(blocks),
                 buffers=buffers,
                 allocations=self.allocations,
+                images=images,
                 by_type=by_type,
                 cached=sum(b.size for b in self._recycle),
             )

@@ -26,7 +26,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _vk
 from .. import errors as E
@@ -40,6 +40,20 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("vknb")
 
 DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pool
+
+
+LAYOUT_GENERAL = 1  # VK_IMAGE_LAYOUT_GENERAL: where vknb keeps every image
+
+
+class Descriptor(NamedTuple):
+    """One descriptor to write: ``kind`` 'buffer' (``a`` the VkBuffer, ``b`` the byte range),
+    'image' (``a`` the VkImageView, ``b`` a VkSampler or None), 'sampler' (``b``) or 'texel'
+    (``a`` the VkBufferView); ``key`` identifies what is bound, for the descriptor-set cache."""
+
+    kind: str
+    a: Any
+    b: Any
+    key: Any
 
 
 @dataclass(frozen=True)
@@ -392,16 +406,13 @@ class ComputePipeline:
         )
         return next(p for p in self._pools if p.handle == handle)
 
-    def descriptor_sets(
-        self, resources: list[tuple[int, int, int, list[Buffer], list[int]]]
-    ) -> Any:
-        """``VkDescriptorSet[nsets]`` for ``[(set, binding, descriptor type, buffers, ranges)]``
-        resources (one buffer per array element), cached by the buffers bound.
+    def descriptor_sets(self, resources: list[tuple[int, int, int, list[Descriptor]]]) -> Any:
+        """``VkDescriptorSet[nsets]`` for ``[(set, binding, descriptor type, descriptors)]``
+        (one descriptor per array element, see :class:`Descriptor`), cached by what is bound.
 
-        ``ranges`` are the byte ranges to bind (checked against the device's limits by the
-        caller).  Returns the sets; :attr:`sets_epoch` changes when cached sets are given up.
+        Returns the sets; :attr:`sets_epoch` changes when cached sets are given up.
         """
-        key = tuple((r[0], r[1], tuple(b.serial for b in r[3]), tuple(r[4])) for r in resources)
+        key = tuple((r[0], r[1], tuple(d.key for d in r[3])) for r in resources)
         with self._sets_lock:
             sets = self._sets.get(key)
             if sets is not None:
@@ -463,27 +474,42 @@ class ComputePipeline:
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         keep = _vk.Keep()
         writes = []
-        for set_, binding, dtype, buffers, ranges in resources:
-            infos = keep(
-                ffi.new(
-                    "VkDescriptorBufferInfo[]",
-                    [
-                        {"buffer": b.handle, "offset": 0, "range": r}
-                        for b, r in zip(buffers, ranges, strict=True)
-                    ],
+        for set_, binding, dtype, descriptors in resources:
+            write: dict[str, Any] = {
+                "sType": vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                "dstSet": sets[set_],
+                "dstBinding": binding,
+                "dstArrayElement": 0,
+                "descriptorCount": len(descriptors),
+                "descriptorType": dtype,
+            }
+            kind = descriptors[0].kind
+            if kind == "buffer":
+                write["pBufferInfo"] = keep(
+                    ffi.new(
+                        "VkDescriptorBufferInfo[]",
+                        [{"buffer": d.a, "offset": 0, "range": d.b} for d in descriptors],
+                    )
                 )
-            )
-            writes.append(
-                {
-                    "sType": vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                    "dstSet": sets[set_],
-                    "dstBinding": binding,
-                    "dstArrayElement": 0,
-                    "descriptorCount": len(buffers),
-                    "descriptorType": dtype,
-                    "pBufferInfo": infos,
-                }
-            )
+            elif kind == "texel":
+                write["pTexelBufferView"] = keep(
+                    ffi.new("VkBufferView[]", [d.a for d in descriptors])
+                )
+            else:  # image, sampled image with its sampler, or sampler alone
+                write["pImageInfo"] = keep(
+                    ffi.new(
+                        "VkDescriptorImageInfo[]",
+                        [
+                            {
+                                "sampler": d.b if d.b is not None else ffi.NULL,
+                                "imageView": d.a if d.a is not None else ffi.NULL,
+                                "imageLayout": LAYOUT_GENERAL,
+                            }
+                            for d in descriptors
+                        ],
+                    )
+                )
+            writes.append(write)
         if writes:
             warr = ffi.new("VkWriteDescriptorSet[]", writes)
             lib.vkUpdateDescriptorSets(self.device.handle, len(writes), warr, 0, ffi.NULL)

@@ -404,6 +404,96 @@ class Block:
         }
 
 
+# SPIR-V's ImageFormat enum -> (GLSL format qualifier, numpy dtype, channels, normalized).
+# Packed formats (r11f_g11f_b10f, rgb10_a2, rgb10_a2ui) have no numpy dtype: dtype None.
+IMAGE_FORMATS: dict[int, tuple[str, str | None, int, bool]] = {
+    1: ("rgba32f", "float32", 4, False),
+    2: ("rgba16f", "float16", 4, False),
+    3: ("r32f", "float32", 1, False),
+    4: ("rgba8", "uint8", 4, True),
+    5: ("rgba8_snorm", "int8", 4, True),
+    6: ("rg32f", "float32", 2, False),
+    7: ("rg16f", "float16", 2, False),
+    8: ("r11f_g11f_b10f", None, 3, False),
+    9: ("r16f", "float16", 1, False),
+    10: ("rgba16", "uint16", 4, True),
+    11: ("rgb10_a2", None, 4, True),
+    12: ("rg16", "uint16", 2, True),
+    13: ("rg8", "uint8", 2, True),
+    14: ("r16", "uint16", 1, True),
+    15: ("r8", "uint8", 1, True),
+    16: ("rgba16_snorm", "int16", 4, True),
+    17: ("rg16_snorm", "int16", 2, True),
+    18: ("rg8_snorm", "int8", 2, True),
+    19: ("r16_snorm", "int16", 1, True),
+    20: ("r8_snorm", "int8", 1, True),
+    21: ("rgba32i", "int32", 4, False),
+    22: ("rgba16i", "int16", 4, False),
+    23: ("rgba8i", "int8", 4, False),
+    24: ("r32i", "int32", 1, False),
+    25: ("rg32i", "int32", 2, False),
+    26: ("rg16i", "int16", 2, False),
+    27: ("rg8i", "int8", 2, False),
+    28: ("r16i", "int16", 1, False),
+    29: ("r8i", "int8", 1, False),
+    30: ("rgba32ui", "uint32", 4, False),
+    31: ("rgba16ui", "uint16", 4, False),
+    32: ("rgba8ui", "uint8", 4, False),
+    33: ("r32ui", "uint32", 1, False),
+    34: ("rgb10_a2ui", None, 4, False),
+    35: ("rg32ui", "uint32", 2, False),
+    36: ("rg16ui", "uint16", 2, False),
+    37: ("rg8ui", "uint8", 2, False),
+    38: ("r16ui", "uint16", 1, False),
+    39: ("r8ui", "uint8", 1, False),
+    40: ("r64ui", "uint64", 1, False),
+    41: ("r64i", "int64", 1, False),
+}
+_IMAGE_DIMS = {0: "1d", 1: "2d", 2: "3d", 3: "cube", 4: "rect", 5: "buffer", 6: "subpass"}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image, sampled image or texel-buffer binding declares.
+
+    Attributes
+    ----------
+    dim : str
+        '1d', '2d', '3d', 'cube', 'rect', 'buffer' (texel buffers) or 'subpass'.
+    arrayed : bool
+        ``image2DArray``, ``sampler2DArray``, ... (layers).
+    multisampled : bool
+    depth : bool
+        A depth (shadow) image: ``sampler2DShadow``.
+    sampled_type : str
+        'float', 'int' or 'uint': what a read returns (``vec4``, ``ivec4``, ``uvec4``).
+    format : str or None
+        The format qualifier of a storage image or texel buffer (``'rgba8'``, ``'r32f'``...);
+        None where the shader declares none (sampled images take theirs from the data).
+    dtype : str or None
+        The numpy dtype of one channel of ``format`` (``'uint8'`` for ``rgba8``, which reads as
+        normalized floats), None without a format or for packed formats.
+    channels : int
+        Channels of ``format`` (0 without one).
+    normalized : bool
+        ``format`` stores integers read as floats in [0, 1] (unorm) or [-1, 1] (snorm).
+    """
+
+    dim: str
+    arrayed: bool
+    multisampled: bool
+    depth: bool
+    sampled_type: str
+    format: str | None
+    dtype: str | None
+    channels: int
+    normalized: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-able data."""
+        return dict(vars(self))
+
+
 @dataclass(frozen=True)
 class Binding:
     """One descriptor binding (a buffer, image, sampler, ...).
@@ -444,6 +534,8 @@ class Binding:
     count_spec_ids : tuple of int
         The specialization-constant ids that the descriptor array's length depends on (sorted);
         () when the length is literal.  Specializing one of them changes the real count.
+    image : ImageInfo or None
+        For images, sampled images and texel buffers: dimensionality, layers, format.
     """
 
     set: int
@@ -460,6 +552,7 @@ class Binding:
     members: tuple[Member, ...]
     aliases: tuple[str, ...] = ()
     count_spec_ids: tuple[int, ...] = ()
+    image: ImageInfo | None = None
 
     @property
     def runtime_sized(self) -> bool:
@@ -482,6 +575,7 @@ class Binding:
             "dtype": None if self.dtype is None else dtype_to_json(self.dtype),
             "aliases": list(self.aliases),
             "count_spec_ids": list(self.count_spec_ids),
+            "image": None if self.image is None else self.image.to_dict(),
         }
 
 
@@ -999,6 +1093,27 @@ class _Module:
         return ops[k]
 
 
+def _image_info(m: _Module, t: tuple[int, list[int], int]) -> ImageInfo:
+    """The ImageInfo of an OpTypeImage (operands: sampled type, Dim, Depth, Arrayed, MS,
+    Sampled, Image Format)."""
+    sampled_type = "float"
+    st = m.types.get(m.operand(t, 0))
+    if st is not None and st[0] == _OP_TYPE_INT:
+        sampled_type = "int" if m.operand(st, 1) else "uint"
+    fmt = IMAGE_FORMATS.get(m.operand(t, 6))
+    return ImageInfo(
+        dim=_IMAGE_DIMS.get(m.operand(t, 1), str(m.operand(t, 1))),
+        arrayed=bool(m.operand(t, 3)),
+        multisampled=bool(m.operand(t, 4)),
+        depth=m.operand(t, 2) == 1,
+        sampled_type=sampled_type,
+        format=fmt[0] if fmt else None,
+        dtype=fmt[1] if fmt else None,
+        channels=fmt[2] if fmt else 0,
+        normalized=fmt[3] if fmt else False,
+    )
+
+
 # --- constants -------------------------------------------------------------------------------
 def _scalar_info(m: _Module, tid: int) -> tuple[bool, int, bool] | None:
     """(is_float, width, signed) of a numeric scalar type, None for bool; errors otherwise."""
@@ -1480,6 +1595,7 @@ def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tupl
         nonreadable = m.decoration(vid, _DEC_NON_READABLE) is not None
         block: Block | None = None
         dtype: np.dtype | None = None
+        image: ImageInfo | None = None
         op = t[0]
         if op == _OP_TYPE_STRUCT:
             if storage == _SC_UNIFORM_CONSTANT:
@@ -1504,6 +1620,7 @@ def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tupl
             runtime = block.runtime_array
             dtype = block.dtype if runtime is None else runtime.dtype
         elif op == _OP_TYPE_IMAGE:
+            image = _image_info(m, t)
             dim, sampled = m.operand(t, 1), m.operand(t, 5)
             if dim == 5:  # Buffer
                 if sampled == 2:
@@ -1520,8 +1637,10 @@ def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tupl
                 kind, dtype_code = "sampled_image", _DT_SAMPLED_IMAGE
                 nonwritable = True
         elif op == _OP_TYPE_SAMPLED_IMAGE:
-            image = m.get_type(m.operand(t, 0), f"OpTypeSampledImage %{tid}")
-            if image[0] == _OP_TYPE_IMAGE and m.operand(image, 1) == 5:  # samplerBuffer
+            image_type = m.get_type(m.operand(t, 0), f"OpTypeSampledImage %{tid}")
+            if image_type[0] == _OP_TYPE_IMAGE:
+                image = _image_info(m, image_type)
+            if image_type[0] == _OP_TYPE_IMAGE and m.operand(image_type, 1) == 5:  # samplerBuffer
                 kind, dtype_code = "uniform_texel_buffer", _DT_UNIFORM_TEXEL_BUFFER
             else:
                 kind, dtype_code = "combined_image_sampler", _DT_COMBINED_IMAGE_SAMPLER
@@ -1549,6 +1668,7 @@ def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tupl
                 dtype=dtype,
                 members=block.members if block is not None else (),
                 count_spec_ids=tuple(sorted(spec_ids)),
+                image=image,
             )
         )
     out.sort(key=lambda b: (b.set, b.binding))
