@@ -1,4 +1,7 @@
-"""Shared fixtures: a private cache directory, the device fixture, leak-check helpers.
+"""Shared fixtures: a private cache directory, the device fixtures, the leak check.
+
+Plain helpers (``settle``, subprocess runners, shader sources) are in helpers.py and
+spirv_damage.py, imported as ``from helpers import ...``.
 
 Tests run on the real Vulkan driver (lavapipe on CI).  Where Vulkan or the compiler is missing,
 tests fail with the reason; they never skip in CI (``CI=true``).
@@ -6,7 +9,6 @@ tests fail with the reason; they never skip in CI (``CI=true``).
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import tempfile
@@ -21,21 +23,10 @@ import pytest
 _CACHE = tempfile.mkdtemp(prefix="vknb-test-cache-")
 os.environ.setdefault("VKNB_CACHE_DIR", _CACHE)
 
-import vknb  # noqa: E402
+from helpers import settle  # noqa: E402
+from spirv_damage import RICH  # noqa: E402
 
-# A kernel whose GPU time grows with `iters` (the timing tests use it).
-BUSY_SRC = """
-layout(local_size_x = 64) in;
-layout(set = 0, binding = 0) buffer Y { float y[]; };
-layout(push_constant) uniform P { uint n; uint iters; };
-void main() {
-    uint i = gl_GlobalInvocationID.x;
-    if (i >= n) return;
-    float s = y[i];
-    for (uint j = 0u; j < iters; j++) s = s * 0.999 + 1.0;
-    y[i] = s;
-}
-"""
+import vknb  # noqa: E402
 
 
 def pytest_configure(config: Any) -> None:
@@ -91,12 +82,6 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(os.environ.get("PYTEST_CURRENT_TEST", "").encode()))
 
 
-def settle() -> None:
-    """Collect garbage so that finalizers run before counters are compared."""
-    for _ in range(3):
-        gc.collect()
-
-
 @pytest.fixture
 def no_leaks(dev: vknb.Device) -> Iterator[None]:
     """Check that the device's memory statistics return to where they were."""
@@ -118,3 +103,9 @@ def no_leaks(dev: vknb.Device) -> Iterator[None]:
         before.buffers,
         before.blocks,
     ), f"memory not back at baseline: before {before}, after {after}"
+
+
+@pytest.fixture(scope="module")
+def rich_spirv() -> bytes:
+    """A module with most kinds of declarations, unoptimized (names kept), to damage."""
+    return vknb.compile_glsl(RICH, name="rich", optimize=False)

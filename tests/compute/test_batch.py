@@ -6,7 +6,7 @@ import gc
 
 import numpy as np
 import pytest
-from conftest import BUSY_SRC
+from helpers import BUSY_SRC
 
 import vknb
 

@@ -7,11 +7,13 @@ Debian package to install.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import random
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import time
@@ -21,15 +23,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from helpers import FUZZ, report
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spirv_damage import mutations
 from vknb.spirv import PAD_FIELD, Block, Member, Reflection, dtype_to_json, reflect
 
+import vknb
 from vknb.errors import SpirvError, VulkanError
 
 HERE = Path(__file__).resolve().parent
 CORPUS = sorted((HERE / "spirv_corpus").glob("*.comp"))
-REPO_SHADERS = sorted((HERE.parent / "vknb" / "library" / "shaders").glob("*.comp"))
+REPO_SHADERS = sorted((HERE.parents[1] / "vknb" / "library" / "shaders").glob("*.comp"))
 ENVS = ("vulkan1.0", "vulkan1.1", "vulkan1.3")
 TOOLS = {"glslc": "glslc", "spirv-cross": "spirv-cross", "spirv-dis": "spirv-tools"}
 
@@ -404,7 +409,7 @@ BEYOND_SPIRV_CROSS = {"matmul_fp16_coopmat"}
 def test_cooperative_matrix_shader_reflects_what_it_declares(
     env: str, compile_glsl: Compile, tools: dict[str, str]
 ) -> None:
-    path = HERE.parent / "vknb" / "library" / "shaders" / "matmul_fp16_coopmat.comp"
+    path = HERE.parents[1] / "vknb" / "library" / "shaders" / "matmul_fp16_coopmat.comp"
     spv, data = compile_glsl(path, env)
     proc = subprocess.run(
         [tools["spirv-cross"], str(spv), "--reflect"], capture_output=True, text=True, timeout=60
@@ -1175,3 +1180,47 @@ _FUZZ_OPS = (
 def test_random_instruction_streams(instructions: list[tuple[int, list[int]]]) -> None:
     body = [_op(op, *operands) for op, operands in instructions]
     _reflect_or_spirv_error(_module(body, version=0x00010300, bound=64))
+
+
+# --- malformed modules (fuzzed) -------------------------------------------------------------
+
+
+class _Alarm:
+    """Raise TimeoutError if the block runs longer than ``seconds`` (main thread only)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def _fire(self, *_: Any) -> None:
+        raise TimeoutError(f"took longer than {self.seconds} s")
+
+    def __enter__(self) -> _Alarm:
+        self._old = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._old)
+
+
+def test_malformed_spirv_reflection_never_misbehaves(rich_spirv, record_property):
+    """Reflection of damaged SPIR-V: a SpirvError or a result; never another error, never a hang."""
+    outcomes: collections.Counter[str] = collections.Counter()
+
+    @settings(FUZZ, max_examples=400)
+    @given(mutation=mutations(rich_spirv))
+    def run(mutation: tuple[str, bytes]) -> None:
+        what, data = mutation
+        with _Alarm(5.0):
+            try:
+                vknb.reflect(data)
+                outcomes["reflected"] += 1
+            except vknb.SpirvError as e:
+                assert str(e), what
+                outcomes["SpirvError"] += 1
+
+    run()
+    report(record_property, "spirv_reflect_fuzz", dict(outcomes))
+    assert sum(outcomes.values()) >= 300
+    assert outcomes["SpirvError"] > 0 and outcomes["reflected"] > 0

@@ -18,7 +18,7 @@ import pytest
 import vknb
 from vknb import library
 
-SHADER_DIR = Path(__file__).resolve().parent.parent / "vknb" / "library" / "shaders"
+SHADER_DIR = Path(__file__).resolve().parents[2] / "vknb" / "library" / "shaders"
 SHADERS = sorted(p.stem for p in SHADER_DIR.glob("*.comp"))
 EPS32 = float(np.finfo(np.float32).eps)  # 2**-23
 
