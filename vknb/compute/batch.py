@@ -41,6 +41,7 @@ from .. import _vk
 from .. import errors as E
 from ..core.commands import Recorder, Timestamps, dispatch_item, push_cdata
 from ..core.device import Device, Submission
+from .bind import read_back
 from .timing import DispatchRecord, record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -426,8 +427,8 @@ class Batch:
             self._destroy()
 
     def _finish(self, t0: float) -> DispatchRecord:
-        for arr, buf in self._writeback:
-            buf.read(out=arr)
+        for arr, res in self._writeback:
+            read_back(arr, res)
         gpu = self._ts.read_ms(0) if self._ts is not None else None
         self.gpu_ms = gpu
         self.host_ms = (time.perf_counter() - t0) * 1e3

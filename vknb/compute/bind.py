@@ -349,7 +349,7 @@ class Binder:
                 f"{self.name}: binding {what}: the second item of the pair must be a "
                 f"vknb.Sampler, got {type(sampler).__name__}"
             )
-        if sampler.filter == "linear" and not linear_ok:
+        if "linear" in (sampler.filter, sampler.mipmap) and not linear_ok:
             raise ValueError(
                 f"{self.name}: binding {what}: images of format {fmt} cannot be filtered "
                 "linearly on this device (integer formats never can); pass "

@@ -760,8 +760,8 @@ class Sampler:
     border : str
         ``'transparent_black'`` (default), ``'opaque_black'``, ``'opaque_white'``, for
         ``clamp_to_border``.
-    mipmap : str
-        ``'linear'`` (default) or ``'nearest'``: how levels of detail blend.
+    mipmap : str or None
+        ``'linear'`` or ``'nearest'``: how levels of detail blend (default: as ``filter``).
     max_lod : float
         The highest level of detail sampled (default: every level).
 
@@ -775,10 +775,12 @@ class Sampler:
     address: str = "clamp_to_edge"
     normalized: bool = True
     border: str = "transparent_black"
-    mipmap: str = "linear"
+    mipmap: str | None = None
     max_lod: float = 1000.0
 
     def __post_init__(self) -> None:
+        if self.mipmap is None:
+            object.__setattr__(self, "mipmap", self.filter)
         for what, value, table in (
             ("filter", self.filter, _FILTERS),
             ("address", self.address, _ADDRESS),
@@ -822,7 +824,7 @@ class _Samplers:
                     "sType": _vk.vk.VK_STRUCTURE_TYPE_SAMPLER_CREATE_INFO,
                     "magFilter": _FILTERS[s.filter],
                     "minFilter": _FILTERS[s.filter],
-                    "mipmapMode": 0 if unnormalized else _FILTERS[s.mipmap],
+                    "mipmapMode": 0 if unnormalized else _FILTERS[s.mipmap or s.filter],
                     "addressModeU": _ADDRESS[s.address],
                     "addressModeV": _ADDRESS[s.address],
                     "addressModeW": _ADDRESS[s.address],
