@@ -313,3 +313,28 @@ def test_image_calls_leave_no_leaks(dev, rng, no_leaks) -> None:
         img.close()
     k.close()
     s.close()
+
+
+@pytest.mark.parametrize(
+    ("decl", "use", "words"),
+    [
+        ("uniform texture2DMS t;", "texelFetch(sampler2DMS(t, s), ivec2(0), 0).r", "multisampled"),
+        ("uniform sampler2DShadow t;", "texture(t, vec3(0.5))", "depth"),
+        (
+            "layout(r11f_g11f_b10f) uniform readonly image2D t;",
+            "imageLoad(t, ivec2(0)).r",
+            "r11f_g11f_b10f",
+        ),
+    ],
+)
+def test_images_no_call_can_fill_are_refused_by_name(decl, use, words) -> None:
+    k = vknb.compile(
+        "layout(local_size_x = 1) in;\n"
+        f"layout(binding = 0) {decl}\n"
+        "layout(binding = 1) uniform sampler s;\n"
+        "layout(binding = 2) buffer O { float o[]; };\n"
+        f"void main() {{ o[0] = {use}; }}\n",
+        name="unfillable",
+    )
+    with pytest.raises(TypeError, match=rf"'t' is .*{words}.*cannot fill"):
+        k(np.zeros((2, 2), np.float32), vknb.Sampler(), np.zeros(1, np.float32), groups=1)

@@ -272,8 +272,21 @@ class Binder:
                 "image alone"
             )
         dim = info.dim
-        if dim not in ("1d", "2d", "3d", "cube"):
-            raise TypeError(f"{self.name}: binding {what} is a {info.dim} image, not supported")
+        unfillable = (
+            f"a {info.dim} image"
+            if dim not in ("1d", "2d", "3d", "cube")
+            else "a multisampled image"
+            if info.multisampled
+            else "a depth (shadow) image, and vknb has no depth formats or comparison samplers"
+            if info.depth
+            else f"a {info.format} image, a packed format with no numpy dtype"
+            if info.format is not None and info.format not in FORMATS
+            else None
+        )
+        if unfillable is not None:
+            raise TypeError(
+                f"{self.name}: binding {what} is {unfillable}, which a kernel call cannot fill"
+            )
         if isinstance(v, Image):
             if (v.dim, v.arrayed) != (dim, info.arrayed):
                 raise TypeError(
@@ -375,6 +388,11 @@ class Binder:
                 f"got {shape}"
             )
         channels = shape[1] if len(shape) == 2 else 1
+        if info.format is not None and info.format not in FORMATS:
+            raise TypeError(
+                f"{self.name}: binding {what} is a {info.format} texel buffer, a packed format "
+                "with no numpy dtype, which a kernel call cannot fill"
+            )
         if slot.kind == "storage_texel_buffer" and info.format is not None:
             fmt = info.format
             if np.dtype(FORMATS[fmt][1]) != dtype or FORMATS[fmt][2] != channels:

@@ -118,6 +118,38 @@ class Rendered:
 
 _BINDING_HEAD = ["set", "binding", "name", "kind", "access", "element"]
 
+# Descriptor kinds in words (buffer rows keep their one-word kinds: 'storage', 'uniform').
+_KIND_WORDS = {
+    "storage_image": "storage image",
+    "sampled_image": "sampled image",
+    "combined_image_sampler": "sampled image + sampler",
+    "sampler": "sampler",
+    "uniform_texel_buffer": "uniform texel buffer",
+    "storage_texel_buffer": "storage texel buffer",
+    "input_attachment": "input attachment",
+    "acceleration_structure": "acceleration structure",
+}
+_BUFFER_KINDS = ("storage", "uniform")
+_IMAGE_KINDS = ("storage_image", "sampled_image", "combined_image_sampler")
+_TEXEL_KINDS = ("uniform_texel_buffer", "storage_texel_buffer")
+_FORMATTED_KINDS = ("storage_image", "storage_texel_buffer")  # a format qualifier fixes the dtype
+_FILLABLE_DIMS = ("1d", "2d", "3d", "cube")  # what vknb.Image holds (compute/bind.py)
+_DIM_WORDS = {"1d": "1D", "2d": "2D", "3d": "3D", "cube": "cube", "rect": "rect"}
+_SHAPE_CORE = {"1d": "W", "2d": "H, W", "3d": "D, H, W", "cube": "6, H, W", "buffer": "N"}
+# A format's numeric kind -> what a read returns in the shader (ImageInfo.sampled_type).
+_READS_AS = {"float": "float", "unorm": "float", "snorm": "float", "uint": "uint", "sint": "int"}
+_DTYPE_ORDER = (
+    "float32",
+    "float16",
+    "uint8",
+    "uint16",
+    "int8",
+    "int16",
+    "uint32",
+    "int32",
+)  # 64-bit images (r64ui, r64i) need a device feature: left out of the card's lists
+_DEFAULT_SAMPLER_TEXT = "default sampler: linear, clamp to edge"
+
 
 def _access(b: Any) -> str:
     if b.readonly and not b.writeonly:
@@ -127,16 +159,168 @@ def _access(b: Any) -> str:
     return "read/write"
 
 
-def _binding_rows(k: Kernel) -> list[list[str]]:
-    rows = []
+def _a(words: str) -> str:
+    """``'a storage image'``, ``'an input attachment'``."""
+    return ("an " if words[:1] in "aeiou" else "a ") + words
+
+
+def _dims_words(info: Any) -> str:
+    """``'2D'``, ``'2D array'``, ``'cube'``, ``'multisampled 2D'``, ``'2D shadow'``."""
+    words = _DIM_WORDS.get(info.dim, info.dim)
+    if info.arrayed:
+        words += " array"
+    if info.multisampled:
+        words = "multisampled " + words
+    if info.depth:
+        words += " shadow"
+    return words
+
+
+def _shape_words(info: Any, channels: int) -> str:
+    """The numpy shape an image or texel buffer takes: ``(H, W, 4)``, ``(L, H, W[, C])``,
+    ``(N,)``; ``channels`` 0 where the array chooses them."""
+    core = _SHAPE_CORE[info.dim]
+    if info.arrayed:
+        core = "6L, H, W" if info.dim == "cube" else "L, " + core
+    if channels == 0:
+        return f"({core}[, C])"
+    if channels == 1:
+        return f"({core})" if "," in core else f"({core},)"
+    return f"({core}, {channels})"
+
+
+def _dtypes_reading(sampled_type: str, normalized: bool) -> str:
+    """The dtypes of the formats whose reads return ``sampled_type`` (``'float'``, ``'int'``,
+    ``'uint'``), as ``'float32/float16/uint8/...'``; integers read as floats (normalized
+    formats) only where ``normalized``."""
+    from ..core.image import FORMATS
+
+    have = {
+        dtype
+        for _vk, dtype, _c, numeric in FORMATS.values()
+        if _READS_AS[numeric] == sampled_type and (normalized or numeric not in ("unorm", "snorm"))
+    }
+    return "/".join(d for d in _DTYPE_ORDER if d in have)
+
+
+def _resource(b: Any, names: tuple[str, ...], access: Any, count: int) -> dict[str, Any]:
+    """What a card shows of a binding that is not a buffer (an image, sampler, texel buffer,
+    or a kind no call can fill), as plain data; ``cannot`` says why no call can fill it."""
+    kind = b.kind
+    kind_text = _KIND_WORDS.get(kind, kind.replace("_", " "))
+    info = b.image
+    r: dict[str, Any] = {
+        "set": b.set,
+        "binding": b.binding,
+        "names": list(names),
+        "count": count,
+        "kind": kind,
+        "kind_text": kind_text,
+        "access": _access(access),
+        "dims": None,
+        "format": None,
+        "shape": None,
+        "dtype": None,
+        "notes": [],
+        "cannot": None,
+        "why": "",
+    }
+    if kind == "sampler":
+        r["dtype"] = "vknb.Sampler"
+    elif info is not None and (kind in _IMAGE_KINDS or kind in _TEXEL_KINDS):
+        if kind in _IMAGE_KINDS:
+            r["dims"] = _dims_words(info)
+        if kind in _IMAGE_KINDS and info.dim not in _FILLABLE_DIMS:
+            r["cannot"] = _a(f"{r['dims']} {kind_text}")
+        elif kind in _IMAGE_KINDS and info.multisampled:
+            r["cannot"] = _a(f"{r['dims']} {kind_text}")
+            r["why"] = "vknb images have one sample per texel"
+        elif kind in _FORMATTED_KINDS and info.format is not None:
+            r["format"] = info.format
+            if info.dtype is None:
+                r["cannot"] = _a(f"{kind_text} of format {info.format}")
+                r["why"] = "no vknb image format holds it"
+            else:
+                r["shape"] = _shape_words(info, info.channels)
+                r["dtype"] = info.dtype
+                if info.normalized:
+                    span = "[-1, 1]" if info.dtype.startswith("int") else "[0, 1]"
+                    r["notes"].append(
+                        f"{info.format} holds {info.dtype}, which the shader reads as floats "
+                        f"in {span}"
+                    )
+        else:  # the array's dtype chooses the format
+            r["shape"] = _shape_words(info, 0)
+            r["dtype"] = _dtypes_reading(info.sampled_type, kind != "storage_image")
+        if kind == "combined_image_sampler" and r["cannot"] is None:
+            note = f"{_DEFAULT_SAMPLER_TEXT}; pass (image, vknb.Sampler(...)) to choose"
+            if info.sampled_type != "float":
+                note += " (integer formats need filter='nearest')"
+            r["notes"].append(note)
+    else:
+        r["cannot"] = _a(kind_text)
+    if count == 0:
+        r["cannot"], r["why"] = "an unsized descriptor array ([])", "give it a size"
+    return r
+
+
+def _element(r: dict[str, Any]) -> str:
+    """The card's ``element`` cell of a resource: ``'2D rgba8 → (H, W, 4) uint8'``."""
+    head = " ".join(p for p in (r["dims"], r["format"]) if p)
+    if r["cannot"] is not None:
+        return f"{head} (cannot be filled)".lstrip()
+    if r["kind"] in _FORMATTED_KINDS and r["format"] is None:
+        head = f"{head}, format from the array" if head else "format from the array"
+    takes = " ".join(p for p in (r["shape"], r["dtype"]) if p)
+    return f"{head} → {takes}" if head else takes
+
+
+def _cannot_line(name: str, set_: int, binding: int, what: str, why: str = "") -> str:
+    """``"binding 'tlas' (set=0, binding=0) is an acceleration structure, which a kernel call
+    cannot fill"``."""
+    return (
+        f"binding {name!r} (set={set_}, binding={binding}) is {what}, which a kernel call cannot "
+        "fill" + (f" ({why})" if why else "")
+    )
+
+
+def _bindings(k: Kernel) -> tuple[list[list[str]], list[dict[str, Any]], list[str]]:
+    """The binding table's rows (one per buffer binding, as ever; one per image, sampler or
+    texel-buffer slot, its aliases' names together), the plain data of the bindings that are
+    not buffers, and a line per binding that no call can fill."""
+    slots = {(s.set, s.binding): s for s in getattr(k, "slots", ())}
+    rows: list[list[str]] = []
+    resources: list[dict[str, Any]] = []
+    cannot: list[str] = []
+    seen: set[tuple[int, int]] = set()
     for b in k.reflection.bindings:
-        elem = "–"
-        if b.block is not None and b.block.runtime_array is not None:
-            elem = f"{b.block.runtime_array.type} → {b.dtype}"
-        elif b.block is not None:
-            elem = f"{b.block.name} ({b.block.size} B)"
-        rows.append([str(b.set), str(b.binding), b.name, b.kind, _access(b), elem])
-    return rows
+        if b.kind in _BUFFER_KINDS:
+            elem = "–"
+            if b.block is not None and b.block.runtime_array is not None:
+                elem = f"{b.block.runtime_array.type} → {b.dtype}"
+            elif b.block is not None:
+                elem = f"{b.block.name} ({b.block.size} B)"
+            rows.append([str(b.set), str(b.binding), b.name, b.kind, _access(b), elem])
+            if b.count == 0:
+                what = "an unsized descriptor array ([])"
+                cannot.append(_cannot_line(b.name, b.set, b.binding, what, "give it a size"))
+            continue
+        key = (b.set, b.binding)
+        if key in seen:
+            continue
+        seen.add(key)
+        slot = slots.get(key)
+        if slot is not None:
+            r = _resource(slot.primary, tuple(slot.names), slot, slot.count)
+        else:
+            r = _resource(b, (b.name, *b.aliases), b, b.count)
+        resources.append(r)
+        suffix = "" if r["count"] == 1 else f"[{r['count'] or ''}]"
+        name = " / ".join(n + suffix for n in r["names"])
+        rows.append([str(b.set), str(b.binding), name, r["kind_text"], r["access"], _element(r)])
+        if r["cannot"] is not None:
+            cannot.append(_cannot_line(r["names"][0], b.set, b.binding, r["cannot"], r["why"]))
+    return rows, resources, cannot
 
 
 def _spec_value(k: Kernel, spec: Any) -> Any:
@@ -160,6 +344,12 @@ def _kernel_device(k: Kernel) -> str:
 def kernel_summary(k: Kernel) -> dict[str, Any]:
     """The card's content as plain data.
 
+    ``bindings`` are the table's rows; ``resources`` describe the bindings that are not buffers
+    (images, samplers, texel buffers, and kinds no call can fill), each with its ``names``,
+    ``kind`` and ``kind_text`` (in words), ``count``, ``access``, ``dims`` (``'2D array'``...),
+    ``format``, the numpy ``shape`` and ``dtype`` it takes, ``notes``, and ``cannot`` (why no
+    call can fill it, else None); ``notes`` and ``cannot_call`` are the lines below the table.
+
     Example
     -------
     >>> kernel_summary(k)["local_size"]                      # doctest: +SKIP
@@ -167,10 +357,14 @@ def kernel_summary(k: Kernel) -> dict[str, Any]:
     """
     ci = k.compile_info
     pc = k.reflection.push_constants
+    rows, resources, cannot = _bindings(k)
     return {
         "name": k.name,
         "local_size": k.local_size,
-        "bindings": _binding_rows(k),
+        "bindings": rows,
+        "resources": resources,
+        "notes": [f"{r['names'][0]}: {n}" for r in resources for n in r["notes"]],
+        "cannot_call": cannot,
         "push_constants": []
         if pc is None
         else [[m.name, str(m.offset), m.type] for m in pc.members],
@@ -199,11 +393,17 @@ def _kernel_foot(s: dict[str, Any]) -> str:
 
 
 def kernel_text(k: Kernel) -> str:
-    """Plain-text reflection card of a kernel (what IPython shows as its ``text/plain``)."""
+    """Plain-text reflection card of a kernel (what IPython shows as its ``text/plain``).
+
+    Images, samplers and texel buffers show their kind in words, dimensionality, format and
+    the numpy shape and dtype they take; a binding that no call can fill adds a
+    ``cannot be called: ...`` line."""
     s = kernel_summary(k)
     out = [f"<vknb.Kernel {s['name']!r} local_size={s['local_size']}>"]
     if s["bindings"]:
         out.append(_table(_BINDING_HEAD, s["bindings"], False))
+    out.extend(s["notes"])
+    out.extend(f"cannot be called: {c}" for c in s["cannot_call"])
     if s["push_constants"]:
         out.append(
             "push constants: " + ", ".join(f"{n} ({t} @{o})" for n, o, t in s["push_constants"])
@@ -218,7 +418,7 @@ def kernel_text(k: Kernel) -> str:
 
 
 def kernel_html(k: Kernel) -> str:
-    """HTML reflection card of a kernel."""
+    """HTML reflection card of a kernel (the content of :func:`kernel_text`)."""
     s = kernel_summary(k)
     h = [
         f"<div class='vknb-kernel'><b>vknb kernel <code>{_esc(s['name'])}</code></b> "
@@ -226,6 +426,11 @@ def kernel_html(k: Kernel) -> str:
     ]
     if s["bindings"]:
         h.append(_table(_BINDING_HEAD, s["bindings"], True))
+    h.extend(f"<div class='vknb-note'>{_esc(n)}</div>" for n in s["notes"])
+    h.extend(
+        f"<div class='vknb-cannot-call'><b style='color:#c00'>cannot be called</b>: {_esc(c)}</div>"
+        for c in s["cannot_call"]
+    )
     if s["push_constants"]:
         h.append(
             "<div>push constants: "
@@ -514,10 +719,12 @@ def _heap_cells(h: Any) -> list[str]:
 
 
 def _memory_foot(s: MemoryStats) -> str:
-    """vknb's blocks and buffers, what is cached for reuse, and a missing budget extension."""
+    """vknb's blocks, buffers and images, what is cached for reuse, and a missing budget
+    extension."""
     foot = (
         f"vknb: {fmt_bytes(s.allocated)} allocated in {_n(s.blocks, 'block')}, "
-        f"{fmt_bytes(s.used)} used by {_n(s.buffers, 'live buffer')}"
+        f"{fmt_bytes(s.used)} used by {_n(s.buffers, 'live buffer')} and "
+        f"{_n(s.images, 'live image')}"
     )
     cached = getattr(s, "cached", 0)
     if cached:
@@ -544,8 +751,8 @@ def _bar(parts: list[tuple[float, str, str]], width_px: int = 220) -> str:
 
 
 def memory_stats_text(stats: MemoryStats, title: str = "") -> str:
-    """Plain-text memory statistics (a ``MemoryStats``): one row per heap, then vknb's blocks
-    and live buffers.
+    """Plain-text memory statistics (a ``MemoryStats``): one row per heap, then vknb's blocks,
+    live buffers and live images.
 
     Example
     -------
@@ -558,7 +765,8 @@ def memory_stats_text(stats: MemoryStats, title: str = "") -> str:
 
 def memory_stats_html(stats: MemoryStats, title: str = "") -> str:
     """HTML memory statistics (a ``MemoryStats``): per heap its size, the driver's budget and
-    usage, vknb's allocated and used bytes, with bars; then vknb's blocks and live buffers.
+    usage, vknb's allocated and used bytes, with bars; then vknb's blocks, live buffers and live
+    images.
 
     Bars are relative to the heap's size: driver usage (orange), vknb allocated (light blue),
     vknb used (dark blue).

@@ -374,7 +374,7 @@ def _auto_refresh(ref: Callable[[], MemoryMonitor | None], stop: threading.Event
 
 class MemoryMonitor(_View):
     """Memory statistics of a device: per heap its size, driver budget and usage, vknb's allocated
-    and used bytes, as bars; vknb's blocks and live buffers.
+    and used bytes, as bars; vknb's blocks, live buffers and live images.
 
     Refreshes on demand (``.refresh_button`` or :meth:`refresh`) and, while ``.auto`` is on (or
     after :meth:`start`), every ``.interval`` seconds from a daemon thread that only reads
