@@ -9,6 +9,24 @@ list or tuple of that many arrays; an unsized one (``bufs[]``) is refused.
 Every check here raises ``TypeError`` or ``ValueError`` naming the kernel, the binding or member
 at fault and what was expected, before anything is allocated or uploaded.
 
+Block values
+------------
+A uniform or push-constant block is packed member by member (:func:`pack_block`,
+:func:`pack_into`) at the offsets and strides of its reflected dtype; padding never shows:
+
+* a scalar takes a Python or numpy scalar (checked by :func:`scalar_check`);
+* a vector, a matrix, or an array of them (any number of dimensions) takes a numpy array of
+  exactly the member's component dtype, or (nested) lists of numbers, of the natural shape:
+  the array dimensions, then the vector's length or the matrix's two dimensions.  ``vec4
+  planes[6]`` takes ``(6, 4)``, ``vec2 p[3]`` ``(3, 2)``, ``mat2 m[2]`` ``(2, 2, 2)``, a std140
+  ``float w[3]`` (16-byte stride) ``(3,)``.  A matrix is indexed like its reflected dtype, as a
+  single ``mat4`` member is: ``[column][row]``, like GLSL (so the shader's ``m[i] * v`` computes
+  ``A[i].T @ v`` for the numpy matrices ``A[i]``: pass ``A.transpose(0, 2, 1)`` to have it
+  compute ``A[i] @ v``), and ``[row][column]`` for a ``layout(row_major)`` member;
+* a struct takes a dict by member name; an array of structs (nested) lists of dicts, or a numpy
+  array of the struct's dtype;
+* any member also takes a numpy array already in the member's own (padded) dtype.
+
 Example
 -------
 >>> slots = binding_slots(k.reflection, "saxpy")             # doctest: +SKIP
@@ -29,9 +47,10 @@ import numpy as np
 
 from .. import errors as E
 from .._vk import constants as C
+from ..shader.spirv import PAD_FIELD, encode_float
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..shader.spirv import Binding, Block, Member, Reflection
+    from ..shader.spirv import Binding, Block, Member, Reflection, SpecConstant
 
 # Descriptor types a kernel call can fill today.
 BUFFER_TYPES = (C.DESCRIPTOR_TYPE_STORAGE_BUFFER, C.DESCRIPTOR_TYPE_UNIFORM_BUFFER)
@@ -100,7 +119,9 @@ def binding_slots(
     """The kernel's slots in (set, binding) order (``Reflection.check_layout`` merges aliases).
 
     Raises PipelineCreationFailed for aliases that one descriptor cannot serve, an unsized
-    descriptor array, or a descriptor array whose length a specialization constant changes.
+    descriptor array, or a descriptor array whose length depends on a specialization constant
+    that ``spec_values`` sets to a value the reflection was not specialized with (see
+    ``Reflection.specialize``).
     Bindings of kinds a call cannot fill yet (images, samplers, texel buffers) are slots too;
     calling the kernel raises a TypeError naming them.
     """
@@ -112,7 +133,10 @@ def binding_slots(
         raise E.PipelineCreationFailed(f"{kernel}: {e}", label=kernel) from None
     shared = reflection.aliases
     spec_values = spec_values or {}
+    # The counts are right for the values the reflection was specialized with (the defaults
+    # for reflect()): Kernel passes reflection.specialize(values).
     defaults = {s.id: s.default for s in reflection.spec_constants}
+    defaults.update(reflection.specialization)
     slots = []
     for i, slot in enumerate(merged):
         where = f"{kernel}: binding {slot.name!r} (set={slot.set}, binding={slot.binding})"
@@ -131,8 +155,8 @@ def binding_slots(
         if changed:
             raise E.PipelineCreationFailed(
                 f"{where} is a descriptor array whose length depends on specialization "
-                f"constant id {changed[0]}, which constants= changes; size it with a define "
-                "instead",
+                f"constant id {changed[0]}, but the reflection was not specialized with its "
+                "value; pass reflection.specialize(values)",
                 label=kernel,
             )
         group = shared.get((slot.set, slot.binding), (slot,))
@@ -227,16 +251,29 @@ def _assign(target: np.ndarray, m: Member, value: Any, what: str) -> None:
     if fdt.subdtype is None and fdt.names is None:  # scalar
         target[m.name] = scalar_check(value, fdt, what, m.type)
         return
-    arr = np.asarray(value)
-    shape = fdt.shape if fdt.subdtype is not None else ()
-    base = fdt.base if fdt.subdtype is not None else fdt
-    if base.names is not None or fdt.names is not None:
-        if isinstance(value, np.ndarray) and value.dtype == fdt:
-            target[m.name] = value
-            return
-        raise TypeError(f"{what} ({m.type}) needs an array of dtype {fdt}")
+    view = target[m.name]  # shape: the array dimensions (and vector/matrix ones)
+    if isinstance(value, np.ndarray) and value.dtype == view.dtype and value.shape == view.shape:
+        view[...] = value  # already in the block's own (padded) layout
+        return
+    if m.members:  # an array of structs: dicts in (nested) lists, or the element dtype
+        _assign_structs(view, m, value, what)
+        return
+    # Vectors, matrices and arrays of them: peel the structs that pad elements, matrix
+    # columns (or rows) up to their stride; what is left is a view of the values themselves.
+    while view.dtype.names == (PAD_FIELD,):
+        view = view[PAD_FIELD]
+    shape, base = view.shape, view.dtype
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nested lists
+        raise ValueError(
+            f"{what} is {m.type}: expected values of shape {shape}{_layout_hint(m)}; got "
+            "nested sequences of uneven lengths"
+        ) from None
     if arr.shape != shape:
-        raise ValueError(f"{what} is {m.type}: expected shape {shape}, got {arr.shape}")
+        raise ValueError(
+            f"{what} is {m.type}: expected shape {shape}{_layout_hint(m)}, got {arr.shape}"
+        )
     if isinstance(value, np.ndarray) and value.dtype != base:
         # Python lists and numbers are taken by value; a numpy array must already be exact.
         raise TypeError(
@@ -251,7 +288,46 @@ def _assign(target: np.ndarray, m: Member, value: Any, what: str) -> None:
         info = np.iinfo(base)
         if arr.min() < info.min or arr.max() > info.max:
             raise ValueError(f"{what} is {m.type}: values outside [{info.min}, {info.max}]")
-    target[m.name] = arr
+    if base.kind == "f" and arr.size and arr.dtype != base:
+        finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+        if finite.size and float(np.abs(finite).max()) > float(np.finfo(base).max):
+            raise ValueError(f"{what} is {m.type}: a value overflows {base}")
+    view[...] = arr
+
+
+def _layout_hint(m: Member) -> str:
+    if m.matrix_stride is None:
+        return ""
+    order = "[row][column] (row_major)" if m.row_major else "[column][row], like GLSL"
+    return f", each matrix indexed {order}"
+
+
+def _assign_structs(view: np.ndarray, m: Member, value: Any, what: str) -> None:
+    """Fill an array of structs from dicts in (nested) lists, or from an array of its dtype."""
+    if view.ndim == 0:
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f"{what} is a struct {m.type.split('[')[0]}; pass a dict by member name"
+            )
+        pack_into(view, m.members, value, what)
+        return
+    if isinstance(value, np.ndarray):
+        if value.dtype == view.dtype and value.shape == view.shape:
+            view[...] = value
+            return
+        raise TypeError(
+            f"{what} is {m.type}: pass a list of dicts by member name, or an array of shape "
+            f"{view.shape} and dtype {view.dtype}; got shape {value.shape}, dtype {value.dtype}"
+        )
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{what} is {m.type}: pass a list of {view.shape[0]} dicts by member name, got "
+            f"{type(value).__name__}"
+        )
+    if len(value) != view.shape[0]:
+        raise ValueError(f"{what} is {m.type}: expected {view.shape[0]} elements, got {len(value)}")
+    for i, v in enumerate(value):
+        _assign_structs(view[i, ...], m, v, f"{what}[{i}]")
 
 
 def pack_block(block: Block, values: Any, where: str) -> bytes:
@@ -390,10 +466,37 @@ def workgroups(
     return out
 
 
+def spec_check(spec: SpecConstant, value: Any, what: str) -> Any:
+    """Check that ``value`` fits specialization constant ``spec``; return it as packed.
+
+    A bool constant takes True/False (or 0/1), an integer one an integer in its type's range,
+    a float one a real number (an IEEE float must not overflow its dtype); a bfloat16 or FP8
+    constant (``spec.encoding``) takes a real number within the encoding's range (an infinity
+    only where the encoding has one), rounded to nearest even when packed.
+    """
+    if spec.encoding is not None:
+        try:
+            encode_float(value, spec.encoding)
+        except TypeError:
+            raise TypeError(
+                f"{what} is {spec.encoding}; got {type(value).__name__} {value!r}"
+            ) from None
+        except ValueError as e:
+            raise ValueError(f"{what} is {spec.encoding}: {e}") from None
+        return float(value)
+    if spec.dtype == np.bool_:
+        return scalar_check(value, np.dtype(np.uint32), what, "bool")
+    return scalar_check(value, spec.dtype, what, str(spec.dtype))
+
+
 def pack_spec_values(
     reflection: Reflection, values: dict[int, Any]
 ) -> tuple[bytes, list[tuple[int, int, int]]]:
-    """Pack specialization values (by id) into bytes + (id, offset, size) map entries."""
+    """Pack specialization values (by id) into bytes + (id, offset, size) map entries.
+
+    Each value takes the size of its constant's type (a bool 4 bytes, as VkBool32); a
+    bfloat16 or FP8 constant the bits of its encoding (:func:`vknb.spirv.encode_float`).
+    """
     by_id = {s.id: s for s in reflection.spec_constants}
     data = bytearray()
     entries = []
@@ -405,6 +508,8 @@ def pack_spec_values(
             raw = struct.pack("<I", int(v))
         elif spec.dtype == np.bool_:
             raw = struct.pack("<I", 1 if v else 0)
+        elif spec.encoding is not None:
+            raw = encode_float(v, spec.encoding).to_bytes(spec.dtype.itemsize, "little")
         else:
             raw = np.asarray(v, dtype=spec.dtype).tobytes()
         entries.append((sid, len(data), len(raw)))

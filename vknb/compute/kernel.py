@@ -52,7 +52,7 @@ from .args import (
     binding_slots,
     pack_into,
     pack_spec_values,
-    scalar_check,
+    spec_check,
     workgroups,
 )
 from .batch import current as current_batch
@@ -192,11 +192,17 @@ class Kernel:
         self._follow_session = device is None
         self._spec_values, self.constants = self._resolve_constants(constants)
         self._apply_local_size(local_size)
-        self.local_size = reflection.local_size_for(self._spec_values)
-        self.slots = binding_slots(reflection, name, self._spec_values)
+        # Array lengths, block layouts and descriptor counts follow the constants given.
+        try:
+            self.reflection = reflection.specialize(self._spec_values)
+        except E.SpirvError as e:
+            raise E.SpirvError(f"{name}: {e}") from None
+        self.local_size = self.reflection.local_size_for(self._spec_values)
+        self.slots = binding_slots(self.reflection, name, self._spec_values)
+        pc = self.reflection.push_constants
         self._layout = Layout(
             tuple((s.set, s.binding, s.descriptor_type, s.count) for s in self.slots),
-            reflection.push_constants.size if reflection.push_constants is not None else 0,
+            pc.size if pc is not None else 0,
         )
         self._names = self._name_map()
         # A reentrant lock: the argument checks, uploads, descriptor sets, remembered calls and
@@ -230,10 +236,7 @@ class Kernel:
                     f"{self.name}: no specialization constant {key!r}; the shader declares: {avail}"
                 )
             what = f"{self.name}: specialization constant {spec.name or spec.id!r}"
-            gl = "bool" if spec.dtype == np.bool_ else str(spec.dtype)
-            values[spec.id] = scalar_check(
-                v, np.dtype(np.uint32) if gl == "bool" else spec.dtype, what, gl
-            )
+            values[spec.id] = spec_check(spec, v, what)
             named[spec.name or str(spec.id)] = v
         # glslang gives `local_size_x_id = N` its own constant (default 1) even when a named
         # `constant_id = N` constant declares the size the author meant: specialize with that.

@@ -69,6 +69,8 @@ __all__ = [
     "compile_glsl_info",
     "find_compiler",
     "format_diagnostics",
+    "validate_spirv",
+    "validator_options",
 ]
 
 Diagnostic = tuple[int, int, str, str]
@@ -1626,18 +1628,132 @@ def compile_glsl(
 _validated: set[str] = set()
 _validator_warned = False
 
+# SPIR-V version -> the oldest Vulkan environment that takes it (spirv-val --target-env).
+_VULKAN_ENVS = {
+    (1, 0): "vulkan1.0",
+    (1, 1): "vulkan1.1",
+    (1, 2): "vulkan1.1",
+    (1, 3): "vulkan1.1",
+    (1, 4): "vulkan1.1spv1.4",
+    (1, 5): "vulkan1.2",
+    (1, 6): "vulkan1.3",
+}
+# Block layouts from strict to permissive: what spirv-val checks uniform, storage and push
+# constant blocks against (each a Vulkan feature: VK_KHR_relaxed_block_layout, core in 1.1;
+# uniformBufferStandardLayout; scalarBlockLayout).
+_LAYOUTS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("--relax-block-layout",),
+    ("--relax-block-layout", "--uniform-buffer-standard-layout"),
+    ("--scalar-block-layout",),
+)
+_LAYOUT_ERROR = re.compile(r"must follow [\w ]*layout rules")
 
-def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
+
+@dataclasses.dataclass(frozen=True)
+class _ModuleFacts:
+    version: tuple[int, int]
+    extensions: tuple[str, ...]  # OpExtension and OpSourceExtension strings
+    local_size_id: bool  # OpExecutionModeId LocalSizeId
+    uconvert_spec_ops: tuple[int, ...]  # word index of each OpSpecConstantOp's UConvert
+
+
+def _module_facts(spirv: bytes) -> tuple[_ModuleFacts, list[int]]:
+    """What the validator's options depend on, read from the module's words (which come back
+    in host order); a malformed module is left for spirv-val to describe."""
+    n = len(spirv) // 4
+    words = list(struct.unpack(f"<{n}I", spirv[: 4 * n]))
+    if words and words[0] == 0x03022307:  # big-endian
+        words = list(struct.unpack(f">{n}I", spirv[: 4 * n]))
+    version = ((words[1] >> 16) & 0xFF, (words[1] >> 8) & 0xFF) if len(words) > 1 else (1, 0)
+    extensions: list[str] = []
+    local_size_id = False
+    uconverts: list[int] = []
+    i = 5
+    while i < n:
+        count, op = words[i] >> 16, words[i] & 0xFFFF
+        if count == 0 or i + count > n or op == 54:  # malformed, or OpFunction: done
+            break
+        if op in (4, 10) and count > 1:  # OpSourceExtension, OpExtension
+            raw = struct.pack(f"<{count - 1}I", *words[i + 1 : i + count])
+            extensions.append(raw.split(b"\0", 1)[0].decode("utf-8", "replace"))
+        elif op == 331 and count > 2 and words[i + 2] == 38:  # OpExecutionModeId LocalSizeId
+            local_size_id = True
+        elif op == 52 and count > 3 and words[i + 3] == 113:  # OpSpecConstantOp UConvert
+            uconverts.append(i + 3)
+        i += count
+    facts = _ModuleFacts(version, tuple(extensions), local_size_id, tuple(uconverts))
+    return facts, words
+
+
+def validator_options(spirv: bytes, target_env: str | None = None) -> list[str]:
+    """The ``spirv-val`` options that match a module: what :func:`validate_spirv` starts with.
+
+    * ``--target-env``: ``target_env`` if given, else the Vulkan version that introduced the
+      module's SPIR-V version (1.0 -> ``vulkan1.0``, 1.1 to 1.3 -> ``vulkan1.1``, 1.4 ->
+      ``vulkan1.1spv1.4``, 1.5 -> ``vulkan1.2``, 1.6 -> ``vulkan1.3``);
+    * ``--scalar-block-layout`` for a module that declares scalar block layout
+      (``GL_EXT_scalar_block_layout`` / ``SPV_EXT_scalar_block_layout``: ``layout(scalar)``, and
+      ``std430`` uniform blocks), ``--uniform-buffer-standard-layout`` and
+      ``--relax-block-layout`` for the corresponding extensions;
+    * ``--allow-localsizeid`` for ``LocalSizeId`` before Vulkan 1.3 (``maintenance4``).
+
+    Example
+    -------
+    >>> validator_options(compile_glsl("layout(local_size_x=1) in; void main() {}"))
+    ['--target-env', 'vulkan1.1']
+    """
+    facts, _ = _module_facts(spirv)
+    return _base_options(facts, target_env) + list(_LAYOUTS[_declared_layout(facts)])
+
+
+def _base_options(facts: _ModuleFacts, target_env: str | None) -> list[str]:
+    env = target_env or _VULKAN_ENVS.get(facts.version, "vulkan1.3")
+    opts = ["--target-env", env]
+    if facts.local_size_id and env in ("vulkan1.0", "vulkan1.1", "vulkan1.1spv1.4", "vulkan1.2"):
+        opts.append("--allow-localsizeid")
+    return opts
+
+
+def _declared_layout(facts: _ModuleFacts) -> int:
+    """Index in _LAYOUTS of the most permissive block layout the module declares using."""
+    text = " ".join(facts.extensions).lower()
+    if "scalar_block_layout" in text:
+        return 3
+    if "uniform_buffer_standard_layout" in text:
+        return 2
+    if "relaxed_block_layout" in text:
+        return 1
+    return 0
+
+
+def validate_spirv(spirv: bytes, *, target_env: str | None = None) -> bool:
     """Check SPIR-V from outside vknb's compiler with ``spirv-val`` before a driver sees it.
 
     Drivers may crash on invalid modules instead of failing, so ``vknb.compile(spirv_bytes)``
     runs this first.  Returns True when validated, False (with a one-time warning) when
     ``spirv-val`` is not installed (Debian: ``apt-get install spirv-tools``).
 
+    The options match the module (:func:`validator_options`): its target environment from its
+    SPIR-V version, and the block layout it declares.  Block layouts are device features that
+    the module cannot always declare (a stripped module, another front end), so a module that
+    breaks only the layout rules is checked again with the next more permissive layout (relaxed,
+    uniform buffer standard layout, scalar): it is refused only when not even scalar block
+    layout allows its offsets and strides, or for any other fault.  glslang (up to 14) emits
+    ``OpSpecConstantOp UConvert`` in modules before SPIR-V 1.4, which that version does not
+    allow; drivers take it, so it is validated as the ``SConvert`` glslang now emits instead
+    (the module itself is not changed).
+
+    Parameters
+    ----------
+    spirv : bytes
+    target_env : str, optional
+        spirv-val's ``--target-env`` (``'vulkan1.3'``...); from the module's version by default.
+
     Raises
     ------
     SpirvError
-        With spirv-val's message.
+        With spirv-val's message and the options it ran with.
 
     Example
     -------
@@ -1647,7 +1763,7 @@ def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
     from ..errors import SpirvError
 
     global _validator_warned
-    key = hashlib.sha256(spirv).hexdigest() + target_env
+    key = hashlib.sha256(spirv).hexdigest() + str(target_env)
     if key in _validated:
         return True
     tool = shutil.which("spirv-val")
@@ -1661,25 +1777,41 @@ def validate_spirv(spirv: bytes, *, target_env: str = "vulkan1.3") -> bool:
                 stacklevel=3,
             )
         return False
+    facts, words = _module_facts(spirv)
+    if facts.uconvert_spec_ops and facts.version < (1, 4):
+        for at in facts.uconvert_spec_ops:
+            words[at] = 114  # SConvert: what glslang emits for these since its fix
+    # Little-endian words whatever the module's byte order (spirv-val misreads the strings
+    # of a big-endian module).
+    data = struct.pack(f"<{len(words)}I", *words) + spirv[4 * len(words) :]
+    base = _base_options(facts, target_env)
     with tempfile.TemporaryDirectory(prefix="vknb-val-") as d:
         path = os.path.join(d, "module.spv")
         with open(path, "wb") as f:
-            f.write(spirv)
-        try:
-            p = subprocess.run(
-                [tool, "--target-env", target_env, path],
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=60,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
-            raise SpirvError(
-                f"spirv-val did not finish within 60 s on a {len(spirv)}-byte module"
-            ) from None
+            f.write(data)
+        rung = _declared_layout(facts)
+        while True:
+            opts = base + list(_LAYOUTS[rung])
+            try:
+                p = subprocess.run(
+                    [tool, *opts, path],
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    timeout=60,
+                    stdin=subprocess.DEVNULL,
+                )
+            except subprocess.TimeoutExpired:
+                raise SpirvError(
+                    f"spirv-val did not finish within 60 s on a {len(spirv)}-byte module"
+                ) from None
+            msg = (p.stderr or p.stdout).strip().replace(path, "<module>")
+            if p.returncode == 0 or rung == len(_LAYOUTS) - 1 or not _LAYOUT_ERROR.search(msg):
+                break
+            rung += 1
+            if _LAYOUTS[rung] == ("--relax-block-layout",) and base[1] != "vulkan1.0":
+                rung += 1  # relaxed block layout is the default from Vulkan 1.1 on
     if p.returncode != 0:
-        msg = (p.stderr or p.stdout).strip().replace(path, "<module>")
-        raise SpirvError(f"invalid SPIR-V (spirv-val --target-env {target_env}): {msg}")
+        raise SpirvError(f"invalid SPIR-V (spirv-val {' '.join(opts)}): {msg}")
     _validated.add(key)
     return True

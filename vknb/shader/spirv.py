@@ -37,6 +37,19 @@ is a byte-exact host image of the GPU data:
   dtype when the block ends in one, else the block's dtype.
 * A buffer reference (``PhysicalStorageBuffer`` pointer) is an 8-byte address: ``uint64``,
   typed with the referenced block's name, with no members.
+* A float of another encoding (``OpTypeFloat`` with an FP Encoding operand: bfloat16 of
+  SPV_KHR_bfloat16, E4M3 / E5M2 of SPV_EXT_float8) has no numpy dtype: a member holds its raw
+  bits (``uint16`` / ``uint8``) and is typed ``bfloat16_t``, ``floate4m3_t``, ``floate5m2_t``
+  (``bf16vec2``...).  :func:`encode_float` and :func:`decode_float` convert.
+
+Specialization
+--------------
+:func:`reflect` evaluates specialization constants at their defaults.  Where one sizes an array
+(of a block member, a descriptor array) or the workgroup, :meth:`Reflection.specialize` gives
+the reflection of the module specialized with given values: every length, size, offset-derived
+dtype, descriptor count and the workgroup size as the GPU will see them.  A
+:class:`~vknb.Kernel` reflects itself that way with its ``constants=``.  Specialization
+constants of bfloat16 or FP8 type report ``encoding`` and a decoded float ``default``.
 
 Example
 -------
@@ -50,12 +63,14 @@ dtype('float32')
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 import struct
 import sys
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -69,7 +84,10 @@ __all__ = [
     "Member",
     "Reflection",
     "SpecConstant",
+    "decode_float",
     "dtype_to_json",
+    "encode_float",
+    "float_max",
     "reflect",
 ]
 
@@ -516,8 +534,9 @@ class Binding:
         Descriptor array size: 1 for a single resource, the product of the lengths for an
         array of resources (``bufs[4]`` -> 4, ``imgs[2][3]`` -> 6), 0 for a runtime-sized
         (unsized) descriptor array ``bufs[]`` (see :attr:`runtime_sized`).  A length given by
-        a specialization constant counts at the constant's default (see
-        :attr:`count_spec_ids`).
+        a specialization constant counts at the value the reflection is specialized with, the
+        constant's default for :func:`reflect` (see :attr:`count_spec_ids` and
+        :meth:`Reflection.specialize`).
     readonly, writeonly : bool
         ``NonWritable`` / ``NonReadable`` on the variable or on every member of its block.
         Uniform blocks, samplers and sampled images are readonly.
@@ -581,12 +600,33 @@ class Binding:
 
 @dataclass(frozen=True)
 class SpecConstant:
-    """A specialization constant (``layout(constant_id = N) const T NAME = default;``)."""
+    """A specialization constant (``layout(constant_id = N) const T NAME = default;``).
+
+    Attributes
+    ----------
+    id : int
+        The ``SpecId`` (``constant_id``).
+    name : str
+        '' where the module has no name for it.
+    dtype : numpy.dtype
+        ``bool``, an integer or a float dtype; for a float of a non-IEEE encoding (see
+        :attr:`encoding`) the unsigned integer of its width, which holds its raw bits (numpy
+        has no bfloat16 or 8-bit float).
+    default : bool, int or float
+        The module's default, whatever a reflection is specialized with; a float for encoded
+        floats (decoded from their bits).
+    encoding : str or None
+        ``'bfloat16'`` (``OpTypeFloat 16 BFloat16KHR``), ``'float8_e4m3'`` or
+        ``'float8_e5m2'`` (``OpTypeFloat 8 Float8E4M3EXT / Float8E5M2EXT``); None for IEEE
+        floats, integers and bools.  Values are given as Python floats and packed by
+        :func:`encode_float`.
+    """
 
     id: int
     name: str
     dtype: np.dtype
     default: bool | int | float
+    encoding: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-able data."""
@@ -595,6 +635,7 @@ class SpecConstant:
             "name": self.name,
             "dtype": dtype_to_json(self.dtype),
             "default": self.default,
+            "encoding": self.encoding,
         }
 
 
@@ -607,8 +648,9 @@ class Reflection:
     entry_point : str
         Name of the compute entry point.
     local_size : tuple of 3 int
-        Workgroup size, with specialization constants at their defaults: what the module
-        runs with when the pipeline specializes nothing. (glslang gives ``local_size_x_id = N``
+        Workgroup size, with specialization constants at their defaults (or at the values of
+        :attr:`specialization`): what the module runs with when the pipeline specializes
+        nothing more. (glslang gives ``local_size_x_id = N``
         its own constant, default 1, even where the shader also declares
         ``layout(constant_id = N) const uint X = 32;``; ``local_size_for`` with that
         constant's value gives the size the author meant.)
@@ -622,6 +664,10 @@ class Reflection:
     spirv_version : tuple of 2 int
     bound : int
         The module's <id> bound.
+    specialization : tuple of (int, value) pairs
+        The specialization-constant values (by id, sorted) that array lengths, block layouts,
+        descriptor counts and the workgroup size were evaluated with; () for :func:`reflect`'s
+        result (every constant at its default).  See :meth:`specialize`.
     """
 
     entry_point: str
@@ -632,6 +678,83 @@ class Reflection:
     spec_constants: tuple[SpecConstant, ...]
     spirv_version: tuple[int, int]
     bound: int
+    specialization: tuple[tuple[int, bool | int | float], ...] = ()
+    # The module itself (little-endian words), for specialize(); not part of the reflection.
+    _spirv: bytes = field(default=b"", compare=False, repr=False)
+
+    def specialize(
+        self, constants: Mapping[int, Any] | Mapping[str, Any] | None = None
+    ) -> Reflection:
+        """The reflection of the module specialized with ``constants``.
+
+        Specialization constants are fixed when a pipeline is built; where one sizes an
+        array (``layout(constant_id = 0) const uint N = 4; buffer H { uint hist[N + 1]; }``,
+        a push-constant or uniform member ``float w[N]``, a descriptor array ``tex[N]``) or the
+        workgroup (``local_size_x_id``), the module's real layout is the specialized one.  The
+        result re-evaluates every ``OpSpecConstant`` with the given values and every
+        ``OpSpecConstantOp`` built on them (the integer arithmetic, shifts, comparisons,
+        ``select`` and conversions that front ends emit for ``N + 1``, ``N * 2``,
+        ``N > 4 ? a : b`` ...), so its array lengths, member sizes, block sizes and dtypes,
+        :attr:`Binding.count` and :attr:`local_size` are those the GPU uses.
+        :attr:`SpecConstant.default` keeps the module's defaults; :attr:`specialization`
+        records the values.  Specializing a specialized reflection adds to (and overrides)
+        its values.
+
+        Parameters
+        ----------
+        constants : mapping, optional
+            Values by specialization-constant id or name: bools for ``bool`` constants,
+            integers (in the type's range) for integer ones, real numbers for floats.
+
+        Returns
+        -------
+        Reflection
+            ``self`` when ``constants`` is empty.
+
+        Raises
+        ------
+        KeyError
+            No specialization constant has that id or name.
+        TypeError, ValueError
+            A value of the wrong kind or out of its type's range.
+        SpirvError
+            The values make the module's layout invalid: an array length below 1, or a
+            constant-sized array that now runs into the member after it (the compiler laid
+            the block out for the default length; put such an array last).
+
+        Example
+        -------
+        >>> r = reflect(spirv)   # constant_id = 0: N = 4; buffer H { uint hist[N + 1]; }
+        ...                      # doctest: +SKIP
+        >>> r.binding("H").block.size, r.specialize({"N": 10}).binding("H").block.size
+        ...                                                             # doctest: +SKIP
+        (20, 44)
+        """
+        if not constants:
+            return self
+        by_name = {c.name: c for c in self.spec_constants if c.name}
+        by_id = {c.id: c for c in self.spec_constants}
+        values = dict(self.specialization)
+        for key, value in constants.items():
+            spec = by_name.get(key) if isinstance(key, str) else by_id.get(key)
+            if spec is None:
+                avail = ", ".join(f"{c.name or '?'} (id {c.id})" for c in self.spec_constants)
+                raise KeyError(
+                    f"no specialization constant {key!r}; the module declares: {avail or 'none'}"
+                )
+            values[spec.id] = _spec_value(spec, value)
+        if not self._spirv:
+            raise SpirvError(
+                "this Reflection was built without its module, so it cannot be specialized; "
+                "use reflect(spirv).specialize(...)"
+            )
+        try:
+            return _reflect(self._spirv, self.entry_point, values)
+        except SpirvError as e:
+            given = ", ".join(
+                f"{by_id[sid].name or sid}={v!r}" for sid, v in sorted(values.items())
+            )
+            raise SpirvError(f"specialized with {given}: {e}") from None
 
     def local_size_for(
         self, constants: Mapping[int, Any] | Mapping[str, Any] | None = None
@@ -819,7 +942,36 @@ class Reflection:
             "spec_constants": [c.to_dict() for c in self.spec_constants],
             "spirv_version": list(self.spirv_version),
             "bound": self.bound,
+            "specialization": [[sid, v] for sid, v in self.specialization],
         }
+
+
+def _spec_value(spec: SpecConstant, value: Any) -> bool | int | float:
+    """``value`` checked against the type of ``spec`` and made a plain Python value."""
+    what = f"specialization constant {spec.name or spec.id!r} ({spec.encoding or spec.dtype})"
+    if spec.dtype == np.bool_:
+        if isinstance(value, (bool, np.bool_)) or (
+            isinstance(value, (int, np.integer)) and value in (0, 1)
+        ):
+            return bool(value)
+        raise TypeError(f"{what} is a bool; got {type(value).__name__} {value!r}")
+    if spec.encoding is None and spec.dtype.kind in "iu":
+        try:
+            v = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{what} is an integer; got {type(value).__name__} {value!r}") from None
+        info = np.iinfo(spec.dtype)
+        if not info.min <= v <= info.max:
+            raise ValueError(f"{what}: {v} is outside [{info.min}, {info.max}]")
+        return int(v)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} is a float; got {type(value).__name__} {value!r}")
+    if spec.encoding is not None:
+        try:
+            encode_float(value, spec.encoding)  # range check
+        except ValueError as e:
+            raise ValueError(f"{what}: {e}") from None
+    return float(value)
 
 
 def _instance_name(b: Binding) -> str:
@@ -888,7 +1040,13 @@ def _string(data: bytes, first: int, end: int, at: int, op: int) -> tuple[str, i
 class _Module:
     """The parts of a module that reflection reads, decoded in one pass."""
 
-    def __init__(self, spirv: bytes | bytearray | memoryview) -> None:
+    def __init__(
+        self,
+        spirv: bytes | bytearray | memoryview,
+        spec_values: Mapping[int, bool | int | float] | None = None,
+    ) -> None:
+        # Specialization values by SpecId: OpSpecConstants take them instead of their defaults.
+        self.spec_values: dict[int, bool | int | float] = dict(spec_values or {})
         if isinstance(spirv, memoryview):
             data = spirv.tobytes()
         elif isinstance(spirv, (bytes, bytearray)):
@@ -1115,6 +1273,123 @@ def _image_info(m: _Module, t: tuple[int, list[int], int]) -> ImageInfo:
 
 
 # --- constants -------------------------------------------------------------------------------
+# FP Encoding operand of OpTypeFloat (SPV_KHR_bfloat16, SPV_EXT_float8) -> encoding name.
+_FP_ENCODINGS = {0: "bfloat16", 4214: "float8_e4m3", 4215: "float8_e5m2"}
+# encoding -> (width, exponent bits, mantissa bits, bias, IEEE specials (inf, NaN at the top
+# exponent); otherwise only S.1111.111 is NaN and there is no infinity: OCP's E4M3)
+_FLOAT_FORMATS: dict[str, tuple[int, int, int, int, bool]] = {
+    "bfloat16": (16, 8, 7, 127, True),
+    "float8_e4m3": (8, 4, 3, 7, False),
+    "float8_e5m2": (8, 5, 2, 15, True),
+}
+# encoding -> (GLSL scalar name, vector prefix)
+_ENCODED_NAMES = {
+    "bfloat16": ("bfloat16_t", "bf16vec"),
+    "float8_e4m3": ("floate4m3_t", "fe4m3vec"),
+    "float8_e5m2": ("floate5m2_t", "fe5m2vec"),
+}
+
+
+def _float_format(encoding: str) -> tuple[int, int, int, int, bool]:
+    fmt = _FLOAT_FORMATS.get(encoding)
+    if fmt is None:
+        raise ValueError(
+            f"unknown floating-point encoding {encoding!r}; known: {', '.join(_FLOAT_FORMATS)}"
+        )
+    return fmt
+
+
+def float_max(encoding: str) -> float:
+    """The largest finite value of a floating-point encoding (``'bfloat16'``,
+    ``'float8_e4m3'`` or ``'float8_e5m2'``).
+
+    Example
+    -------
+    >>> float_max("float8_e4m3"), float_max("float8_e5m2")
+    (448.0, 57344.0)
+    """
+    _, ebits, mbits, bias, ieee = _float_format(encoding)
+    top = (1 << ebits) - 1
+    if ieee:
+        return math.ldexp((2 << mbits) - 1, top - 1 - bias - mbits)
+    return math.ldexp((2 << mbits) - 2, top - bias - mbits)
+
+
+def decode_float(bits: int, encoding: str) -> float:
+    """The value of the raw ``bits`` of a float of the given encoding.
+
+    ``'bfloat16'`` is the upper half of an IEEE binary32 (8 exponent bits, 7 mantissa bits);
+    ``'float8_e4m3'`` and ``'float8_e5m2'`` are the E4M3 and E5M2 formats of SPV_EXT_float8
+    (OCP 8-bit floats: E4M3 has no infinities, its only NaN is ``S.1111.111`` and its largest
+    value is 448; E5M2 follows IEEE rules, largest value 57344).
+
+    Example
+    -------
+    >>> decode_float(0x3FC0, "bfloat16"), decode_float(0x7E, "float8_e4m3")
+    (1.5, 448.0)
+    """
+    width, ebits, mbits, bias, ieee = _float_format(encoding)
+    bits = operator.index(bits)
+    if not 0 <= bits < 1 << width:
+        raise ValueError(f"{bits:#x} is not a {width}-bit pattern")
+    sign = -1.0 if bits >> (width - 1) else 1.0
+    exp = (bits >> mbits) & ((1 << ebits) - 1)
+    mant = bits & ((1 << mbits) - 1)
+    top = (1 << ebits) - 1
+    if ieee and exp == top:
+        return sign * math.inf if mant == 0 else math.nan
+    if not ieee and exp == top and mant == (1 << mbits) - 1:
+        return math.nan
+    if exp == 0:
+        return sign * math.ldexp(mant, 1 - bias - mbits)
+    return sign * math.ldexp(mant + (1 << mbits), exp - bias - mbits)
+
+
+def encode_float(value: Any, encoding: str) -> int:
+    """The raw bits of ``value`` in the given encoding, rounded to nearest, ties to even.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number (a bool is not one).
+    ValueError
+        A finite ``value`` beyond :func:`float_max` of the encoding, or an infinity where the
+        encoding has none (``'float8_e4m3'``).
+
+    Example
+    -------
+    >>> hex(encode_float(1.5, "bfloat16")), hex(encode_float(-2.0, "float8_e5m2"))
+    ('0x3fc0', '0xc0')
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"a {encoding} value must be a real number, not {type(value).__name__}")
+    width, ebits, mbits, bias, ieee = _float_format(encoding)
+    x = float(value)
+    top = (1 << ebits) - 1
+    sign = (1 << (width - 1)) if math.copysign(1.0, x) < 0 else 0
+    if math.isnan(x):
+        if ieee:
+            return (top << mbits) | (1 << (mbits - 1))
+        return (top << mbits) | ((1 << mbits) - 1)
+    a = abs(x)
+    if math.isinf(a):
+        if not ieee:
+            raise ValueError(f"{encoding} has no infinity")
+        return sign | (top << mbits)
+    largest = float_max(encoding)
+    if a > largest:
+        raise ValueError(f"{value!r} overflows {encoding} (largest finite value {largest!r})")
+    if a == 0.0:
+        return sign
+    e = max(math.frexp(a)[1] - 1, 1 - bias)
+    r = round(math.ldexp(a, mbits - e))  # exact scaling; Python rounds ties to even
+    if r == 2 << mbits:
+        e, r = e + 1, r >> 1
+    if r >> mbits:
+        return sign | ((e + bias) << mbits) | (r - (1 << mbits))
+    return sign | r  # subnormal (or zero after rounding)
+
+
 def _scalar_info(m: _Module, tid: int) -> tuple[bool, int, bool] | None:
     """(is_float, width, signed) of a numeric scalar type, None for bool; errors otherwise."""
     t = m.get_type(tid, "a constant")
@@ -1127,44 +1402,179 @@ def _scalar_info(m: _Module, tid: int) -> tuple[bool, int, bool] | None:
     raise _error(f"%{tid} is not a scalar type", t[2])
 
 
-def _decode_literal(info: tuple[bool, int, bool], lits: list[int], at: int) -> int | float:
+def _float_encoding(m: _Module, tid: int) -> str | None:
+    """The FP encoding of an OpTypeFloat (None for IEEE, and for other types); errors for an
+    encoding vknb does not know."""
+    t = m.types.get(tid)
+    if t is None or t[0] != _OP_TYPE_FLOAT or len(t[1]) < 2:
+        return None
+    name = _FP_ENCODINGS.get(t[1][1])
+    if name is None or _FLOAT_FORMATS[name][0] != t[1][0]:
+        raise _error(f"unsupported {t[1][0]}-bit floating-point encoding {t[1][1]}", t[2])
+    return name
+
+
+def _decode_literal(
+    info: tuple[bool, int, bool], lits: list[int], at: int, encoding: str | None = None
+) -> int | float:
     is_float, width, signed = info
     need = 2 if width > 32 else 1
     if len(lits) < need or width not in (8, 16, 32, 64):
         raise _error(f"constant of a {width}-bit type has {len(lits)} literal words", at)
     if is_float:
+        if encoding is not None:
+            return decode_float(lits[0] & ((1 << width) - 1), encoding)
         if width == 16:
             return float(struct.unpack("<e", struct.pack("<H", lits[0] & 0xFFFF))[0])
         if width == 32:
             return float(struct.unpack("<f", struct.pack("<I", lits[0]))[0])
         if width == 64:
             return float(struct.unpack("<d", struct.pack("<II", lits[0], lits[1]))[0])
-        raise _error(f"{width}-bit float constant", at)
+        raise _error(f"{width}-bit float constant without an FP encoding", at)
     value = lits[0] | (lits[1] << 32) if width == 64 else lits[0] & ((1 << width) - 1)
     if signed and value >> (width - 1):
         value -= 1 << width
     return value
 
 
-# OpSpecConstantOp operations on integers that array lengths and sizes are built from.
-_INT_BINARY = {
-    128: operator.add,  # OpIAdd
-    130: operator.sub,  # OpISub
-    132: operator.mul,  # OpIMul
-    196: operator.lshift,  # OpShiftLeftLogical
-    197: operator.or_,  # OpBitwiseOr
-    198: operator.xor,  # OpBitwiseXor
-    199: operator.and_,  # OpBitwiseAnd
-}
-
-
 def _const_value(m: _Module, cid: int, depth: int = 0) -> bool | int | float:
-    """The value of a scalar constant, spec constants at their defaults (memoized, so a chain
-    of operations that reuse each other costs linear time)."""
+    """The value of a scalar constant, spec constants at the module's specialization values
+    (their defaults unless given) (memoized, so a chain of operations that reuse each other
+    costs linear time)."""
     value = m.const_cache.get(cid)
     if value is None:
         value = m.const_cache[cid] = _eval_const(m, cid, depth)
     return value
+
+
+def _wrap(value: int, width: int, signed: bool) -> int:
+    value &= (1 << width) - 1
+    if signed and value >> (width - 1):
+        value -= 1 << width
+    return value
+
+
+def _spec_override(
+    m: _Module, cid: int, info: tuple[bool, int, bool] | None, at: int
+) -> bool | int | float | None:
+    """The specialization value given for spec constant ``cid``, as its type; None if none."""
+    if not m.spec_values:
+        return None
+    spec_id = m.literal(cid, _DEC_SPEC_ID, "SpecId")
+    if spec_id is None or spec_id not in m.spec_values:
+        return None
+    value = m.spec_values[spec_id]
+    if info is None:
+        return bool(value)
+    if info[0]:
+        return float(value)
+    try:
+        return _wrap(operator.index(value), info[1], info[2])  # type: ignore[arg-type]
+    except TypeError:
+        raise _error(
+            f"specialization constant {spec_id} is an integer, got {type(value).__name__}", at
+        ) from None
+
+
+# OpSpecConstantOp operations (the ones the Shader capability allows on scalars) by opcode.
+_SC_UCONVERT, _SC_SCONVERT = 113, 114
+_SC_SELECT, _SC_COMPOSITE_EXTRACT = 169, 81
+_INT_BINARY = {
+    128: operator.add,  # OpIAdd
+    130: operator.sub,  # OpISub
+    132: operator.mul,  # OpIMul
+    197: operator.or_,  # OpBitwiseOr
+    198: operator.xor,  # OpBitwiseXor
+    199: operator.and_,  # OpBitwiseAnd
+}
+# comparisons: opcode -> (operation, operands read as signed)
+_INT_COMPARE = {
+    170: (operator.eq, True),  # OpIEqual
+    171: (operator.ne, True),  # OpINotEqual
+    172: (operator.gt, False),  # OpUGreaterThan
+    173: (operator.gt, True),  # OpSGreaterThan
+    174: (operator.ge, False),  # OpUGreaterThanEqual
+    175: (operator.ge, True),  # OpSGreaterThanEqual
+    176: (operator.lt, False),  # OpULessThan
+    177: (operator.lt, True),  # OpSLessThan
+    178: (operator.le, False),  # OpULessThanEqual
+    179: (operator.le, True),  # OpSLessThanEqual
+}
+_LOGICAL = {
+    164: operator.eq,  # OpLogicalEqual
+    165: operator.ne,  # OpLogicalNotEqual
+    166: lambda a, b: a or b,  # OpLogicalOr
+    167: lambda a, b: a and b,  # OpLogicalAnd
+}
+
+
+def _as_int(m: _Module, cid: int, value: Any, signed: bool, at: int) -> int:
+    """An integer operand read as signed or unsigned at its own type's width."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _error(f"OpSpecConstantOp operand %{cid} is not an integer", at)
+    c = m.consts.get(cid)
+    info = _scalar_info(m, c[1]) if c is not None else None
+    if info is None or info[0]:
+        return value
+    return _wrap(value, info[1], signed)
+
+
+def _eval_spec_op(
+    m: _Module, cid: int, info: tuple[bool, int, bool] | None, lits: list[int], at: int, depth: int
+) -> bool | int | float:
+    if depth >= _MAX_DEPTH:
+        raise _error(f"OpSpecConstantOp %{cid} nests more than {_MAX_DEPTH} deep", at)
+    if not lits:
+        raise _error(f"OpSpecConstantOp %{cid} has no operation", at)
+    sub, ids = lits[0], lits[1:]
+    if sub == _SC_COMPOSITE_EXTRACT and len(ids) == 2:
+        comp = m.consts.get(ids[0])
+        if comp is None or comp[0] not in (_OP_CONSTANT_COMPOSITE, _OP_SPEC_CONSTANT_COMPOSITE):
+            raise _error(f"OpSpecConstantOp %{cid} extracts from a non-composite", at)
+        if ids[1] >= len(comp[2]):
+            raise _error(f"OpSpecConstantOp %{cid} extracts index {ids[1]} out of range", at)
+        return _const_value(m, comp[2][ids[1]], depth + 1)
+    args = [_const_value(m, a, depth + 1) for a in ids]
+    if sub == _SC_SELECT and len(args) == 3:
+        return args[1] if args[0] else args[2]
+    if info is None:  # a bool result
+        if sub in _LOGICAL and len(args) == 2:
+            return bool(_LOGICAL[sub](bool(args[0]), bool(args[1])))
+        if sub == 168 and len(args) == 1:  # OpLogicalNot
+            return not args[0]
+        if sub in _INT_COMPARE and len(args) == 2:
+            fn, signed = _INT_COMPARE[sub]
+            a, b = (_as_int(m, i, v, signed, at) for i, v in zip(ids, args, strict=True))
+            return bool(fn(a, b))
+    elif not info[0]:  # an integer result
+        width, signed = info[1], info[2]
+        if sub in _INT_BINARY and len(args) == 2:
+            a, b = (_as_int(m, i, v, True, at) for i, v in zip(ids, args, strict=True))
+            return _wrap(_INT_BINARY[sub](a, b), width, signed)
+        if sub in (194, 195, 196) and len(args) == 2:  # shifts (right logical / arithmetic, left)
+            a = _as_int(m, ids[0], args[0], sub == 195, at)
+            b = _as_int(m, ids[1], args[1], False, at) % width
+            return _wrap(a << b if sub == 196 else a >> b, width, signed)
+        if sub in (134, 135, 137, 138, 139) and len(args) == 2:  # UDiv SDiv UMod SRem SMod
+            is_signed = sub in (135, 138, 139)
+            a, b = (_as_int(m, i, v, is_signed, at) for i, v in zip(ids, args, strict=True))
+            if b == 0:
+                raise _error(f"OpSpecConstantOp %{cid} divides by zero", at)
+            if sub in (134, 137):
+                value = a // b if sub == 134 else a % b
+            elif sub == 135:
+                value = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
+            elif sub == 138:
+                value = abs(a) % abs(b) * (1 if a >= 0 else -1)
+            else:
+                value = a % b
+            return _wrap(value, width, signed)
+        if sub in (_SC_UCONVERT, _SC_SCONVERT) and len(args) == 1:
+            return _wrap(_as_int(m, ids[0], args[0], sub == _SC_SCONVERT, at), width, signed)
+        if sub in (126, 200) and len(args) == 1:  # OpSNegate, OpNot
+            a = _as_int(m, ids[0], args[0], True, at)
+            return _wrap(-a if sub == 126 else ~a, width, signed)
+    raise _error(f"cannot evaluate OpSpecConstantOp %{cid} (operation {sub})", at)
 
 
 def _eval_const(m: _Module, cid: int, depth: int) -> bool | int | float:
@@ -1172,6 +1582,10 @@ def _eval_const(m: _Module, cid: int, depth: int) -> bool | int | float:
     if c is None:
         raise _error(f"%{cid} is not a constant")
     op, tid, lits, at = c
+    if op in (_OP_SPEC_CONSTANT_TRUE, _OP_SPEC_CONSTANT_FALSE):
+        given = _spec_override(m, cid, None, at)
+        if given is not None:
+            return given
     if op in (_OP_CONSTANT_TRUE, _OP_SPEC_CONSTANT_TRUE):
         return True
     if op in (_OP_CONSTANT_FALSE, _OP_SPEC_CONSTANT_FALSE):
@@ -1180,46 +1594,15 @@ def _eval_const(m: _Module, cid: int, depth: int) -> bool | int | float:
     if op in (_OP_CONSTANT, _OP_SPEC_CONSTANT):
         if info is None:
             raise _error(f"{_OP_NAMES[op]} %{cid} has bool type", at)
-        return _decode_literal(info, lits, at)
+        if op == _OP_SPEC_CONSTANT:
+            given = _spec_override(m, cid, info, at)
+            if given is not None:
+                return given
+        return _decode_literal(info, lits, at, _float_encoding(m, tid))
     if op == _OP_CONSTANT_NULL:
         return False if info is None else (0.0 if info[0] else 0)
-    if op == _OP_SPEC_CONSTANT_OP and info is not None and not info[0]:
-        if depth >= _MAX_DEPTH:
-            raise _error(f"OpSpecConstantOp %{cid} nests more than {_MAX_DEPTH} deep", at)
-        width, signed = info[1], info[2]
-        sub = lits[0] if lits else -1
-        args = [_const_value(m, a, depth + 1) for a in lits[1:3]]
-        if not all(isinstance(a, int) for a in args):
-            raise _error(f"OpSpecConstantOp %{cid} has a non-integer operand", at)
-        ints = [int(a) for a in args]
-        if sub in _INT_BINARY and len(ints) == 2:
-            value = _INT_BINARY[sub](ints[0], ints[1] if sub != 196 else ints[1] % width)
-        elif sub in (134, 135, 137, 138, 139) and len(ints) == 2:  # UDiv SDiv UMod SRem SMod
-            if ints[1] == 0:
-                raise _error(f"OpSpecConstantOp %{cid} divides by zero", at)
-            a, b = ints
-            if sub == 134:
-                value = (a % (1 << width)) // (b % (1 << width))
-            elif sub == 137:
-                value = (a % (1 << width)) % (b % (1 << width))
-            elif sub == 135:
-                value = abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1)
-            elif sub == 138:
-                value = abs(a) % abs(b) * (1 if a >= 0 else -1)
-            else:
-                value = a % b
-        elif sub in (113, 114) and len(ints) == 1:  # OpUConvert, OpSConvert
-            value = ints[0]
-        elif sub == 126 and len(ints) == 1:  # OpSNegate
-            value = -ints[0]
-        elif sub == 200 and len(ints) == 1:  # OpNot
-            value = ~ints[0]
-        else:
-            raise _error(f"cannot evaluate OpSpecConstantOp %{cid} (operation {sub})", at)
-        value &= (1 << width) - 1
-        if signed and value >> (width - 1):
-            value -= 1 << width
-        return value
+    if op == _OP_SPEC_CONSTANT_OP:
+        return _eval_spec_op(m, cid, info, lits, at, depth)
     raise _error(f"cannot evaluate constant %{cid} ({_OP_NAMES.get(op, op)})", at)
 
 
@@ -1262,6 +1645,10 @@ class _Layouts:
         self.structs: dict[int, tuple[str, np.dtype, int, tuple[Member, ...]]] = {}
         self.visiting: set[int] = set()
         self.values: dict[tuple[int, int | None, bool], tuple[str, np.dtype]] = {}
+        # Structs, and (struct, member index) pairs, whose size depends on a specialization
+        # constant (an array sized by one).
+        self.spec_structs: set[int] = set()
+        self.spec_members: set[tuple[int, int]] = set()
 
     def struct_name(self, sid: int) -> str:
         return self.m.names.get(sid) or f"_{sid}"
@@ -1288,6 +1675,8 @@ class _Layouts:
                 raise _error(f"member {k} of struct {name!r} (%{sid}) has no Offset", t[2])
             members.append(self.member(sid, k, mtype, offset, depth + 1))
         self.visiting.discard(sid)
+        if self.spec_members:
+            self.check_specialized(sid, name, members, t[2])
 
         field_names: list[str] = []
         formats: list[np.dtype] = []
@@ -1314,6 +1703,27 @@ class _Layouts:
         self.structs[sid] = done
         return done
 
+    def check_specialized(self, sid: int, name: str, members: list[Member], at: int) -> None:
+        """Refuse a member sized by a specialization constant that runs into a member after
+        it: the offsets are literal, laid out by the compiler without the constant's value
+        (glslang counts such an array as one element), so the GPU would see them overlap."""
+        for k, mem in enumerate(members):
+            if (sid, k) not in self.spec_members:
+                continue
+            self.spec_structs.add(sid)
+            end = mem.offset + mem.size
+            for other in members:
+                if other is not mem and mem.offset < other.offset < end:
+                    raise _error(
+                        f"member {mem.name or k!r} ({mem.type}) of {name!r} spans bytes "
+                        f"{mem.offset}..{end}, past the offset {other.offset} of member "
+                        f"{other.name or '?'!r}: the compiler laid the offsets out without "
+                        "the specialization constant's value, so they overlap on the GPU; "
+                        "declare an array sized by a specialization constant as the last "
+                        "member of its block",
+                        at,
+                    )
+
     def member(self, sid: int, index: int, tid: int, offset: int, depth: int) -> Member:
         m = self.m
         where = f"member {index} of struct %{sid}"
@@ -1324,9 +1734,14 @@ class _Layouts:
             if len(dims) + depth > _MAX_DEPTH:
                 raise _error(f"types nest more than {_MAX_DEPTH} deep", t[2])
             if t[0] == _OP_TYPE_ARRAY:
-                length = _const_value(m, m.operand(t, 1))
+                length_id = m.operand(t, 1)
+                length = _const_value(m, length_id)
                 if isinstance(length, bool) or not isinstance(length, int) or length < 1:
                     raise _error(f"array length {length!r} is not a positive integer", t[2])
+                used: set[int] = set()
+                _spec_ids_of(m, length_id, used)
+                if used:
+                    self.spec_members.add((sid, index))
             else:
                 length = 0
                 if dims:
@@ -1342,6 +1757,8 @@ class _Layouts:
         op = t[0]
         if op == _OP_TYPE_STRUCT:
             type_name, dt, _, members = self.struct(tid, depth + len(dims))
+            if tid in self.spec_structs:
+                self.spec_members.add((sid, index))
         elif op == _OP_TYPE_POINTER and m.operand(t, 0) == _SC_PHYSICAL_STORAGE_BUFFER:
             pointee = m.operand(t, 1)
             pt = m.types.get(pointee)
@@ -1400,11 +1817,16 @@ class _Layouts:
         if op == _OP_TYPE_INT:
             key = (False, t[1][0], bool(t[1][1]))
         elif op == _OP_TYPE_FLOAT:
-            if len(t[1]) > 1:  # an FP encoding (e.g. bfloat16): keep the bits
+            if len(t[1]) > 1:  # an FP encoding (bfloat16, FP8): numpy has none, keep the bits
                 width = t[1][0]
                 if width not in (8, 16, 32, 64):
                     raise _error(f"unsupported {width}-bit float", t[2])
-                return (f"float{width}_e{t[1][1]}", "", "", np.dtype(f"<u{width // 8}"))
+                bits = np.dtype(f"<u{width // 8}")
+                encoding = _FP_ENCODINGS.get(t[1][1])
+                if encoding is not None and _FLOAT_FORMATS[encoding][0] == width:
+                    name, vec = _ENCODED_NAMES[encoding]
+                    return (name, vec, "", bits)
+                return (f"float{width}_e{t[1][1]}", "", "", bits)
             key = (True, t[1][0], True)
         else:
             raise _error(f"{_OP_NAMES.get(op, op)} cannot be a member of a block", t[2])
@@ -1544,15 +1966,43 @@ def _spec_constants(m: _Module) -> tuple[SpecConstant, ...]:
             # the user's `layout(constant_id = N) const ... NAME`: the named one is reported.
             continue
         info = _scalar_info(m, tid)
+        encoding = _float_encoding(m, tid)
         if info is None:
             dt = np.dtype(np.bool_)
+        elif encoding is not None:
+            dt = np.dtype(f"<u{info[1] // 8}")  # the raw bits: numpy has no such float
         else:
             fmt = _SCALARS.get(info)
             if fmt is None:
                 raise _error(f"specialization constant %{cid} has an unsupported type", at)
             dt = np.dtype(fmt[3])
-        out[spec_id] = SpecConstant(id=spec_id, name=name, dtype=dt, default=_const_value(m, cid))
+        out[spec_id] = SpecConstant(
+            id=spec_id,
+            name=name,
+            dtype=dt,
+            default=_default_value(m, cid, tid, info, encoding, at),
+            encoding=encoding,
+        )
     return tuple(out[k] for k in sorted(out))
+
+
+def _default_value(
+    m: _Module,
+    cid: int,
+    tid: int,
+    info: tuple[bool, int, bool] | None,
+    encoding: str | None,
+    at: int,
+) -> bool | int | float:
+    """A spec constant's default: its own literal, whatever the module is specialized with."""
+    op, _, lits, _ = m.consts[cid]
+    if op == _OP_SPEC_CONSTANT_TRUE:
+        return True
+    if op == _OP_SPEC_CONSTANT_FALSE:
+        return False
+    if info is None:
+        raise _error(f"OpSpecConstant %{cid} has bool type", at)
+    return _decode_literal(info, lits, at, encoding)
 
 
 def _bindings(m: _Module, layouts: _Layouts, interface: set[int] | None) -> tuple[Binding, ...]:
@@ -1752,7 +2202,15 @@ def reflect(spirv: bytes | bytearray | memoryview, entry_point: str | None = Non
     >>> r.local_size, r.bindings[0].name, r.bindings[0].dtype   # doctest: +SKIP
     ((64, 1, 1), 'Data', dtype('float32'))
     """
-    m = _Module(spirv)
+    return _reflect(spirv, entry_point, {})
+
+
+def _reflect(
+    spirv: bytes | bytearray | memoryview,
+    entry_point: str | None,
+    spec_values: Mapping[int, bool | int | float],
+) -> Reflection:
+    m = _Module(spirv, spec_values)
     fn, name, iface = _select_entry_point(m, entry_point)
     # From SPIR-V 1.4 on, an entry point's interface lists every global variable it uses.
     interface = set(iface) if m.version >= (1, 4) else None
@@ -1767,4 +2225,6 @@ def reflect(spirv: bytes | bytearray | memoryview, entry_point: str | None = Non
         spec_constants=_spec_constants(m),
         spirv_version=m.version,
         bound=m.bound,
+        specialization=tuple(sorted(m.spec_values.items())),
+        _spirv=m.data,
     )
