@@ -177,10 +177,10 @@ class Binder:
                 )
             if v.device is not dev:
                 raise ValueError(
-                    f"{self.name}: binding {what} holds a {type(v).__name__} on device "
-                    f"{v.device.index} ({v.device.info.name}, {v.device.label}), but the kernel "
-                    f"runs on device {dev.index} ({dev.info.name}, {dev.label}); copy it with "
-                    "vknb.asarray(a.numpy(), device=...)"
+                    f"{self.name}: binding {what} holds {type(v).__name__} {v.label} of "
+                    f"{v.device.label}, but the kernel runs on {dev.label}; copy it there with "
+                    f"{'img' if isinstance(v, Image) else 'a'}.to(device), or build the kernel "
+                    "for the other device with kernel.to(device)"
                 )
         kind = slot.kind
         if kind in _BUFFER_KINDS:

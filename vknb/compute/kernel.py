@@ -187,8 +187,11 @@ class Kernel:
         self.source = source
         self.spirv = bytes(spirv)
         self.reflection = reflection
+        self.base_reflection = reflection  # before specialization: what to_device() reuses
         self.compile_info = compile_info
         self.defines = dict(defines or {})
+        self._local_size_arg = local_size
+        self._constants_arg = dict(constants or {})
         self._follow_session = device is None
         self._spec_values, self.constants = self._resolve_constants(constants)
         self._apply_local_size(local_size)
@@ -338,6 +341,45 @@ class Kernel:
     def device(self) -> Device:
         """The device the kernel runs on."""
         return self.pipeline.device
+
+    def to(self, device: Device) -> Kernel:
+        """The same kernel (same SPIR-V, constants and workgroup size) built for ``device``.
+
+        Nothing is compiled again.  The new kernel stays on ``device`` (it does not follow the
+        session device).
+
+        Example
+        -------
+        >>> k2 = k.to(vknb.Device(1))                        # doctest: +SKIP
+        """
+        return Kernel(
+            self.spirv,
+            self.base_reflection,
+            name=self.name,
+            source=self.source,
+            constants=self._constants_arg,
+            local_size=self._local_size_arg,
+            device=device,
+            compile_info=self.compile_info,
+            defines=self.defines,
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """A Kernel pickles as its SPIR-V, reflection and options (no device): it is rebuilt
+        on the receiving process's session device without compiling (Dask, multiprocessing,
+        joblib ship kernels this way)."""
+        return (
+            _rebuild_kernel,
+            (
+                self.spirv,
+                self.base_reflection,
+                self.name,
+                self.source,
+                self._constants_arg,
+                self._local_size_arg,
+                self.defines,
+            ),
+        )
 
     @property
     def pipeline(self) -> ComputePipeline:
@@ -884,6 +926,27 @@ _SCALAR_TYPES = frozenset(
 def _memo_shape(v: Any) -> bool:
     """Whether ``grid``/``groups`` can be compared with ``==`` safely (None, ints, int tuples)."""
     return v is None or type(v) is int or (type(v) is tuple and all(type(x) is int for x in v))
+
+
+def _rebuild_kernel(
+    spirv: bytes,
+    reflection: Reflection,
+    name: str,
+    source: str | None,
+    constants: dict[Any, Any],
+    local_size: Any,
+    defines: dict[str, Any],
+) -> Kernel:
+    """Unpickle a Kernel onto this process's session device (see ``Kernel.__reduce__``)."""
+    return Kernel(
+        spirv,
+        reflection,
+        name=name,
+        source=source,
+        constants=constants,
+        local_size=local_size,
+        defines=defines,
+    )
 
 
 class _Missing:

@@ -171,6 +171,22 @@ class Array:
         self.buffer.write(data)
         return self
 
+    def to(self, device: Device) -> Array:
+        """A copy of this Array on ``device`` (through the host).
+
+        Example
+        -------
+        >>> b = a.to(vknb.Device(1))                         # doctest: +SKIP
+        """
+        if device is self.device:
+            return self
+        return asarray(self.numpy(), device=device, label=self.label)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """An Array pickles by value: the receiver gets an Array with the same data on its
+        session device."""
+        return (_rebuild_array, (self.numpy(), self.label))
+
     def close(self) -> None:
         """Free the device memory now (idempotent)."""
         self.buffer.close()
@@ -190,6 +206,11 @@ class Array:
         state = " closed" if self.closed else ""
         where = self.device.info.name
         return f"<vknb.Array {self.label} shape={self.shape} dtype={self.dtype} on {where}{state}>"
+
+
+def _rebuild_array(data: np.ndarray, label: str) -> Array:
+    """Unpickle an Array onto this process's session device."""
+    return asarray(data, label=label)
 
 
 def asarray(

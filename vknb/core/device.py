@@ -262,7 +262,10 @@ class Device:
         self.info: DeviceInfo = infos[index]
         self.index = index
         self.reason = reason
-        self.label = f"Device({index}: {self.info.name})"
+        # A second logical device of the same GPU gets a number, so that errors tell them apart.
+        self.number = next(_device_numbers)
+        same = [d for d in list(_live_devices) if d.index == index and d.state is OPEN]
+        self.label = f"Device({index}: {self.info.name})" + (f" #{self.number}" if same else "")
         self.epoch = _vk.epoch
         self.state = OPEN
         self._closing = False
@@ -1338,6 +1341,7 @@ def _release_device(
 
 
 _tokens = itertools.count(1)
+_device_numbers = itertools.count(1)
 _live_devices: weakref.WeakSet[Device] = weakref.WeakSet()
 _zombies: list[Device] = []  # closed with mapped views alive: kept until the process ends
 _exit_hook_installed = False

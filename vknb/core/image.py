@@ -611,6 +611,27 @@ class Image:
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
 
+    def to(self, device: Device) -> Image:
+        """A copy of this Image (level 0, mipmaps remade) on ``device`` (through the host)."""
+        if device is self.device:
+            return self
+        return _rebuild_image(
+            self.numpy(),
+            self.format,
+            self.dim,
+            self.arrayed,
+            self.mip_levels > 1,
+            self.label,
+            device,
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """An Image pickles by value (rebuilt on the receiver's session device)."""
+        return (
+            _rebuild_image,
+            (self.numpy(), self.format, self.dim, self.arrayed, self.mip_levels > 1, self.label),
+        )
+
     def _submit_with(self, record: Any, what: str, keep: Any) -> None:
         dev = self.device
         with dev.lock:
@@ -700,6 +721,26 @@ class Image:
             )
 
         self._submit_with(record, "clear", (color, rng))
+
+
+def _rebuild_image(
+    data: np.ndarray,
+    fmt: str,
+    dim: str,
+    arrayed: bool,
+    mipmaps: bool,
+    label: str,
+    device: Device | None = None,
+) -> Image:
+    img = Image(
+        data.shape, fmt, dim=dim, arrayed=arrayed, mipmaps=mipmaps, device=device, label=label
+    )
+    try:
+        img.update(data)
+    except BaseException:
+        img.close()
+        raise
+    return img
 
 
 def _layers(level: int, layers: int) -> dict[str, int]:
