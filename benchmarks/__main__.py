@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         default=None,
-        help="comma-separated groups: dispatch,batch,saxpy,transfer,compile,library",
+        help="comma-separated groups: dispatch,batch,saxpy,transfer,compile,library,images",
     )
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)

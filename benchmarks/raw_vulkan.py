@@ -21,7 +21,11 @@ What each benchmark row measures here:
 * :meth:`RawVulkan.dispatch_gpu_ms` -- one dispatch between two timestamps;
 * :meth:`RawVulkan.upload` / :meth:`RawVulkan.download` -- numpy <-> device through one
   host-visible staging buffer and ``vkCmdCopyBuffer`` (a single-threaded ``memcpy``);
-* :meth:`RawVulkan.pipeline` -- shader module, layouts and pipeline from SPIR-V, no cache.
+* :meth:`RawVulkan.upload_image` / :meth:`RawVulkan.download_image` -- numpy <-> a 2-D image in
+  the general layout through the same staging buffers and ``vkCmdCopyBufferToImage`` /
+  ``vkCmdCopyImageToBuffer``;
+* :meth:`RawVulkan.pipeline` -- shader module, layouts and pipeline from SPIR-V, no cache
+  (storage buffers, or the descriptor types given: storage images, combined image samplers).
 
 Pitfalls of the binding handled here: nested structs and arrays a struct points to are kept in
 local variables until the call returns; ``vkMapMemory`` returns a cffi buffer, viewed with
@@ -122,16 +126,142 @@ class RawBuffer:
         self.handle = None
 
 
+class RawImage:
+    """A 2-D ``VkImage`` (optimal tiling) with its own memory and a view, kept in
+    ``VK_IMAGE_LAYOUT_GENERAL`` (one transition at creation), as a user of storage images does."""
+
+    def __init__(self, rv: RawVulkan, width: int, height: int, vk_format: int, texel_bytes: int):
+        vk, dev = rv.vk, rv.device
+        self.rv = rv
+        self.width, self.height = int(width), int(height)
+        self.nbytes = self.width * self.height * int(texel_bytes)
+        self.handle = vk.vkCreateImage(
+            dev,
+            vk.VkImageCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO,
+                imageType=vk.VK_IMAGE_TYPE_2D,
+                format=vk_format,
+                extent=vk.VkExtent3D(width=self.width, height=self.height, depth=1),
+                mipLevels=1,
+                arrayLayers=1,
+                samples=vk.VK_SAMPLE_COUNT_1_BIT,
+                tiling=vk.VK_IMAGE_TILING_OPTIMAL,
+                usage=vk.VK_IMAGE_USAGE_STORAGE_BIT
+                | vk.VK_IMAGE_USAGE_SAMPLED_BIT
+                | vk.VK_IMAGE_USAGE_TRANSFER_SRC_BIT
+                | vk.VK_IMAGE_USAGE_TRANSFER_DST_BIT,
+                sharingMode=vk.VK_SHARING_MODE_EXCLUSIVE,
+                initialLayout=vk.VK_IMAGE_LAYOUT_UNDEFINED,
+            ),
+            None,
+        )
+        req = vk.vkGetImageMemoryRequirements(dev, self.handle)
+        mtype = rv.memory_type(req.memoryTypeBits, [vk.VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT])
+        self.memory = vk.vkAllocateMemory(
+            dev,
+            vk.VkMemoryAllocateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                allocationSize=req.size,
+                memoryTypeIndex=mtype,
+            ),
+            None,
+        )
+        vk.vkBindImageMemory(dev, self.handle, self.memory, 0)
+        self.range = vk.VkImageSubresourceRange(
+            aspectMask=vk.VK_IMAGE_ASPECT_COLOR_BIT,
+            baseMipLevel=0,
+            levelCount=1,
+            baseArrayLayer=0,
+            layerCount=1,
+        )
+        self.view = vk.vkCreateImageView(
+            dev,
+            vk.VkImageViewCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_IMAGE_VIEW_CREATE_INFO,
+                image=self.handle,
+                viewType=vk.VK_IMAGE_VIEW_TYPE_2D,
+                format=vk_format,
+                subresourceRange=self.range,
+            ),
+            None,
+        )
+        self.region = [
+            vk.VkBufferImageCopy(
+                bufferOffset=0,
+                bufferRowLength=0,
+                bufferImageHeight=0,
+                imageSubresource=vk.VkImageSubresourceLayers(
+                    aspectMask=vk.VK_IMAGE_ASPECT_COLOR_BIT,
+                    mipLevel=0,
+                    baseArrayLayer=0,
+                    layerCount=1,
+                ),
+                imageOffset=vk.VkOffset3D(x=0, y=0, z=0),
+                imageExtent=vk.VkExtent3D(width=self.width, height=self.height, depth=1),
+            )
+        ]
+        barrier = vk.VkImageMemoryBarrier(
+            sType=vk.VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER,
+            srcAccessMask=0,
+            dstAccessMask=vk.VK_ACCESS_SHADER_READ_BIT
+            | vk.VK_ACCESS_SHADER_WRITE_BIT
+            | vk.VK_ACCESS_TRANSFER_READ_BIT
+            | vk.VK_ACCESS_TRANSFER_WRITE_BIT,
+            oldLayout=vk.VK_IMAGE_LAYOUT_UNDEFINED,
+            newLayout=vk.VK_IMAGE_LAYOUT_GENERAL,
+            srcQueueFamilyIndex=vk.VK_QUEUE_FAMILY_IGNORED,
+            dstQueueFamilyIndex=vk.VK_QUEUE_FAMILY_IGNORED,
+            image=self.handle,
+            subresourceRange=self.range,
+        )
+        rv.run(
+            lambda cmd: vk.vkCmdPipelineBarrier(
+                cmd,
+                vk.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT,
+                vk.VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | vk.VK_PIPELINE_STAGE_TRANSFER_BIT,
+                0,
+                0,
+                None,
+                0,
+                None,
+                1,
+                [barrier],
+            )
+        )
+        rv._owned.append(self.destroy)
+
+    def destroy(self) -> None:
+        vk, dev = self.rv.vk, self.rv.device
+        if self.handle is None:
+            return
+        vk.vkDestroyImageView(dev, self.view, None)
+        vk.vkDestroyImage(dev, self.handle, None)
+        vk.vkFreeMemory(dev, self.memory, None)
+        self.handle = None
+
+
 class RawPipeline:
-    """Shader module, one descriptor-set layout of ``n_bindings`` storage buffers, pipeline layout
-    with a push-constant range, the compute pipeline and a descriptor pool."""
+    """Shader module, one descriptor-set layout of ``n_bindings`` storage buffers (or of the
+    descriptor ``types`` given), pipeline layout with a push-constant range, the compute pipeline
+    and a descriptor pool."""
 
     def __init__(
-        self, rv: RawVulkan, spirv: bytes, n_bindings: int, push_size: int, max_sets: int = 128
+        self,
+        rv: RawVulkan,
+        spirv: bytes,
+        n_bindings: int,
+        push_size: int,
+        max_sets: int = 128,
+        types: Sequence[int] | None = None,
     ) -> None:
         vk, dev = rv.vk, rv.device
         self.rv = rv
         self.push_size = push_size
+        self.types = (
+            list(types)
+            if types is not None
+            else [vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER] * n_bindings
+        )
         self.module = vk.vkCreateShaderModule(
             dev,
             vk.VkShaderModuleCreateInfo(
@@ -144,7 +274,7 @@ class RawPipeline:
         bindings = [
             vk.VkDescriptorSetLayoutBinding(
                 binding=i,
-                descriptorType=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                descriptorType=self.types[i],
                 descriptorCount=1,
                 stageFlags=_COMPUTE_BIT,
             )
@@ -188,25 +318,25 @@ class RawPipeline:
         self.handle = vk.vkCreateComputePipelines(dev, None, 1, [info], None)[0]
         del stage, info
         sizes = [
-            vk.VkDescriptorPoolSize(
-                type=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                descriptorCount=max(1, n_bindings) * max_sets,
-            )
+            vk.VkDescriptorPoolSize(type=t, descriptorCount=max(1, self.types.count(t)) * max_sets)
+            for t in sorted(set(self.types) or {vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER})
         ]
         self.pool = vk.vkCreateDescriptorPool(
             dev,
             vk.VkDescriptorPoolCreateInfo(
                 sType=vk.VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                 maxSets=max_sets,
-                poolSizeCount=1,
+                poolSizeCount=len(sizes),
                 pPoolSizes=sizes,
             ),
             None,
         )
         rv._owned.append(self.destroy)
 
-    def descriptor_set(self, buffers: Sequence[RawBuffer]) -> Any:
-        """Allocate a descriptor set and point binding i at the whole of ``buffers[i]``."""
+    def descriptor_set(self, buffers: Sequence[Any]) -> Any:
+        """Allocate a descriptor set and point binding i at the whole of ``buffers[i]``: a
+        :class:`RawBuffer`, a :class:`RawImage` (storage image) or ``(RawImage, VkSampler)``
+        (combined image sampler), as the pipeline's descriptor types say."""
         vk, dev = self.rv.vk, self.rv.device
         dset = vk.vkAllocateDescriptorSets(
             dev,
@@ -218,21 +348,34 @@ class RawPipeline:
             ),
         )[0]
         # The binding's VK_WHOLE_SIZE is -1 (rejected by the unsigned field): give the size.
-        infos = [
-            vk.VkDescriptorBufferInfo(buffer=b.handle, offset=0, range=b.size) for b in buffers
-        ]
-        writes = [
-            vk.VkWriteDescriptorSet(
-                sType=vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
-                dstSet=dset,
-                dstBinding=i,
-                dstArrayElement=0,
-                descriptorCount=1,
-                descriptorType=vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                pBufferInfo=[infos[i]],
+        infos: list[Any] = []
+        writes = []
+        for i, b in enumerate(buffers):
+            t = self.types[i]
+            if t == vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER:
+                infos.append([vk.VkDescriptorBufferInfo(buffer=b.handle, offset=0, range=b.size)])
+                extra = {"pBufferInfo": infos[-1]}
+            else:
+                img, smp = b if isinstance(b, tuple) else (b, None)
+                infos.append(
+                    [
+                        vk.VkDescriptorImageInfo(
+                            sampler=smp, imageView=img.view, imageLayout=vk.VK_IMAGE_LAYOUT_GENERAL
+                        )
+                    ]
+                )
+                extra = {"pImageInfo": infos[-1]}
+            writes.append(
+                vk.VkWriteDescriptorSet(
+                    sType=vk.VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+                    dstSet=dset,
+                    dstBinding=i,
+                    dstArrayElement=0,
+                    descriptorCount=1,
+                    descriptorType=t,
+                    **extra,
+                )
             )
-            for i in range(len(buffers))
-        ]
         vk.vkUpdateDescriptorSets(dev, len(writes), writes, 0, None)
         return dset
 
@@ -401,9 +544,40 @@ class RawVulkan:
         """A storage + transfer buffer, device-local (default) or host-visible and mapped."""
         return RawBuffer(self, nbytes, host_visible, cached)
 
-    def pipeline(self, spirv: bytes, n_bindings: int, push_size: int) -> RawPipeline:
-        """A pipeline over ``n_bindings`` storage buffers (set 0) and ``push_size`` bytes."""
-        return RawPipeline(self, spirv, n_bindings, push_size)
+    def pipeline(
+        self, spirv: bytes, n_bindings: int, push_size: int, types: Sequence[int] | None = None
+    ) -> RawPipeline:
+        """A pipeline over ``n_bindings`` storage buffers (or descriptors of ``types``, set 0)
+        and ``push_size`` bytes."""
+        return RawPipeline(self, spirv, n_bindings, push_size, types=types)
+
+    def image(self, width: int, height: int, vk_format: int, texel_bytes: int) -> RawImage:
+        """A 2-D image for storage, sampling and transfers, in the general layout."""
+        return RawImage(self, width, height, vk_format, texel_bytes)
+
+    def sampler(self, linear: bool = True) -> Any:
+        """A ``VkSampler``: linear (or nearest) filtering, clamp to edge, normalized coordinates."""
+        vk = self.vk
+        f = vk.VK_FILTER_LINEAR if linear else vk.VK_FILTER_NEAREST
+        clamp = vk.VK_SAMPLER_ADDRESS_MODE_CLAMP_TO_EDGE
+        h = vk.vkCreateSampler(
+            self.device,
+            vk.VkSamplerCreateInfo(
+                sType=vk.VK_STRUCTURE_TYPE_SAMPLER_CREATE_INFO,
+                magFilter=f,
+                minFilter=f,
+                mipmapMode=vk.VK_SAMPLER_MIPMAP_MODE_NEAREST,
+                addressModeU=clamp,
+                addressModeV=clamp,
+                addressModeW=clamp,
+                maxAnisotropy=1.0,
+                borderColor=vk.VK_BORDER_COLOR_FLOAT_TRANSPARENT_BLACK,
+            ),
+            None,
+        )
+        dev = self.device
+        self._owned.append(lambda: vk.vkDestroySampler(dev, h, None))
+        return h
 
     # -- submission -------------------------------------------------------------------------
 
@@ -607,6 +781,42 @@ class RawVulkan:
             self.record_barrier(cmd)  # earlier submissions' shader writes -> this copy
             vk.vkCmdCopyBuffer(cmd, src.handle, st.handle, 1, region)
             self.record_barrier(cmd)  # the copy -> host reads
+
+        self.run(rec)
+        assert st.mapped is not None
+        flat[:] = st.mapped[:n]
+        return out
+
+    def upload_image(self, dst: RawImage, a: np.ndarray) -> None:
+        """numpy -> image: one memcpy into the staging buffer, ``vkCmdCopyBufferToImage``, wait."""
+        vk = self.vk
+        src = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+        n = src.nbytes
+        st = self._staging_buffer("up", n)
+        assert st.mapped is not None
+        st.mapped[:n] = src
+
+        def rec(cmd: Any) -> None:
+            vk.vkCmdCopyBufferToImage(
+                cmd, st.handle, dst.handle, vk.VK_IMAGE_LAYOUT_GENERAL, 1, dst.region
+            )
+            self.record_barrier(cmd)
+
+        self.run(rec)
+
+    def download_image(self, src: RawImage, out: np.ndarray) -> np.ndarray:
+        """image -> numpy: ``vkCmdCopyImageToBuffer`` into the staging buffer, wait, one memcpy."""
+        vk = self.vk
+        flat = out.reshape(-1).view(np.uint8)
+        n = flat.nbytes
+        st = self._staging_buffer("down", n)
+
+        def rec(cmd: Any) -> None:
+            self.record_barrier(cmd)
+            vk.vkCmdCopyImageToBuffer(
+                cmd, src.handle, vk.VK_IMAGE_LAYOUT_GENERAL, st.handle, 1, src.region
+            )
+            self.record_barrier(cmd)
 
         self.run(rec)
         assert st.mapped is not None

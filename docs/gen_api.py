@@ -547,10 +547,13 @@ total = lib.reduce_sum(x)                    # or a helper that allocates, dispa
 
 The helpers (`saxpy`, `elementwise`, `reduce_sum`, `scan`, `histogram`, `matmul`, `transpose`,
 `softmax`, `sort`, `argsort`, `blur`, `convolve2d`, `sobel`, `mandelbrot`, `random_uniform`)
-take numpy arrays or `vknb.Array`s and return numpy arrays; they are documented in the
+take numpy arrays or `vknb.Array`s and return numpy arrays; the image helpers (`emboss`,
+`edge_detect`, `sharpen`, `filter3x3` on storage images; `resize`, `warp_affine`, `rotate`,
+`blur_image` through samplers) take numpy images or `vknb.Image`s. They are documented in the
 [Python API](api.md#vknb-library).
-Their results are checked against numpy in the tests; tutorials 5 and 6
-(`notebooks/05_image_processing.ipynb`, `notebooks/06_algorithms.ipynb`) use them.
+Their results are checked against numpy in the tests; tutorials 5, 6 and 7
+(`notebooks/05_image_processing.ipynb`, `notebooks/06_algorithms.ipynb`,
+`notebooks/07_images.ipynb`) use them.
 
 `#include "random.glsl"` in your own shaders gives the PCG hash generator that
 `random_uniform.comp` uses. The include path is `shaders/` (or `$VKNB_SHADERS`).

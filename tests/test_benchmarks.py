@@ -43,6 +43,12 @@ EXPECTED = {
     "lib_histogram",
     "lib_transpose",
     "lib_blur",
+    "img_h2d_rgba8",
+    "img_h2d_rgba32f",
+    "img_d2h_rgba8",
+    "img_d2h_rgba32f",
+    "img_resize_sampled",
+    "img_resize_buffer",
 }
 # Cells that may hold a reason instead of a number, by column.
 REASON_OK = ("n/a", "not installed")

@@ -80,8 +80,11 @@ def test_shader_compiles_reflects_and_documents_itself(name):
     # Everything the interface has is named in the header.
     bindings_doc = header.split(" Bindings")[1].split(" Push constants:")[0]
     for b in refl.bindings:
-        assert b.kind == "storage" and b.block is not None and b.block.runtime_array is not None
-        member = b.block.runtime_array.name
+        if b.kind == "storage":
+            assert b.block is not None and b.block.runtime_array is not None
+            member = b.block.runtime_array.name
+        else:  # images and samplers: the variable's name
+            member = b.name
         assert re.search(rf"^ +\d+ +{member} ", bindings_doc, re.M), f"{member} undocumented"
         assert re.search(r"readonly|writeonly|read/write", bindings_doc)
     for m in refl.push_constants.members:

@@ -585,7 +585,7 @@ class Staging:
         for b in self.up + self.down:
             b.close()
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Wait for what an interrupted transfer left running (under the lock)."""
         subs, self.outstanding = self.outstanding, []
         for s in subs:
@@ -602,7 +602,7 @@ class Staging:
         dev.wait_gpu()  # a pending kernel may still read or write dst
         chunk = self.chunk
         with self.lock, dst._using():
-            self._settle()
+            self.settle()
             pending: list[Any] = [None, None]
             try:
                 for k, start in enumerate(range(0, flat.nbytes, chunk)):
@@ -639,7 +639,7 @@ class Staging:
         dev.wait_gpu()
         chunk = self.chunk
         with self.lock, src._using():
-            self._settle()
+            self.settle()
             chunks = list(range(0, flat.nbytes, chunk))
             pending: dict[int, Any] = {}
 

@@ -262,10 +262,8 @@ class Device:
         self.info: DeviceInfo = infos[index]
         self.index = index
         self.reason = reason
-        # A second logical device of the same GPU gets a number, so that errors tell them apart.
         self.number = next(_device_numbers)
-        same = [d for d in list(_live_devices) if d.index == index and d.state is OPEN]
-        self.label = f"Device({index}: {self.info.name})" + (f" #{self.number}" if same else "")
+        self.label = _device_label(index, self.info.name, self.number)
         self.epoch = _vk.epoch
         self.state = OPEN
         self._closing = False
@@ -1345,6 +1343,13 @@ _device_numbers = itertools.count(1)
 _live_devices: weakref.WeakSet[Device] = weakref.WeakSet()
 _zombies: list[Device] = []  # closed with mapped views alive: kept until the process ends
 _exit_hook_installed = False
+
+
+def _device_label(index: int, name: str, number: int) -> str:
+    """``Device(0: name)``; a second logical device of the same GPU gets its number too, so
+    that errors tell them apart."""
+    same = any(d.index == index and d.state is OPEN for d in list(_live_devices))
+    return f"Device({index}: {name})" + (f" #{number}" if same else "")
 
 
 def live_devices() -> list[Device]:

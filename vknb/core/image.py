@@ -29,8 +29,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,7 @@ import numpy as np
 from .. import _vk
 from .. import errors as E
 from .._vk import constants as C
-from .buffer import Buffer, host_read_barrier, next_serial
+from .buffer import Buffer, flat_bytes, host_read_barrier, next_serial, staging_for
 from .device import OPEN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -535,6 +537,24 @@ class Image:
             raise ValueError(f"{self.label} has shape {self.shape}, got {data.shape}")
         return np.ascontiguousarray(data)
 
+    @contextlib.contextmanager
+    def _staging(self, upload: bool) -> Iterator[Buffer]:
+        """A host-visible buffer for one transfer: the device's staging buffer when the image
+        fits it (no allocation per transfer), else one made for the occasion."""
+        dev = self.device
+        st = staging_for(dev)
+        if self.nbytes <= st.chunk:
+            with st.lock:
+                st.settle()
+                yield st.up[0] if upload else st.down[0]
+            return
+        kind = "upload" if upload else "readback"
+        buf = Buffer(self.nbytes, device=dev, memory=kind, label=f"{self.label}.{kind}")
+        try:
+            yield buf
+        finally:
+            buf.close()
+
     def update(self, data: np.ndarray) -> Image:
         """Overwrite level 0 from a numpy array of the image's shape and dtype; returns self.
 
@@ -544,10 +564,9 @@ class Image:
         array([[1., 1.],
                [1., 1.]], dtype=float32)
         """
-        flat = self._check_data(np.asarray(data))
+        flat = flat_bytes(self._check_data(np.asarray(data)))
         self.check()
-        staging = Buffer(self.nbytes, device=self.device, memory="upload", label=f"{self.label}.up")
-        try:
+        with self._staging(upload=True) as staging:
             staging.write(flat)
             region = self._copy_regions()
             sh, ih = staging.handle, self.handle
@@ -566,8 +585,6 @@ class Image:
                 )
 
             self._submit_with(record, "upload", (staging, region))
-        finally:
-            staging.close()
         if self.mip_levels > 1:
             self.generate_mipmaps()
         return self
@@ -581,11 +598,19 @@ class Image:
         array([[0., 1.],
                [2., 3.]], dtype=float32)
         """
+        if out is not None and (
+            out.shape != self.shape
+            or out.dtype != self.dtype
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ValueError(
+                f"out must be a writeable C-contiguous array of shape {self.shape} and dtype "
+                f"{self.dtype}, got {out.shape} {out.dtype}"
+            )
         self.check()
-        staging = Buffer(
-            self.nbytes, device=self.device, memory="readback", label=f"{self.label}.down"
-        )
-        try:
+        result = np.empty(self.shape, self.dtype) if out is None else out
+        with self._staging(upload=False) as staging:
             region = self._copy_regions()
             sh, ih = staging.handle, self.handle
 
@@ -594,17 +619,7 @@ class Image:
                 host_read_barrier(cmd)
 
             self._submit_with(record, "download", (staging, region))
-            result = staging.read(self.dtype).reshape(self.shape)
-        finally:
-            staging.close()
-        if out is not None:
-            if out.shape != self.shape or out.dtype != self.dtype:
-                raise ValueError(
-                    f"out must have shape {self.shape} and dtype {self.dtype}, got {out.shape} "
-                    f"{out.dtype}"
-                )
-            out[...] = result
-            return out
+            staging.read(out=flat_bytes(result), nbytes=self.nbytes)
         return result
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

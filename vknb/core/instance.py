@@ -91,6 +91,11 @@ NOTABLE_EXTENSIONS = (
 )
 
 
+# Validation messages that are decisions, not mistakes: vknb keeps every image in the general
+# layout on purpose (core.image), which the layer's best-practices check reports on every use.
+_SILENCED = frozenset({0x4DAE5635})  # "InvalidImageLayout" performance warning
+
+
 def _flag_names(value: int, names: dict[int, str]) -> list[str]:
     return [n for bit, n in names.items() if value & bit]
 
@@ -342,6 +347,8 @@ class Instance:
             try:
                 msg = _vk.to_str(data.pMessage) if data.pMessage != ffi.NULL else "?"
                 ident = int(data.messageIdNumber)
+                if ident in _SILENCED:
+                    return 0
                 seen[ident] = seen.get(ident, 0) + 1
                 if severity >= 0x1000:
                     _vk.validation_counts["error"] += 1

@@ -12,6 +12,12 @@ a :class:`vknb.Array` must already hold float32).  Where integers are supported 
 ``scan``, ``transpose``: int32 and uint32; ``histogram``, ``sort``: uint32) they are used as is
 and integer sums wrap around modulo 2**32.
 
+Images: ``emboss``, ``edge_detect``, ``sharpen`` and ``filter3x3`` run on ``rgba8`` storage
+images (uint8 ``(H, W, 4)`` or ``(H, W, 3)`` arrays); ``resize``, ``warp_affine``, ``rotate`` and
+``blur_image`` sample through ``sampler2D`` bindings (float32 or uint8 ``(H, W)`` or ``(H, W, C)``
+arrays, C up to 4); each also takes a :class:`vknb.Image` and returns numpy arrays of the
+input's dtype and channels.
+
 ``vknb/__init__.py`` does not import this module: use ``import vknb.library`` or
 ``from vknb import library``.
 
@@ -34,23 +40,31 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy as np
 
 from ..compute.kernel import Kernel
 from ..compute.kernel import compile as compile_kernel
 from ..core.array import Array, asarray, empty
+from ..core.image import Image, Sampler, widen_rgb
 from ..core.session import device as session_device
 
 __all__ = [
+    "BORDER_COLORS",
     "MAP_OPS",
+    "SAMPLE_FILTERS",
     "argsort",
     "blur",
+    "blur_image",
     "clear_kernel_cache",
     "convolve2d",
     "coopmat_shape",
+    "edge_detect",
     "elementwise",
+    "emboss",
+    "filter3x3",
+    "gaussian_taps",
     "histogram",
     "list_shaders",
     "load",
@@ -60,14 +74,19 @@ __all__ = [
     "random_uniform",
     "random_uniform_reference",
     "reduce_sum",
+    "resize",
+    "rotate",
+    "rotation_matrix",
     "saxpy",
     "scan",
     "shader_path",
+    "sharpen",
     "sobel",
     "softmax",
     "sort",
     "source",
     "transpose",
+    "warp_affine",
 ]
 
 #: What the helpers take: a numpy array (or anything ``np.asarray`` takes) or a device Array.
@@ -128,8 +147,8 @@ def list_shaders() -> list[str]:
     Example
     -------
     >>> from vknb import library
-    >>> library.list_shaders()[:3]
-    ['bitonic_sort', 'convolve2d', 'histogram']
+    >>> library.list_shaders()[:2]
+    ['bitonic_sort', 'blur_image']
     """
     return sorted(p.stem for p in _shader_dir().glob("*.comp"))
 
@@ -1000,3 +1019,542 @@ def argsort(keys: ArrayLike) -> np.ndarray:
         host = (kv.numpy() if _is_array(kv) else kv).reshape(-1)
         idx[top[0] :] = np.nonzero(host == 0xFFFFFFFF)[0]
     return idx[:n].astype(np.intp)
+
+
+# --- images: storage-image filters, sampled resampling and blur ----------------------------------
+
+#: Border colours of ``clamp_to_border`` (``border=`` of :func:`warp_affine`, :func:`rotate`).
+BORDER_COLORS: dict[str, tuple[float, float, float, float]] = {
+    "transparent_black": (0.0, 0.0, 0.0, 0.0),
+    "opaque_black": (0.0, 0.0, 0.0, 1.0),
+    "opaque_white": (1.0, 1.0, 1.0, 1.0),
+}
+# VkSamplerAddressMode values (resample.comp's ``address``), by vknb.Sampler's names.
+_ADDRESS_CODES = {"repeat": 0, "mirrored_repeat": 1, "clamp_to_edge": 2, "clamp_to_border": 3}
+_RESAMPLE_METHODS = ("bilinear", "bicubic", "nearest")
+
+#: The 3x3 filters of the Vulkan samples' compute shader example, as
+#: ``(weights, scale, offset, gray)`` for :func:`filter3x3` (weights row-major, ``[dy][dx]``).
+SAMPLE_FILTERS: dict[str, tuple[tuple[float, ...], float, float, bool]] = {
+    "emboss": ((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 2.0), 1.0, 0.5, True),
+    "edge_detect": (
+        (-0.125, -0.125, -0.125, -0.125, 1.0, -0.125, -0.125, -0.125, -0.125),
+        10.0,
+        0.0,
+        True,
+    ),
+    "sharpen": ((-1.0, -1.0, -1.0, -1.0, 9.0, -1.0, -1.0, -1.0, -1.0), 1.0, 0.0, False),
+}
+
+
+def _is_image(x: Any) -> bool:
+    return isinstance(x, Image)
+
+
+def _rgba8_input(img: Any, what: str) -> tuple[Any, int, int, int]:
+    """An rgba8 image to bind: ``(image or uint8 (H, W, 4) array, channels out, H, W)``.
+
+    A ``(H, W, 3)`` array is widened to 4 channels (alpha 255); ``channels out`` is what the
+    caller gave (3 or 4), so that the result has the input's shape."""
+    if _is_image(img):
+        if img.format != "rgba8" or img.dim != "2d" or img.arrayed:
+            raise TypeError(f"{what}: a 2-D vknb.Image of format rgba8 is needed, got {img!r}")
+        return img, 4, img.shape[0], img.shape[1]
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        raise TypeError(
+            f"{what}: expected a uint8 image (H, W, 3) or (H, W, 4), got dtype {a.dtype} "
+            "(e.g. (img * 255).round().astype(np.uint8) for floats in [0, 1])"
+        )
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(
+            f"{what}: expected an image of shape (H, W, 3) or (H, W, 4), got {a.shape}"
+        )
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{what}: the image is empty: shape {a.shape}")
+    channels = a.shape[2]
+    a = widen_rgb(a) if channels == 3 else np.ascontiguousarray(a)
+    return a, channels, a.shape[0], a.shape[1]
+
+
+def filter3x3(
+    img: Any,
+    kernel: ArrayLike,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    gray: bool = False,
+) -> np.ndarray:
+    """A 3x3 filter on an 8-bit colour image through rgba8 storage images (``filter3x3.comp``).
+
+    ``out = clip(scale * sum_ij kernel[i, j] * img[y + i - 1, x + j - 1] + offset, 0, 1)`` on
+    the channels read as floats in [0, 1] (a correlation: the kernel is not flipped), rounded to
+    uint8; neighbours outside the image are clamped to the edge.  The alpha channel is kept.
+
+    Parameters
+    ----------
+    img : ndarray or vknb.Image
+        uint8 ``(H, W, 4)`` or ``(H, W, 3)`` (widened to 4 on the way in), or an ``rgba8``
+        :class:`vknb.Image`.
+    kernel : array_like
+        3 x 3 weights, row-major: ``kernel[i, j]`` weighs the neighbour at ``dy = i - 1``,
+        ``dx = j - 1``.
+    scale, offset : float
+        Applied to the sum before clamping (the Vulkan sample's ``1 / denom`` and ``offset``).
+    gray : bool
+        Filter the average ``(r + g + b) / 3`` and write it to r, g and b (emboss, edge detect)
+        instead of each channel on its own (sharpen).
+
+    Returns
+    -------
+    ndarray
+        uint8, the input's shape (4 channels for an Image).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> img = np.full((4, 5, 3), 100, np.uint8)
+    >>> box = np.full((3, 3), 1 / 9, np.float32)
+    >>> out = library.filter3x3(img, box)              # a flat image stays flat
+    >>> out.shape, int(out.min()), int(out.max())
+    ((4, 5, 3), 100, 100)
+    """
+    w = np.asarray(kernel, dtype=np.float32)
+    if w.shape not in ((3, 3), (9,)):
+        raise ValueError(f"filter3x3: kernel must be 3 x 3, got shape {w.shape}")
+    src, channels, H, W = _rgba8_input(img, "filter3x3: img")
+    out = np.empty((H, W, 4), np.uint8)
+    k = load("filter3x3")
+    k(
+        src,
+        out,
+        weights=np.ascontiguousarray(w.reshape(9)),
+        scale=float(scale),
+        offset=float(offset),
+        gray=int(bool(gray)),
+        grid=(W, H),
+    )
+    return out if channels == 4 else np.ascontiguousarray(out[..., :channels])
+
+
+def _sample_filter(name: str, img: Any) -> np.ndarray:
+    w, scale, offset, gray = SAMPLE_FILTERS[name]
+    return filter3x3(
+        img, np.array(w, np.float32).reshape(3, 3), scale=scale, offset=offset, gray=gray
+    )
+
+
+def emboss(img: Any) -> np.ndarray:
+    """The Vulkan sample's emboss filter (gray, ``[-1 0 0; 0 -1 0; 0 0 2]``, offset 0.5).
+
+    See :func:`filter3x3` for what it takes and returns; :data:`SAMPLE_FILTERS` holds the
+    weights.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.emboss(np.full((2, 2, 4), 200, np.uint8))[0, 0]    # flat: 0.5 gray, alpha kept
+    array([128, 128, 128, 200], dtype=uint8)
+    """
+    return _sample_filter("emboss", img)
+
+
+def edge_detect(img: Any) -> np.ndarray:
+    """The Vulkan sample's edge detector: gray, centre 1, neighbours -1/8, scale 10 (denom 0.1).
+
+    See :func:`filter3x3` for what it takes and returns.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> img = np.zeros((3, 3, 4), np.uint8); img[1, 1] = 255
+    >>> library.edge_detect(img)[..., 0]
+    array([[  0,   0,   0],
+           [  0, 255,   0],
+           [  0,   0,   0]], dtype=uint8)
+    """
+    return _sample_filter("edge_detect", img)
+
+
+def sharpen(img: Any) -> np.ndarray:
+    """The Vulkan sample's sharpen filter: per channel, centre 9, neighbours -1.
+
+    See :func:`filter3x3` for what it takes and returns.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> img = np.full((3, 3, 3), 100, np.uint8); img[1, 1, 0] = 110
+    >>> library.sharpen(img)[1, :, 0]
+    array([ 90, 190,  90], dtype=uint8)
+    """
+    return _sample_filter("sharpen", img)
+
+
+class _Sampled(NamedTuple):
+    """An image prepared for sampling (see :func:`_sampled_input`)."""
+
+    data: Any  # a C-contiguous numpy array or a vknb.Image
+    dtype: np.dtype  # float32 or uint8
+    tail: tuple[int, ...]  # the input's shape after (H, W): () or (C,)
+    channels: int  # the caller's channel count (3 for a widened RGB array)
+    height: int
+    width: int
+
+    def result(self, out: np.ndarray) -> np.ndarray:
+        """The caller's shape from an (H', W', 4) result."""
+        if not self.tail:
+            return np.ascontiguousarray(out[..., 0])
+        return out if self.channels == 4 else np.ascontiguousarray(out[..., : self.channels])
+
+
+def _sampled_input(img: Any, what: str) -> _Sampled:
+    """An image to sample: float inputs become float32 (``*32f``), uint8 stays uint8
+    (normalized ``*8``); 3 channels are widened to 4 (the result drops the fourth again)."""
+    if _is_image(img):
+        if img.dim != "2d" or img.arrayed or img.dtype not in (np.float32, np.uint8):
+            raise TypeError(
+                f"{what}: a 2-D vknb.Image of a float32 or 8-bit unorm format is needed, "
+                f"got {img!r}"
+            )
+        if img.numeric not in ("float", "unorm"):
+            raise TypeError(f"{what}: {img.format} images cannot be filtered; use rgba8 or *32f")
+        return _Sampled(img, img.dtype, tuple(img.shape[2:]), img.channels, *img.shape[:2])
+    a = np.asarray(img)
+    if a.dtype.kind == "f":
+        a = a.astype(np.float32, copy=False)
+    elif a.dtype != np.uint8:
+        raise TypeError(
+            f"{what}: images of float32 or uint8 are supported, got dtype {a.dtype} "
+            "(convert with .astype(np.float32))"
+        )
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        raise ValueError(
+            f"{what}: expected an image of shape (H, W) or (H, W, C) with C <= 4, got {a.shape}"
+        )
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{what}: the image is empty: shape {a.shape}")
+    tail = tuple(a.shape[2:])
+    channels = a.shape[2] if a.ndim == 3 else 1
+    if channels == 1:
+        a = a.reshape(a.shape[0], a.shape[1])
+    elif channels == 3:
+        a = widen_rgb(a)
+    return _Sampled(np.ascontiguousarray(a), a.dtype, tail, channels, a.shape[0], a.shape[1])
+
+
+def _result_format(dtype: np.dtype) -> str:
+    return "rgba8" if dtype == np.uint8 else "rgba32f"
+
+
+def _shape2(shape: Any, what: str) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what}: shape must be (height, width), got {shape!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{what}: shape must be positive, got {(h, w)}")
+    return h, w
+
+
+def _border_mode(border: str, what: str) -> tuple[str, str]:
+    """``border=`` of the warps -> (address mode, border colour name)."""
+    if border in BORDER_COLORS:
+        return "clamp_to_border", border
+    if border in ("clamp_to_edge", "repeat", "mirrored_repeat"):
+        return border, "transparent_black"
+    raise ValueError(
+        f"{what}: border must be a colour ({', '.join(BORDER_COLORS)}) or an address mode "
+        f"(clamp_to_edge, repeat, mirrored_repeat), got {border!r}"
+    )
+
+
+def _resample(
+    src: _Sampled,
+    m: np.ndarray,
+    shape: tuple[int, int],
+    method: str,
+    address: str,
+    border: str,
+    what: str,
+) -> np.ndarray:
+    """Run ``resample.comp``: ``m`` maps output texel coordinates to source texel coordinates."""
+    if method not in _RESAMPLE_METHODS:
+        raise ValueError(
+            f"{what}: method must be one of {', '.join(_RESAMPLE_METHODS)}, got {method!r}"
+        )
+    h, w = shape
+    out = np.empty((h, w, 4), src.dtype)
+    sampler = Sampler(
+        filter="nearest" if method == "nearest" else "linear", address=address, border=border
+    )
+    k = load("resample", defines={"FORMAT": _result_format(src.dtype)})
+    k(
+        (src.data, sampler),
+        out,
+        m=np.asarray(m, np.float32).reshape(6),
+        cubic=int(method == "bicubic"),
+        address=_ADDRESS_CODES[address],
+        border=np.array(BORDER_COLORS[border], np.float32),
+        grid=(w, h),
+    )
+    return src.result(out)
+
+
+def resize(img: Any, shape: Any, method: str = "bilinear") -> np.ndarray:
+    """Resize an image through a sampler (``resample.comp``).
+
+    Pixel centres map to pixel centres: output pixel ``(x, y)`` of ``(H', W')`` reads the source
+    at ``((x + 0.5) W / W', (y + 0.5) H / H')`` in texel coordinates (OpenCV's ``INTER_LINEAR``
+    convention, PIL's without antialiasing), clamped to the edge.  ``"bilinear"`` and
+    ``"nearest"`` are the sampler's filters (so a GPU's sub-texel precision, 8 bits on most,
+    limits bilinear weights); ``"bicubic"`` is Keys' cubic convolution (a = -0.5, Catmull-Rom)
+    from 16 texel fetches with float32 weights.  Downscaling by more than 2 aliases (nothing
+    is prefiltered): blur first (:func:`blur_image`) if that matters.
+
+    Parameters
+    ----------
+    img : ndarray or vknb.Image
+        float32 (other floats are converted) or uint8 (read as [0, 1], rounded back),
+        ``(H, W)`` or ``(H, W, C)`` with C = 1 to 4; a 2-D float or unorm vknb.Image.
+    shape : (int, int)
+        ``(H', W')`` of the result.
+    method : str
+        ``"bilinear"`` (default), ``"bicubic"`` or ``"nearest"``.
+
+    Returns
+    -------
+    ndarray
+        ``(H', W')`` or ``(H', W', C)``, the input's dtype (float32 for other floats).  Bicubic
+        float results may overshoot the input's range; uint8 ones are clamped.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> library.resize(np.array([[0, 1]], np.float32), (1, 4))
+    array([[0.  , 0.25, 0.75, 1.  ]], dtype=float32)
+    """
+    h, w = _shape2(shape, "resize")
+    src = _sampled_input(img, "resize: img")
+    m = np.array([src.width / w, 0.0, 0.0, 0.0, src.height / h, 0.0])
+    return _resample(src, m, (h, w), method, "clamp_to_edge", "transparent_black", "resize")
+
+
+def _affine3(matrix: ArrayLike, what: str) -> np.ndarray:
+    a = np.asarray(matrix, dtype=np.float64)
+    if a.shape == (2, 3):
+        a = np.vstack([a, [0.0, 0.0, 1.0]])
+    if a.shape != (3, 3) or not np.allclose(a[2], [0.0, 0.0, 1.0]):
+        raise ValueError(
+            f"{what}: matrix must be 2 x 3 (or 3 x 3 with last row 0 0 1), got {a.shape}"
+        )
+    if not np.isfinite(a).all() or abs(np.linalg.det(a[:2, :2])) < 1e-12:
+        raise ValueError(f"{what}: the matrix is not invertible")
+    return a
+
+
+def _texel_map(forward: np.ndarray) -> np.ndarray:
+    """``resample.comp``'s ``m`` for a forward map in pixel-centre coordinates.
+
+    Pixel centres are at integer ``(x, y)`` for the caller and at ``+0.5`` in texel
+    coordinates: ``s = inv(forward) (p - 0.5) + 0.5``."""
+    inv = np.linalg.inv(forward)
+    a, t = inv[:2, :2], inv[:2, 2]
+    t = t + 0.5 - a @ np.array([0.5, 0.5])
+    return np.array([a[0, 0], a[0, 1], t[0], a[1, 0], a[1, 1], t[1]])
+
+
+def warp_affine(
+    img: Any,
+    matrix: ArrayLike,
+    shape: Any = None,
+    *,
+    method: str = "bilinear",
+    border: str = "transparent_black",
+) -> np.ndarray:
+    """Warp an image by an affine map, through a sampler (``resample.comp``).
+
+    ``matrix`` maps source pixel coordinates to output pixel coordinates (``x`` to the right,
+    ``y`` down, pixel centres at integers: ``cv2.warpAffine``'s convention); each output pixel
+    reads the source at the inverse image of its centre.
+
+    Parameters
+    ----------
+    img : ndarray or vknb.Image
+        As for :func:`resize`: float32 or uint8, ``(H, W)`` or ``(H, W, C)``, C = 1 to 4.
+    matrix : array_like
+        2 x 3 (or 3 x 3 with last row ``0 0 1``) forward affine map.
+    shape : (int, int), optional
+        ``(H', W')`` of the result; default: the input's.
+    method : str
+        ``"bilinear"`` (default), ``"nearest"`` (the sampler's filters) or ``"bicubic"``.
+    border : str
+        What lies outside the source: a colour of ``clamp_to_border`` (``"transparent_black"``
+        (default: zeros), ``"opaque_black"``, ``"opaque_white"``), or the address mode
+        ``"clamp_to_edge"``, ``"repeat"`` or ``"mirrored_repeat"``.  The sampler applies it (the
+        shader, with the same rules, for bicubic).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> img = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> library.warp_affine(img, [[1, 0, 1], [0, 1, 0]])       # one pixel to the right
+    array([[0., 0., 1.],
+           [0., 3., 4.]], dtype=float32)
+    """
+    fwd = _affine3(matrix, "warp_affine")
+    src = _sampled_input(img, "warp_affine: img")
+    h, w = _shape2((src.height, src.width) if shape is None else shape, "warp_affine")
+    address, colour = _border_mode(border, "warp_affine")
+    return _resample(src, _texel_map(fwd), (h, w), method, address, colour, "warp_affine")
+
+
+def rotation_matrix(
+    degrees: float, center: tuple[float, float], out_center: tuple[float, float] | None = None
+) -> np.ndarray:
+    """The 2 x 3 forward map of a rotation by ``degrees`` counter-clockwise (as displayed, with
+    ``y`` down) about ``center`` = ``(x, y)``, moved to ``out_center`` (default: ``center``).
+
+    The same matrix as ``cv2.getRotationMatrix2D(center, degrees, 1)`` when ``out_center`` is
+    ``center``.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> library.rotation_matrix(90, (0, 0)).round(6)
+    array([[ 0.,  1.,  0.],
+           [-1.,  0.,  0.]])
+    """
+    t = math.radians(float(degrees))
+    c, s = math.cos(t), math.sin(t)
+    cx, cy = (float(v) for v in center)
+    ox, oy = (cx, cy) if out_center is None else (float(v) for v in out_center)
+    return np.array([[c, s, ox - c * cx - s * cy], [-s, c, oy + s * cx - c * cy]])
+
+
+def rotate(
+    img: Any,
+    degrees: float,
+    *,
+    expand: bool = False,
+    center: tuple[float, float] | None = None,
+    method: str = "bilinear",
+    border: str = "transparent_black",
+) -> np.ndarray:
+    """Rotate an image counter-clockwise (as displayed) through a sampler (:func:`warp_affine`).
+
+    Parameters
+    ----------
+    img : ndarray or vknb.Image
+        As for :func:`resize`.
+    degrees : float
+        Angle, counter-clockwise.
+    expand : bool
+        Enlarge the result to hold the whole rotated image (about its centre) instead of keeping
+        the input's shape.
+    center : (float, float), optional
+        ``(x, y)`` in pixels to rotate about; default: the image centre ``((W-1)/2, (H-1)/2)``.
+    method, border : str
+        As for :func:`warp_affine`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> img = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> library.rotate(img, 90, expand=True, method="nearest")
+    array([[2., 5.],
+           [1., 4.],
+           [0., 3.]], dtype=float32)
+    """
+    H, W = _shape2(img.shape[:2] if _is_image(img) else np.shape(img)[:2], "rotate")
+    c = ((W - 1) / 2.0, (H - 1) / 2.0) if center is None else center
+    out_shape = (H, W)
+    out_c = None
+    if expand:
+        t = math.radians(float(degrees))
+        co, si = abs(math.cos(t)), abs(math.sin(t))
+        w2 = max(1, math.ceil(W * co + H * si - 1e-6))
+        h2 = max(1, math.ceil(W * si + H * co - 1e-6))
+        out_shape = (h2, w2)
+        c = ((W - 1) / 2.0, (H - 1) / 2.0)
+        out_c = ((w2 - 1) / 2.0, (h2 - 1) / 2.0)
+    fwd = rotation_matrix(degrees, c, out_c)
+    return warp_affine(img, fwd, out_shape, method=method, border=border)
+
+
+def gaussian_taps(sigma: float, truncate: float = 3.0) -> np.ndarray:
+    """The bilinear reads of :func:`blur_image`'s Gaussian: ``(offset, weight)`` rows, float32.
+
+    The Gaussian of radius ``R = ceil(truncate * sigma)`` (2R + 1 weights summing to one) with
+    its taps paired from ``-R``: taps ``a`` and ``a + 1`` become one read at
+    ``a + w[a+1] / (w[a] + w[a+1])`` weighing ``w[a] + w[a+1]``; the last tap (``+R``) stays
+    alone.  R + 1 reads instead of 2R + 1.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> taps = library.gaussian_taps(2.0)        # radius 6: 13 weights, 7 reads
+    >>> taps.shape, round(float(taps[:, 1].sum()), 6)
+    ((7, 2), 1.0)
+    """
+    if not sigma > 0:
+        raise ValueError(f"gaussian_taps: sigma must be > 0, got {sigma}")
+    radius = max(1, math.ceil(float(truncate) * float(sigma)))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / float(sigma)) ** 2)
+    g /= g.sum()
+    taps = []
+    for i in range(0, g.size - 1, 2):
+        wa, wb = g[i], g[i + 1]
+        taps.append((t[i] + wb / (wa + wb), wa + wb))
+    if g.size % 2:
+        taps.append((t[-1], g[-1]))
+    return np.array(taps, np.float32)
+
+
+def blur_image(img: Any, sigma: float, *, truncate: float = 3.0) -> np.ndarray:
+    """Gaussian blur through a linear sampler: two passes of ``blur_image.comp``.
+
+    Separable (a horizontal then a vertical pass, the intermediate image in ``rgba32f`` on the
+    device) with the linear-filtering trick: two neighbouring taps are one bilinear read between
+    them, so a radius-R filter takes R + 1 reads per pass instead of 2R + 1 (see
+    :func:`gaussian_taps`).  Borders clamp to the edge (as :func:`blur`).  The sampler's
+    sub-texel precision (8 bits on most GPUs) rounds each read's position: errors up to about
+    2^-8 of the local contrast per pass, where :func:`blur` is exact in float32.
+
+    Parameters
+    ----------
+    img : ndarray or vknb.Image
+        As for :func:`resize`: float32 or uint8, ``(H, W)`` or ``(H, W, C)``, C = 1 to 4.
+    sigma : float
+        Standard deviation in pixels.
+    truncate : float
+        Radius ``ceil(truncate * sigma)``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> flat = np.full((5, 7, 3), 90, np.uint8)
+    >>> out = library.blur_image(flat, 1.5)
+    >>> out.shape, out.dtype, int(out.min()), int(out.max())
+    ((5, 7, 3), dtype('uint8'), 90, 90)
+    """
+    taps = gaussian_taps(sigma, truncate)
+    src = _sampled_input(img, "blur_image: img")
+    H, W = src.height, src.width
+    sampler = Sampler(filter="linear", address="clamp_to_edge")
+    out = np.empty((H, W, 4), src.dtype)
+    k1 = load("blur_image")
+    k2 = load("blur_image", defines={"FORMAT": _result_format(src.dtype)})
+    with Image((H, W, 4), "rgba32f", device=k1.device, label="blur_image.tmp") as tmp:
+        k1((src.data, sampler), tmp, taps, direction=[1.0, 0.0], ntaps=len(taps), grid=(W, H))
+        k2((tmp, sampler), out, taps, direction=[0.0, 1.0], ntaps=len(taps), grid=(W, H))
+    return src.result(out)
