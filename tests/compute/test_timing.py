@@ -199,3 +199,26 @@ def test_gpu_times_stay_with_their_call_when_threads_share_a_kernel(dev):
     k.close()
     for y in ys.values():
         y.close()
+
+
+def test_records_carry_the_kernel_version_and_when_the_gpu_ran(dev, rng) -> None:
+    """An edited kernel of the same name has another version; GPU start and end lie inside the
+    call on the host clock (calibrated where the device has calibrated timestamps)."""
+    import time
+
+    src = "layout(local_size_x = 64) in; layout(binding = 0) buffer B { float b[]; };\n"
+    k1 = vknb.compile(src + "void main() { b[gl_GlobalInvocationID.x] *= 2.0; }", name="ver")
+    k2 = vknb.compile(src + "void main() { b[gl_GlobalInvocationID.x] *= 3.0; }", name="ver")
+    assert k1.version != k2.version and len(k1.version) == 8
+    x = vknb.asarray(rng.random(1 << 16, dtype=np.float32))
+    for k in (k1, k2, k2, k2):  # the repeated calls resolve their times lazily
+        t0 = time.time()
+        rec = k(x, grid=x.size)
+        t1 = time.time()
+        assert rec.version == k.version
+        if rec.gpu_ms is None:
+            continue
+        assert t0 - 0.05 <= rec.gpu_start <= rec.gpu_end <= t1 + 0.05
+        assert abs((rec.gpu_end - rec.gpu_start) * 1e3 - rec.gpu_ms) < 1e-6
+        if "VK_EXT_calibrated_timestamps" in dev.extensions:
+            assert rec.calibrated

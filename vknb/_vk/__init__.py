@@ -292,6 +292,14 @@ def instance_proc(instance: Any, name: str) -> Any:
     return ffi.cast("PFN_" + name, fn)
 
 
+def device_proc(device: Any, name: str) -> Any:
+    """A device-level extension function resolved for ``device``, or None."""
+    fn = lib.vkGetDeviceProcAddr(device, name.encode())
+    if fn == ffi.NULL:
+        return None
+    return ffi.cast("PFN_" + name, fn)
+
+
 def version_str(v: int) -> str:
     return f"{(v >> 22) & 0x7F}.{(v >> 12) & 0x3FF}.{v & 0xFFF}"
 

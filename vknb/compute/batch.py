@@ -429,7 +429,8 @@ class Batch:
     def _finish(self, t0: float) -> DispatchRecord:
         for arr, res in self._writeback:
             read_back(arr, res)
-        gpu = self._ts.read_ms(0) if self._ts is not None else None
+        interval = self._ts.interval(0) if self._ts is not None else (None, None, None)
+        gpu = interval[0]
         self.gpu_ms = gpu
         self.host_ms = (time.perf_counter() - t0) * 1e3
         name = self._name
@@ -445,6 +446,7 @@ class Batch:
             device=self.device.info.name,
             dispatches=len(self.entries),
         )
+        rec.set_gpu(*interval)
         record(rec)
         return rec
 

@@ -32,6 +32,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import weakref
@@ -201,6 +202,10 @@ class Kernel:
         except E.SpirvError as e:
             raise E.SpirvError(f"{name}: {e}") from None
         self.local_size = self.reflection.local_size_for(self._spec_values)
+        # Tells this kernel from an edited one of the same name (in timings and views).
+        self.version = hashlib.sha1(
+            self.spirv + repr(sorted(self._spec_values.items())).encode()
+        ).hexdigest()[:8]
         self.slots = binding_slots(self.reflection, name, self._spec_values)
         pc = self.reflection.push_constants
         self._layout = Layout(
@@ -690,6 +695,8 @@ class Kernel:
             time.time(),
             None,
             f.kernel_bytes,
+            1,
+            self.version,
         )
         pipe.finish_repeated(slot, rec)
         rec.host_ms = (time.perf_counter() - t0) * 1e3
@@ -713,13 +720,18 @@ class Kernel:
             prep.scratch.clear()
             raise
         try:
-            gpu = slot.gpu_ms()
+            gpu = slot.gpu_interval()
         finally:
             pipe.release(slot)
         return self._write_back(prep, grp, gpu, t0, pipe.device)
 
     def _write_back(
-        self, prep: Prepared, grp: tuple[int, int, int], gpu: float | None, t0: float, dev: Device
+        self,
+        prep: Prepared,
+        grp: tuple[int, int, int],
+        gpu: tuple[float | None, float | None, float | None],
+        t0: float,
+        dev: Device,
     ) -> DispatchRecord:
         try:
             bytes_out = 0
@@ -736,13 +748,15 @@ class Kernel:
             kernel=self.name,
             groups=grp,
             local_size=self.local_size,
-            gpu_ms=gpu,
+            gpu_ms=None,
             host_ms=(time.perf_counter() - t0) * 1e3,
             bytes_in=prep.bytes_in,
             bytes_out=bytes_out,
             device=dev.info.name,
             kernel_bytes=prep.kernel_bytes,
+            version=self.version,
         )
+        rec.set_gpu(*gpu)
         record(rec)
         return rec
 
@@ -755,10 +769,10 @@ class Kernel:
         t0: float,
     ) -> Submission:
         dev = pipe.device
-        gpu: list[float | None] = [None]
+        gpu: list[tuple[float | None, float | None, float | None]] = [(None, None, None)]
 
         def gpu_done() -> None:  # the GPU is done and no one waits on the slot's fence
-            gpu[0] = slot.gpu_ms()
+            gpu[0] = slot.gpu_interval()
             pipe.release(slot)
 
         def finish() -> DispatchRecord:

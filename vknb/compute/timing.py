@@ -36,6 +36,9 @@ _FIELDS = (
     "batch",
     "kernel_bytes",
     "dispatches",
+    "version",
+    "gpu_start",
+    "gpu_end",
 )
 
 
@@ -79,7 +82,9 @@ class DispatchRecord:
     """
 
     __slots__ = (
+        "_end",
         "_gpu",
+        "_start",
         "batch",
         "bytes_in",
         "bytes_out",
@@ -92,6 +97,7 @@ class DispatchRecord:
         "local_size",
         "pending",
         "time",
+        "version",
     )
 
     def __init__(
@@ -108,8 +114,12 @@ class DispatchRecord:
         batch: int | None = None,
         kernel_bytes: int | None = None,  # bytes the kernel reads + writes, where known
         dispatches: int = 1,  # > 1 for a batch submission (groups and local_size are then 0)
+        version: str = "",
     ) -> None:
         self.kernel = kernel
+        self.version = version
+        self._start: float | None = None
+        self._end: float | None = None
         self.groups = groups
         self.local_size = local_size
         self._gpu = gpu_ms
@@ -140,6 +150,39 @@ class DispatchRecord:
         """Fill in the GPU time (what a pending record's ``resolve`` calls)."""
         self.pending = None
         self._gpu = value
+
+    def set_gpu(self, ms: float | None, start: float | None, end: float | None) -> None:
+        """Fill in the GPU time and, where known, when the GPU ran it (``time.time()`` clock)."""
+        self.pending = None
+        self._gpu, self._start, self._end = ms, start, end
+
+    @property
+    def gpu_start(self) -> float | None:
+        """When the GPU started the work, on the ``time.time()`` clock: from calibrated
+        timestamps where the device has them, else estimated as the end of the call minus the
+        GPU time; None without a GPU time."""
+        if self.pending is not None:
+            self.pending.resolve()
+        if self._start is not None:
+            return self._start
+        end = self.gpu_end
+        return None if end is None or self._gpu is None else end - self._gpu * 1e-3
+
+    @property
+    def gpu_end(self) -> float | None:
+        """When the GPU finished the work (see :attr:`gpu_start`)."""
+        if self.pending is not None:
+            self.pending.resolve()
+        if self._end is not None:
+            return self._end
+        return None if self._gpu is None else self.time + self.host_ms * 1e-3
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether :attr:`gpu_start`/:attr:`gpu_end` come from calibrated timestamps."""
+        if self.pending is not None:
+            self.pending.resolve()
+        return self._start is not None
 
     @property
     def invocations(self) -> int:

@@ -376,6 +376,20 @@ class Timestamps:
 
     def read_ms(self, q: int) -> float | None:
         """The time between the two timestamps of pair ``q`` in ms (None if not available)."""
+        return self.interval(q)[0]
+
+    def interval(self, q: int) -> tuple[float | None, float | None, float | None]:
+        """``(ms, start, end)`` of pair ``q``: its duration, and when it ran on the host's
+        ``time.time()`` clock where the device has calibrated timestamps (else None)."""
+        ticks = self._ticks(q)
+        if ticks is None:
+            return None, None, None
+        t0, t1 = ticks
+        ms = ((t1 - t0) & self.mask) * self.period * 1e-6
+        start = self.device.host_time(t0)
+        return ms, start, None if start is None else start + ms * 1e-3
+
+    def _ticks(self, q: int) -> tuple[int, int] | None:
         mask = self.mask
         m = self._mapped
         if m is not None:
@@ -391,7 +405,7 @@ class Timestamps:
             if res != 0:  # not ready would mean never written
                 return None
             t0, t1 = buf[0] & mask, buf[1] & mask
-        return ((t1 - t0) & mask) * self.period * 1e-6
+        return int(t0), int(t1)
 
     def destroy(self) -> None:
         """Destroy the query pool and buffer now (the caller knows the GPU is done)."""

@@ -289,6 +289,9 @@ class Device:
         self._free_cmds: list[tuple[Any, Any]] = []  # (command buffer, fence) ready for reuse
         self._transfer_free: list[tuple[Any, Any]] = []
         self.robust = bool(config.get("VKNB_ROBUST"))
+        self._calibration: tuple[int, float, float, float] | None = None
+        self._calibrate_fn: Any = None  # None: not tried yet; False: not available
+        self._calibrate_infos: Any = None
         self.spin_s = float(config.get("VKNB_SPIN_US")) * 1e-6
         self._create()
         self.allocator = Allocator(self.handle, self.info, self.label)
@@ -350,7 +353,11 @@ class Device:
             qinfos.append({**qinfos[0], "queueFamilyIndex": self.transfer_family})
         qarr = keep(ffi.new("VkDeviceQueueCreateInfo[]", qinfos))
 
-        exts = [e for e in ("VK_EXT_memory_budget",) if e in info.extensions]
+        exts: list[str] = [
+            e
+            for e in ("VK_EXT_memory_budget", "VK_EXT_calibrated_timestamps")
+            if e in info.extensions
+        ]
         if "VK_KHR_portability_subset" in info.extensions:
             exts.append("VK_KHR_portability_subset")
 
@@ -1015,6 +1022,70 @@ class Device:
         """The asynchronous submissions not finished yet."""
         with self.lock:
             return list(self._pending)
+
+    def host_time(self, ticks: int) -> float | None:
+        """A timestamp of this device's queue as a ``time.time()`` value, where the device has
+        calibrated timestamps (``VK_EXT_calibrated_timestamps`` with the monotonic clock);
+        else None.  Recalibrated every few seconds against drift.
+
+        Example
+        -------
+        >>> vknb.device().host_time(0) is None or True
+        True
+        """
+        cal = self._calibration
+        now = time.monotonic()
+        if cal is None or now - cal[3] > 5.0:
+            if self._calibrate_fn is False:
+                return None
+            cal = self._calibrate()
+            if cal is None:
+                return None
+        gpu0, mono0, wall_offset, _ = cal
+        bits = self.timestamp_bits
+        d = ticks - gpu0
+        if bits < 64:
+            d &= (1 << bits) - 1
+            if d >= 1 << (bits - 1):
+                d -= 1 << bits
+        return mono0 + d * self.info.limits["timestamp_period_ns"] * 1e-9 + wall_offset
+
+    def _calibrate(self) -> tuple[int, float, float, float] | None:
+        """(device ticks, monotonic seconds, time.time() - monotonic, when) at one instant."""
+        if "VK_EXT_calibrated_timestamps" not in self.extensions or not self.usable_here():
+            self._calibrate_fn = False
+            return None
+        ffi = _vk.ffi
+        if self._calibrate_fn is None:
+            domains_fn = _vk.instance_proc(
+                self.instance.handle, "vkGetPhysicalDeviceCalibrateableTimeDomainsEXT"
+            )
+            fn = _vk.device_proc(self.handle, "vkGetCalibratedTimestampsEXT")
+            n = ffi.new("uint32_t*")
+            if domains_fn is None or fn is None or domains_fn(self.info.handle, n, ffi.NULL):
+                self._calibrate_fn = False
+                return None
+            arr = ffi.new("VkTimeDomainEXT[]", n[0])
+            domains_fn(self.info.handle, n, arr)
+            if not {0, 1} <= {int(arr[i]) for i in range(n[0])}:  # DEVICE, CLOCK_MONOTONIC
+                self._calibrate_fn = False
+                return None
+            self._calibrate_fn = fn
+            self._calibrate_infos = ffi.new(
+                "VkCalibratedTimestampInfoEXT[]",
+                [
+                    {"sType": C.STRUCTURE_TYPE_CALIBRATED_TIMESTAMP_INFO_EXT, "timeDomain": d}
+                    for d in (0, 1)
+                ],
+            )
+        out = ffi.new("uint64_t[2]")
+        deviation = ffi.new("uint64_t*")
+        if self._calibrate_fn(self.handle, 2, self._calibrate_infos, out, deviation) != 0:
+            return None
+        mono = int(out[1]) * 1e-9
+        wall_offset = time.time() - time.monotonic()
+        self._calibration = (int(out[0]), mono, wall_offset, time.monotonic())
+        return self._calibration
 
     def cooperative_matrix_shapes(self) -> list[dict[str, Any]]:
         """The cooperative-matrix (tensor core) shapes the device runs, one dict per shape.

@@ -138,8 +138,12 @@ class Slot:
 
     def gpu_ms(self) -> float | None:
         """GPU time of the slot's last dispatch (None without timestamps)."""
+        return self.gpu_interval()[0]
+
+    def gpu_interval(self) -> tuple[float | None, float | None, float | None]:
+        """``(ms, start, end)`` of the slot's last dispatch (see ``Timestamps.interval``)."""
         ts = self.timestamps
-        return ts.read_ms(self.query) if ts is not None else None
+        return ts.interval(self.query) if ts is not None else (None, None, None)
 
     def resolve(self) -> None:
         """Give the pending record its GPU time (the slot's queries hold it until reused).
@@ -150,7 +154,7 @@ class Slot:
         with self.lock:
             rec = self.pending
             if rec is not None:
-                rec.set_gpu_ms(self.gpu_ms())
+                rec.set_gpu(*self.gpu_interval())
                 self.pending = None
 
     def clean(self, dh: Any, label: str) -> None:
@@ -642,7 +646,7 @@ class ComputePipeline:
         self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
     ) -> Slot:
         """Submit one dispatch; return its slot (taken: give it back with :meth:`wait`,
-        :meth:`wait_and_read` or :meth:`abandon`)."""
+        :meth:`wait_slot` + :meth:`release`, or :meth:`abandon`)."""
         slot = self._acquire_slot()
         with self.device.lock:
             self._submit_taken(slot, sets, push, groups, buffers)
@@ -724,14 +728,6 @@ class ComputePipeline:
         """Wait for a slot's submission and give the slot back."""
         self.wait_slot(slot)
         self.release(slot)
-
-    def wait_and_read(self, slot: Slot) -> float | None:
-        """Wait for a slot's submission, read its GPU time, give the slot back."""
-        self.wait_slot(slot)
-        try:
-            return slot.gpu_ms()
-        finally:
-            self.release(slot)
 
     # -- teardown ------------------------------------------------------------------------
 
