@@ -219,6 +219,6 @@ def test_records_carry_the_kernel_version_and_when_the_gpu_ran(dev, rng) -> None
         if rec.gpu_ms is None:
             continue
         assert t0 - 0.05 <= rec.gpu_start <= rec.gpu_end <= t1 + 0.05
-        assert abs((rec.gpu_end - rec.gpu_start) * 1e3 - rec.gpu_ms) < 1e-6
+        assert abs((rec.gpu_end - rec.gpu_start) * 1e3 - rec.gpu_ms) < 1e-3  # (float seconds)
         if "VK_EXT_calibrated_timestamps" in dev.extensions:
             assert rec.calibrated
