@@ -448,6 +448,7 @@ class Batch:
         )
         rec.set_gpu(*interval)
         record(rec)
+        self.device.instance.flush_printf()  # what its kernels printed with debugPrintfEXT
         return rec
 
     def wait(self) -> None:

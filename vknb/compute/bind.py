@@ -181,6 +181,12 @@ class Binder:
                     f"{v.device.label}, but the kernel runs on {dev.label}; copy it there with "
                     f"{'img' if isinstance(v, Image) else 'a'}.to(device), or build the kernel "
                     "for the other device with kernel.to(device)"
+                    + (
+                        " (a kernel that calls debugPrintfEXT runs on a device of its own unless "
+                        "VKNB_VALIDATION=1: make its Arrays with device=kernel.device)"
+                        if dev.instance.printf and not v.device.instance.printf
+                        else ""
+                    )
                 )
         kind = slot.kind
         if kind in _BUFFER_KINDS:

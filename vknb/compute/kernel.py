@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ from ..core.commands import push_cdata
 from ..core.device import Device, Submission
 from ..core.pipeline import ComputePipeline, Layout, Slot
 from ..core.session import device as session_device
-from ..core.session import session_generation
+from ..core.session import printf_device, session_generation
 from .args import (
     binding_slots,
     pack_into,
@@ -224,6 +225,18 @@ class Kernel:
         self._pipeline: ComputePipeline | None = None
         self._generation = -1
         dev = device if device is not None else session_device()
+        self.printf = self.reflection.uses_printf  # calls debugPrintfEXT
+        if self.printf and device is None and not dev.instance.printf:
+            # Its output needs the validation layer's debug printf: a device of that instance.
+            try:
+                dev = printf_device(dev.index)
+                self._follow_session = False
+            except E.InitializationFailed as e:
+                warnings.warn(
+                    f"{name}: {e}; its debugPrintfEXT calls will print nothing",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         self._build(dev)
 
     # -- construction --------------------------------------------------------------------
@@ -701,6 +714,8 @@ class Kernel:
         pipe.finish_repeated(slot, rec)
         rec.host_ms = (time.perf_counter() - t0) * 1e3
         record(rec)
+        if self.printf:
+            pipe.device.instance.flush_printf()
         return rec
 
     def _finish_call(
@@ -758,6 +773,8 @@ class Kernel:
         )
         rec.set_gpu(*gpu)
         record(rec)
+        if self.printf:
+            dev.instance.flush_printf()
         return rec
 
     def _async_call(

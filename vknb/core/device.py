@@ -40,7 +40,7 @@ from typing import Any
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
-from .instance import DeviceInfo, get_instance, select_device_index
+from .instance import DeviceInfo, Instance, get_instance, select_device_index
 from .memory import Allocator, MemoryStats
 
 log = logging.getLogger("vknb")
@@ -244,8 +244,8 @@ class Device:
     ...     a = vknb.asarray(np.arange(4.0, dtype=np.float32), device=dev)
     """
 
-    def __init__(self, index: int | None = None) -> None:
-        inst = get_instance()
+    def __init__(self, index: int | None = None, *, instance: Instance | None = None) -> None:
+        inst = instance if instance is not None else get_instance()
         infos = inst.physical_devices()
         if index is None:
             index, reason = select_device_index(infos)
@@ -358,6 +358,8 @@ class Device:
             for e in ("VK_EXT_memory_budget", "VK_EXT_calibrated_timestamps")
             if e in info.extensions
         ]
+        if "VK_KHR_shader_non_semantic_info" in info.extensions:  # debugPrintfEXT (core in 1.3)
+            exts.append("VK_KHR_shader_non_semantic_info")
         if "VK_KHR_portability_subset" in info.extensions:
             exts.append("VK_KHR_portability_subset")
 

@@ -14,10 +14,15 @@ Example
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
+import re
+import tempfile
 import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +94,27 @@ NOTABLE_EXTENSIONS = (
     "VK_KHR_shader_integer_dot_product",
     "VK_KHR_portability_subset",
 )
+
+
+_PRINTF_FEATURE = 3  # VK_VALIDATION_FEATURE_ENABLE_DEBUG_PRINTF_EXT
+# Bytes the layer sets aside per dispatch for what its invocations print (its default: 1024,
+# some thirty lines); a line costs about 8 bytes plus 4 per value.
+_PRINTF_BUFFER = 1 << 20
+
+
+def _has_printf_layer() -> bool:
+    """Whether the validation layer offers debug printf (VK_EXT_validation_features)."""
+    _vk.load()
+    ffi, lib = _vk.ffi, _vk.lib
+    name = b"VK_LAYER_KHRONOS_validation"
+    n = ffi.new("uint32_t*")
+    if lib.vkEnumerateInstanceExtensionProperties(name, n, ffi.NULL) != 0:
+        return False
+    arr = ffi.new("VkExtensionProperties[]", n[0])
+    lib.vkEnumerateInstanceExtensionProperties(name, n, arr)
+    return any(
+        _vk.to_str(arr[i].extensionName) == "VK_EXT_validation_features" for i in range(n[0])
+    )
 
 
 # Validation messages that are decisions, not mistakes: vknb keeps every image in the general
@@ -226,11 +252,14 @@ class DeviceInfo:
 class Instance:
     """The process-wide ``VkInstance`` (use :func:`get_instance`)."""
 
-    def __init__(self, validation: bool) -> None:
+    def __init__(self, validation: bool, printf: bool = False) -> None:
         _vk.load()
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
-        self.label = "vknb instance"
+        self.label = "vknb instance" + (" (debug printf)" if printf else "")
         self.epoch = _vk.epoch
+        self.printf = printf
+        # Lines kernels printed with debugPrintfEXT, as the validation layer hands them over.
+        self.printf_messages: collections.deque[str] = collections.deque(maxlen=100_000)
         self.validation = validation
         self._messenger = None
         self._callback = None
@@ -248,15 +277,37 @@ class Instance:
         layers: list[str] = []
         exts: list[str] = []
         available_ext = self._instance_extensions()
-        if validation:
+        if validation or printf:
             have = self._layers()
             if "VK_LAYER_KHRONOS_validation" not in have:
                 raise E.InitializationFailed(
                     "VKNB_VALIDATION=1 but the Khronos validation layer is not installed: "
                     "`apt-get install vulkan-validationlayers` (or unset VKNB_VALIDATION)"
+                    if validation
+                    else "debugPrintfEXT output needs the Khronos validation layer: "
+                    "`apt-get install vulkan-validationlayers`"
                 )
             layers.append("VK_LAYER_KHRONOS_validation")
             exts.append("VK_EXT_debug_utils")
+        features = ffi.NULL
+        if printf:
+            exts.append("VK_EXT_validation_features")
+            enabled = keep(ffi.new("VkValidationFeatureEnableEXT[]", [_PRINTF_FEATURE]))
+            # A printf-only instance skips the layer's checks (they cost time and are not asked
+            # for): thread safety, API parameters, object lifetimes, core checks.
+            disabled = keep(ffi.new("VkValidationFeatureDisableEXT[]", [2, 3, 4, 5]))
+            features = keep(
+                _vk.new(
+                    "VkValidationFeaturesEXT",
+                    {
+                        "sType": C.STRUCTURE_TYPE_VALIDATION_FEATURES_EXT,
+                        "enabledValidationFeatureCount": 1,
+                        "pEnabledValidationFeatures": enabled,
+                        "disabledValidationFeatureCount": 0 if validation else 4,
+                        "pDisabledValidationFeatures": ffi.NULL if validation else disabled,
+                    },
+                )
+            )
         if "VK_KHR_portability_enumeration" in available_ext:
             exts.append("VK_KHR_portability_enumeration")
 
@@ -277,6 +328,7 @@ class Instance:
             "VkInstanceCreateInfo",
             {
                 "sType": vk.VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+                "pNext": features,
                 "flags": 0x1 if "VK_KHR_portability_enumeration" in exts else 0,
                 "pApplicationInfo": app,
                 "enabledLayerCount": len(layers),
@@ -286,7 +338,8 @@ class Instance:
             },
         )
         p = ffi.new("VkInstance*")
-        res = lib.vkCreateInstance(info, ffi.NULL, p)
+        with _printf_settings() if printf else contextlib.nullcontext():
+            res = lib.vkCreateInstance(info, ffi.NULL, p)
         if res == -9:
             raise E.NotAvailable(
                 "No Vulkan driver was found (VK_ERROR_INCOMPATIBLE_DRIVER). Install one: "
@@ -296,7 +349,7 @@ class Instance:
             )
         _vk.check(res, "vkCreateInstance", self.label)
         self.handle = p[0]
-        if validation:
+        if validation or printf:
             self._install_messenger()
             _vk.enable_debug_names(self.handle)
         self._devices: list[DeviceInfo] | None = None
@@ -314,6 +367,21 @@ class Instance:
             self.epoch,
             self.devices_alive,
         )
+
+    def flush_printf(self, file: Any = None) -> int:
+        """Print what kernels printed with ``debugPrintfEXT`` since the last flush (to
+        ``file``, default ``sys.stdout``: a notebook cell's output); returns the line count."""
+        msgs = self.printf_messages
+        if not msgs:
+            return 0
+        import sys
+
+        out = sys.stdout if file is None else file
+        n = 0
+        while msgs:
+            print(_printf_text(msgs.popleft()), file=out)
+            n += 1
+        return n
 
     # -- enumeration helpers -------------------------------------------------------------
 
@@ -348,6 +416,11 @@ class Instance:
                 msg = _vk.to_str(data.pMessage) if data.pMessage != ffi.NULL else "?"
                 ident = int(data.messageIdNumber)
                 if ident in _SILENCED:
+                    return 0
+                if data.pMessageIdName != ffi.NULL and b"DEBUG-PRINTF" in ffi.string(
+                    data.pMessageIdName
+                ):
+                    self.printf_messages.append(msg)
                     return 0
                 seen[ident] = seen.get(ident, 0) + 1
                 if severity >= 0x1000:
@@ -581,6 +654,62 @@ def validation_enabled() -> bool:
     return bool(config.get("VKNB_VALIDATION"))
 
 
+_PRINTF_PARTS = re.compile(
+    r"Global invocation ID \(x, y, z\) = "
+    r"\((?P<inv>[^)]*)\)\s?(?P<text>.*?)(?:\s*Unable to find SPIR-V OpLine.*)?$",
+    re.S,
+)
+_PRINTF_PIPELINE = re.compile(r"Pipeline \((?P<pipe>[^)]*)\)")
+
+
+def _printf_text(message: str) -> str:
+    """A debug-printf message of the layer as ``[kernel (x, y, z)] what it printed``."""
+    body = message.rsplit(" | ", 1)[-1]
+    m = _PRINTF_PARTS.search(body)
+    if m is None:
+        return body
+    inv = ", ".join(p.strip() for p in m.group("inv").split(","))
+    pm = _PRINTF_PIPELINE.search(body)
+    pipe = pm.group("pipe") if pm else None
+    return f"[{pipe + ' ' if pipe else ''}({inv})] {m.group('text').rstrip()}"
+
+
+@contextlib.contextmanager
+def _printf_settings() -> Iterator[None]:
+    """Have the validation layer report each debugPrintfEXT line with its invocation (its
+    ``printf_verbose`` setting), unless the user gives the layer settings of their own."""
+    if os.environ.get("VK_LAYER_SETTINGS_PATH"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="vknb-layer-") as d:
+        with open(os.path.join(d, "vk_layer_settings.txt"), "w") as f:
+            f.write("khronos_validation.printf_verbose = true\n")
+            f.write("khronos_validation.printf_to_stdout = false\n")
+            f.write(f"khronos_validation.printf_buffer_size = {_PRINTF_BUFFER}\n")
+        os.environ["VK_LAYER_SETTINGS_PATH"] = d
+        try:
+            yield
+        finally:
+            os.environ.pop("VK_LAYER_SETTINGS_PATH", None)
+
+
+def printf_instance() -> Instance:
+    """The instance for kernels that call ``debugPrintfEXT``: the session's own when it has the
+    validation layer on (``VKNB_VALIDATION=1``: printf is then enabled with it), else a second
+    process-wide instance with only the layer's debug-printf feature (made on first use)."""
+    global _printf_instance
+    main = get_instance()
+    if main.printf:
+        return main
+    with _instance_lock:
+        if _printf_instance is None or _printf_instance.epoch != _vk.epoch:
+            _printf_instance = Instance(False, printf=True)
+        return _printf_instance
+
+
+_printf_instance: Instance | None = None
+
+
 def current_instance() -> Instance | None:
     """The process-wide instance if it has been created, else None (never creates it)."""
     return _instance
@@ -595,7 +724,8 @@ def replace_instance() -> Instance:
     """
     global _instance
     with _instance_lock:
-        _instance = Instance(validation_enabled())
+        v = validation_enabled()
+        _instance = Instance(v, printf=v and _has_printf_layer())
         return _instance
 
 
@@ -607,7 +737,8 @@ def get_instance() -> Instance:
         return inst
     with _instance_lock:
         if _instance is None:
-            _instance = Instance(validation_enabled())
+            v = validation_enabled()
+            _instance = Instance(v, printf=v and _has_printf_layer())
         elif _instance.epoch != _vk.epoch:
             raise _vk.fork_error("vknb's Vulkan instance")
         return _instance

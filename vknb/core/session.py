@@ -13,7 +13,7 @@ import threading
 
 from .. import _vk
 from .device import CLOSED, OPEN, Device
-from .instance import get_instance, replace_instance, select_device_index
+from .instance import get_instance, printf_instance, replace_instance, select_device_index
 
 # --- the session device ----------------------------------------------------------------------
 
@@ -109,6 +109,25 @@ def reset() -> Device:
         if _session is None or _session.state is not OPEN:
             _session = Device(idx)
         return _session
+
+
+def printf_device(index: int) -> Device:
+    """The device kernels that call ``debugPrintfEXT`` run on when the session's instance
+    cannot capture their output: physical device ``index`` on the debug-printf instance (one
+    per index, made on first use).  Where the session has the validation layer on, it is the
+    session device itself."""
+    inst = printf_instance()
+    with _session_lock:
+        if inst is get_instance() and _session is not None and _session.state is OPEN:
+            if _session.index == index:
+                return _session
+        d = _printf_devices.get(index)
+        if d is None or d.state is not OPEN:
+            d = _printf_devices[index] = Device(index, instance=inst)
+        return d
+
+
+_printf_devices: dict[int, Device] = {}
 
 
 def session_generation() -> int:

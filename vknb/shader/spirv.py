@@ -679,8 +679,14 @@ class Reflection:
     spirv_version: tuple[int, int]
     bound: int
     specialization: tuple[tuple[int, bool | int | float], ...] = ()
+    ext_inst_imports: tuple[str, ...] = ()
     # The module itself (little-endian words), for specialize(); not part of the reflection.
     _spirv: bytes = field(default=b"", compare=False, repr=False)
+
+    @property
+    def uses_printf(self) -> bool:
+        """Whether the shader calls ``debugPrintfEXT`` (imports ``NonSemantic.DebugPrintf``)."""
+        return "NonSemantic.DebugPrintf" in self.ext_inst_imports
 
     def specialize(
         self, constants: Mapping[int, Any] | Mapping[str, Any] | None = None
@@ -1249,6 +1255,24 @@ class _Module:
         if k >= len(ops):
             raise _error(f"{_OP_NAMES.get(t[0], t[0])} lacks operand {k + 2}", t[2])
         return ops[k]
+
+
+def _ext_inst_imports(words: list[int]) -> tuple[str, ...]:
+    """The names of the extended instruction sets a module imports (``OpExtInstImport``)."""
+    out = []
+    i = 5
+    n = len(words)
+    while i < n:
+        count, op = words[i] >> 16, words[i] & 0xFFFF
+        if count == 0:
+            break
+        if op == 11 and count > 2:  # OpExtInstImport %id "name"
+            raw = b"".join(w.to_bytes(4, "little") for w in words[i + 2 : i + count])
+            out.append(raw.split(b"\0", 1)[0].decode(errors="replace"))
+        elif op == 54:  # OpFunction: imports come before any function
+            break
+        i += count
+    return tuple(out)
 
 
 def _image_info(m: _Module, t: tuple[int, list[int], int]) -> ImageInfo:
@@ -2226,5 +2250,6 @@ def _reflect(
         spirv_version=m.version,
         bound=m.bound,
         specialization=tuple(sorted(m.spec_values.items())),
+        ext_inst_imports=_ext_inst_imports(m.words),
         _spirv=m.data,
     )
