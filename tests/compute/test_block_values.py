@@ -406,3 +406,44 @@ void main() { uint i = gl_GlobalInvocationID.x; if (i < p.length()) p[i] = p[i] 
     want = p * F4(0.5) + offset
     k(p, offset=offset, s=0.5, grid=20)
     np.testing.assert_allclose(p, want, rtol=1e-6)
+
+
+FIXED = """
+layout(local_size_x = 8) in;
+layout(binding = 0) readonly buffer C { float c[3]; };
+layout(binding = 1) buffer V { vec4 v[2]; };
+layout(binding = 2) buffer O { float o[]; };
+void main() {
+    uint i = gl_GlobalInvocationID.x;
+    if (i < 3) o[i] = c[i] * 2.0;
+    if (i < 2) v[i] = v[i] + c[0];
+}
+"""
+
+
+def test_fixed_one_member_block_from_plain_data(rng) -> None:
+    # A block of one tightly laid-out member has the bytes of plain data of its element type.
+    k = vknb.compile(FIXED, name="fixed")
+    c = rng.standard_normal(3).astype(np.float32)
+    v = rng.standard_normal((2, 4)).astype(np.float32)
+    want_v = v + c[0]
+    o = np.zeros(3, np.float32)
+    k(c, v, o, grid=8)
+    np.testing.assert_allclose(o, 2 * c, rtol=1e-6)
+    np.testing.assert_allclose(v, want_v, rtol=1e-6)
+    dv = vknb.asarray(v)  # device Arrays too
+    k(vknb.asarray(c), dv, o, grid=8)
+    np.testing.assert_allclose(dv.numpy(), want_v + c[0], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"'V' holds 8 float32 values .*\(7,\)"):
+        k(c, np.zeros(7, np.float32), o, grid=8)
+    with pytest.raises(TypeError, match=r"'C'.*float64"):
+        k(c.astype(np.float64), v, o, grid=8)
+
+
+def test_padded_one_member_block_still_wants_its_dtype() -> None:
+    # std140 strides float c[3] by 16 bytes: plain float32 data does not have its bytes.
+    k = vknb.compile(
+        FIXED.replace("readonly buffer C", "layout(std140) readonly buffer C"), name="padded"
+    )
+    with pytest.raises(TypeError, match=r"build it with dtype=k\.reflection\.binding\('C'\)"):
+        k(np.zeros(3, np.float32), np.zeros((2, 4), np.float32), np.zeros(3, np.float32), grid=8)

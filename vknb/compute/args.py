@@ -395,6 +395,14 @@ def _check_one_dtype(b: Binding, dt: np.dtype, shape: tuple[int, ...], kernel: s
             f"{kernel}: binding {b.name!r} holds {exp.base} in groups of {n} ({member_type(b)}); "
             f"an array of shape {shape} does not divide into them"
         )
+    count = _tight_single_member(exp, dt)
+    if count:  # `buffer C { float c[3]; }` from float32 data of 3 elements: the same bytes
+        if int(np.prod(shape)) >= count:
+            return
+        raise ValueError(
+            f"{kernel}: binding {b.name!r} holds {count} {dt} values ({member_type(b)}); "
+            f"got an array of shape {shape}"
+        )
     hint = ""
     if exp.names is not None:
         hint = f"; build it with dtype=k.reflection.binding({b.name!r}).dtype"
@@ -403,6 +411,19 @@ def _check_one_dtype(b: Binding, dt: np.dtype, shape: tuple[int, ...], kernel: s
         f"{expected_text(b)} ({member_type(b)}), got an array of dtype {dt}{hint}; nothing is "
         "converted silently"
     )
+
+
+def _tight_single_member(exp: np.dtype, dt: np.dtype) -> int:
+    """The element count of a block of one member (a scalar, vector or array of ``dt``s) laid
+    out without padding, else 0: plain ``dt`` data of that many elements has its bytes."""
+    if exp.names is None or len(exp.names) != 1:
+        return 0
+    base, offset = exp.fields[exp.names[0]][:2]
+    count = 1
+    while base.subdtype is not None:  # arrays of vectors nest: (('<f4', (4,)), (2,))
+        base, sub = base.subdtype
+        count *= int(np.prod(sub))
+    return count if offset == 0 and dt == base and base.itemsize * count == exp.itemsize else 0
 
 
 def one_member_value(block: Block | None, v: np.ndarray) -> bool:
