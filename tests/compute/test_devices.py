@@ -122,3 +122,18 @@ def test_a_pickled_kernel_runs_in_another_process_without_compiling(tmp_path, rn
     )
     assert out.returncode == 0, out.stderr.decode()
     assert eval(out.stdout.decode()) == [i * 2.0 + i for i in range(10)]
+
+
+def test_a_kernel_unpickled_twice_is_built_once() -> None:
+    # A scheduler that ships the kernel with every task must not pay a pipeline build per task.
+    k = vknb.compile(SCALE, name="scale_once")
+    data = pickle.dumps(k)
+    k1, k2 = pickle.loads(data), pickle.loads(data)
+    assert k1 is k2 and k1 is not k
+    k1.close()
+    k3 = pickle.loads(data)  # a closed one is not handed out again
+    assert k3 is not k1 and not k3.closed
+    other = pickle.loads(pickle.dumps(vknb.compile(SCALE, name="scale_once", constants={})))
+    assert other is k3  # same SPIR-V, name and options
+    k4 = pickle.loads(pickle.dumps(vknb.compile(SCALE, name="scale_twice")))
+    assert k4 is not k3

@@ -32,6 +32,7 @@ Example
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import threading
 import time
@@ -968,16 +969,43 @@ def _rebuild_kernel(
     local_size: Any,
     defines: dict[str, Any],
 ) -> Kernel:
-    """Unpickle a Kernel onto this process's session device (see ``Kernel.__reduce__``)."""
-    return Kernel(
-        spirv,
-        reflection,
-        name=name,
-        source=source,
-        constants=constants,
-        local_size=local_size,
-        defines=defines,
+    """Unpickle a Kernel onto this process's session device (see ``Kernel.__reduce__``).
+
+    The same pickled kernel is built once per process: a task scheduler that ships it with every
+    task (``client.submit(f, kernel)``) gets the kernel of the previous task back, open and on
+    the session device, instead of a pipeline build per task.
+    """
+    key = (
+        hashlib.sha256(spirv).hexdigest(),
+        name,
+        repr(sorted(constants.items(), key=repr)),
+        repr(local_size),
+        repr(sorted(defines.items())),
     )
+    with _unpickled_lock:
+        k = _unpickled.get(key)
+        if k is not None and not k.closed and k.device is session_device():
+            _unpickled.move_to_end(key)
+            return k
+        k = Kernel(
+            spirv,
+            reflection,
+            name=name,
+            source=source,
+            constants=constants,
+            local_size=local_size,
+            defines=defines,
+        )
+        _unpickled[key] = k
+        while len(_unpickled) > _UNPICKLED_MAX:
+            _unpickled.popitem(last=False)
+        return k
+
+
+# Kernels rebuilt from pickles, by what they were pickled from (most recently used last).
+_unpickled: collections.OrderedDict[tuple[str, ...], Kernel] = collections.OrderedDict()
+_unpickled_lock = threading.Lock()
+_UNPICKLED_MAX = 64
 
 
 class _Missing:
