@@ -416,7 +416,7 @@ def _check_one_dtype(b: Binding, dt: np.dtype, shape: tuple[int, ...], kernel: s
 def _tight_single_member(exp: np.dtype, dt: np.dtype) -> int:
     """The element count of a block of one member (a scalar, vector or array of ``dt``s) laid
     out without padding, else 0: plain ``dt`` data of that many elements has its bytes."""
-    if exp.names is None or len(exp.names) != 1:
+    if exp.names is None or exp.fields is None or len(exp.names) != 1:
         return 0
     base, offset = exp.fields[exp.names[0]][:2]
     count = 1
