@@ -144,6 +144,7 @@ def test_a_reflection_without_its_module_cannot_be_specialized(sized: Reflection
         spec_constants=sized.spec_constants,
         spirv_version=sized.spirv_version,
         bound=sized.bound,
+        ext_inst_imports=sized.ext_inst_imports,
     )
     assert bare == sized
     with pytest.raises(SpirvError, match="without its module"):
