@@ -13,6 +13,7 @@ shader     shader.spirv, shader.compiler                    base (no Vulkan in t
 core       core.instance ... core.pipeline                  base, vk (not shader)
 compute    compute.timing ... compute.kernel                base, vk, shader, core
 library    library                                          everything below it
+dask       dask.blocks ... dask.cluster                     everything below it
 ui         ui.splice ... ui.cli                             everything below it
 top        vknb/__init__.py, vknb/__main__.py               anything
 =========  ===============================================  ==================================
@@ -52,6 +53,7 @@ LAYERS: dict[str, list[str]] = {
         "vknb.core.memory",
         "vknb.core.device",
         "vknb.core.session",
+        "vknb.core.hostimport",
         "vknb.core.buffer",
         "vknb.core.array",
         "vknb.core.image",
@@ -67,7 +69,8 @@ LAYERS: dict[str, list[str]] = {
         "vknb.compute.kernel",
         "vknb.compute",
     ],
-    "library": ["vknb.library"],
+    "library": ["vknb.library._radix", "vknb.library._scan_reduce", "vknb.library"],
+    "dask": ["vknb.dask.blocks", "vknb.dask.workers", "vknb.dask.cluster", "vknb.dask"],
     "ui": [
         "vknb.ui.splice",
         "vknb.ui.plots",
@@ -82,7 +85,9 @@ LAYERS: dict[str, list[str]] = {
 # The arrows of the diagram in docs/architecture.md (checked against it below).
 ARROWS = {
     ("top", "ui"),
+    ("ui", "dask"),
     ("ui", "library"),
+    ("dask", "library"),
     ("library", "compute"),
     ("compute", "core"),
     ("compute", "shader"),
@@ -115,6 +120,7 @@ PACKAGE_LAYER = {
     "vknb.core": "core",
     "vknb.compute": "compute",
     "vknb.library": "library",
+    "vknb.dask": "dask",
     "vknb.ui": "ui",
 }
 
