@@ -38,6 +38,8 @@ GOOD: dict[str, list[tuple[str, Any]]] = {
     "VKNB_RECYCLE_MB": [("0", 0), ("1024", 1024)],
     "VKNB_ROBUST": [("1", True), ("off", False)],
     "VKNB_FORCE_STAGING": [("1", True), ("0", False)],
+    "VKNB_HOST_IMPORT": [("auto", "auto"), (" AUTO ", "auto"), ("0", "0"), ("1", "1")],
+    "VKNB_HOST_IMPORT_CACHE_MB": [("0", 0), ("4096", 4096)],
 }
 
 # Values that do not parse (the free-text variables take anything).
@@ -54,6 +56,8 @@ BAD: dict[str, list[str]] = {
     "VKNB_RECYCLE_MB": ["-1", "lots", "0.5"],
     "VKNB_ROBUST": ["2", "robust"],
     "VKNB_FORCE_STAGING": ["always"],
+    "VKNB_HOST_IMPORT": ["2", "yes", "always"],
+    "VKNB_HOST_IMPORT_CACHE_MB": ["-1", "lots", "0.5"],
 }
 FREE_TEXT = {"VKNB_DEVICE", "VKNB_CACHE_DIR", "VKNB_SHADERS", "VKNB_GLSLC"}
 
@@ -74,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     "VKNB_RECYCLE_MB": None,
     "VKNB_ROBUST": False,
     "VKNB_FORCE_STAGING": False,
+    "VKNB_HOST_IMPORT": "auto",
+    "VKNB_HOST_IMPORT_CACHE_MB": min(
+        4096, (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") >> 20) // 4
+    ),
 }
 
 

@@ -90,6 +90,15 @@ def _default_copy_threads() -> int:
     return max(2, min(16, os.cpu_count() or 2))
 
 
+def _default_import_cache_mb() -> int:
+    """The smaller of 4 GiB and a quarter of the host's RAM, in MiB."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        ram = 16 << 30
+    return max(0, min(4096, (ram >> 20) // 4))
+
+
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: how it parses, its default, when it is read, what it does."""
@@ -234,6 +243,26 @@ VARIABLES: dict[str, Variable] = {
             "at each transfer",
             "1 sends every transfer through staging buffers even where memory is "
             "host-visible (tests use it to drive the discrete-GPU path on CPU drivers)",
+        ),
+        Variable(
+            "VKNB_HOST_IMPORT",
+            _choice("auto", "0", "1"),
+            "auto",
+            "at each transfer of 8 MiB or more",
+            "whether large numpy transfers import the array's own pages "
+            "(VK_EXT_external_memory_host) so that the copy engine reads or writes them "
+            "directly: 'auto' on discrete GPUs, for numpy memory moved more than once (kept "
+            "imported between transfers); 1 for every contiguous array, on any device with the "
+            "extension; 0 never (staging buffers or mapped memory)",
+        ),
+        Variable(
+            "VKNB_HOST_IMPORT_CACHE_MB",
+            _whole(0, "MiB"),
+            _default_import_cache_mb,
+            "at each import",
+            "numpy memory kept imported (pinned) between transfers (default: the smaller of "
+            "4 GiB and a quarter of the host's RAM); released when its array is freed or by "
+            "Device.trim(); 0 keeps nothing (then 'auto' imports nothing)",
         ),
     )
 }

@@ -1,15 +1,26 @@
 """Buffers: a ``VkBuffer`` with its memory, and moving bytes between numpy and the device.
 
-Data moves directly through mapped memory where the buffer's memory is host-visible (lavapipe,
-integrated GPUs, resizable BAR), and otherwise through a per-device pair of staging buffers used
-in turn, so that the host copies chunk *i+1* while the GPU copies chunk *i*; large host copies
-are split across threads (numpy releases the GIL while copying).
+Data moves by one of three paths (``Device.transfer_stats()`` counts them):
+
+* **import**: for a contiguous array of ``HOST_IMPORT_MIN_BYTES`` (8 MiB) or more, where
+  ``VKNB_HOST_IMPORT`` asks for it (see :mod:`.hostimport`), the array's own pages are imported
+  as device memory and the copy engine reads or writes them directly (``vkCmdCopyBuffer``);
+* **direct**: through mapped memory where the buffer's memory is host-visible (lavapipe,
+  integrated GPUs, resizable BAR);
+* **staging**: otherwise, through a per-device pair of staging buffers used in turn, so that the
+  host copies chunk *i+1* while the GPU copies chunk *i*.
+
+Large host copies are split across threads (numpy releases the GIL while copying).  Where an
+import is not possible (no extension, the driver refuses it, the alignment does not allow it)
+the transfer takes one of the other two paths.
 
 Lifetimes: ``close()`` (or the garbage collector) never frees memory the GPU may still use: the
 release is retired by the device until every submission made before it has finished.  A host
 copy in progress pins the buffer (closing it from another thread waits for the copy to end
 before the memory goes), and an interrupted copy (Ctrl-C) lets its copy threads finish before
-anything is freed.
+anything is freed.  An imported array is held until its copy's fence has signalled (for good on a
+lost device); Ctrl-C during such a copy lets it finish for up to :data:`IMPORT_GRACE_S` before
+KeyboardInterrupt propagates, so that the GPU normally writes nothing into ``out`` after it.
 
 Example
 -------
@@ -26,6 +37,7 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +49,7 @@ from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
 from .device import OPEN
+from .hostimport import HOST_IMPORT_MIN_BYTES, host_imports_for, policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .device import Device, Submission
@@ -52,6 +65,9 @@ USAGE_TEXEL = C.BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT | C.BUFFER_USAGE_STORAGE_T
 USAGE_ALL = USAGE_TRANSFER_SRC | USAGE_TRANSFER_DST | USAGE_UNIFORM | USAGE_STORAGE | USAGE_TEXEL
 
 _PARALLEL_COPY_MIN = 4 << 20  # host copies above this are split across threads
+#: How long Ctrl-C during a copy from or into imported numpy memory waits for the copy to end
+#: before KeyboardInterrupt propagates (the copy engine moves 256 MiB in about 5 ms).
+IMPORT_GRACE_S = 0.2
 _COPY_CHUNK = 16 << 20
 _ids = itertools.count(1)
 _tokens = itertools.count(1)
@@ -97,23 +113,52 @@ def host_copy(dst: np.ndarray, src: np.ndarray) -> None:
     parts = max(workers, -(-n // _COPY_CHUNK))
     step = -(-n // parts)
     step = (step + 63) // 64 * 64
-    futs = [
-        pool.submit(np.copyto, dst[i : i + step], src[i : i + step], casting="no")
-        for i in range(0, n, step)
-    ]
+    # Ctrl-C may land anywhere, even inside pool.submit after a chunk was queued: the gate, not
+    # the list of futures, tells which chunks run, and closed it lets none start.
+    gate = _CopyGate()
+    futs: list[concurrent.futures.Future[None]] = []
     try:
+        for i in range(0, n, step):
+            futs.append(pool.submit(gate.copy, dst[i : i + step], src[i : i + step]))
         for f in futs:
             f.result()
     except BaseException:
-        for f in futs:
-            f.cancel()
         while True:  # a second Ctrl-C must not let the caller free memory under a copy
             try:
-                concurrent.futures.wait(futs)
+                gate.close()
                 break
             except KeyboardInterrupt:
                 continue
+        for f in futs:
+            f.cancel()
         raise
+
+
+class _CopyGate:
+    """The chunks of one host copy: which are running, and whether more may start."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.running = 0
+        self.closed = False
+
+    def copy(self, dst: np.ndarray, src: np.ndarray) -> None:
+        with self.cond:
+            if self.closed:
+                return
+            self.running += 1
+        try:
+            np.copyto(dst, src, casting="no")
+        finally:
+            with self.cond:
+                self.running -= 1
+                self.cond.notify_all()
+
+    def close(self) -> None:
+        """Let no chunk start; wait for those running to finish."""
+        with self.cond:
+            self.closed = True
+            self.cond.wait_for(lambda: self.running == 0)
 
 
 def _bytes_view(ptr: Any, nbytes: int) -> np.ndarray:
@@ -432,20 +477,25 @@ class Buffer:
             raise TypeError(
                 f"{self.label}.write expects a numpy array or bytes, got {type(data).__name__}"
             )
-        if not src.flags.c_contiguous:
+        own = src.flags.c_contiguous  # the caller's memory, not a copy made here
+        if not own:
             src = np.ascontiguousarray(src)
         flat = flat_bytes(src)
         n = self._check_range(flat.nbytes, offset, "write")
         if n == 0:
             return
+        if own and n >= HOST_IMPORT_MIN_BYTES and self._copy_imported(flat, offset, upload=True):
+            return
         direct = self.host_visible and not config.get("VKNB_FORCE_STAGING")
         if not direct:
             staging_for(self.device).upload(self, flat, offset)
+            self.device.count_transfer("staging")
             return
         with self._using() as a:
             self.device.wait_gpu()  # a pending kernel may still read or write this memory
             host_copy(_bytes_view(a.mapped + offset, n), flat)
             self._flush(a)
+        self.device.count_transfer("direct")
 
     def read(
         self,
@@ -472,15 +522,68 @@ class Buffer:
         n = self._check_range(flat.nbytes, offset, "read")
         if n == 0:
             return out
+        if n >= HOST_IMPORT_MIN_BYTES and self._copy_imported(flat, offset, upload=False):
+            return out
         direct = self.host_visible and self._fast_read and not config.get("VKNB_FORCE_STAGING")
         if not direct:
             staging_for(self.device).download(self, flat, offset)
+            self.device.count_transfer("staging")
             return out
         with self._using() as a:
             self.device.wait_gpu()
             self._invalidate(a)
             host_copy(flat, _bytes_view(a.mapped + offset, n))
+        self.device.count_transfer("direct")
         return out
+
+    def _copy_imported(self, flat: np.ndarray, offset: int, *, upload: bool) -> bool:
+        """Copy between ``flat`` (a C-contiguous array's bytes) and the buffer at ``offset`` by
+        importing ``flat``'s own pages (see :mod:`.hostimport`); False where no import is
+        wanted or possible now (the caller then takes another path)."""
+        dev = self.device
+        mode = policy(dev, self.memory_kind)
+        if mode is None:
+            return False
+        with self._using():
+            lease = None
+            hi = host_imports_for(dev)
+            try:
+                lease = hi.acquire(flat, mode=mode)
+                if lease is None:
+                    return False
+                dev.wait_gpu()  # a pending kernel may still read or write this buffer
+                region = _vk.ffi.new(
+                    "VkBufferCopy*",
+                    {
+                        "srcOffset": lease.offset if upload else offset,
+                        "dstOffset": offset if upload else lease.offset,
+                        "size": flat.nbytes,
+                    },
+                )
+                src, dst = (lease.buffer, self.handle) if upload else (self.handle, lease.buffer)
+                sub = dev.submit(
+                    _copy_commands(src, dst, region, host_read=not upload),
+                    label=f"{'upload to' if upload else 'download from'} {self.label} (imported)",
+                    keep=(lease, flat, self, region),
+                    wait=False,
+                    transfer=True,
+                )
+                try:
+                    sub.wait()
+                except KeyboardInterrupt:
+                    _let_finish(sub, IMPORT_GRACE_S)
+                    raise
+            except BaseException:
+                if lease is not None:
+                    _hold_until_done(dev, flat)
+                raise
+            finally:
+                if lease is not None:
+                    hi.release(lease, dev.retire)
+        dev.count_transfer("import")
+        if lease.reused:
+            dev.count_transfer("import_reused")
+        return True
 
     def zero(self) -> None:
         """Set every byte to zero (through mapped memory where it is host-visible)."""
@@ -503,6 +606,32 @@ class Buffer:
             label=f"fill {self.label}",
             keep=self,
         )
+
+
+def _let_finish(sub: Submission, seconds: float) -> None:
+    """Give an interrupted copy up to ``seconds`` to finish (further Ctrl-C ignored)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sub.done:
+                return
+            time.sleep(0.001)
+        except KeyboardInterrupt:
+            continue
+
+
+# What copies on lost devices may still write into: kept until the process ends.
+_held_for_lost: list[Any] = []
+
+
+def _hold_until_done(dev: Device, obj: Any) -> None:
+    """Keep ``obj`` (numpy memory a submitted copy uses) alive until every submission made so
+    far has finished; for good where the device is lost."""
+    held = [obj]
+    if dev.state is OPEN:
+        dev.retire(held.clear)  # the release drops it
+    if dev.lost:
+        _held_for_lost.append(obj)
 
 
 class _MappedView:

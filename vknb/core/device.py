@@ -47,6 +47,9 @@ log = logging.getLogger("vknb")
 
 OPEN, LOST, CLOSED = "open", "lost", "closed"
 
+# The paths of transfer_stats().
+_TRANSFER_PATHS = ("direct", "staging", "import", "import_reused", "import_failed")
+
 # How long one blocking fence wait lasts before Python gets the chance to raise a pending
 # KeyboardInterrupt (the wait then goes on).
 WAIT_SLICE_S = 0.05
@@ -230,7 +233,8 @@ class Device:
     info : DeviceInfo
         What the physical device is and can do.
     extensions : tuple of str
-        The device extensions vknb enabled (``VK_EXT_memory_budget``, and
+        The device extensions vknb enabled (``VK_EXT_memory_budget``,
+        ``VK_EXT_external_memory_host`` for copies straight from and into numpy's memory, and
         ``VK_NV_cooperative_matrix`` for tensor-core kernels, where the driver has them).
     cooperative_matrix : tuple of str
         The cooperative-matrix extensions enabled; empty where there are none (see
@@ -298,6 +302,12 @@ class Device:
         self.buffers = 0  # live vknb buffers (for memory_stats)
         self.images = 0  # live vknb images
         self.staging: Any = None  # made by the first transfer through staging (core.buffer)
+        self.host_import: Any = None  # made by the first large transfer (core.hostimport)
+        # Releases of what higher layers made for this device and keep until it goes (imports of
+        # host memory): run before the device's own handles are destroyed, also by the finalizer.
+        self.release_with_device: list[Callable[[], None]] = []
+        # Transfers between numpy and the device by the path they took (see transfer_stats).
+        self.transfer_counts: dict[str, int] = dict.fromkeys(_TRANSFER_PATHS, 0)
         # Collected without close(): by then every child is gone (children hold the device), so
         # only the device's own handles remain; the callback gets them, not the dead object.
         inst.devices_alive.add(id(self))
@@ -313,6 +323,7 @@ class Device:
             self.epoch,
             inst.devices_alive,
             id(self),
+            self.release_with_device,
         )
         _live_devices.add(self)
         _install_exit_hook()
@@ -358,6 +369,12 @@ class Device:
             for e in ("VK_EXT_memory_budget", "VK_EXT_calibrated_timestamps")
             if e in info.extensions
         ]
+        # Copies straight from and into numpy's pages (core.hostimport); it needs external
+        # memory, core since Vulkan 1.1.
+        if "VK_EXT_external_memory_host" in info.extensions and _vk.make_version(
+            *map(int, info.api_version.split(".")[:2])
+        ) >= _vk.make_version(1, 1):
+            exts.append("VK_EXT_external_memory_host")
         if "VK_KHR_shader_non_semantic_info" in info.extensions:  # debugPrintfEXT (core in 1.3)
             exts.append("VK_KHR_shader_non_semantic_info")
         if "VK_KHR_portability_subset" in info.extensions:
@@ -651,6 +668,9 @@ class Device:
             self.state = LOST
             self.lost_reason = reason
             pending, self._pending = self._pending, []
+            # The releases never run (the GPU may still write what they free), and what they
+            # hold stays alive for good: numpy memory that a copy may still be writing into.
+            _lost_keep.append([r for _, r in self._retiring] + list(self._orphans))
             self._retiring.clear()
             self._orphans.clear()
             self.allocator.abandon()
@@ -1207,14 +1227,18 @@ class Device:
         """
         self.check_usable()
         self.collect()
-        return self.allocator.stats(self.buffers, self.images)
+        stats = self.allocator.stats(self.buffers, self.images)
+        if self.host_import is not None:
+            stats.imported, stats.imports = self.host_import.usage()
+        return stats
 
     def trim(self) -> int:
         """Give the memory of freed large Arrays, kept for reuse, back to the driver now.
 
         vknb keeps up to ``VKNB_RECYCLE_MB`` (default 1 GiB) of freed dedicated allocations
         and hands them to the next Array of about the same size; they show as ``cached`` in
-        :meth:`memory_stats`.  Returns the number of bytes freed.
+        :meth:`memory_stats`.  Returns the number of bytes freed.  Numpy memory kept imported
+        for transfers (``imported`` in :meth:`memory_stats`) is released too.
 
         Example
         -------
@@ -1224,8 +1248,34 @@ class Device:
         True
         """
         self.check_usable()
+        if self.host_import is not None:
+            self.host_import.trim()
         self.collect()
         return self.allocator.trim()
+
+    def count_transfer(self, path: str) -> None:
+        """Count one transfer between numpy and this device by its ``path`` (one of
+        :meth:`transfer_stats`' keys)."""
+        with self.lock:
+            self.transfer_counts[path] = self.transfer_counts.get(path, 0) + 1
+
+    def transfer_stats(self) -> dict[str, int]:
+        """Transfers between numpy and this device so far, by the path they took.
+
+        ``direct``: copied by host threads through mapped memory; ``staging``: through the
+        staging buffers; ``import``: the copy engine read or wrote the numpy array's own pages
+        (``VK_EXT_external_memory_host``, see ``VKNB_HOST_IMPORT``), ``import_reused`` of them
+        with an import kept from an earlier transfer; ``import_failed``: imports the driver
+        refused (those transfers went through staging).
+
+        Example
+        -------
+        >>> s = vknb.device().transfer_stats()
+        >>> sorted(s)
+        ['direct', 'import', 'import_failed', 'import_reused', 'staging']
+        """
+        with self.lock:
+            return dict(self.transfer_counts)
 
     def live_objects(self) -> dict[str, int]:
         """Counts of live vknb objects on this device by class (for leak checks)."""
@@ -1296,6 +1346,10 @@ class Device:
                 self.staging = None
             with self.lock:
                 self._run_retired()
+            for release in self.release_with_device:
+                release()
+            self.release_with_device.clear()
+            self.host_import = None
             self._save_cache_closed()
             if self.mapped_views:
                 # A zero-copy view of mapped memory is still referenced: the memory stays
@@ -1392,6 +1446,7 @@ def _release_device(
     epoch: int,
     devices_alive: set[int],
     ident: int,
+    release_first: list[Callable[[], None]],
 ) -> None:
     """Finalizer of a Device collected without close(): destroy its own handles."""
     if epoch != _vk.epoch or allocator.abandoned:
@@ -1399,6 +1454,8 @@ def _release_device(
     ffi, lib = _vk.ffi, _vk.lib
     try:
         lib.vkDeviceWaitIdle(handle)
+        for release in release_first:
+            release()
         allocator.close()
         for _cmd, fence in free_cmds + transfer_free:
             lib.vkDestroyFence(handle, fence, ffi.NULL)
@@ -1415,6 +1472,9 @@ _tokens = itertools.count(1)
 _device_numbers = itertools.count(1)
 _live_devices: weakref.WeakSet[Device] = weakref.WeakSet()
 _zombies: list[Device] = []  # closed with mapped views alive: kept until the process ends
+# What the pending releases of lost devices held (numpy memory a copy may still write into):
+# kept until the process ends.
+_lost_keep: list[list[Callable[[], None]]] = []
 _exit_hook_installed = False
 
 

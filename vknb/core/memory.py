@@ -64,6 +64,8 @@ class MemoryStats:
     images: int = 0  # live vknb images
     by_type: dict[int, int] = field(default_factory=dict)
     cached: int = 0  # bytes of freed dedicated allocations kept for reuse (part of allocated)
+    imported: int = 0  # bytes of host (numpy) memory imported for transfers, not in allocated
+    imports: int = 0  # imports of host memory alive
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for display and JSON."""
@@ -76,6 +78,8 @@ class MemoryStats:
             "allocations": self.allocations,
             "images": self.images,
             "cached": self.cached,
+            "imported": self.imported,
+            "imports": self.imports,
         }
 
 
