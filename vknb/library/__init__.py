@@ -9,8 +9,8 @@ device.
 
 Dtypes: float inputs are computed in float32 (host arrays of another float dtype are converted;
 a :class:`vknb.Array` must already hold float32).  Where integers are supported (``reduce_sum``,
-``scan``, ``transpose``: int32 and uint32; ``histogram``, ``sort``: uint32) they are used as is
-and integer sums wrap around modulo 2**32.
+``scan``, ``transpose``: int32 and uint32; ``histogram``: uint32; the sorts: uint32, int32 and
+float32 keys) they are used as is and integer sums wrap around modulo 2**32.
 
 Images: ``emboss``, ``edge_detect``, ``sharpen`` and ``filter3x3`` run on ``rgba8`` storage
 images (uint8 ``(H, W, 4)`` or ``(H, W, 3)`` arrays); ``resize``, ``warp_affine``, ``rotate`` and
@@ -49,10 +49,12 @@ from ..compute.kernel import compile as compile_kernel
 from ..core.array import Array, asarray, empty
 from ..core.image import Image, Sampler, widen_rgb
 from ..core.session import device as session_device
+from . import _radix, _scan_reduce
 
 __all__ = [
     "BORDER_COLORS",
     "MAP_OPS",
+    "RADIX_MIN_KEYS",
     "SAMPLE_FILTERS",
     "argsort",
     "blur",
@@ -84,8 +86,10 @@ __all__ = [
     "sobel",
     "softmax",
     "sort",
+    "sort_pairs",
     "source",
     "transpose",
+    "tuning",
     "warp_affine",
 ]
 
@@ -361,15 +365,6 @@ def _groups_1d(k: Kernel, n: int, per_invocation: int = 1, cap: int | None = Non
     return max(1, min(g, _max_groups_x(k), cap if cap is not None else g))
 
 
-def _spec_value(k: Kernel, name: str) -> int:
-    if name in k.constants:
-        return int(k.constants[name])
-    for s in k.reflection.spec_constants:
-        if s.name == name:
-            return int(s.default)
-    raise KeyError(name)
-
-
 def _shape_of(x: Any) -> tuple[int, ...]:
     return tuple(x.shape)
 
@@ -454,10 +449,12 @@ def elementwise(
 
 
 def reduce_sum(x: ArrayLike) -> np.generic:
-    """Sum of all elements (``reduce_sum.comp``, two passes or more).
+    """Sum of all elements, in one dispatch (``reduce_sum.comp``).
 
     float inputs are summed in float32 (with a tree-shaped order, far more accurate than a
-    serial float32 loop), int32/uint32 inputs in their own type (wrapping around).
+    serial float32 loop, and the same result on every run), int32/uint32 inputs in their own
+    type (wrapping around).  Workgroup size, loads per step and workgroup count are chosen per
+    device (:func:`tuning`).
 
     Returns
     -------
@@ -471,57 +468,29 @@ def reduce_sum(x: ArrayLike) -> np.generic:
     499500
     """
 
-    allowed = list(_T_DEFINE)
-    cur = _typed_input(x, "reduce_sum: x", allowed)
+    cur = _typed_input(x, "reduce_sum: x", list(_T_DEFINE))
     dtype = np.dtype(cur.dtype)
     n = int(np.prod(_shape_of(cur)))
     if n == 0:
         return dtype.type(0)
-    k = load("reduce_sum", **_defines(dtype))
-    temps: list[Array] = []
-    try:
-        while True:
-            groups = _groups_1d(k, n, per_invocation=4, cap=1024)
-            partial = empty(groups, dtype)
-            temps.append(partial)
-            k(cur, partial, n=n, groups=groups)
-            if groups == 1:
-                return partial.numpy()[0]
-            cur, n = partial, groups
-    finally:
-        _close(temps)
+    return _scan_reduce.reduce_sum(load, cur, n, dtype, session_device())
 
 
 def _scan_device(k: Kernel, x: Any, n: int, exclusive: bool, dtype: np.dtype) -> Array:
-    """Scan x (n elements) into a new device Array, which the caller closes."""
-
-    block = k.local_size[0] * _spec_value(k, "ITEMS")
-    nblocks = _ceil_div(n, block)
-    if nblocks > _max_groups_x(k):
-        raise ValueError(
-            f"scan: {n} elements need {nblocks} blocks, beyond the device's "
-            f"{_max_groups_x(k)} workgroups"
-        )
-    y = empty(n, dtype)
-    temps = [empty(nblocks, dtype)]
-    try:
-        k(x, y, temps[0], n=n, exclusive=int(exclusive), mode=0, groups=nblocks)
-        if nblocks > 1:
-            temps.append(_scan_device(k, temps[0], nblocks, True, dtype))
-            k(y, y, temps[1], n=n, exclusive=0, mode=1, groups=nblocks)
-    except BaseException:
-        y.close()
-        raise
-    finally:
-        _close(temps)
-    return y
+    """Multi-pass scan of x (n elements) with a ``scan.comp`` kernel into a new device Array,
+    which the caller closes."""
+    return _scan_reduce.scan_blocks(k, x, n, exclusive, dtype)
 
 
 def scan(x: ArrayLike, exclusive: bool = False) -> np.ndarray:
-    """Prefix sum of the flattened input (``scan.comp``, multi-pass).
+    """Prefix sum of the flattened input, in one pass (``scan_lookback.comp``).
 
     Inclusive (``np.cumsum``) by default; ``exclusive=True`` shifts it right by one with a
     leading zero.  float inputs are scanned in float32, int32/uint32 in their type (wrapping).
+    Each element is read once and written once (a chained scan with decoupled look-back);
+    devices without 64-bit atomics run the multi-pass ``scan.comp`` instead (see
+    :func:`tuning`).  float32 prefixes chain the tiles' sums, so their rounding error grows
+    with ``n / tile`` (as in CUB and ``cupy.cumsum``), still far below a serial float32 loop's.
 
     Example
     -------
@@ -537,12 +506,34 @@ def scan(x: ArrayLike, exclusive: bool = False) -> np.ndarray:
     n = int(np.prod(_shape_of(cur)))
     if n == 0:
         return np.zeros(0, dtype)
-    k = load("scan", **_defines(dtype))
-    y = _scan_device(k, cur, n, bool(exclusive), dtype)
+    y = _scan_reduce.scan(load, cur, n, bool(exclusive), dtype, session_device())
     try:
         return y.numpy()
     finally:
         y.close()
+
+
+def tuning(name: str, device: Any = None) -> dict[str, Any]:
+    """The launch shape that ``reduce_sum`` or ``scan`` uses on a device (default: the session
+    device), chosen once from its properties and recorded.
+
+    Keys: ``kernel`` (the shader that runs: ``reduce_sum``, ``scan_lookback`` for the single
+    pass, ``scan`` for the multi-pass fallback), ``local_size``, ``items`` (elements per
+    invocation), ``tile`` (their product), ``subgroups`` (subgroup arithmetic, else shared
+    memory), ``single_pass``, ``max_groups`` (the dispatch cap) and ``reason``.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> t = library.tuning("scan")
+    >>> t["tile"] == t["local_size"] * t["items"]
+    True
+    >>> library.tuning("scan")["kernel"]              # on an H100, and on lavapipe
+    'scan_lookback'
+    """
+    if name not in _scan_reduce.OPS:
+        raise ValueError(f"tuning: no tuning for {name!r}; known: {', '.join(_scan_reduce.OPS)}")
+    return _scan_reduce.tuning(name, device or session_device()).as_dict()
 
 
 def histogram(x: ArrayLike, bins: int) -> np.ndarray:
@@ -948,18 +939,52 @@ def softmax(x: ArrayLike) -> np.ndarray:
     return out
 
 
-def _bitonic(keys: Any, with_values: bool) -> tuple[np.ndarray, np.ndarray | None]:
+#: Sorts of at least this many keys run the radix sort (``vknb/library/_radix.py``: four passes
+#: of three dispatches, stable); smaller ones the bitonic network of ``bitonic_sort.comp``
+#: (a few dispatches, ties broken by index so that it is stable too).  On lavapipe the bitonic
+#: sort wins up to 2048 keys (0.6-2.1 ms against 2.8), and loses from 2049 on, where it pads to
+#: 4096 (3.9 ms against 3.0; docs/performance.md).  Measured on lavapipe: re-measure on a GPU.
+RADIX_MIN_KEYS = 2049
 
-    kv = _uint_input(keys, "sort: keys")
-    host = kv.numpy() if _is_array(kv) else kv
-    host = host.reshape(-1)
-    n = host.size
+_SORT_DTYPES = (np.dtype(np.uint32), np.dtype(np.int32), np.dtype(np.float32))
+
+
+def _sort_input(x: Any, what: str) -> Any:
+    """Keys or values of the sorts: a uint32, int32 or float32 Array as is; a host array of
+    those dtypes flattened, other floats as float32, other integers as uint32 (in range)."""
+    if _is_array(x):
+        if x.dtype not in _SORT_DTYPES:
+            raise TypeError(
+                f"{what}: a vknb.Array of dtype uint32, int32 or float32 is needed, got {x.dtype}"
+            )
+        return x
+    a = np.asarray(x)
+    if a.dtype in _SORT_DTYPES:
+        return np.ascontiguousarray(a).reshape(-1)
+    if a.dtype.kind == "f":
+        return np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+    if a.dtype.kind in "iu" and a.size and (a.min() < 0 or a.max() > 0xFFFFFFFF):
+        raise ValueError(
+            f"{what}: {a.dtype} values must lie in [0, 2**32) to be sorted as uint32; pass "
+            "int32 for negative numbers (x.astype(np.int32))"
+        )
+    return _uint_input(a, what).reshape(-1)
+
+
+def _flat_host(x: Any) -> np.ndarray:
+    return (x.numpy() if _is_array(x) else np.asarray(x)).reshape(-1)
+
+
+def _bitonic(ordered: np.ndarray, with_values: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sort uint32 keys with ``bitonic_sort.comp``; ``with_values``: also the indices that sort
+    them, stably (the kernel orders equal keys by index)."""
+    n = ordered.size
     opts: dict[str, Any] = {"defines": {"WITH_VALUES": 1}} if with_values else {}
     k = load("bitonic_sort", **opts)
     block = 2 * k.local_size[0]
     size = max(block, 1 << max(0, (n - 1).bit_length()))
-    padded = np.full(size, 0xFFFFFFFF, np.uint32)
-    padded[:n] = host
+    padded = np.full(size, 0xFFFFFFFF, np.uint32)  # after every key (index ties: after too)
+    padded[:n] = ordered
     args: list[Array] = [asarray(padded)]
     try:
         if with_values:
@@ -979,11 +1004,40 @@ def _bitonic(keys: Any, with_values: bool) -> tuple[np.ndarray, np.ndarray | Non
         _close(args)
 
 
-def sort(keys: ArrayLike) -> np.ndarray:
-    """The flattened uint32 keys, sorted ascending (``bitonic_sort.comp``).
+def _sorted(keys: Any, values: Any, what: str, index: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sorted keys, and the values (or with ``index``, the keys' indices) in their order."""
+    kv = _sort_input(keys, f"{what}: keys")
+    n = int(np.prod(_shape_of(kv)))
+    vv = None
+    if values is not None:
+        vv = _sort_input(values, f"{what}: values")
+        nv = int(np.prod(_shape_of(vv)))
+        if nv != n:
+            raise ValueError(f"{what}: {n} keys but {nv} values; pass one value per key")
+    if n == 0:
+        empty_v = np.zeros(0, vv.dtype if vv is not None else np.uint32)
+        return np.zeros(0, kv.dtype), (empty_v if vv is not None or index else None)
+    if n >= RADIX_MIN_KEYS:
+        return _radix.radix_sort(load, kv, vv, iota=index)
+    host = _flat_host(kv)
+    if vv is None and not index and host.dtype == np.uint32:
+        return _bitonic(host, False)[0], None
+    idx = _bitonic(_radix.order_bits(host), True)[1]
+    assert idx is not None
+    if vv is not None:
+        return host[idx], _flat_host(vv)[idx]
+    return host[idx], (idx if index else None)
 
-    The keys are padded to a power of two (at least 512) with 0xFFFFFFFF on the host, so a
-    :class:`vknb.Array` input is read back first; the sort itself runs on the device.
+
+def sort(keys: ArrayLike) -> np.ndarray:
+    """The flattened keys, sorted ascending: a radix sort from :data:`RADIX_MIN_KEYS` keys on,
+    a bitonic network below.
+
+    Keys are uint32, int32 or float32 (host arrays of other floats are converted to float32, of
+    other integers to uint32 when their values fit); the result has their dtype.  Floats sort
+    as numpy sorts them: ``-inf`` first, ``-0.0`` and ``0.0`` equal, NaNs last.  The radix sort
+    (LSD, 8-bit digits: four passes, fewer when a digit is the same for every key) keeps a
+    :class:`vknb.Array` on the device; the bitonic path reads it back first.
 
     Example
     -------
@@ -991,34 +1045,51 @@ def sort(keys: ArrayLike) -> np.ndarray:
     >>> from vknb import library
     >>> library.sort(np.array([5, 1, 4, 1], np.uint32))
     array([1, 1, 4, 5], dtype=uint32)
+    >>> library.sort(np.array([0.5, np.nan, -np.inf, -2], np.float32))
+    array([-inf, -2. ,  0.5,  nan], dtype=float32)
     """
-    out, _ = _bitonic(keys, False)
-    return out
+    return _sorted(keys, None, "sort", False)[0]
 
 
 def argsort(keys: ArrayLike) -> np.ndarray:
-    """Indices that sort the flattened uint32 keys (``bitonic_sort.comp`` with ``WITH_VALUES``).
+    """Indices that sort the flattened keys, stably: ``np.argsort(keys, kind="stable")``.
 
-    Equal keys come in no particular order (the sort is not stable).
+    Takes what :func:`sort` takes.  Equal keys keep their input order (the radix sort is
+    stable; the bitonic network breaks ties by index), as do ``-0.0`` and ``0.0``, and NaNs,
+    which come last.
 
     Example
     -------
     >>> import numpy as np
     >>> from vknb import library
-    >>> library.argsort(np.array([30, 10, 20], np.uint32))
-    array([1, 2, 0])
+    >>> library.argsort(np.array([30, 10, 20, 10], np.uint32))
+    array([1, 3, 2, 0])
     """
-    kv = _uint_input(keys, "argsort: keys")
-    sorted_keys, idx = _bitonic(kv, True)
+    idx = _sorted(keys, None, "argsort", True)[1]
     assert idx is not None
-    n = sorted_keys.size
-    # Padding keys are 0xFFFFFFFF: where the input holds that value too, a padding index may
-    # have landed among the first n.  That run of equal keys is at the end: refill it.
-    top = np.nonzero(sorted_keys == 0xFFFFFFFF)[0]
-    if top.size:
-        host = (kv.numpy() if _is_array(kv) else kv).reshape(-1)
-        idx[top[0] :] = np.nonzero(host == 0xFFFFFFFF)[0]
-    return idx[:n].astype(np.intp)
+    return idx.astype(np.intp)
+
+
+def sort_pairs(keys: ArrayLike, values: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Sort key-value pairs by key, stably: the sorted keys, and the values in their order.
+
+    ``values`` holds one uint32, int32 or float32 value per key (converted as keys are); it
+    moves with its key, bit for bit.  The same as ``i = np.argsort(keys, kind="stable");
+    (keys[i], values[i])``, without the gather: on the radix path the values travel with the
+    keys through every pass, and :class:`vknb.Array` inputs stay on the device.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from vknb import library
+    >>> k, v = library.sort_pairs(np.array([3, 1, 3, 2], np.int32),
+    ...                           np.array([0.5, 1.5, 2.5, 3.5], np.float32))
+    >>> k, v
+    (array([1, 2, 3, 3], dtype=int32), array([1.5, 3.5, 0.5, 2.5], dtype=float32))
+    """
+    k, v = _sorted(keys, values, "sort_pairs", False)
+    assert v is not None
+    return k, v
 
 
 # --- images: storage-image filters, sampled resampling and blur ----------------------------------

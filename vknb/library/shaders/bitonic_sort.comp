@@ -9,11 +9,14 @@
 //   mode 1  one global step (k, j), j >= BLOCK                    (groups = n / BLOCK)
 //   mode 2  the steps j = BLOCK/2 .. 1 of a merge k > BLOCK      (groups = n / BLOCK)
 // n must be a power of two and at least BLOCK (512): pad the keys with 0xFFFFFFFF, which sort
-// last (vknb.library.sort does).  Sorting is not stable.
+// last (vknb.library.sort does).  Sorting is not stable; WITH_VALUES orders pairs by key, then
+// by value, so that with distinct values (the keys' indices, for an argsort) the result is the
+// stable order -- and padding keys with indices >= n stay after real keys of 0xFFFFFFFF.
 //
 // Bindings (set 0):
 //   0  keys    read/write  uint[]  n keys, sorted in place
-//   1  values  read/write  uint[]  n values moved with their keys -- only with WITH_VALUES
+//   1  values  read/write  uint[]  n values moved with their keys (and breaking ties between
+//                                  equal keys) -- only with WITH_VALUES
 // Push constants:
 //   uint n      number of keys (a power of two, >= BLOCK)
 //   uint k, j   the step, for modes 1 and 2 (mode 0 ignores them: pass 0)
@@ -64,12 +67,18 @@ void local_step(uint offset, uint kk, uint jj) {
     bool ascending = ((offset + p.x) & kk) == 0u;
     uint a = skeys[p.x];
     uint b = skeys[p.y];
-    if ((a > b) == ascending) {
+#ifdef WITH_VALUES
+    uint va = svalues[p.x];
+    uint vb = svalues[p.y];
+    bool greater = a > b || (a == b && va > vb);
+#else
+    bool greater = a > b;
+#endif
+    if (greater == ascending) {
         skeys[p.x] = b;
         skeys[p.y] = a;
 #ifdef WITH_VALUES
-        uint va = svalues[p.x];
-        svalues[p.x] = svalues[p.y];
+        svalues[p.x] = vb;
         svalues[p.y] = va;
 #endif
     }
@@ -88,12 +97,18 @@ void main() {
         bool ascending = (p.x & k) == 0u;
         uint a = keys[p.x];
         uint b = keys[p.y];
-        if ((a > b) == ascending) {
+#ifdef WITH_VALUES
+        uint va = values[p.x];
+        uint vb = values[p.y];
+        bool greater = a > b || (a == b && va > vb);
+#else
+        bool greater = a > b;
+#endif
+        if (greater == ascending) {
             keys[p.x] = b;
             keys[p.y] = a;
 #ifdef WITH_VALUES
-            uint va = values[p.x];
-            values[p.x] = values[p.y];
+            values[p.x] = vb;
             values[p.y] = va;
 #endif
         }
