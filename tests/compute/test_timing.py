@@ -222,3 +222,32 @@ def test_records_carry_the_kernel_version_and_when_the_gpu_ran(dev, rng) -> None
         assert abs((rec.gpu_end - rec.gpu_start) * 1e3 - rec.gpu_ms) < 1e-3  # (float seconds)
         if "VK_EXT_calibrated_timestamps" in dev.extensions:
             assert rec.calibrated
+
+
+def test_a_late_wait_keeps_the_time_of_the_call(dev, rng) -> None:
+    """A wait=False call whose wait() comes later is recorded at the time of the call: the
+    record's time lies within the call, and the GPU ran between the call and the wait."""
+    k = vknb.compile(
+        "layout(local_size_x = 64) in; layout(binding = 0) buffer B { float b[]; };\n"
+        "void main() { b[gl_GlobalInvocationID.x] += 1.0; }",
+        name="late_wait",
+    )
+    x = rng.random(1 << 12, dtype=np.float32)
+    want = x + 1.0
+    for wait in (True, False):
+        y = x.copy()
+        t0 = time.time()
+        out = k(y, grid=y.size, wait=wait)
+        t1 = time.time()
+        if not wait:
+            time.sleep(0.3)
+            rec = out.wait()
+        else:
+            rec = out
+        t2 = time.time()
+        np.testing.assert_allclose(y, want)
+        assert t0 <= rec.time <= t1, (wait, t0, rec.time, t1)
+        assert rec.time + rec.host_ms * 1e-3 <= t2 + 1e-3
+        if rec.gpu_ms is not None:
+            assert t0 - 0.01 <= rec.gpu_start <= rec.gpu_end <= t2 + 0.01
+    k.close()

@@ -37,8 +37,9 @@ IMAGES = {
     "layers": ("storage image", "read/write", "2D array r32i → (L, H, W) int32"),
 }
 
-# Colours display.py used before images came: the card may use these and no others.
-KNOWN_COLORS = {"#666", "#888", "#c00", "#a60", "#444"}
+# The theme-safe colours display.py uses: the card may use these and no others (muted text is
+# the theme's own colour at a lower opacity).
+KNOWN_COLORS = {display.ERROR_COLOR, display.WARNING_COLOR, display.OK_COLOR}
 
 
 def _compile(src: str, name: str) -> vknb.Kernel:
@@ -46,7 +47,9 @@ def _compile(src: str, name: str) -> vknb.Kernel:
 
 
 def _cells(row: list[str]) -> str:
-    return "".join(f"<td style='text-align:left'>{html.escape(c)}</td>" for c in row)
+    return "".join(
+        f"<td style='text-align:left;white-space:nowrap'>{html.escape(c)}</td>" for c in row
+    )
 
 
 def _row_of(text: str, name: str) -> str:
@@ -162,7 +165,9 @@ def _assert_marked(k: vknb.Kernel, name: str, what: str) -> None:
     page = display.kernel_html(k)
     assert line in text, text
     assert (
-        "<b style='color:#c00'>cannot be called</b>: " + html.escape(line.split(": ", 1)[1]) in page
+        f"<b style='color:{display.ERROR_COLOR}'>cannot be called</b>: "
+        + html.escape(line.split(": ", 1)[1])
+        in page
     )
     assert "(cannot be filled)" in _row_of(text, name)
     assert [r["cannot"] for r in display.kernel_summary(k)["resources"] if name in r["names"]] == [
@@ -202,32 +207,86 @@ void main() { imageStore(t, ivec2(0), vec4(1)); }""",
     _assert_marked(packed, "t", "a storage image of format r11f_g11f_b10f")
 
 
-def test_buffer_cards_are_unchanged(dev: vknb.Device) -> None:
+def test_buffer_cards(dev: vknb.Device) -> None:
+    """A buffer kernel's card: the call signature, the names each binding answers to, every
+    block's members with offsets and types (the uniform block's too, not just its size)."""
     k = _compile(
         """#version 450
 layout(local_size_x = 64) in;
 layout(binding = 0) readonly buffer X { float x[]; };
 layout(binding = 1) buffer Y { float y[]; };
-layout(binding = 2) uniform U { vec4 c; } u;
-layout(push_constant) uniform P { float a; };
-void main() { uint i = gl_GlobalInvocationID.x; y[i] += a * x[i] + u.c.x; }""",
+layout(binding = 2) uniform U { vec4 c; float s[3]; } u;
+layout(push_constant) uniform P { float a; uint n; };
+void main() { uint i = gl_GlobalInvocationID.x; y[i] += a * x[i] + u.c.x + u.s[n % 3]; }""",
         "saxpy_card",
     )
     text = display.kernel_text(k)
-    assert text.splitlines()[:6] == [
+    assert text.splitlines()[:16] == [
         "<vknb.Kernel 'saxpy_card' local_size=(64, 1, 1)>",
-        "set  binding  name  kind     access      element",
-        "0    0        X     storage  readonly    float[] → float32",
-        "0    1        Y     storage  read/write  float[] → float32",
-        "0    2        u     uniform  readonly    U (16 B)",
-        "push constants: a (float @0)",
+        "call: saxpy_card(X, Y, u, *, a: float32, n: uint32, grid=|groups=)",
+        "set  binding  name   kind     access      element",
+        "0    0        X / x  storage  readonly    float[] → float32",
+        "0    1        Y / y  storage  read/write  float[] → float32",
+        "0    2        u / U  uniform  readonly    U (64 B)",
+        "storage block X — binding 0 (set 0), readonly, then x[] of 4 B each: x float[] @0 "
+        "(stride 4 B)",
+        "storage block Y — binding 1 (set 0), read/write, then y[] of 4 B each: y float[] @0 "
+        "(stride 4 B)",
+        "uniform block U as u — binding 2 (set 0), readonly, 64 B:",
+        "  offset  name  type      size",
+        "  0       c     vec4      16 B",
+        "  16      s     float[3]  3 × 16 B",
+        "push constants P — 8 B:",
+        "  offset  name  type   size",
+        "  0       a     float  4 B",
+        "  4       n     uint   4 B",
+    ]
+    # The names each slot answers to are the kernel's own.
+    assert [list(s.names) for s in k.slots] == [["X", "x"], ["Y", "y"], ["u", "U"]]
+    s = display.kernel_summary(k)
+    assert s["signature"] == display.signature(k)
+    assert s["resources"] == s["notes"] == s["cannot_call"] == []
+    (u,) = [b for b in s["blocks"] if b["name"] == "u"]
+    members = {m.name: m for m in k.reflection.binding("u").block.members}
+    assert [r[:3] for r in u["members"]] == [
+        [str(members["c"].offset), "c", "vec4"],
+        [str(members["s"].offset), "s", "float[3]"],
     ]
     page = display.kernel_html(k)
     assert "<div class='vknb-kernel'><b>vknb kernel <code>saxpy_card</code></b> &nbsp; " in page
+    assert "<code>saxpy_card(X, Y, u, *, a: float32, n: uint32, grid=|groups=)</code>" in page
     assert "vknb-note" not in page and "vknb-cannot-call" not in page
-    assert page.count("</table><div>push constants: ") == 1  # nothing between table and blocks
+    # Blocks with a fixed part are open; a block that is one runtime array is folded.
+    assert page.count("<details class='vknb-block' open>") == 2
+    assert page.count("<details class='vknb-block'>") == 2
+    assert f"<tr>{_cells(['16', 's', 'float[3]', '3 × 16 B'])}</tr>" in page
+
+
+def test_struct_members_offsets_and_folding(dev: vknb.Device) -> None:
+    k = _compile(
+        """#version 450
+layout(local_size_x = 64) in;
+struct Particle { vec3 pos; float mass; vec2 vel; };
+layout(binding = 0) buffer Ps { float dt; Particle p[]; };
+layout(binding = 1) uniform Big { float a, b, c, d, e, f, g, h, i; } big;
+void main() { uint i = gl_GlobalInvocationID.x; p[i].pos += big.a * dt * p[i].mass; }""",
+        "structs_card",
+    )
     s = display.kernel_summary(k)
-    assert s["resources"] == s["notes"] == s["cannot_call"] == []
+    ps = next(b for b in s["blocks"] if b["name"] == "Ps")
+    block = k.reflection.binding("Ps").block
+    p = next(m for m in block.members if m.name == "p")
+    mass = next(m for m in p.members if m.name == "mass")
+    assert [p.offset, p.array_stride] == [16, 32]
+    assert [f"{p.offset + mass.offset} + {p.array_stride}·i", "p[i].mass", "float", "4 B"] in ps[
+        "members"
+    ]
+    assert "Particle[] → struct {pos, mass, vel} (32 B)" in display.kernel_text(k)
+    assert display.signature(k) == "structs_card(Ps, big, *, grid=|groups=)"
+    page = display.kernel_html(k)
+    # Nine members: folded, with the count in the summary line.
+    assert "<details class='vknb-block'><summary>uniform block Big as big" in page
+    assert "(9 members)" in page
 
 
 def test_no_new_colors_and_no_backgrounds(dev: vknb.Device, images: vknb.Kernel) -> None:
@@ -263,7 +322,7 @@ def test_memory_views_count_images(dev: vknb.Device) -> None:
         assert images in display.memory_stats_html(now)
         mon = widgets.MemoryMonitor(dev)
         try:
-            assert images in mon.pane.value and images in mon.text()
+            assert images in mon.html() and images in mon.text()
         finally:
             mon.close()
     finally:

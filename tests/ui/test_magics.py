@@ -88,7 +88,8 @@ def vknb_line(ip: Any, line: str) -> Any:
 
 
 def _mimes(cap: Any) -> list[dict[str, Any]]:
-    return [o.data for o in cap.outputs]
+    """What was displayed (not the live views' later updates)."""
+    return [o.data for o in cap.outputs if not o.update]
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -279,8 +280,15 @@ def test_compile_error_fails_cell_and_keeps_previous_kernel(ip: Any) -> None:
     assert f"line {line}:" in str(err)
 
     (view,) = _mimes(cap)
-    assert "background:#fdd" in view["text/html"] and "undeclared_thing" in view["text/html"]
-    assert "still holds the previous kernel" in view["text/html"]
+    page = view["text/html"]
+    # The marked line is the offending one (one block per line: no table rows for a theme's
+    # striping to fall on), tinted translucently, in the theme's own text colour.
+    marked = re.findall(r"<div class='vknb-error-line'[^>]*>(.*?)</div>", page)
+    assert len(marked) == 1 and "undeclared_thing" in marked[0]
+    assert re.search(rf"<span[^>]*>\s*{line}</span>", marked[0])
+    assert "<tr" not in page.split("vknb-listing", 1)[1]
+    assert "background:rgba(" in page and not re.search(r"background:\s*(#f|white)", page)
+    assert "still holds the previous kernel" in page
     assert re.search(rf"^>> *{line} \| .*undeclared_thing", view["text/plain"], re.M)
     # A short traceback: the listing is already on screen.
     assert "ShaderCompileError" in cap.stdout and "Traceback" not in cap.stdout
@@ -614,6 +622,52 @@ def test_vknb_timings(ip: Any, data: dict[str, Any]) -> None:
         ip.run_line_magic("vknb", "timings --last -1")
 
 
+def test_vknb_timings_plot_honours_last(
+    ip: Any, data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    from vknb.ui import plots
+
+    drawn: list[Any] = []
+    real = plots.plot_timings
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(plots, "plot_timings", spy)
+    glsl(ip, 'saxpy --quiet --run "x, y, a=alpha, grid=n"', SAXPY)
+    for _ in range(3):
+        assert ip.run_cell("saxpy(x, y, a=alpha, grid=n)").success
+    (out,) = _mimes(vknb_line(ip, "timings --plot --last 2 --kernel saxpy"))
+    assert "<svg" in out["text/html"] and "currentColor" in out["text/html"]
+    png = out["image/png"]
+    assert (png if isinstance(png, bytes) else base64.b64decode(png)).startswith(b"\x89PNG")
+    (fig,) = drawn
+    assert len(fig.axes) == 4 and len(fig.axes[0].patches) == 2  # two bars on the timeline
+    hist = fig.axes[2]
+    assert sum(p.get_height() for p in hist.patches) == 2
+
+
+def test_figures_keep_their_theme_neutral_png_under_matplotlib_inline(ip: Any) -> None:
+    """`%matplotlib inline` registers a PNG formatter for every Figure; vknb's figures keep
+    their own (ink recoloured for dark themes)."""
+    from matplotlib.figure import Figure
+
+    from vknb.ui import plots
+
+    png = ip.display_formatter.formatters["image/png"]
+    png.for_type(Figure, lambda fig: b"inline backend")
+    try:
+        fig = plots.plot_timings([], kind="timeline")
+        data = ip.display_formatter.format(fig)[0]
+        assert data["image/png"] == plots.figure_bytes(fig, "png")
+        assert "<svg" in data["text/html"]
+    finally:
+        png.pop(Figure)
+
+
 def test_vknb_info(ip: Any) -> None:
     from vknb.compiler import cache_dir, find_compiler
 
@@ -646,14 +700,79 @@ def test_vknb_clear_cache(ip: Any) -> None:
     assert ip.user_ns["saxpy"].compile_info.cache_hit is False
 
 
-def test_vknb_widgets_when_asked(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vknb_views_are_live_html(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """devices, memory and timings show ordinary HTML outputs with a display id (what a saved
+    notebook and nbconvert keep), the ipywidgets only when asked."""
     import ipywidgets  # noqa: F401 - a dependency of vknb: its absence must fail, not skip
 
-    monkeypatch.setattr(magics, "use_widgets", True)
     widget_mime = "application/vnd.jupyter.widget-view+json"
     for cmd in ("devices", "memory", "timings"):
-        (out,) = _mimes(vknb_line(ip, cmd))
-        assert widget_mime in out, cmd
-        assert "text/html" in out  # the widget's fallback where widgets cannot render
+        cap = vknb_line(ip, cmd)
+        (out,) = [o for o in cap.outputs if not o.update]
+        assert set(out.data) == {"text/html", "text/plain"}, cmd
+        assert out.transient["display_id"].startswith("vknb-"), cmd
+        (widget,) = _mimes(vknb_line(ip, cmd + " --interactive"))
+        assert widget_mime in widget and "text/html" in widget, cmd
+    monkeypatch.setattr(magics, "use_widgets", True)
+    (widget,) = _mimes(vknb_line(ip, "memory"))
+    assert widget_mime in widget
     # --text never shows a widget.
     assert vknb.devices()[0].name in vknb_line(ip, "devices --text").stdout
+    with capture_output(), pytest.raises(UsageError, match="interactive"):
+        ip.run_line_magic("vknb", "info --interactive")
+    vknb.widgets.close_all()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _traceback_of(ip: Any, cell: str) -> str:
+    with capture_output() as cap:
+        res = ip.run_cell(cell)
+    assert res.success is False
+    return _ANSI.sub("", cap.stdout + cap.stderr)
+
+
+def test_usage_errors_end_at_the_users_frame(ip: Any, data: dict[str, Any]) -> None:
+    glsl(ip, "saxpy", SAXPY)
+    tb = _traceback_of(ip, "y64 = y.astype('float64')\nsaxpy(x, y64, a=1.0, grid=n)")
+    assert "TypeError" in tb and "expects float32" in tb
+    assert "saxpy(x, y64, a=1.0, grid=n)" in tb  # the user's own line
+    assert "vknb/compute" not in tb and "kernel.py" not in tb, tb
+    tb = _traceback_of(ip, "saxpy(x, y, a=1.0, grid=0)")
+    assert "ValueError" in tb and "args.py" not in tb
+    # In a user's function: the user's frames stay, vknb's go.
+    tb = _traceback_of(ip, "def run():\n    return saxpy(x, grid=n)\nrun()")
+    assert "run()" in tb and "return saxpy(x, grid=n)" in tb and "vknb/" not in tb
+    # %debug still reaches the frame that raised.
+    import sys
+
+    frames = []
+    t = sys.last_traceback
+    while t is not None:
+        frames.append(t.tb_frame.f_code.co_filename)
+        t = t.tb_next
+    assert any("vknb" in f for f in frames)
+    # IPython's switch for hidden frames shows them all.
+    ip.run_line_magic("xmode", "--show")
+    try:
+        assert "vknb/compute" in _traceback_of(ip, "saxpy(x, y, a=1.0, grid=0)")
+    finally:
+        ip.run_line_magic("xmode", "--hide")
+
+
+def test_internal_errors_keep_their_frames(ip: Any) -> None:
+    """An exception vknb did not raise on purpose (a bug) shows every frame."""
+    tb = _traceback_of(ip, "import vknb\nvknb.display.fmt_bytes('not a number')")
+    assert "TypeError" in tb and "display.py" in tb, tb
+    assert magics.usage_error_frames(None) is None
+
+
+def test_the_handler_is_removed_with_the_extension(ip: Any) -> None:
+    assert ip.custom_exceptions == (TypeError, ValueError, vknb.VulkanError)
+    ip.run_line_magic("unload_ext", "vknb")
+    try:
+        assert ip.custom_exceptions == ()
+    finally:
+        ip.run_line_magic("load_ext", "vknb")
+    assert ip.custom_exceptions == (TypeError, ValueError, vknb.VulkanError)

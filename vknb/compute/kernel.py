@@ -760,12 +760,16 @@ class Kernel:
             raise
         with self._lock:
             self.binder.give_back(prep.scratch)
+        # The record is made once the results are back (after wait() for a wait=False call);
+        # its time is when the call was made: now less the time since then.
+        elapsed = time.perf_counter() - t0
         rec = DispatchRecord(
             kernel=self.name,
             groups=grp,
             local_size=self.local_size,
             gpu_ms=None,
-            host_ms=(time.perf_counter() - t0) * 1e3,
+            host_ms=elapsed * 1e3,
+            time=time.time() - elapsed,
             bytes_in=prep.bytes_in,
             bytes_out=bytes_out,
             device=dev.info.name,

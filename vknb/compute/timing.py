@@ -1,7 +1,12 @@
 """Per-dispatch records: GPU time from timestamp queries, host time, bytes moved.
 
 Every kernel call appends a :class:`DispatchRecord` to the session's list, which
-:func:`timings` returns (the last 10 000).  Widgets subscribe with :func:`add_listener`.
+:func:`timings` returns (the last 10 000).  Views subscribe with :func:`add_listener` (every
+record) and :func:`add_clear_listener` (:func:`clear_timings`).
+
+Plain-data helpers for views: :func:`summarize` (per kernel version), :func:`compare_versions`,
+:func:`is_warmup` (the first dispatch of a kernel version on a device) and
+:func:`version_label` (``'saxpy'``, or ``'saxpy (v2)'`` once the name has several versions).
 
 Example
 -------
@@ -14,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time as _time
 from collections import deque
@@ -217,11 +223,24 @@ class DispatchRecord:
 _records: deque[DispatchRecord] = deque(maxlen=MAX_RECORDS)
 _lock = threading.Lock()
 _listeners: list[Callable[[DispatchRecord], None]] = []
+_clear_listeners: list[Callable[[], None]] = []
+# The first record of each (kernel, version, device): the cold dispatch (warm-up).  Kept across
+# clear_timings: a kernel called again after a clear is not cold.
+_first: dict[tuple[str, str, str], DispatchRecord] = {}
+# Each kernel name's versions, in the order they first ran (numbers them v1, v2, ...).
+_versions: dict[str, list[str]] = {}
 
 
 def record(rec: DispatchRecord) -> None:
     """Append a record and tell the listeners (errors in listeners are ignored)."""
     _records.append(rec)  # deque.append is atomic
+    key = (rec.kernel, rec.version, rec.device)
+    if key not in _first:
+        with _lock:
+            _first.setdefault(key, rec)
+            seen = _versions.setdefault(rec.kernel, [])
+            if rec.version not in seen:
+                seen.append(rec.version)
     if not _listeners:
         return
     with _lock:
@@ -231,6 +250,46 @@ def record(rec: DispatchRecord) -> None:
             fn(rec)
         except Exception:  # a broken widget must not break a dispatch
             pass
+
+
+def is_warmup(rec: DispatchRecord) -> bool:
+    """Whether ``rec`` is the first dispatch of its kernel version on its device (the cold one:
+    descriptor sets, scratch buffers and driver caches are made on it).
+
+    Example
+    -------
+    >>> [vknb.timing.is_warmup(r) for r in vknb.timings(kernel="saxpy")][:2]  # doctest: +SKIP
+    [True, False]
+    """
+    return _first.get((rec.kernel, rec.version, rec.device)) is rec
+
+
+def versions(kernel: str) -> list[str]:
+    """The versions (short hashes, ``Kernel.version``) of kernel ``kernel`` that have run in
+    this session, oldest first.
+
+    Example
+    -------
+    >>> vknb.timing.versions("saxpy")                         # doctest: +SKIP
+    ['1a9c2ee2', 'fa60ef17']
+    """
+    with _lock:
+        return list(_versions.get(kernel, ()))
+
+
+def version_label(kernel: str, version: str) -> str:
+    """How views name a kernel version: the kernel's name while it has one version, else
+    ``'name (vN)'``, N counting the versions in the order they first ran.
+
+    Example
+    -------
+    >>> vknb.timing.version_label("saxpy", vknb.timings()[-1].version)  # doctest: +SKIP
+    'saxpy (v2)'
+    """
+    seen = versions(kernel)
+    if len(seen) <= 1 or version not in seen:
+        return kernel
+    return f"{kernel} (v{seen.index(version) + 1})"
 
 
 def timings(kernel: str | None = None, last: int | None = None) -> list[DispatchRecord]:
@@ -252,7 +311,7 @@ def timings(kernel: str | None = None, last: int | None = None) -> list[Dispatch
 
 
 def clear_timings() -> None:
-    """Forget every record.
+    """Forget every record (and tell the clear listeners: views empty their tables).
 
     Example
     -------
@@ -261,6 +320,12 @@ def clear_timings() -> None:
     """
     with _lock:
         _records.clear()
+        listeners = list(_clear_listeners)
+    for fn in listeners:
+        try:
+            fn()
+        except Exception:  # a broken view must not break clear_timings
+            pass
 
 
 def add_listener(fn: Callable[[DispatchRecord], None]) -> None:
@@ -274,6 +339,24 @@ def remove_listener(fn: Callable[[DispatchRecord], None]) -> None:
     with _lock:
         if fn in _listeners:
             _listeners.remove(fn)
+
+
+def add_clear_listener(fn: Callable[[], None]) -> None:
+    """Call ``fn()`` after :func:`clear_timings` (from the clearing thread).
+
+    Example
+    -------
+    >>> vknb.timing.add_clear_listener(lambda: print("cleared"))  # doctest: +SKIP
+    """
+    with _lock:
+        _clear_listeners.append(fn)
+
+
+def remove_clear_listener(fn: Callable[[], None]) -> None:
+    """Stop calling ``fn`` on :func:`clear_timings`."""
+    with _lock:
+        if fn in _clear_listeners:
+            _clear_listeners.remove(fn)
 
 
 def to_dataframe(records: list[DispatchRecord] | None = None) -> Any:
@@ -291,36 +374,83 @@ def to_dataframe(records: list[DispatchRecord] | None = None) -> Any:
     return pd.DataFrame([r.to_dict() for r in recs])
 
 
-def summarize(records: list[DispatchRecord]) -> list[dict[str, Any]]:
-    """Per-kernel aggregates of dispatch records, as plain data (first-seen order).
+def _stats(recs: list[DispatchRecord]) -> dict[str, Any]:
+    gpu = [g for g in (r.gpu_ms for r in recs) if g is not None]
+    bw = [b for b in (r.bandwidth_gbs for r in recs) if b is not None]
+    return {
+        "count": len(recs),
+        "warmups": sum(1 for r in recs if is_warmup(r)),
+        "gpu_ms_total": sum(gpu) if gpu else None,
+        "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
+        "gpu_ms_median": statistics.median(gpu) if gpu else None,
+        "gpu_ms_min": min(gpu) if gpu else None,
+        "gpu_ms_max": max(gpu) if gpu else None,
+        "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
+        "host_ms_median": statistics.median(r.host_ms for r in recs),
+        "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
+    }
 
-    Each entry has the keys ``kernel``, ``count``, ``gpu_ms_total``, ``gpu_ms_mean``,
-    ``gpu_ms_min``, ``gpu_ms_max``, ``host_ms_mean`` and ``bandwidth_gbs``.  The GPU figures are
-    over the records that have a GPU time (None where none has); ``bandwidth_gbs`` is the mean
-    achieved bandwidth where known.
+
+def summarize(records: list[DispatchRecord]) -> list[dict[str, Any]]:
+    """Per-kernel-version aggregates of dispatch records, as plain data (first-seen order).
+
+    One entry per kernel name and version (an edited kernel of the same name is another
+    version), with the keys ``kernel`` (the name), ``version`` (``Kernel.version``), ``label``
+    (:func:`version_label`), ``count``, ``warmups`` (how many are the first dispatch of their
+    version: :func:`is_warmup`), ``gpu_ms_total``, ``gpu_ms_mean``, ``gpu_ms_median``,
+    ``gpu_ms_min``, ``gpu_ms_max``, ``host_ms_mean``, ``host_ms_median`` and ``bandwidth_gbs``.
+    The GPU figures are over the records that have a GPU time (None where none has);
+    ``bandwidth_gbs`` is the mean achieved bandwidth where known.
 
     Example
     -------
-    >>> [s["kernel"] for s in summarize(vknb.timings())]         # doctest: +SKIP
-    ['saxpy']
+    >>> [s["label"] for s in summarize(vknb.timings())]         # doctest: +SKIP
+    ['saxpy (v1)', 'saxpy (v2)']
     """
-    groups: dict[str, list[DispatchRecord]] = {}
+    groups: dict[tuple[str, str], list[DispatchRecord]] = {}
     for r in records:
-        groups.setdefault(r.kernel, []).append(r)
+        groups.setdefault((r.kernel, r.version), []).append(r)
+    return [
+        {"kernel": name, "version": version, "label": version_label(name, version), **_stats(recs)}
+        for (name, version), recs in groups.items()
+    ]
+
+
+def compare_versions(
+    kernel: str, records: list[DispatchRecord] | None = None
+) -> list[dict[str, Any]]:
+    """The versions of one kernel side by side, oldest first, as plain data.
+
+    Like :func:`summarize` (of ``records``, default all of the session's), over the steady
+    dispatches only (warm-ups left out where a version has more than one dispatch), with
+    ``number`` (1 for v1) and ``speedup``: the first listed version's median GPU time over
+    this one's (host times where there are no GPU times).
+
+    Example
+    -------
+    >>> [(v["label"], round(v["speedup"], 2)) for v in compare_versions("saxpy")]  # doctest: +SKIP
+    [('saxpy (v1)', 1.0), ('saxpy (v2)', 1.37)]
+    """
+    recs = [r for r in (timings() if records is None else records) if r.kernel == kernel]
+    order = versions(kernel)
+    by: dict[str, list[DispatchRecord]] = {}
+    for r in recs:
+        by.setdefault(r.version, []).append(r)
     out = []
-    for name, recs in groups.items():
-        gpu = [r.gpu_ms for r in recs if r.gpu_ms is not None]
-        bw = [b for b in (r.bandwidth_gbs for r in recs) if b is not None]
-        out.append(
-            {
-                "kernel": name,
-                "count": len(recs),
-                "gpu_ms_total": sum(gpu) if gpu else None,
-                "gpu_ms_mean": sum(gpu) / len(gpu) if gpu else None,
-                "gpu_ms_min": min(gpu) if gpu else None,
-                "gpu_ms_max": max(gpu) if gpu else None,
-                "host_ms_mean": sum(r.host_ms for r in recs) / len(recs),
-                "bandwidth_gbs": sum(bw) / len(bw) if bw else None,
-            }
-        )
+    for version in sorted(by, key=lambda v: order.index(v) if v in order else len(order)):
+        group = by[version]
+        steady = [r for r in group if not is_warmup(r)] or group
+        row = {
+            "kernel": kernel,
+            "version": version,
+            "label": version_label(kernel, version),
+            "number": order.index(version) + 1 if version in order else None,
+            **_stats(steady),
+        }
+        row["warmups"] = len(group) - len(steady)
+        out.append(row)
+    key = "gpu_ms_median" if out and all(o["gpu_ms_median"] for o in out) else "host_ms_median"
+    for o in out:
+        base, mine = out[0][key], o[key]
+        o["speedup"] = base / mine if base and mine else None
     return out

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..compute.timing import summarize
+from ..compute.timing import summarize, version_label
 from .plots import plot_timings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,13 +61,35 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def _n(count: int, noun: str) -> str:
-    """``_n(1, 'block') -> '1 block'``, ``_n(2, 'block') -> '2 blocks'``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str) -> str:
+    """``'1 block'``, ``'2 blocks'``, ``'1 dispatch'``, ``'3 dispatches'``, ``'0 entries'``.
+
+    Example
+    -------
+    >>> plural(1, "dispatch"), plural(2, "dispatch"), plural(0, "live buffer")
+    ('1 dispatch', '2 dispatches', '0 live buffers')
+    """
+    if count == 1:
+        return f"{count} {noun}"
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return f"{count} {noun}es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return f"{count} {noun[:-1]}ies"
+    return f"{count} {noun}s"
+
+
+_n = plural
 
 
 # JupyterLab right-aligns table cells and strips <style> from outputs: align inline.
-_LEFT = " style='text-align:left'"
+_LEFT = " style='text-align:left;white-space:nowrap'"
+
+# Colours that read on light and dark themes alike (no backgrounds of their own: text inherits
+# the theme's colour; muted text is the theme's colour at lower opacity).
+MUTED = "opacity:0.7"
+ERROR_COLOR = "#e5484d"
+WARNING_COLOR = "#c77700"
+OK_COLOR = "#2f9e44"
 
 
 def _table(
@@ -100,9 +122,10 @@ class Rendered:
     hi
     """
 
-    def __init__(self, html: str, text: str) -> None:
+    def __init__(self, html: str, text: str, rows: Any = None) -> None:
         self.html = html
         self.text = text
+        self.rows = rows  # the plain data it shows, where there is one
 
     def _repr_html_(self) -> str:
         return self.html
@@ -149,6 +172,13 @@ _DTYPE_ORDER = (
     "int32",
 )  # 64-bit images (r64ui, r64i) need a device feature: left out of the card's lists
 _DEFAULT_SAMPLER_TEXT = "default sampler: linear, clamp to edge"
+
+
+def _dtype_words(dt: Any) -> str:
+    """``'float32'``; a structured dtype as ``'struct {pos, mass, vel} (32 B)'``."""
+    if dt is not None and dt.names:
+        return f"struct {{{', '.join(dt.names)}}} ({dt.itemsize} B)"
+    return str(dt)
 
 
 def _access(b: Any) -> str:
@@ -297,10 +327,14 @@ def _bindings(k: Kernel) -> tuple[list[list[str]], list[dict[str, Any]], list[st
         if b.kind in _BUFFER_KINDS:
             elem = "–"
             if b.block is not None and b.block.runtime_array is not None:
-                elem = f"{b.block.runtime_array.type} → {b.dtype}"
+                elem = f"{b.block.runtime_array.type} → {_dtype_words(b.dtype)}"
             elif b.block is not None:
                 elem = f"{b.block.name} ({b.block.size} B)"
-            rows.append([str(b.set), str(b.binding), b.name, b.kind, _access(b), elem])
+            slot = slots.get((b.set, b.binding))
+            names = list(slot.names) if slot is not None and slot.name == b.name else [b.name]
+            if b.name not in names:
+                names.insert(0, b.name)
+            rows.append([str(b.set), str(b.binding), " / ".join(names), b.kind, _access(b), elem])
             if b.count == 0:
                 what = "an unsized descriptor array ([])"
                 cannot.append(_cannot_line(b.name, b.set, b.binding, what, "give it a size"))
@@ -341,14 +375,118 @@ def _kernel_device(k: Kernel) -> str:
         return "(closed)"
 
 
+def _type_hint(m: Any) -> str:
+    """A push-constant member's type in a call signature: the numpy scalar type a scalar takes
+    (``float32``), else its GLSL type (``vec3``, ``float[4]``)."""
+    dt = m.dtype
+    if m.array_length is None and dt.names is None and dt.subdtype is None and dt.shape == ():
+        return str(dt)
+    return str(m.type)
+
+
+def signature(k: Kernel) -> str:
+    """How to call a kernel: its bindings in positional order, then its push-constant members
+    by keyword with their types, then ``grid=`` or ``groups=``.
+
+    Example
+    -------
+    >>> signature(saxpy)                                       # doctest: +SKIP
+    'saxpy(X, Y, *, a: float32, n: uint32, grid=|groups=)'
+    """
+    parts = [slot.name for slot in getattr(k, "slots", ())]
+    parts.append("*")
+    pc = k.reflection.push_constants
+    if pc is not None:
+        parts.extend(f"{m.name}: {_type_hint(m)}" for m in pc.members if m.name)
+    parts.append("grid=|groups=")
+    return f"{k.name}({', '.join(parts)})"
+
+
+def _dims(m: Any) -> str:
+    return "[]" if m.array_length == 0 else f"[{m.array_length}]"
+
+
+def _member_rows(
+    members: Any, prefix: str = "", base: int = 0, stride: str = ""
+) -> list[list[str]]:
+    """A block's members flattened into ``[offset, name, type, size]`` rows.
+
+    Offsets are from the start of the block; inside an element of an array of structs they read
+    ``'12 + 32·i'`` (the member's offset in element ``i``)."""
+    rows: list[list[str]] = []
+    for m in members:
+        off = base + m.offset
+        where = f"{off} + {stride}" if stride else str(off)
+        name = prefix + (m.name or f"#{m.offset}")
+        if m.array_length is not None:
+            step = m.array_stride or 0
+            size = f"stride {step} B" if m.array_length == 0 else f"{m.array_length} × {step} B"
+        else:
+            size = f"{m.size} B"
+        rows.append([where, name, str(m.type), size])
+        if m.members and len(prefix.split(".")) < 4:  # structs, nested a few levels at most
+            if m.array_length is not None:
+                rows.extend(
+                    _member_rows(
+                        m.members, f"{name.removesuffix(_dims(m))}[i].", off, f"{m.array_stride}·i"
+                    )
+                )
+            else:
+                rows.extend(_member_rows(m.members, name + ".", off, stride))
+    return rows
+
+
+def _blocks(k: Kernel) -> list[dict[str, Any]]:
+    """Every buffer block and the push-constant block, with their members as rows."""
+    out = []
+    for b in k.reflection.bindings:
+        if b.kind not in _BUFFER_KINDS or b.block is None:
+            continue
+        blk = b.block
+        title = f"{b.kind} block {blk.name}"
+        if b.name != blk.name:
+            title += f" as {b.name}"
+        parts = [f"binding {b.binding} (set {b.set})", _access(b)]
+        ra = blk.runtime_array
+        if blk.size or ra is None:
+            parts.append(f"{blk.size} B" + (" fixed" if ra is not None else ""))
+        if ra is not None:
+            parts.append(f"then {ra.name}[] of {ra.array_stride} B each")
+        tail = ", ".join(parts)
+        out.append(
+            {
+                "name": b.name,
+                "title": f"{title} — {tail}",
+                "members": _member_rows(blk.members),
+                "fixed": blk.size,
+            }
+        )
+    pc = k.reflection.push_constants
+    if pc is not None:
+        out.append(
+            {
+                "name": pc.name,
+                "title": f"push constants {pc.name} — {pc.size} B",
+                "members": _member_rows(pc.members),
+                "fixed": pc.size,
+            }
+        )
+    return out
+
+
 def kernel_summary(k: Kernel) -> dict[str, Any]:
     """The card's content as plain data.
 
-    ``bindings`` are the table's rows; ``resources`` describe the bindings that are not buffers
-    (images, samplers, texel buffers, and kinds no call can fill), each with its ``names``,
-    ``kind`` and ``kind_text`` (in words), ``count``, ``access``, ``dims`` (``'2D array'``...),
-    ``format``, the numpy ``shape`` and ``dtype`` it takes, ``notes``, and ``cannot`` (why no
-    call can fill it, else None); ``notes`` and ``cannot_call`` are the lines below the table.
+    ``signature`` is how to call it (:func:`signature`); ``bindings`` are the table's rows (a
+    buffer's name cell lists every name its slot answers to: instance, block and array member,
+    as ``k.slots[i].names``); ``blocks`` are every uniform, storage and push-constant block,
+    each with a ``title`` and its ``members`` as ``[offset, name, type, size]`` rows (nested
+    struct members flattened as ``a.b`` and ``p[i].x``); ``resources`` describe the bindings
+    that are not buffers (images, samplers, texel buffers, and kinds no call can fill), each
+    with its ``names``, ``kind`` and ``kind_text`` (in words), ``count``, ``access``, ``dims``
+    (``'2D array'``...), ``format``, the numpy ``shape`` and ``dtype`` it takes, ``notes``, and
+    ``cannot`` (why no call can fill it, else None); ``notes`` and ``cannot_call`` are the
+    lines below the table.
 
     Example
     -------
@@ -360,8 +498,10 @@ def kernel_summary(k: Kernel) -> dict[str, Any]:
     rows, resources, cannot = _bindings(k)
     return {
         "name": k.name,
+        "signature": signature(k),
         "local_size": k.local_size,
         "bindings": rows,
+        "blocks": _blocks(k),
         "resources": resources,
         "notes": [f"{r['names'][0]}: {n}" for r in resources for n in r["notes"]],
         "cannot_call": cannot,
@@ -377,6 +517,7 @@ def kernel_summary(k: Kernel) -> dict[str, Any]:
         "pipeline_ms": getattr(k, "pipeline_ms", None),
         "spirv_bytes": len(k.spirv),
         "device": _kernel_device(k),
+        "version": getattr(k, "version", ""),
     }
 
 
@@ -388,26 +529,38 @@ def _kernel_foot(s: dict[str, Any]) -> str:
     if s["pipeline_ms"] is not None:
         parts.append(f"pipeline {s['pipeline_ms']:.1f} ms")
     parts.append(f"SPIR-V {s['spirv_bytes']} B")
+    if s.get("version"):
+        parts.append(f"version {s['version']}")
     parts.append(f"on {s['device']}")
     return ", ".join(parts)
+
+
+_MEMBER_HEAD = ["offset", "name", "type", "size"]
+# A block with more members than this is shown folded (a <details> to open).
+_FOLD_MEMBERS = 8
 
 
 def kernel_text(k: Kernel) -> str:
     """Plain-text reflection card of a kernel (what IPython shows as its ``text/plain``).
 
-    Images, samplers and texel buffers show their kind in words, dimensionality, format and
-    the numpy shape and dtype they take; a binding that no call can fill adds a
-    ``cannot be called: ...`` line."""
+    The call signature, the bindings, every block's members with their offsets and types, the
+    specialization constants.  Images, samplers and texel buffers show their kind in words,
+    dimensionality, format and the numpy shape and dtype they take; a binding that no call
+    can fill adds a ``cannot be called: ...`` line."""
     s = kernel_summary(k)
-    out = [f"<vknb.Kernel {s['name']!r} local_size={s['local_size']}>"]
+    out = [f"<vknb.Kernel {s['name']!r} local_size={s['local_size']}>", f"call: {s['signature']}"]
     if s["bindings"]:
         out.append(_table(_BINDING_HEAD, s["bindings"], False))
     out.extend(s["notes"])
     out.extend(f"cannot be called: {c}" for c in s["cannot_call"])
-    if s["push_constants"]:
-        out.append(
-            "push constants: " + ", ".join(f"{n} ({t} @{o})" for n, o, t in s["push_constants"])
-        )
+    for blk in s["blocks"]:
+        rows = blk["members"]
+        if len(rows) == 1:  # one line: "… : x float[] @0 (stride 4 B)"
+            off, name, type_, size = rows[0]
+            out.append(f"{blk['title']}: {name} {type_} @{off} ({size})")
+            continue
+        out.append(f"{blk['title']}:")
+        out.extend("  " + line for line in _table(_MEMBER_HEAD, rows, False).splitlines())
     if s["spec_constants"]:
         out.append(
             "specialization constants: "
@@ -418,24 +571,32 @@ def kernel_text(k: Kernel) -> str:
 
 
 def kernel_html(k: Kernel) -> str:
-    """HTML reflection card of a kernel (the content of :func:`kernel_text`)."""
+    """HTML reflection card of a kernel (the content of :func:`kernel_text`); a block with
+    many members is folded into a ``<details>`` element (no script needed to open it)."""
     s = kernel_summary(k)
     h = [
         f"<div class='vknb-kernel'><b>vknb kernel <code>{_esc(s['name'])}</code></b> "
         f"&nbsp; workgroup {_esc(s['local_size'])}"
+        f"<div class='vknb-signature'><code>{_esc(s['signature'])}</code></div>"
     ]
     if s["bindings"]:
         h.append(_table(_BINDING_HEAD, s["bindings"], True))
     h.extend(f"<div class='vknb-note'>{_esc(n)}</div>" for n in s["notes"])
     h.extend(
-        f"<div class='vknb-cannot-call'><b style='color:#c00'>cannot be called</b>: {_esc(c)}</div>"
+        f"<div class='vknb-cannot-call'><b style='color:{ERROR_COLOR}'>cannot be called</b>: "
+        f"{_esc(c)}</div>"
         for c in s["cannot_call"]
     )
-    if s["push_constants"]:
+    for blk in s["blocks"]:
+        rows = blk["members"]
+        # Open where there is something to read (a fixed part), folded when long; a block that
+        # is one runtime array is summed up by its binding's row already.
+        opened = " open" if blk["fixed"] and len(rows) <= _FOLD_MEMBERS else ""
+        count = _n(len(rows), "member")
         h.append(
-            "<div>push constants: "
-            + _table(["name", "offset", "type"], s["push_constants"], True)
-            + "</div>"
+            f"<details class='vknb-block'{opened}><summary>{_esc(blk['title'])} "
+            f"<span style='{MUTED}'>({count})</span></summary>"
+            f"{_table(_MEMBER_HEAD, rows, True)}</details>"
         )
     if s["spec_constants"]:
         h.append(
@@ -443,7 +604,7 @@ def kernel_html(k: Kernel) -> str:
             + _table(["id", "name", "type", "default", "value"], s["spec_constants"], True)
             + "</div>"
         )
-    h.append(f"<div style='color:#666'>{_esc(_kernel_foot(s))}</div></div>")
+    h.append(f"<div style='{MUTED}'>{_esc(_kernel_foot(s))}</div></div>")
     return "".join(h)
 
 
@@ -458,33 +619,52 @@ def compile_error_text(err: ShaderCompileError) -> str:
 
 
 def compile_error_html(err: ShaderCompileError) -> str:
-    """HTML view: the source with the offending lines highlighted and the messages below them."""
+    """HTML view: the source with the offending lines marked and the messages below them.
+
+    One block per line (no table: notebook themes stripe table rows, which would fall on the
+    wrong lines), in the theme's text colour; a line with an error gets a translucent red tint
+    and a red edge, a line with a warning an amber one, readable on light and dark themes."""
     lines = err.source.splitlines()
     by_line: dict[int, list[tuple[int, int, str, str]]] = {}
     for d in err.diagnostics:
         by_line.setdefault(d[0], []).append(d)
+    width = len(str(len(lines)))
+    tints = {
+        "error": (ERROR_COLOR, "rgba(229,72,77,0.16)"),
+        "warning": (WARNING_COLOR, "rgba(199,119,0,0.16)"),
+    }
     rows = []
     for i, text in enumerate(lines, start=1):
         diags = by_line.get(i, [])
-        color = "#fdd" if any(d[2] == "error" for d in diags) else ("#ffd" if diags else "")
-        style = f" style='background:{color}'" if color else ""
+        worst = "error" if any(d[2] == "error" for d in diags) else ("warning" if diags else "")
+        style = "padding-left:6px;border-left:3px solid transparent"
+        if worst:
+            edge, tint = tints[worst]
+            style = f"padding-left:6px;border-left:3px solid {edge};background:{tint}"
+        mark = " class='vknb-error-line'" if worst else ""
         rows.append(
-            f"<tr{style}><td style='color:#888;text-align:right'>{i}</td>"
-            f"<td{_LEFT}><pre style='margin:0'>{_esc(text)}</pre></td></tr>"
+            f"<div{mark} style='{style}'><span style='{MUTED};user-select:none'>"
+            f"{str(i).rjust(width)}</span>  {_esc(text) or ' '}</div>"
         )
         for d in diags:
-            c = "#c00" if d[2] == "error" else "#a60"
+            color = tints.get(d[2], tints["warning"])[0]
+            col = " " * max(d[1] - 1, 0) if d[1] else ""
             rows.append(
-                f"<tr><td></td><td style='color:{c};text-align:left'><b>{_esc(d[2])}</b>: "
-                f"{_esc(d[3])}</td></tr>"
+                f"<div class='vknb-diagnostic' style='padding-left:9px'>"
+                f"<span style='user-select:none'>{' ' * width}  </span>{col}"
+                f"<b style='color:{color}'>^ {_esc(d[2])}</b>: {_esc(d[3])}</div>"
             )
     other = [d for d in err.diagnostics if d[0] < 1 or d[0] > len(lines)]
-    extra = "".join(f"<div style='color:#c00'>{_esc(d[2])}: {_esc(d[3])}</div>" for d in other)
+    extra = "".join(
+        f"<div><b style='color:{ERROR_COLOR if d[2] == 'error' else WARNING_COLOR}'>"
+        f"{_esc(d[2])}</b>: {_esc(d[3])}</div>"
+        for d in other
+    )
     name = _esc(err.name or "kernel")
     return (
-        f"<div class='vknb-error'><b style='color:#c00'>ShaderCompileError in "
-        f"{name}</b><table class='vknb' style='font-family:monospace'>{''.join(rows)}</table>"
-        f"{extra}</div>"
+        f"<div class='vknb-error'><b style='color:{ERROR_COLOR}'>ShaderCompileError in "
+        f"{name}</b><div class='vknb-listing' style='font-family:monospace;white-space:pre;"
+        f"overflow-x:auto;margin:4px 0'>{''.join(rows)}</div>{extra}</div>"
     )
 
 
@@ -649,7 +829,7 @@ def device_details(info: DeviceInfo) -> dict[str, list[tuple[str, str]]]:
         "queue families": [
             (
                 f"family {q.index}",
-                f"{', '.join(q.capabilities)}; {q.count} queue(s); "
+                f"{', '.join(q.capabilities)}; {_n(q.count, 'queue')}; "
                 f"timestamps {q.timestamp_valid_bits} bits",
             )
             for q in info.queue_families
@@ -685,7 +865,7 @@ def device_details_html(info: DeviceInfo) -> str:
     boxes = []
     for section, pairs in device_details(info).items():
         rows = "".join(
-            f"<tr><td style='padding:0 .8em 0 0;color:#666'>{_esc(k)}</td>"
+            f"<tr><td style='padding:0 .8em 0 0;{MUTED}'>{_esc(k)}</td>"
             f"<td style='padding:0'>{_esc(v)}</td></tr>"
             for k, v in pairs
         )
@@ -734,19 +914,115 @@ def _memory_foot(s: MemoryStats) -> str:
     return foot
 
 
-def _bar(parts: list[tuple[float, str, str]], width_px: int = 220) -> str:
-    """A horizontal bar: ``parts`` are (fraction of the whole, colour, tooltip), drawn overlaid."""
+# Bar colours: light enough on a dark theme, dark enough on a light one.
+_USAGE_COLOR = "#f0a050"
+_ALLOCATED_COLOR = "#8db8e0"
+_USED_COLOR = "#2f7fd0"
+
+
+def percent(part: int | None, whole: int) -> str:
+    """``part / whole`` as a percentage that stays readable when small: ``'0.06%'``,
+    ``'<0.01%'``, ``'3.2%'``, ``'47%'``.
+
+    Example
+    -------
+    >>> percent(3 << 20, 8 << 30), percent(0, 10), percent(5, 10)
+    ('0.04%', '0%', '50%')
+    """
+    if not part or whole <= 0:
+        return "0%"
+    p = 100.0 * part / whole
+    if p < 0.01:
+        return "<0.01%"
+    if p < 1:
+        return f"{p:.2f}%"
+    if p < 10:
+        return f"{p:.1f}%"
+    return f"{p:.0f}%"
+
+
+def _bar(parts: list[tuple[float, str, str]], width_px: int = 200) -> str:
+    """A horizontal bar: ``parts`` are (fraction of the whole, colour, tooltip), drawn overlaid.
+
+    A part above zero is at least 3 px wide, so a few MiB of a large heap still show."""
     inner = ""
     for frac, color, tip in parts:
         frac = min(max(frac, 0.0), 1.0)
-        w = f"max(2px,{frac * 100:.3f}%)" if frac > 0 else "0"
+        if frac <= 0:
+            continue
         inner += (
             f"<div title='{_esc(tip)}' style='position:absolute;left:0;top:0;bottom:0;"
-            f"width:{w};background:{color}'></div>"
+            f"width:{frac * 100:.3f}%;min-width:3px;background:{color}'></div>"
         )
     return (
-        f"<div class='vknb-bar' style='position:relative;width:{width_px}px;height:12px;"
-        f"background:#e8e8e8;border:1px solid #bbb'>{inner}</div>"
+        f"<div class='vknb-bar' style='position:relative;display:inline-block;"
+        f"vertical-align:middle;width:{width_px}px;height:12px;"
+        f"background:rgba(128,128,128,0.15);border:1px solid rgba(128,128,128,0.6)'>{inner}</div>"
+    )
+
+
+def heap_label(h: Any) -> str:
+    """The words beside a heap's bar: ``'vknb used 0.06% · allocated 0.41% · driver 1.2%'``.
+
+    Example
+    -------
+    >>> heap_label(vknb.device().memory_stats().heaps[0])     # doctest: +SKIP
+    'vknb used 0.06% · allocated 0.41% of 2.0 GiB'
+    """
+    words = f"vknb used {percent(h.used, h.size)} · allocated {percent(h.allocated, h.size)}"
+    if h.usage is not None:
+        words += f" · driver {percent(h.usage, h.size)}"
+    return f"{words} of {fmt_bytes(h.size)}"
+
+
+def sparkline_svg(values: list[tuple[float, float]], width: int = 120, height: int = 22) -> str:
+    """A sparkline of (used, allocated) samples, oldest first, as SVG text: ``used`` solid,
+    ``allocated`` dashed, both scaled to the largest value shown (not to the heap), so a small
+    change is visible.  No script, no text, fixed colours (it is shown through ``<img>``).
+
+    Example
+    -------
+    >>> sparkline_svg([(1.0, 2.0), (2.0, 2.0)]).startswith("<svg")
+    True
+    """
+    top = max((max(u, a) for u, a in values), default=0.0) or 1.0
+    n = max(len(values) - 1, 1)
+
+    def line(idx: int, color: str, dash: str) -> str:
+        pts = " ".join(
+            f"{i * (width - 2) / n + 1:.1f},{height - 2 - v[idx] / top * (height - 4):.1f}"
+            for i, v in enumerate(values)
+        )
+        return (
+            f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"'
+            f'{dash} stroke-linejoin="round"/>'
+        )
+
+    body = line(1, _ALLOCATED_COLOR, ' stroke-dasharray="3 2"') + line(0, _USED_COLOR, "")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">{body}</svg>'
+    )
+
+
+def _sparkline(history: list[tuple[int, int]], seconds: float) -> str:
+    """An ``<img>`` of :func:`sparkline_svg` (a data URI survives HTML sanitizers that strip
+    inline SVG), with its range in words beside it."""
+    import base64
+
+    if len(history) < 2:
+        return ""
+    svg = sparkline_svg([(float(u), float(a)) for u, a in history])
+    uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode("ascii")
+    used = [u for u, _a in history]
+    words = (
+        f"vknb used over the last {seconds:.0f} s: {fmt_bytes(used[0])} → {fmt_bytes(used[-1])}, "
+        f"peak {fmt_bytes(max(used))}"
+    )
+    return (
+        f"<img class='vknb-sparkline' src='{uri}' width='120' height='22' alt='{_esc(words)}' "
+        f"title='{_esc(words)}' style='vertical-align:middle'> "
+        f"<span style='{MUTED};font-size:85%'>peak {_esc(fmt_bytes(max(used)))}</span>"
     )
 
 
@@ -759,17 +1035,25 @@ def memory_stats_text(stats: MemoryStats, title: str = "") -> str:
     >>> "vknb used" in memory_stats_text(vknb.device().memory_stats())
     True
     """
-    table = _table(_HEAP_HEAD, [_heap_cells(h) for h in stats.heaps], False)
+    head = [*_HEAP_HEAD, "use"]
+    rows = [[*_heap_cells(h), heap_label(h).split(" of ")[0]] for h in stats.heaps]
+    table = _table(head, rows, False)
     return (f"{title}\n" if title else "") + f"{table}\n{_memory_foot(stats)}"
 
 
-def memory_stats_html(stats: MemoryStats, title: str = "") -> str:
+def memory_stats_html(
+    stats: MemoryStats,
+    title: str = "",
+    history: dict[int, list[tuple[int, int]]] | None = None,
+    seconds: float = 60.0,
+) -> str:
     """HTML memory statistics (a ``MemoryStats``): per heap its size, the driver's budget and
-    usage, vknb's allocated and used bytes, with bars; then vknb's blocks, live buffers and live
-    images.
+    usage, vknb's allocated and used bytes, a bar with the percentages printed beside it, and
+    (given ``history``: heap index -> ``(used, allocated)`` samples, oldest first, over the last
+    ``seconds``) a sparkline of vknb's use; then vknb's blocks, live buffers and live images.
 
     Bars are relative to the heap's size: driver usage (orange), vknb allocated (light blue),
-    vknb used (dark blue).
+    vknb used (dark blue); a part above zero is never thinner than 3 px.
 
     Example
     -------
@@ -778,26 +1062,39 @@ def memory_stats_html(stats: MemoryStats, title: str = "") -> str:
     True
     """
     rows = ""
+    spark = history is not None
     for h in stats.heaps:
         size = max(h.size, 1)
         parts = []
         if h.usage is not None:
-            parts.append((h.usage / size, "#f0a050", f"driver usage {fmt_bytes(h.usage)}"))
-        parts.append((h.allocated / size, "#9cc3e6", f"vknb allocated {fmt_bytes(h.allocated)}"))
-        parts.append((h.used / size, "#1f5fa0", f"vknb used {fmt_bytes(h.used)}"))
-        cells = "".join(f"<td>{_esc(c)}</td>" for c in _heap_cells(h))
-        rows += f"<tr>{cells}<td>{_bar(parts)}</td></tr>"
-    th = "".join(f"<th style='text-align:left'>{_esc(h)}</th>" for h in [*_HEAP_HEAD, ""])
+            parts.append((h.usage / size, _USAGE_COLOR, f"driver usage {fmt_bytes(h.usage)}"))
+        parts.append(
+            (h.allocated / size, _ALLOCATED_COLOR, f"vknb allocated {fmt_bytes(h.allocated)}")
+        )
+        parts.append((h.used / size, _USED_COLOR, f"vknb used {fmt_bytes(h.used)}"))
+        cells = "".join(f"<td{_LEFT}>{_esc(c)}</td>" for c in _heap_cells(h))
+        label = heap_label(h).split(" of ")[0]
+        rows += (
+            f"<tr>{cells}<td{_LEFT}>{_bar(parts)} <span class='vknb-bar-label' "
+            f"style='font-size:85%;white-space:nowrap'>{_esc(label)}</span></td>"
+        )
+        if spark:
+            assert history is not None
+            rows += f"<td{_LEFT}>{_sparkline(history.get(h.index, []), seconds)}</td>"
+        rows += "</tr>"
+    heads = [*_HEAP_HEAD, "of the heap"] + ([f"last {seconds:.0f} s"] if spark else [])
+    th = "".join(f"<th{_LEFT}>{_esc(x)}</th>" for x in heads)
     legend = (
-        "<span style='color:#f0a050'>&#9632;</span> driver usage &nbsp;"
-        "<span style='color:#9cc3e6'>&#9632;</span> vknb allocated &nbsp;"
-        "<span style='color:#1f5fa0'>&#9632;</span> vknb used"
+        f"<span style='color:{_USAGE_COLOR}'>&#9632;</span> driver usage &nbsp;"
+        f"<span style='color:{_ALLOCATED_COLOR}'>&#9632;</span> vknb allocated &nbsp;"
+        f"<span style='color:{_USED_COLOR}'>&#9632;</span> vknb used"
     )
     title_html = f"<div><b>{_esc(title)}</b></div>" if title else ""
     return (
         f"<div class='vknb-memory'>{title_html}<table class='vknb'><thead><tr>{th}</tr></thead>"
-        f"<tbody>{rows}</tbody></table><div style='color:#444'>{_esc(_memory_foot(stats))}</div>"
-        f"<div style='font-size:90%'>{legend}</div></div>"
+        f"<tbody>{rows}</tbody></table><div class='vknb-memory-foot'>"
+        f"{_esc(_memory_foot(stats))}</div>"
+        f"<div style='font-size:90%;{MUTED}'>{legend}</div></div>"
     )
 
 
@@ -825,7 +1122,8 @@ def memory_html(dev: Device) -> str:
 
 
 def timings_summary(records: list[DispatchRecord]) -> list[dict[str, Any]]:
-    """Per-kernel aggregates of dispatch records (:func:`vknb.timing.summarize`).
+    """Per-kernel-version aggregates of dispatch records (:func:`vknb.timing.summarize`): an
+    edited kernel of the same name gets a row of its own (``'saxpy (v2)'``).
 
     Example
     -------
@@ -854,8 +1152,10 @@ def timings_figure(records: list[DispatchRecord]) -> Any:
 
 _SUMMARY_HEAD = [
     "kernel",
+    "version",
     "dispatches",
     "GPU ms total",
+    "GPU ms median",
     "GPU ms mean",
     "GPU ms min",
     "GPU ms max",
@@ -867,9 +1167,11 @@ _SUMMARY_HEAD = [
 def _summary_table(records: list[DispatchRecord], html_: bool) -> str:
     rows = [
         [
-            s["kernel"],
-            str(s["count"]),
+            s["label"],
+            s["version"] or "–",
+            str(s["count"]) + (f" ({s['warmups']} warm-up)" if s["warmups"] else ""),
             _ms(s["gpu_ms_total"]),
+            _ms(s["gpu_ms_median"]),
             _ms(s["gpu_ms_mean"]),
             _ms(s["gpu_ms_min"]),
             _ms(s["gpu_ms_max"]),
@@ -909,7 +1211,8 @@ def _clock(t: float) -> str:
 
 
 def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
-    """The dispatch table's cells, one list per record: time, kernel, groups, workgroup,
+    """The dispatch table's cells, one list per record: time, kernel (its version's label,
+    :func:`vknb.timing.version_label`), groups, workgroup,
     GPU ms, host ms, bytes in, bytes out, GB/s (achieved bandwidth, where the byte count is
     known).
 
@@ -921,7 +1224,7 @@ def dispatch_rows(records: list[DispatchRecord]) -> list[list[str]]:
     return [
         [
             _clock(r.time),
-            r.kernel,
+            version_label(r.kernel, r.version),
             "x".join(map(str, r.groups)),
             "x".join(map(str, r.local_size)),
             _ms(r.gpu_ms),
@@ -948,7 +1251,59 @@ def _timings_headline(records: list[DispatchRecord], total: int | None) -> str:
     """``"N dispatches recorded; showing all"`` (or ``the last K``)."""
     shown = f"the last {len(records)}" if total is not None and total > len(records) else "all"
     n = len(records) if total is None else total
-    return f"{n} dispatch{'es' if n != 1 else ''} recorded; showing {shown}"
+    return f"{plural(n, 'dispatch')} recorded; showing {shown}"
+
+
+_VERSIONS_HEAD = [
+    "version",
+    "hash",
+    "dispatches",
+    "GPU ms median",
+    "GPU ms mean",
+    "GPU ms min",
+    "GPU ms max",
+    "host ms median",
+    "speedup",
+]
+
+
+def _versions_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            r["label"],
+            r["version"] or "–",
+            str(r["count"]) + (f" (+{r['warmups']} warm-up)" if r["warmups"] else ""),
+            _ms(r["gpu_ms_median"]),
+            _ms(r["gpu_ms_mean"]),
+            _ms(r["gpu_ms_min"]),
+            _ms(r["gpu_ms_max"]),
+            _ms(r["host_ms_median"]),
+            "–" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+        ]
+        for r in rows
+    ]
+
+
+def versions_text(kernel: str, rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of :func:`vknb.timing.compare_versions` rows."""
+    if not rows:
+        return f"{kernel}: no dispatches recorded"
+    head = (
+        f"{kernel}: {plural(len(rows), 'version')} "
+        "(warm-ups left out; speedup: the first version's median over this one's)"
+    )
+    return head + "\n" + _table(_VERSIONS_HEAD, _versions_rows(rows), False)
+
+
+def versions_html(kernel: str, rows: list[dict[str, Any]]) -> str:
+    """HTML table of :func:`vknb.timing.compare_versions` rows."""
+    if not rows:
+        return f"<div class='vknb-versions'><b>{_esc(kernel)}</b>: no dispatches recorded</div>"
+    return (
+        f"<div class='vknb-versions'><b>{_esc(kernel)}</b>: {plural(len(rows), 'version')} "
+        f"<span style='{MUTED}'>(warm-ups left out; speedup: the first version's median GPU "
+        f"time over this one's)</span>{_table(_VERSIONS_HEAD, _versions_rows(rows), True)}</div>"
+    )
 
 
 def timings_report_text(records: list[DispatchRecord], total: int | None = None) -> str:
@@ -1008,7 +1363,7 @@ def dispatch_html(rec: DispatchRecord) -> str:
     -------
     >>> html = dispatch_html(vknb.timings()[-1])             # doctest: +SKIP
     """
-    return f"<div class='vknb-dispatch' style='color:#444'>{_esc(dispatch_text(rec))}</div>"
+    return f"<div class='vknb-dispatch' style='{MUTED}'>{_esc(dispatch_text(rec))}</div>"
 
 
 # --- the environment (``vknb info``, ``%vknb info``) -----------------------------------------
@@ -1124,14 +1479,30 @@ def _pretty(render: Callable[[Any], str]) -> Callable[[Any, Any, bool], None]:
     return printer
 
 
+def _figure_png(fig: Any) -> bytes:
+    from .plots import figure_bytes
+
+    return figure_bytes(fig, "png")
+
+
+def _figure_html(fig: Any) -> str:
+    from .plots import figure_html
+
+    return figure_html(fig)
+
+
 # (MIME type, module, class name, renderer): registered by name, so that nothing is imported
-# before the user's own code imports it.
+# before the user's own code imports it.  vknb's figures are registered too: `%matplotlib
+# inline` registers a PNG formatter for every Figure, which would win over the figure's own
+# theme-neutral PNG.
 _FORMATTERS: tuple[tuple[str, str, str, Callable[..., Any]], ...] = (
     ("text/html", "vknb.errors", "ShaderCompileError", compile_error_html),
     ("text/html", "vknb.compute.kernel", "Kernel", kernel_html),
     ("text/plain", "vknb.compute.kernel", "Kernel", _pretty(kernel_text)),
     ("text/html", "vknb.core.device", "Device", device_html),
     ("text/html", "vknb.compute.timing", "DispatchRecord", dispatch_html),
+    ("image/png", "vknb.ui.plots", "TimingsFigure", _figure_png),
+    ("text/html", "vknb.ui.plots", "TimingsFigure", _figure_html),
 )
 
 

@@ -52,16 +52,24 @@ Splicing
     ``--run "x, P={'a': 1.0}"`` passes a dict.
 
 ``%vknb COMMAND``
-    ``devices`` (device explorer widget in a notebook, a table elsewhere), ``use N`` (index or
-    name substring; ``vknb.use``), ``memory`` (the session device's heaps and vknb's blocks),
-    ``timings [--last K] [--kernel NAME] [--plot]`` (per-kernel summary and the last K dispatch
-    records, default 20; ``--plot`` draws :func:`vknb.ui.plots.plot_timings` of them),
-    ``info`` (versions of vknb, the binding, the loader, the driver, the compiler; the cache
-    directory), ``clear-cache`` (``vknb.clear_cache()``).  ``--text`` forces the plain-text form
-    (stable output for nbval).  ``%vknb`` alone, or ``%vknb help``, shows this help.
+    ``devices`` (the device explorer), ``use N`` (index or name substring; ``vknb.use``),
+    ``memory`` (the session device's heaps and vknb's blocks), ``timings [--last K] [--kernel
+    NAME] [--plot]`` (per-kernel-version summary and the last K dispatch records, default 20;
+    ``--plot`` draws :func:`vknb.ui.plots.plot_timings` of them), ``info`` (versions of vknb,
+    the binding, the loader, the driver, the compiler; the cache directory), ``clear-cache``
+    (``vknb.clear_cache()``).  ``devices``, ``memory`` and ``timings`` show the live HTML views
+    of :mod:`vknb.widgets` (kept up to date while the kernel runs, readable in a saved
+    notebook); ``--interactive`` shows their ipywidgets controls instead
+    (``vknb.magics.use_widgets = True`` makes that the default).  ``--text`` prints the
+    plain-text form (stable output for nbval).  ``%vknb`` alone, or ``%vknb help``, shows this
+    help.
 
-    Widgets (``vknb.widgets``) are used only in a Jupyter kernel with ipywidgets installed; set
-    ``vknb.magics.use_widgets = False`` (or ``True``) to override the detection.
+Usage errors
+    With the extension loaded, the traceback of a usage error that vknb raises (a wrong
+    argument: ``TypeError``, ``ValueError``, a ``VulkanError``) ends at your own frame, the
+    call you wrote; an exception vknb did not mean to raise (a bug) keeps all its frames.
+    ``%xmode --show`` shows every frame again (``%xmode --hide`` goes back), ``%debug`` always
+    sees them, and ``vknb.magics.hide_internal_frames = False`` turns the cut off.
 
 Example
 -------
@@ -78,9 +86,11 @@ Example
 from __future__ import annotations
 
 import ast
-import html
+import dis
 import keyword
 import re
+import sys
+import types
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,7 +100,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, kwds, magic_arguments, parse_argstring
 from IPython.display import display as _show
 
-from ..errors import ShaderCompileError
+from ..errors import ShaderCompileError, VulkanError
 from . import display
 from .display import environment_info
 from .splice import Spliced, splice, splice_value
@@ -102,6 +112,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Spliced",
     "environment_info",
+    "hide_internal_frames",
     "load_ipython_extension",
     "splice",
     "splice_value",
@@ -109,9 +120,13 @@ __all__ = [
     "use_widgets",
 ]
 
-#: ``None``: use widgets only inside a Jupyter kernel with ipywidgets installed; True / False:
-#: always / never (``--text`` always means text).
+#: ``True``: ``%vknb devices|memory|timings`` show the ipywidgets controls (as ``--interactive``
+#: does); ``None`` or ``False``: the live HTML views (``--text`` always means text).
 use_widgets: bool | None = None
+
+#: Cut the traceback of a vknb usage error (a ``TypeError``, ``ValueError`` or ``VulkanError``
+#: that vknb raised on purpose) to the caller's own frames; ``%xmode --show`` shows them all.
+hide_internal_frames: bool = True
 
 # Devices built for ``%%glsl --device N`` when N is not the session device: one per index, kept
 # for the session so that re-running such a cell does not create a logical device every time.
@@ -147,21 +162,23 @@ _VKNB_DOC = """vknb's session tools.
 
 ::
 
-  %vknb devices [--text]        devices, their scores; the session device is marked
+  %vknb devices [--text|-i]     devices, their scores; the session device is marked
   %vknb use N                   make device N (index or name substring) the session device
-  %vknb memory [--text]         heaps of the session device and what vknb holds in them
-  %vknb timings [--last K] [--kernel NAME] [--plot] [--text]
-                                per-kernel summary and the last K dispatches (default 20);
-                                --plot: GPU ms per dispatch, a histogram per kernel,
-                                GPU time against host overhead
+  %vknb memory [--text|-i]      heaps of the session device and what vknb holds in them
+  %vknb timings [--last K] [--kernel NAME] [--plot] [--text|-i]
+                                per-kernel-version summary and the last K dispatches
+                                (default 20); --plot: a timeline, GPU ms per dispatch, a
+                                histogram per kernel, GPU time against host overhead
   %vknb info [--text]           versions (vknb, vulkan binding, loader, driver, compiler),
                                 the cache directory
   %vknb clear-cache             delete the cached SPIR-V (vknb.clear_cache())
   %vknb [help]                  this help
 
---text prints plain text instead of a widget or an HTML table.  Everything here is plain
-Python too: vknb.devices(), vknb.use(n), vknb.device().memory_stats(), vknb.timings(),
-vknb.clear_cache().
+devices, memory and timings are live HTML views: updated in place while the kernel runs,
+and readable as they last were in a saved notebook.  --text prints plain text instead;
+-i / --interactive shows ipywidgets controls (which do not survive a reopened notebook).
+Everything here is plain Python too: vknb.devices(), vknb.use(n),
+vknb.device().memory_stats(), vknb.timings(), vknb.widgets.MemoryMonitor(), vknb.clear_cache().
 """
 
 
@@ -334,7 +351,7 @@ def _compile_cell(
         first = str(new).splitlines()[0]
         _show(
             display.Rendered(
-                display.compile_error_html(new) + f"<div style='color:#666'>{kept}</div>",
+                display.compile_error_html(new) + f"<div style='{display.MUTED}'>{kept}</div>",
                 f"ShaderCompileError: {first}\n{display.compile_error_text(new)}\n({kept})",
             )
         )
@@ -348,25 +365,72 @@ def _compile_cell(
 # --- %vknb helpers ----------------------------------------------------------------------------
 
 
-def _want_widgets(shell: Any, text: bool) -> bool:
-    if text:
-        return False
-    if use_widgets is not None:
-        return use_widgets
-    if getattr(shell, "kernel", None) is None:  # a terminal or a plain InteractiveShell
-        return False
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _emit(html: str, text: str, as_text: bool) -> None:
     if as_text:
         print(text)
     else:
         _show(display.Rendered(html, text))
+
+
+# --- tracebacks of usage errors ------------------------------------------------------------------
+
+_USAGE_ERRORS = (TypeError, ValueError, VulkanError)
+_RAISE = dis.opmap["RAISE_VARARGS"]
+
+
+def _is_vknb(frame: types.FrameType) -> bool:
+    name = frame.f_globals.get("__name__", "")
+    return isinstance(name, str) and (name == "vknb" or name.startswith("vknb."))
+
+
+def usage_error_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The traceback ``tb`` without the vknb frames at its end, where the exception is a usage
+    error: vknb raised it on purpose (a ``raise`` statement in a vknb module, called from
+    someone else's code).  None where it is not (an error vknb did not mean to raise: a bug,
+    whose frames must show).  The traceback given is not changed.
+
+    Example
+    -------
+    >>> try:
+    ...     k(x)                                                 # doctest: +SKIP
+    ... except TypeError as e:
+    ...     short = usage_error_frames(e.__traceback__)          # doctest: +SKIP
+    """
+    entries = []
+    t = tb
+    while t is not None:
+        entries.append(t)
+        t = t.tb_next
+    keep = len(entries)
+    while keep > 0 and _is_vknb(entries[keep - 1].tb_frame):
+        keep -= 1
+    if keep == len(entries) or keep == 0:
+        return None
+    last = entries[-1]
+    code = last.tb_frame.f_code.co_code
+    if not 0 <= last.tb_lasti < len(code) or code[last.tb_lasti] != _RAISE:
+        return None
+    out: types.TracebackType | None = None
+    for e in reversed(entries[:keep]):
+        out = types.TracebackType(out, e.tb_frame, e.tb_lasti, e.tb_lineno)
+    return out
+
+
+def _show_usage_error(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None
+) -> None:
+    """IPython's custom exception handler for :data:`_USAGE_ERRORS` (``%load_ext vknb``):
+    the traceback ends at the caller's frame for a usage error, in full otherwise.
+
+    IPython hides frames whose locals set ``__tracebackhide__``, but never the last one (where
+    the exception was raised), so vknb cuts the tail instead.  ``%xmode --show`` (IPython's
+    switch for hidden frames) shows every frame, and ``%debug`` always sees them all."""
+    short = None
+    if hide_internal_frames and getattr(shell.InteractiveTB, "skip_hidden", True):
+        short = usage_error_frames(tb)
+    shell.showtraceback((etype, value, short or tb), tb_offset=tb_offset)
+    if short is not None:
+        sys.last_traceback = tb  # %debug walks the whole stack
 
 
 # --- the magics -------------------------------------------------------------------------------
@@ -481,7 +545,13 @@ class VknbMagics(Magics):
     @argument("--last", type=int, metavar="K", help="timings: the last K dispatches")
     @argument("--kernel", metavar="NAME", help="timings: only this kernel's dispatches")
     @argument("--plot", action="store_true", help="timings: plot instead of a table")
-    @argument("--text", action="store_true", help="plain text (no widget, no HTML)")
+    @argument("--text", action="store_true", help="plain text (no HTML)")
+    @argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="devices, memory, timings: the ipywidgets controls instead of the live HTML view",
+    )
     @argument("-h", "--help", action="store_true", help="show this help")
     @line_magic
     def vknb(self, line: str) -> None:
@@ -499,24 +569,22 @@ class VknbMagics(Magics):
             raise UsageError(f"%vknb {cmd} takes no argument (got {args.value!r})")
         if (args.last is not None or args.kernel or args.plot) and cmd != "timings":
             raise UsageError("--last, --kernel and --plot apply to `%vknb timings` only")
-        getattr(self, "_cmd_" + cmd.replace("-", "_"))(args, _want_widgets(self.shell, args.text))
+        if args.interactive and cmd not in ("devices", "memory", "timings"):
+            raise UsageError("--interactive applies to `%vknb devices|memory|timings` only")
+        interactive = args.interactive or bool(use_widgets)
+        getattr(self, "_cmd_" + cmd.replace("-", "_"))(args, interactive and not args.text)
 
-    # One method per %vknb command: (parsed arguments, whether to show a widget).
+    # One method per %vknb command: (parsed arguments, whether to show the ipywidgets).
 
-    def _cmd_devices(self, args: Any, widgets: bool) -> None:
-        if widgets:
+    def _cmd_devices(self, args: Any, interactive: bool) -> None:
+        if not args.text:
             from .widgets import DeviceExplorer
 
-            _show(DeviceExplorer())
+            _show(DeviceExplorer(interactive=interactive))
             return
-        note = display.session_text()
-        _emit(
-            display.devices_html() + f"<div style='color:#666'>{html.escape(note)}</div>",
-            display.devices_text() + "\n" + note,
-            args.text,
-        )
+        print(display.devices_text() + "\n" + display.session_text())
 
-    def _cmd_use(self, args: Any, widgets: bool) -> None:
+    def _cmd_use(self, args: Any, interactive: bool) -> None:
         if args.value is None:
             raise UsageError(
                 "%vknb use N: give a device index or a name substring (see %vknb devices)"
@@ -531,46 +599,40 @@ class VknbMagics(Magics):
             "built with --device N)"
         )
 
-    def _cmd_memory(self, args: Any, widgets: bool) -> None:
-        if widgets:
+    def _cmd_memory(self, args: Any, interactive: bool) -> None:
+        if not args.text:
             from .widgets import MemoryMonitor
 
-            _show(MemoryMonitor())
+            _show(MemoryMonitor(interactive=interactive))
             return
         from ..core.session import device
 
-        dev = device()
-        _emit(display.memory_html(dev), display.memory_text(dev), args.text)
+        print(display.memory_text(device()))
 
-    def _cmd_timings(self, args: Any, widgets: bool) -> None:
+    def _cmd_timings(self, args: Any, interactive: bool) -> None:
         from ..compute.timing import timings
 
-        everything = timings(kernel=args.kernel)
         last = 20 if args.last is None else args.last
         if last < 0:
             raise UsageError(f"--last takes K >= 0, got {last}")
-        records = everything[-last:] if last else []
         if args.plot:
             from .plots import plot_timings
 
-            _show(plot_timings(everything if args.last is None else records))
-        elif widgets:
+            _show(plot_timings(kind="all", kernel=args.kernel, last=args.last))
+        elif not args.text and last > 0:
             from .widgets import TimingsView
 
-            _show(TimingsView(args.kernel, last=max(1, last)))
+            _show(TimingsView(args.kernel, last=last, interactive=interactive))
         else:
-            n = len(everything)
-            _emit(
-                display.timings_html(records, n),
-                display.timings_report_text(records, n),
-                args.text,
-            )
+            everything = timings(kernel=args.kernel)
+            records = everything[-last:] if last else []
+            print(display.timings_report_text(records, len(everything)))
 
-    def _cmd_info(self, args: Any, widgets: bool) -> None:
+    def _cmd_info(self, args: Any, interactive: bool) -> None:
         info = environment_info()
         _emit(display.info_html(info), display.info_text(info), args.text)
 
-    def _cmd_clear_cache(self, args: Any, widgets: bool) -> None:
+    def _cmd_clear_cache(self, args: Any, interactive: bool) -> None:
         from ..shader.compiler import cache_dir, clear_cache
 
         n = clear_cache()
@@ -588,6 +650,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """
     ipython.register_magics(VknbMagics)
     display.register_formatters(ipython)
+    # Usage errors end at the caller's frame; another handler already installed is kept.
+    if not getattr(ipython, "custom_exceptions", None) and hasattr(ipython, "set_custom_exc"):
+        ipython.set_custom_exc(_USAGE_ERRORS, _show_usage_error)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -605,3 +670,5 @@ def unload_ipython_extension(ipython: Any) -> None:
             del table[kind][name]
     ipython.magics_manager.registry.pop(VknbMagics.__name__, None)
     display.unregister_formatters(ipython)
+    if getattr(ipython, "custom_exceptions", None) == _USAGE_ERRORS:
+        ipython.set_custom_exc((), None)

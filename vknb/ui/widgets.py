@@ -1,20 +1,36 @@
-"""ipywidgets that show what the GPU is and what it is doing: devices, memory, dispatch timings.
+"""Views of what the GPU is and what it is doing: devices, memory, dispatch timings.
 
-Each widget is a thin view over the public API (:func:`vknb.devices`,
-:meth:`Device.memory_stats`, :func:`vknb.timings`).  The object you get wraps an ipywidgets
-container (its ``.widget``); displaying it shows the live widget in JupyterLab, Notebook 7 and
-VS Code, and a readable HTML table (``text/html``) or text table (``text/plain``) where widgets
-cannot render (nbconvert, plain IPython).  The content is computed by plain methods (``rows()``,
-``details()``, ``html()``, ``text()``) so scripts and tests can read it without a browser.
+Each view is a thin layer over the public API (:func:`vknb.devices`,
+:meth:`Device.memory_stats`, :func:`vknb.timings`) and shows itself as a **live HTML output**:
+an ordinary ``text/html`` output (with ``text/plain`` beside it) that carries a display id.
+While the view lives, vknb updates that output in place (``update_display_data``) when its data
+changes: a dispatch, :func:`vknb.clear_timings`, memory allocated or freed, :func:`vknb.use` /
+:func:`vknb.reset`.  So it is live in a running session, and a saved notebook, nbconvert's HTML,
+GitHub or any static renderer shows its last table: no widget model is needed to see it.
 
-Widgets hold only weak references to devices: showing a memory monitor never keeps a device
-alive, and a closed device shows as "device closed".
+Updates come from one daemon thread (``vknb-live``) for all views, at most every
+``min_interval`` seconds per view (0.25 s, 0.5 s for timings), plus a light poll (``interval``,
+1 s for memory and devices) for what sends no event (frees, device changes); an output is
+re-sent only when its HTML changed.  A view that is garbage-collected or closed stops
+updating.  A displayed view is kept alive by vknb while it is among the last
+:data:`KEEP_LIVE` views displayed (or while you hold it), so ``%vknb memory`` stays live
+without a variable.
+
+The ipywidgets controls (device selection and "use", refresh and pause, kernel filter, plots
+with a zoomable timeline) are there on request: ``view.interactive()`` returns them, and
+``interactive=True`` displays them instead of the HTML.  Widget models do not survive a
+reopened notebook (JupyterLab then shows "model not found"), which is why they are not the
+default; vknb closes every widget it made when the kernel shuts down.
+
+The content is computed by plain methods (``rows()``, ``details()``, ``html()``, ``text()``,
+``records()``, ``summary()``) so scripts and tests can read it without a browser.  Views hold
+only weak references to devices.
 
 The tables are :mod:`vknb.display`'s renderers and the plots :mod:`vknb.ui.plots`'s;
 ``summary_rows``, ``dispatch_rows``, ``plot_timings`` and ``figure_bytes`` here are those
 functions, under the names this module has always offered them.
 
-``import vknb.widgets`` is cheap: ipywidgets and matplotlib are imported by the constructors.
+``import vknb.widgets`` is cheap: IPython, ipywidgets and matplotlib are imported when needed.
 
 Example
 -------
@@ -22,16 +38,20 @@ Example
 >>> DeviceExplorer()                                         # doctest: +SKIP
 >>> MemoryMonitor()                                          # doctest: +SKIP
 >>> TimingsView()                                            # doctest: +SKIP
+>>> TimingsView().interactive()                              # doctest: +SKIP
 >>> plot_timings(kind="all")                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import atexit
 import html as _html
 import logging
 import threading
 import time
+import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +60,7 @@ from . import display as _display
 from .display import dispatch_rows
 from .display import timings_summary as summary_rows
 from .plots import PLOT_KINDS as PLOT_KINDS  # the kinds plot_timings takes
-from .plots import figure_bytes, figure_image, plot_timings
+from .plots import figure_bytes, figure_html, figure_image, plot_timings
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -51,34 +71,209 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core.memory import MemoryStats
 
 __all__ = [
+    "KEEP_LIVE",
     "DeviceExplorer",
     "MemoryMonitor",
     "TimingsView",
+    "close_all",
+    "compare",
     "dispatch_rows",
     "figure_bytes",
+    "live_views",
     "plot_timings",
     "summary_rows",
 ]
 
 log = logging.getLogger("vknb")
 
+#: How many of the most recently displayed views vknb keeps alive (and live) on its own.
+KEEP_LIVE = 8
+
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
 
 def _esc(s: Any) -> str:
     return _html.escape(str(s))
 
 
-# Widget HTML panes are not styled like notebook outputs: give vknb's tables some air.
-_CSS = (
-    "<style>.vknb-w table.vknb{border-collapse:collapse;margin:2px 0 6px 0}"
-    ".vknb-w table.vknb th,.vknb-w table.vknb td{padding:1px 12px 1px 0;text-align:left;"
-    "vertical-align:top;white-space:nowrap}"
-    ".vknb-w table.vknb thead th{border-bottom:1px solid #aaa}</style>"
-)
-
-
 def _pane(html: str) -> str:
-    """HTML for a widget pane or a fallback: vknb's table style around ``html``."""
-    return f"{_CSS}<div class='vknb-w'>{html}</div>"
+    """HTML of a view: its content in a ``vknb-view`` block (inline styles only: no ``<style>``,
+    no script, no external resource, so sanitizers and static renderers keep it)."""
+    return f"<div class='vknb-view'>{html}</div>"
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t))
+
+
+# --- the live-update thread ----------------------------------------------------------------------
+
+
+class _Scheduler:
+    """One daemon thread that refreshes every live view: when an event pokes it (a dispatch, a
+    clear), at most every ``min_interval`` seconds per view, and every ``interval`` seconds for
+    views that poll.  It holds the views weakly (only during a tick), and ends when none is
+    left (the next view displayed starts it again)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._views: weakref.WeakSet[_View] = weakref.WeakSet()
+        self._thread: threading.Thread | None = None
+        self._poked = False
+        self._stopped = False
+
+    @property
+    def running(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()
+
+    def add(self, view: _View) -> None:
+        with self._cond:
+            self._views.add(view)
+            self._stopped = False
+            if self._thread is None or not self._thread.is_alive():
+                t = threading.Thread(target=self._run, name="vknb-live", daemon=True)
+                self._thread = t
+                t.start()
+            self._cond.notify()
+
+    def discard(self, view: _View) -> None:
+        with self._cond:
+            self._views.discard(view)
+            self._cond.notify()
+
+    def views(self) -> list[_View]:
+        with self._cond:
+            return list(self._views)
+
+    def poke(self) -> None:
+        """Something changed (called from any thread, on every dispatch: cheap)."""
+        if self._poked or self._thread is None:
+            return
+        with self._cond:
+            self._poked = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._views.clear()
+            t = self._thread
+            self._cond.notify()
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=5)
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                if self._stopped or not self._views:
+                    if self._thread is me:
+                        self._thread = None
+                    return
+                poked, self._poked = self._poked, False
+            wait = self._tick_all(poked)
+            with self._cond:
+                if not self._poked and not self._stopped:
+                    self._cond.wait(timeout=min(max(wait, 0.02), 5.0))
+
+    def _tick_all(self, poked: bool) -> float:
+        """Update the views that are due; return the seconds until the next one is.  (A
+        function of its own: no local keeps a view alive while the thread waits.)"""
+        wait = 5.0
+        now = time.monotonic()
+        for view in self.views():
+            try:
+                if poked:
+                    view._dirty = True
+                due = view._due(now)
+                if due <= 0:
+                    view._tick()
+                    due = view._due(time.monotonic())
+                wait = min(wait, due)
+            except Exception:  # a broken view must not stop the others
+                log.debug("vknb live view %r failed to update", view, exc_info=True)
+        return wait
+
+
+_scheduler = _Scheduler()
+# Views displayed most recently: kept alive (and so live) even when no variable holds them.
+_shown: deque[_View] = deque(maxlen=KEEP_LIVE)
+_listening = False
+_listen_lock = threading.Lock()
+
+
+def _on_record(_rec: DispatchRecord) -> None:
+    _scheduler.poke()
+
+
+def _on_clear() -> None:
+    _scheduler.poke()
+
+
+def _listen() -> None:
+    """Register vknb's one timing listener and one clear listener (once per process)."""
+    global _listening
+    with _listen_lock:
+        if not _listening:
+            _timing.add_listener(_on_record)
+            _timing.add_clear_listener(_on_clear)
+            _listening = True
+
+
+def live_views() -> list[Any]:
+    """The views being kept up to date now (displayed, not closed, not collected).
+
+    Example
+    -------
+    >>> [type(v).__name__ for v in vknb.widgets.live_views()]    # doctest: +SKIP
+    ['MemoryMonitor', 'TimingsView']
+    """
+    return [v for v in _scheduler.views() if not v.closed]
+
+
+# --- widgets vknb made, closed at shutdown -------------------------------------------------
+
+_made: weakref.WeakSet[Any] = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _track(widgets: list[Any]) -> None:
+    """Remember widgets vknb created, so that :func:`close_all` (and kernel shutdown) closes
+    them.  The exit hook is registered after ipykernel's (so it runs before IOPub stops)."""
+    global _atexit_registered
+    _made.update(widgets)
+    if not _atexit_registered:
+        atexit.register(close_all)
+        _atexit_registered = True
+
+
+def close_all() -> None:
+    """Stop every live view and close every ipywidget vknb created (their comms included).
+
+    Runs at interpreter exit (kernel shutdown or restart), so that the front end is told each
+    comm is closed instead of finding them gone.
+
+    Example
+    -------
+    >>> vknb.widgets.close_all()                               # doctest: +SKIP
+    """
+    for view in list(_shown) + _scheduler.views():
+        try:
+            view._stop(publish=False)  # at exit: nothing more to send
+        except Exception:  # pragma: no cover - never raise from cleanup
+            log.debug("closing %r failed", view, exc_info=True)
+    _shown.clear()
+    _scheduler.stop()
+    _close_widgets(tuple(_made))
+
+
+def _close_widgets(widgets: tuple[Any, ...]) -> None:
+    for w in widgets:
+        try:
+            w.close()
+        except Exception:  # pragma: no cover - never raise from cleanup
+            log.debug("closing %r failed", w, exc_info=True)
 
 
 def _weak(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,61 +295,252 @@ def _walk(w: Any) -> list[Any]:
     return out
 
 
-def _close_widgets(widgets: tuple[Any, ...]) -> None:
-    for w in widgets:
-        try:
-            w.close()
-        except Exception:  # pragma: no cover - never raise from cleanup
-            log.debug("closing %r failed", w, exc_info=True)
+def _publishes_updates(shell: Any) -> bool:
+    """Whether ``shell`` can update an output in place: a Jupyter kernel, or any display
+    publisher but the terminal's (which would print the table again on every update)."""
+    from IPython.core.displaypub import DisplayPublisher
+
+    pub = getattr(shell, "display_pub", None)
+    return pub is not None and type(pub) is not DisplayPublisher
+
+
+def _can_update() -> bool:
+    """Whether the running shell (if any) can update outputs in place now (a shell may swap
+    its display publisher, as ``capture_output`` does)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    return InteractiveShell.initialized() and _publishes_updates(InteractiveShell.instance())
 
 
 class _View:
-    """Common plumbing: the live widget, its HTML and text fallbacks, and its lifetime.
+    """Common plumbing: the live HTML output, its updates, the optional widget, the lifetime.
 
-    Controls call back through weak references, so an undisplayed view is freed like any Python
-    object (closing its widgets).  Once displayed, the view lives as long as its widget model
-    (ipywidgets keeps models until they are closed): :meth:`close` ends it.
-    """
+    Subclasses give ``_content()`` (HTML and text of the data now) and may give ``_sample()``
+    (called on every tick, e.g. to record a history) and ``_build()`` (the ipywidgets)."""
 
-    widget: Any
+    #: Seconds between two updates of this view's output (throttle).
+    min_interval: float = 0.25
+    #: Seconds between polls for changes that send no event (None: events only).
+    interval: float | None = None
+    _kind = "view"
+    _stamped = False  # show when the numbers last changed
 
-    def _setup(self, widget: Any) -> None:
-        self.widget = widget
-        self._widgets = tuple(_walk(widget))
-        self._closer = weakref.finalize(self, _close_widgets, self._widgets)
+    def __init__(self, *, interactive: bool = False) -> None:
+        self.display_id = f"vknb-{self._kind}-{uuid.uuid4().hex[:12]}"
+        self._lock = threading.RLock()
+        self._last_html: str | None = None
+        self._last_content: str | None = None
+        self._changed_at = time.time()
+        self._last_publish = 0.0
+        self._last_poll = time.monotonic()
+        self._dirty = False
+        self._closed = False
+        self._shown_live = False
+        self._interactive = interactive
+        self.widget: Any = None
+        self.updates = 0  # outputs re-sent (update_display_data)
+        self.renders = 0
 
-    def html(self) -> str:  # pragma: no cover - overridden
+    # -- content ----------------------------------------------------------------------------
+
+    def _content(self) -> tuple[str, str]:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def text(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def _sample(self) -> None:
+        """Called on each tick before rendering (views with a history record it here)."""
+
+    def html(self) -> str:
+        """Static HTML of the view now (what its output shows)."""
+        return self._render()[0]
+
+    def text(self) -> str:
+        """Plain text of the view now (its output's ``text/plain``)."""
+        return self._render()[1]
+
+    def _render(self) -> tuple[str, str]:
+        html, text = self._content()
+        self.renders += 1
+        if self._stamped:
+            if html != self._last_content:
+                self._last_content = html
+                self._changed_at = time.time()
+            # When the numbers last changed: a saved notebook shows its tables as of then.
+            note = " (no longer updated)" if self._closed else ""
+            html += (
+                f"<div class='vknb-stamp' style='{_display.MUTED};font-size:85%'>"
+                f"as of {_clock(self._changed_at)}{note}</div>"
+            )
+        return html, text
+
+    def bundle(self) -> dict[str, str]:
+        """The output's MIME bundle: ``text/html`` and ``text/plain``."""
+        html, text = self._render()
+        return {"text/html": _pane(html), "text/plain": text}
+
+    # -- display ----------------------------------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        from IPython.core.interactiveshell import InteractiveShell
+        from IPython.display import display
+
+        if self._interactive:
+            display(self._widget_bundle(), raw=True)
+            return
+        shell = InteractiveShell.instance() if InteractiveShell.initialized() else None
+        self._shown_live = (
+            shell is not None
+            and _publishes_updates(shell)
+            and not self._closed
+            and self._follows_data()
+        )
+        data = self.bundle()
+        with self._lock:
+            self._last_html = data["text/html"]
+        display(data, raw=True, display_id=self.display_id)
+        if self._shown_live:
+            self._go_live()
+
+    def _follows_data(self) -> bool:
+        """Whether a displayed view should be kept up to date."""
+        return True
+
+    def _go_live(self) -> None:
+        _listen()
+        if self in _shown:
+            _shown.remove(self)
+        _shown.append(self)
+        self._last_publish = time.monotonic()
+        _scheduler.add(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        # The widget view where a front end renders widgets; the HTML table where it does not
-        # (nbconvert drops a widget view whose state was not saved); the text table in a terminal.
-        data: dict[str, Any] = {"text/plain": self.text(), "text/html": _pane(self.html())}
-        if self._closer.alive:
-            self.widget._vknb_view = self  # displayed: live as long as the widget model
-            for mime, value in self.widget._repr_mimebundle_().items():
-                if mime != "text/plain":
-                    data[mime] = value
-        return data
+        # For consumers that format without displaying (nbconvert's tests, other tools).
+        return self._widget_bundle() if self._interactive else self.bundle()
 
     def _repr_html_(self) -> str:
         return _pane(self.html())
 
+    def _due(self, now: float) -> float:
+        """Seconds until this view should update (<= 0: now)."""
+        if self._closed:
+            return 3600.0
+        due = 3600.0
+        if self._dirty:
+            due = self._last_publish + self.min_interval - now
+        if self.interval is not None:
+            due = min(due, self._last_poll + self.interval - now)
+        return due
+
+    def _tick(self) -> bool:
+        """Sample, render, and re-send the output (and refresh the widget) if it changed."""
+        with self._lock:
+            self._dirty = False
+            self._last_poll = time.monotonic()
+            if self._closed:
+                return False
+            self._sample()
+            if self.widget is not None:
+                self._refresh_widget()
+            if not self._shown_live or not _can_update():
+                return False
+            data = self.bundle()
+            if data["text/html"] == self._last_html:
+                return False
+            self._last_html = data["text/html"]
+            self._last_publish = time.monotonic()
+        from IPython.display import update_display
+
+        update_display(data, raw=True, display_id=self.display_id)
+        self.updates += 1
+        return True
+
+    def update(self) -> bool:
+        """Re-render now and re-send the output if it changed (what the live thread does);
+        returns whether it was re-sent.
+
+        Example
+        -------
+        >>> view = vknb.widgets.MemoryMonitor(); view            # doctest: +SKIP
+        >>> view.update()                                        # doctest: +SKIP
+        False
+        """
+        return self._tick()
+
+    refresh = update
+
+    @property
+    def live(self) -> bool:
+        """Whether the view's output is being kept up to date."""
+        return (self._shown_live or self.widget is not None) and not self._closed
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` has run."""
-        return not self._closer.alive
+        return self._closed
 
     def close(self) -> None:
-        """Close the widget and every control in it (the front end removes their views)."""
-        self.widget._vknb_view = None
-        self._closer()
+        """Stop updating (the output keeps its last table, marked "no longer updated") and close
+        the interactive widget if there is one."""
+        self._stop(publish=True)
+
+    def _stop(self, publish: bool) -> None:
+        if self._closed:
+            return
+        last = self._shown_live and publish and _can_update()
+        with self._lock:
+            self._closed = True
+        _scheduler.discard(self)
+        if self in _shown:
+            _shown.remove(self)
+        if last:
+            try:  # say so in the output
+                from IPython.display import update_display
+
+                update_display(self.bundle(), raw=True, display_id=self.display_id)
+            except Exception:  # pragma: no cover - never raise from cleanup
+                log.debug("final update of %r failed", self, exc_info=True)
+        self._shown_live = False
+        closer = getattr(self, "_closer", None)
+        if closer is not None:
+            closer()
+
+    # -- the interactive widget ---------------------------------------------------------------
+
+    def interactive(self) -> Any:
+        """The ipywidgets controls of this view (built once): display the returned widget.
+
+        Widget models live only while the kernel does: a reopened notebook shows "model not
+        found" where they were (the HTML view does not have that problem).
+
+        Example
+        -------
+        >>> vknb.widgets.TimingsView().interactive()              # doctest: +SKIP
+        """
+        if self.widget is None:
+            widget = self._build()
+            self.widget = widget
+            widgets = _walk(widget)
+            _track(widgets)
+            self._closer = weakref.finalize(self, _close_widgets, tuple(widgets))
+            self._refresh_widget()
+            _listen()
+            _scheduler.add(self)
+        return self.widget
+
+    def _build(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _refresh_widget(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _widget_bundle(self) -> dict[str, Any]:
+        widget = self.interactive()
+        widget._vknb_view = self  # the view lives as long as its widget model
+        data: dict[str, Any] = {"text/html": _pane(self.html()), "text/plain": self.text()}
+        data.update({k: v for k, v in widget._repr_mimebundle_().items() if k == _WIDGET_MIME})
+        return data
 
 
-# --- device explorer -------------------------------------------------------------------------
+# --- device explorer ---------------------------------------------------------------------------
 
 
 def _session_index() -> int | None:
@@ -166,32 +552,40 @@ def _session_index() -> int | None:
 
 
 class DeviceExplorer(_View):
-    """Every Vulkan device with its score, and the details of the selected one.
+    """Every Vulkan device with its score, and each one's details.
 
-    A table with one row per physical device (name, type, vendor, driver, API version,
-    device-local memory, score = type bonus + memory bonus; the session device marked ``*``), a
-    device selector (``.select``), the selected device's details (``.details_pane``: compute
-    limits, timestamps, memory heaps and types, queue families, features, notable extensions)
-    and a button (``.use_button``) that makes the selected device the session device.
+    The HTML output: a table with one row per physical device (name, type, vendor, driver, API
+    version, device-local memory, score = type bonus + memory bonus; the session device marked
+    ``*`` and in bold), the session line, then each device's details (compute limits,
+    timestamps, memory heaps and types, queue families, features, notable extensions) in a
+    ``<details>`` element, the session device's open.  It follows :func:`vknb.use` and
+    :func:`vknb.reset` while live.
+
+    :meth:`interactive` gives a device selector (``.select``), the selected device's details
+    (``.details_pane``) and a button (``.use_button``) that makes it the session device.
 
     Parameters
     ----------
     index : int, optional
         The device selected first (default: the session device, or the one vknb would choose).
+    interactive : bool
+        Display the ipywidgets controls instead of the HTML.
 
     Example
     -------
     >>> ex = vknb.widgets.DeviceExplorer()
     >>> ex.rows()[0]["score"] == ex.rows()[0]["score_type"] + ex.rows()[0]["score_memory"]
     True
-    >>> ex.select.value = 0; ex.use_button.click()               # same as vknb.use(0)
+    >>> ex.use(0)                                                # same as vknb.use(0)
     """
 
-    def __init__(self, index: int | None = None) -> None:
-        import ipywidgets as W
+    interval = 1.0
+    _kind = "devices"
 
+    def __init__(self, index: int | None = None, *, interactive: bool = False) -> None:
         from ..core.instance import devices, select_device_index
 
+        super().__init__(interactive=interactive)
         self.infos: list[DeviceInfo] = devices()
         if index is None:
             index = _session_index()
@@ -200,35 +594,9 @@ class DeviceExplorer(_View):
                 index = select_device_index(self.infos)[0]
             except Exception:  # a bad VKNB_DEVICE: the explorer is where one looks for the fix
                 index = 0
-        self.table = W.HTML()
-        self.select = W.Dropdown(
-            options=[(f"{d.index}: {d.name}", d.index) for d in self.infos],
-            value=index,
-            description="Device",
-            layout=W.Layout(width="max-content"),
-        )
-        self.use_button = W.Button(
-            description="Use this device",
-            tooltip="vknb.use(index): make the selected device the session device",
-            icon="check",
-        )
-        self.status = W.HTML()
-        self.details_pane = W.HTML()
-        self._setup(
-            W.VBox(
-                [self.table, W.HBox([self.select, self.use_button, self.status]), self.details_pane]
-            )
-        )
-        self.select.observe(_weak(self._on_select), names="value")
-        self.use_button.on_click(_weak(self._on_use))
-        self.refresh()
+        self.selected: int | None = index
 
     # -- data -------------------------------------------------------------------------------
-
-    @property
-    def selected(self) -> int | None:
-        """Index of the selected device."""
-        return self.select.value
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per device: index, name, type, vendor, driver, api_version, total_memory,
@@ -277,41 +645,31 @@ class DeviceExplorer(_View):
         """The device table (session device in bold, marked ``*``) and the session line."""
         return (
             f"<div class='vknb-devices'><b>Vulkan devices</b> "
-            f"<span style='color:#666'>(score = type bonus + memory bonus; the highest "
+            f"<span style='{_display.MUTED}'>(score = type bonus + memory bonus; the highest "
             f"score becomes the session device unless VKNB_DEVICE says otherwise)</span>"
             f"{_display.devices_html(self.infos, _session_index())}"
             f"<div>{_esc(_display.session_text())}</div></div>"
         )
 
-    def html(self) -> str:
-        """Static HTML: the table and the selected device's details."""
-        details = ""
-        if self.selected is not None:
-            details = _display.device_details_html(self.infos[self.selected])
-        return self.table_html() + details
-
-    def text(self) -> str:
-        """Plain text: the table and the selected device's details."""
-        out = [_display.devices_text(self.infos, _session_index()), _display.session_text()]
-        if self.selected is not None:
-            out.append(_display.device_details_text(self.infos[self.selected]))
-        return "\n".join(out)
-
-    def refresh(self) -> None:
-        """Re-render the table (session marking) and the details of the selected device."""
-        self.table.value = _pane(self.table_html())
-        sel = self.selected
-        self.details_pane.value = (
-            "" if sel is None else _pane(_display.device_details_html(self.infos[sel]))
-        )
+    def _content(self) -> tuple[str, str]:
         cur = _session_index()
-        self.use_button.disabled = sel is None
-        self.use_button.button_style = "success" if sel is not None and sel == cur else ""
+        opened = cur if cur is not None else self.selected
+        details = "".join(
+            f"<details class='vknb-device'{' open' if d.index == opened else ''}><summary>"
+            f"Device {d.index}: {_esc(d.name)} ({_esc(d.type)}, score {d.score})</summary>"
+            f"{_display.device_details_html(d)}</details>"
+            for d in self.infos
+        )
+        text = [_display.devices_text(self.infos, cur), _display.session_text()]
+        if self.selected is not None:
+            text.append(_display.device_details_text(self.infos[self.selected]))
+        return self.table_html() + details, "\n".join(text)
 
     # -- controls ---------------------------------------------------------------------------
 
-    def use(self) -> Device:
-        """Make the selected device the session device (:func:`vknb.use`) and re-render.
+    def use(self, index: int | None = None) -> Device:
+        """Make device ``index`` (default: the selected one) the session device
+        (:func:`vknb.use`) and update the view.
 
         Example
         -------
@@ -319,130 +677,137 @@ class DeviceExplorer(_View):
         """
         from ..core.session import use
 
-        if self.selected is None:
+        i = self.selected if index is None else index
+        if i is None:
             raise ValueError("no device selected")
-        dev = use(self.selected)
-        self.status.value = (
-            f"<span style='color:#080'>session device: {dev.index}: {_esc(dev.info.name)}</span>"
-        )
-        self.refresh()
+        self.selected = i
+        dev = use(i)
+        if self.widget is not None:
+            self.status.value = (
+                f"<span style='color:{_display.OK_COLOR}'>session device: {dev.index}: "
+                f"{_esc(dev.info.name)}</span>"
+            )
+        self.update()
         return dev
 
+    def _build(self) -> Any:
+        import ipywidgets as W
+
+        self.table = W.HTML()
+        self.select = W.Dropdown(
+            options=[(f"{d.index}: {d.name}", d.index) for d in self.infos],
+            value=self.selected,
+            description="Device",
+            layout=W.Layout(width="max-content"),
+        )
+        self.use_button = W.Button(
+            description="Use this device",
+            tooltip="vknb.use(index): make the selected device the session device",
+            icon="check",
+        )
+        self.status = W.HTML()
+        self.details_pane = W.HTML()
+        self.select.observe(_weak(self._on_select), names="value")
+        self.use_button.on_click(_weak(self._on_use))
+        return W.VBox(
+            [self.table, W.HBox([self.select, self.use_button, self.status]), self.details_pane]
+        )
+
+    def _refresh_widget(self) -> None:
+        table = _pane(self.table_html())
+        if self.table.value != table:
+            self.table.value = table
+        sel = self.selected
+        details = "" if sel is None else _pane(_display.device_details_html(self.infos[sel]))
+        if self.details_pane.value != details:
+            self.details_pane.value = details
+        self.use_button.disabled = sel is None
+        self.use_button.button_style = (
+            "success" if sel is not None and sel == _session_index() else ""
+        )
+
     def _on_select(self, change: dict[str, Any]) -> None:
+        self.selected = change["new"]
         self.status.value = ""
-        self.refresh()
+        self.update()
 
     def _on_use(self, _button: Any) -> None:
         try:
             self.use()
         except Exception as e:  # shown in the widget: a callback's exception would be lost
             self.status.value = (
-                f"<span style='color:#c00'>{_esc(type(e).__name__)}: {_esc(e)}</span>"
+                f"<span style='color:{_display.ERROR_COLOR}'>{_esc(type(e).__name__)}: "
+                f"{_esc(e)}</span>"
             )
 
     def __repr__(self) -> str:
         cur = _session_index()
+        n = len(self.infos)
         return (
-            f"<vknb.widgets.DeviceExplorer: {len(self.infos)} device(s), "
+            f"<vknb.widgets.DeviceExplorer: {n} device{'' if n == 1 else 's'}, "
             f"session {'none' if cur is None else cur}, selected {self.selected}>"
         )
 
 
-# --- memory monitor --------------------------------------------------------------------------
-
-
-def _auto_refresh(ref: Callable[[], MemoryMonitor | None], stop: threading.Event) -> None:
-    """Body of the auto-refresh thread: holds the monitor only weakly, and only during a tick;
-    reads ``.interval`` every tick so that editing it takes effect at once."""
-    while True:
-        mon = ref()
-        if mon is None:
-            return
-        interval = float(mon.interval.value)
-        del mon
-        if stop.wait(interval):
-            return
-        mon = ref()
-        if mon is None:
-            return
-        try:
-            mon.refresh()
-        except Exception:  # pragma: no cover - keep the thread alive, say why
-            log.exception("vknb memory monitor refresh failed")
-        del mon
+# --- memory monitor ------------------------------------------------------------------------------
 
 
 class MemoryMonitor(_View):
-    """Memory statistics of a device: per heap its size, driver budget and usage, vknb's allocated
-    and used bytes, as bars; vknb's blocks, live buffers and live images.
+    """Memory statistics of a device: per heap its size, driver budget and usage, vknb's
+    allocated and used bytes, a bar with the percentages printed beside it (readable at a
+    fraction of a percent of a large heap), a sparkline of vknb's use over the last ``history``
+    seconds; vknb's blocks, live buffers and live images.
 
-    Refreshes on demand (``.refresh_button`` or :meth:`refresh`) and, while ``.auto`` is on (or
-    after :meth:`start`), every ``.interval`` seconds from a daemon thread that only reads
-    ``memory_stats()`` (which takes the allocator's lock) and sets the widget's value traits.
+    While live it polls ``memory_stats()`` every ``interval`` seconds (and after dispatches),
+    so allocations and frees show within a second; the output is re-sent only when it changed.
+    :meth:`interactive` adds a Refresh button and a pause toggle.
 
     Parameters
     ----------
     device : Device, optional
         The device to watch, held by a weak reference.  Default: the session device, whichever
         it is at each refresh (it follows :func:`vknb.use` and :func:`vknb.reset`).
-    interval : float, optional
-        Start refreshing every ``interval`` seconds right away.
+    interval : float
+        Seconds between polls while live (default 1).
+    history : float
+        Seconds of history the sparkline shows (default 60).
+    interactive : bool
+        Display the ipywidgets controls instead of the HTML.
 
     Example
     -------
     >>> mon = vknb.widgets.MemoryMonitor()
     >>> mon.stats().allocated >= 0
     True
-    >>> mon.start(1.0); mon.stop()
+    >>> mon                                                      # doctest: +SKIP
     """
 
-    def __init__(self, device: Device | None = None, *, interval: float | None = None) -> None:
-        import ipywidgets as W
+    _kind = "memory"
+    _stamped = True
 
+    def __init__(
+        self,
+        device: Device | None = None,
+        *,
+        interval: float = 1.0,
+        history: float = 60.0,
+        interactive: bool = False,
+    ) -> None:
         from ..core.session import device as session_device
 
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        super().__init__(interactive=interactive)
+        self.interval = float(interval)
+        self.history_seconds = float(history)
         self._follow_session = device is None
         if device is None:
             device = session_device()  # create it now: the user asked to see its memory
         self._device_ref: weakref.ReferenceType[Device] = weakref.ref(device)
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._stop_event: threading.Event | None = None
-        self._finalizer: weakref.finalize | None = None
-        self.refreshes = 0
-
-        self.pane = W.HTML()
-        self.refresh_button = W.Button(
-            description="Refresh", icon="refresh", tooltip="read memory_stats() now"
-        )
-        self.auto = W.ToggleButton(
-            value=False,
-            description="Auto-refresh",
-            icon="clock-o",
-            tooltip="refresh every `interval` seconds from a thread",
-        )
-        self.interval = W.BoundedFloatText(
-            value=interval or 1.0,
-            min=0.05,
-            max=3600.0,
-            step=0.5,
-            description="every (s)",
-            layout=W.Layout(width="150px"),
-        )
-        self.updated = W.HTML()
-        self._setup(
-            W.VBox(
-                [
-                    self.pane,
-                    W.HBox([self.refresh_button, self.auto, self.interval, self.updated]),
-                ]
-            )
-        )
-        self.refresh_button.on_click(_weak(self._on_refresh))
-        self.auto.observe(_weak(self._on_auto), names="value")
-        self.refresh()
-        if interval is not None:
-            self.start(interval)
+        self._history: deque[tuple[float, dict[int, tuple[int, int]]]] = deque()
+        self._history_of: int | None = None  # id() of the device the history is about
+        self.paused = False
+        self._sample()
 
     # -- data -------------------------------------------------------------------------------
 
@@ -487,9 +852,37 @@ class MemoryMonitor(_View):
         keys = ("index", "size", "device_local", "budget", "usage", "allocated", "used")
         return [] if s is None else [{k: getattr(h, k) for k in keys} for h in s.heaps]
 
+    def history(self) -> dict[int, list[tuple[int, int]]]:
+        """Per heap index, the ``(used, allocated)`` samples of the last ``history`` seconds,
+        oldest first (what the sparkline draws).
+
+        Example
+        -------
+        >>> MemoryMonitor().history()                            # doctest: +SKIP
+        {0: [(1048576, 8388608)]}
+        """
+        out: dict[int, list[tuple[int, int]]] = {}
+        for _t, heaps in list(self._history):
+            for i, v in heaps.items():
+                out.setdefault(i, []).append(v)
+        return out
+
+    def _sample(self) -> None:
+        d = self.device
+        s = self.stats() if d is not None else None
+        now = time.monotonic()
+        if s is None:
+            return
+        if self._history_of != id(d):  # another device (vknb.use, vknb.reset): start over
+            self._history.clear()
+            self._history_of = id(d)
+        self._history.append((now, {h.index: (h.used, h.allocated) for h in s.heaps}))
+        while self._history and now - self._history[0][0] > self.history_seconds:
+            self._history.popleft()
+
     # -- rendering --------------------------------------------------------------------------
 
-    def _render(self) -> tuple[str, str]:
+    def _content(self) -> tuple[str, str]:
         d = self.device
         s = self.stats() if d is not None else None
         if d is None or s is None:
@@ -503,149 +896,92 @@ class MemoryMonitor(_View):
                 f"Memory: {msg}",
             )
         title = _display.memory_title(d)
-        return _display.memory_stats_html(s, title), _display.memory_stats_text(s, title)
-
-    def html(self) -> str:
-        """Static HTML of the current statistics."""
-        return self._render()[0]
-
-    def text(self) -> str:
-        """Plain text of the current statistics."""
-        return self._render()[1]
-
-    def refresh(self) -> None:
-        """Read the statistics now and update the widget (thread-safe)."""
-        with self._lock:
-            self.pane.value = _pane(self.html())
-            self.refreshes += 1
-            self.updated.value = (
-                f"<span style='color:#666'>updated {time.strftime('%H:%M:%S')}</span>"
-            )
-
-    # -- auto refresh -----------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        """Whether the auto-refresh thread is running."""
-        t = self._thread
-        return t is not None and t.is_alive()
-
-    def start(self, interval_s: float | None = None) -> None:
-        """Refresh every ``interval_s`` seconds (default ``.interval.value``) from a daemon thread.
-
-        Example
-        -------
-        >>> mon.start(0.5)                                       # doctest: +SKIP
-        """
-        if interval_s is not None:
-            if interval_s <= 0:
-                raise ValueError(f"interval_s must be > 0, got {interval_s}")
-            self.interval.value = max(float(interval_s), self.interval.min)
-        self._stop_thread()
-        stop = threading.Event()
-        t = threading.Thread(
-            target=_auto_refresh,
-            args=(weakref.ref(self), stop),
-            name="vknb-memory-monitor",
-            daemon=True,
+        return (
+            _display.memory_stats_html(s, title, self.history(), self.history_seconds),
+            _display.memory_stats_text(s, title),
         )
-        self._stop_event, self._thread = stop, t
-        # Collecting the monitor stops its thread (the thread holds it only weakly).
-        self._finalizer = weakref.finalize(self, stop.set)
-        t.start()
-        if not self.auto.value:
-            self.auto.value = True  # _on_auto sees the thread running and does nothing
 
-    def stop(self) -> None:
-        """Stop the auto-refresh thread (waits for it to finish its tick)."""
-        self._stop_thread()
-        if self.auto.value:
-            self.auto.value = False
+    def _due(self, now: float) -> float:
+        return 3600.0 if self.paused else super()._due(now)
 
-    def _stop_thread(self) -> None:
-        stop, t = self._stop_event, self._thread
-        self._stop_event = self._thread = None
-        if stop is not None:
-            stop.set()
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout=10)
+    # -- controls ---------------------------------------------------------------------------
+
+    def _build(self) -> Any:
+        import ipywidgets as W
+
+        self.pane = W.HTML()
+        self.refresh_button = W.Button(
+            description="Refresh", icon="refresh", tooltip="read memory_stats() now"
+        )
+        self.pause = W.ToggleButton(
+            value=self.paused,
+            description="Pause",
+            icon="pause",
+            tooltip="stop (and resume) the updates",
+        )
+        self.refresh_button.on_click(_weak(self._on_refresh))
+        self.pause.observe(_weak(self._on_pause), names="value")
+        return W.VBox([self.pane, W.HBox([self.refresh_button, self.pause])])
+
+    def _refresh_widget(self) -> None:
+        value = _pane(self._render()[0])
+        if self.pane.value != value:
+            self.pane.value = value
 
     def _on_refresh(self, _button: Any) -> None:
-        self.refresh()
+        self.update()
 
-    def _on_auto(self, change: dict[str, Any]) -> None:
-        if change["new"] and not self.running:
-            self.start()
-        elif not change["new"] and self.running:
-            self._stop_thread()
-
-    def close(self) -> None:
-        """Stop the thread and close the widget's views."""
-        self.stop()
-        super().close()
+    def _on_pause(self, change: dict[str, Any]) -> None:
+        self.paused = bool(change["new"])
+        _scheduler.poke()
 
     def __repr__(self) -> str:
         d = self.device
         what = "device closed" if d is None else d.label
-        return f"<vknb.widgets.MemoryMonitor {what}{' (auto)' if self.running else ''}>"
+        return f"<vknb.widgets.MemoryMonitor {what}{' (live)' if self.live else ''}>"
 
 
-# --- dispatch timings ------------------------------------------------------------------------
-
-
-def _make_listener(ref: Callable[[], TimingsView | None]) -> Callable[[DispatchRecord], None]:
-    """A timing listener that holds the view weakly and unregisters itself once it is gone."""
-
-    def listener(rec: DispatchRecord) -> None:
-        view = ref()
-        if view is None:
-            _timing.remove_listener(listener)
-            return
-        view._on_record(rec)
-
-    return listener
-
-
-def _deferred_render(ref: Callable[[], TimingsView | None]) -> None:
-    view = ref()
-    if view is not None:
-        with view._lock:
-            view._timer = None
-        view.refresh()
+# --- dispatch timings ----------------------------------------------------------------------------
 
 
 class TimingsView(_View):
-    """Recent dispatches: a per-kernel summary and a table of the last ``last`` records.
+    """Recent dispatches: a per-kernel-version summary and a table of the last ``last`` records.
 
-    Columns: time, kernel, groups, workgroup size, GPU ms, host ms, bytes in/out, and achieved
-    bandwidth where the kernel's byte count is known.  ``.kernel_filter`` (a dropdown: "all" and
-    every kernel seen) filters both; the view updates live as dispatches happen (at most every
-    ``min_interval`` seconds, with a trailing update), through a :func:`vknb.timing.add_listener`
-    listener that holds the view weakly.  ``.plot_button`` draws the plots into ``.image``.
+    Summary columns: kernel (an edited kernel of the same name gets its own row,
+    ``'saxpy (v2)'``), version, dispatches (warm-ups counted), GPU ms total, median, mean, min
+    and max, host ms mean, GB/s.  Table columns: time, kernel, groups, workgroup size, GPU ms,
+    host ms, bytes in/out, and achieved bandwidth where the kernel's byte count is known.  The
+    output follows every dispatch and :func:`vknb.clear_timings` (at most every
+    ``min_interval`` seconds, with a trailing update).
+
+    :meth:`interactive` adds a kernel filter, the ``last`` count, and plots (a timeline on a
+    real time axis with a zoom slider, the GPU time per dispatch, a histogram, the host
+    overhead).
 
     Parameters
     ----------
     kernel : str, optional
-        Show only this kernel's dispatches at first.
+        Show only this kernel's dispatches.
     last : int
         How many of the most recent records the table lists.
     live : bool
-        Update on every dispatch.
+        Follow dispatches while displayed (False: a snapshot).
     min_interval : float
-        Seconds between live updates (0: update on every dispatch).
+        Seconds between two updates of the output.
+    interactive : bool
+        Display the ipywidgets controls instead of the HTML.
 
     Example
     -------
-    >>> tv = vknb.widgets.TimingsView()
+    >>> tv = vknb.widgets.TimingsView(); tv                      # doctest: +SKIP
     >>> rec = k(x, y, a=2.0, grid=n)                             # doctest: +SKIP
     >>> tv.records()[-1] is rec                                  # doctest: +SKIP
     True
-    >>> tv.kernel_filter.value = "saxpy"                         # doctest: +SKIP
-    >>> tv.plot()                                                # doctest: +SKIP
+    >>> tv.kernel = "saxpy"; tv.plot("timeline")                 # doctest: +SKIP
     """
+
+    _kind = "timings"
+    _stamped = True
 
     def __init__(
         self,
@@ -653,109 +989,60 @@ class TimingsView(_View):
         *,
         last: int = 50,
         live: bool = True,
-        min_interval: float = 0.25,
+        min_interval: float = 0.5,
+        interactive: bool = False,
     ) -> None:
-        import ipywidgets as W
-
+        if last < 1:
+            raise ValueError(f"last must be >= 1, got {last}")
+        super().__init__(interactive=interactive)
+        self.kernel = kernel
+        self.last = int(last)
         self.min_interval = float(min_interval)
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        self._last_render = 0.0
-        self._updating_options = False
-        self.renders = 0
+        self._follow = live
+        self.plot_kind = "all"
+        self.zoom: tuple[float, float] | None = None
 
-        self.kernel_filter = W.Dropdown(
-            options=self._filter_options(kernel), value=kernel or "all", description="Kernel"
-        )
-        self.last = W.BoundedIntText(
-            value=last,
-            min=1,
-            max=_timing.MAX_RECORDS,
-            description="last",
-            layout=W.Layout(width="150px"),
-        )
-        self.refresh_button = W.Button(description="Refresh", icon="refresh")
-        self.plot_button = W.Button(
-            description="Plot",
-            icon="bar-chart",
-            tooltip="timeline, histogram per kernel, GPU vs host time",
-        )
-        self.summary_pane = W.HTML()
-        self.table = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(display="none", max_width="100%"))
-        self._setup(
-            W.VBox(
-                [
-                    W.HBox([self.kernel_filter, self.last, self.refresh_button, self.plot_button]),
-                    self.summary_pane,
-                    self.table,
-                    self.image,
-                ]
-            )
-        )
-        self.kernel_filter.observe(_weak(self._on_filter), names="value")
-        self.last.observe(_weak(self._on_filter), names="value")
-        self.refresh_button.on_click(_weak(self._on_refresh))
-        self.plot_button.on_click(_weak(self._on_plot))
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in ("kernel", "last") and getattr(self, "_shown_live", False):
+            self._dirty = True  # the live thread redraws with the new filter
+            _scheduler.poke()
 
-        self._listener: Callable[[DispatchRecord], None] | None = None
-        self._finalizer: weakref.finalize | None = None
-        if live:
-            self._listener = _make_listener(weakref.ref(self))
-            _timing.add_listener(self._listener)
-            # Collecting the view unregisters the listener (the listener holds it weakly).
-            self._finalizer = weakref.finalize(self, _timing.remove_listener, self._listener)
-        self.refresh()
+    def _follows_data(self) -> bool:
+        return self._follow
 
     # -- data -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _kernels() -> list[str]:
-        seen: dict[str, None] = {}
-        for r in _timing.timings():
-            seen.setdefault(r.kernel)
-        return list(seen)
-
-    def _filter_options(self, extra: str | None = None) -> list[str]:
-        names = self._kernels()
-        if extra and extra not in names:
-            names.append(extra)
-        return ["all", *names]
-
-    @property
-    def kernel(self) -> str | None:
-        """The kernel the filter selects (None: all)."""
-        v = self.kernel_filter.value
-        return None if v in (None, "all") else v
-
     def records(self) -> list[DispatchRecord]:
-        """The records shown: the filtered kernel's last ``.last.value``, oldest first.
+        """The records the table shows: the filtered kernel's last ``last``, oldest first.
 
         Example
         -------
         >>> TimingsView("saxpy", last=5).records()[-1].kernel    # doctest: +SKIP
         'saxpy'
         """
-        return _timing.timings(kernel=self.kernel, last=int(self.last.value))
+        return _timing.timings(kernel=self.kernel, last=self.last)
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per-kernel aggregates (:func:`vknb.display.timings_summary`) over every record of
+        """Per-kernel-version aggregates (:func:`vknb.timing.summarize`) over every record of
         the filter."""
         return _display.timings_summary(_timing.timings(kernel=self.kernel))
 
     # -- rendering --------------------------------------------------------------------------
 
+    def _what(self) -> str:
+        return "all kernels" if self.kernel is None else f"kernel {self.kernel}"
+
     def _summary_html(self) -> str:
         allrecs = _timing.timings(kernel=self.kernel)
-        what = "all kernels" if self.kernel is None else f"kernel {self.kernel}"
         if not allrecs:
             return (
-                f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}): "
+                f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(self._what())}): "
                 f"<i>no dispatches yet</i></div>"
             )
         return (
-            f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(what)}, "
-            f"{len(allrecs)} dispatches)"
+            f"<div class='vknb-timings'><b>Dispatch timings</b> ({_esc(self._what())}, "
+            f"{_display.plural(len(allrecs), 'dispatch')})"
             f"{_display.timings_summary_html(allrecs)}</div>"
         )
 
@@ -764,77 +1051,30 @@ class TimingsView(_View):
         if not recs:
             return ""
         table = _display.timings_table_html(recs[::-1])
+        head = "Last dispatch" if len(recs) == 1 else f"Last {len(recs)} dispatches"
         return (
-            f"<div><b>Last {len(recs)} dispatches</b> (newest first)"
+            f"<div><b>{head}</b> (newest first)"
             f"<div style='max-height:22em;overflow-y:auto'>{table}</div></div>"
         )
 
-    def html(self) -> str:
-        """Static HTML: the summary and the table."""
-        return self._summary_html() + self._table_html()
-
-    def text(self) -> str:
-        """Plain text: the table (oldest first)."""
+    def _content(self) -> tuple[str, str]:
+        html = self._summary_html() + self._table_html()
         recs = self.records()
-        what = "all kernels" if self.kernel is None else f"kernel {self.kernel}"
         if not recs:
-            return f"Dispatch timings ({what}): no dispatches yet"
-        return (
-            f"Dispatch timings ({what}, last {len(recs)}, oldest first):\n"
+            return html, f"Dispatch timings ({self._what()}): no dispatches yet"
+        text = (
+            f"Dispatch timings ({self._what()}, last {len(recs)}, oldest first):\n"
             + _display.timings_summary_text(_timing.timings(kernel=self.kernel))
             + "\n\n"
             + _display.timings_text(recs)
         )
-
-    def refresh(self) -> None:
-        """Re-read :func:`vknb.timings` and update the filter's choices and the tables."""
-        with self._lock:
-            self._update_options()
-            self.summary_pane.value = _pane(self._summary_html())
-            self.table.value = _pane(self._table_html())
-            self._last_render = time.monotonic()
-            self.renders += 1
-
-    def _update_options(self) -> None:
-        opts = self._filter_options(self.kernel)
-        if list(self.kernel_filter.options) != opts:
-            value = self.kernel_filter.value
-            self._updating_options = True
-            try:  # setting options resets the value: put it back without re-rendering twice
-                self.kernel_filter.options = opts
-                self.kernel_filter.value = value if value in opts else "all"
-            finally:
-                self._updating_options = False
-
-    def _on_filter(self, change: dict[str, Any]) -> None:
-        if not self._updating_options:
-            self.refresh()
-
-    def _on_refresh(self, _button: Any) -> None:
-        self.refresh()
-
-    def _on_plot(self, _button: Any) -> None:
-        self.show_plot()
-
-    def _on_record(self, rec: DispatchRecord) -> None:
-        """Listener body: re-render now, or once ``min_interval`` has passed (trailing)."""
-        now = time.monotonic()
-        with self._lock:
-            wait = self._last_render + self.min_interval - now
-            if wait > 0:
-                if self._timer is None:
-                    t = threading.Timer(wait, _deferred_render, args=(weakref.ref(self),))
-                    t.daemon = True
-                    self._timer = t
-                    t.start()
-                return
-        self.refresh()
+        return html, text
 
     # -- plots ------------------------------------------------------------------------------
 
-    def figure(self, kind: str = "all") -> Figure:
-        """:func:`plot_timings` of the records shown (all records of the filtered kernel)."""
-        return plot_timings(_timing.timings(kernel=self.kernel), kind=kind)
+    def figure(self, kind: str = "all", xlim: tuple[float, float] | None = None) -> Figure:
+        """:func:`plot_timings` of the records shown (the filtered kernel's last ``last``)."""
+        return plot_timings(_timing.timings(kernel=self.kernel), kind, last=self.last, xlim=xlim)
 
     def plot(self, kind: str = "all", fmt: str = "png") -> Any:
         """A static image (``IPython.display.Image`` or ``SVG``) of the plots: survives nbconvert.
@@ -845,42 +1085,186 @@ class TimingsView(_View):
         """
         return figure_image(self.figure(kind), fmt)
 
-    def show_plot(self, kind: str = "all") -> None:
-        """Draw the plots into the widget (``.image``): what the Plot button does.
+    def show_plot(self, kind: str | None = None) -> None:
+        """Draw the plots into the interactive widget (what its Plot button does); the zoom
+        slider then sets the timeline's range.
 
         Example
         -------
-        >>> tv = TimingsView(); tv.show_plot("timeline"); tv     # doctest: +SKIP
+        >>> tv = TimingsView(); tv.interactive(); tv.show_plot("timeline")  # doctest: +SKIP
         """
-        self.image.value = figure_bytes(self.figure(kind), "png")
-        self.image.layout.display = ""
+        self.interactive()
+        if kind is not None:
+            self.plot_kind = kind
+            if self.kind_select.value != kind:
+                self.kind_select.value = kind
+        recs = _timing.timings(kernel=self.kernel, last=self.last)
+        span = self._span(recs)
+        slider = self.zoom_slider
+        if span > 0:
+            step = span / 200
+            slider.unobserve_all("value")
+            slider.max = max(span, slider.min + step)
+            slider.step = step
+            lo, hi = self.zoom if self.zoom is not None else (0.0, span)
+            slider.value = (min(lo, span), min(hi, span))
+            slider.observe(_weak(self._on_zoom), names="value")
+        slider.layout.display = "" if self.plot_kind in ("timeline", "all") and span > 0 else "none"
+        fig = self.figure(self.plot_kind, xlim=self.zoom)
+        self.plot_pane.value = figure_html(fig)
 
-    # -- lifetime ---------------------------------------------------------------------------
+    @staticmethod
+    def _span(recs: list[DispatchRecord]) -> float:
+        """The timeline's extent in its own unit (ms under 2 s, else s)."""
+        from .plots import timeline_rows
 
-    @property
-    def live(self) -> bool:
-        """Whether the view is registered as a timing listener."""
-        return self._listener is not None
+        if not recs:
+            return 0.0
+        rows = timeline_rows(recs)
+        span = max(e["end"] for e in rows) - min(e["start"] for e in rows)
+        return span * 1e3 if span < 2.0 else span
 
-    def close(self) -> None:
-        """Unregister the listener, cancel a pending update and close the widget's views."""
-        if self._listener is not None:
-            _timing.remove_listener(self._listener)
-            self._listener = None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        with self._lock:
-            t, self._timer = self._timer, None
-        if t is not None:
-            t.cancel()
-        super().close()
+    # -- controls ---------------------------------------------------------------------------
+
+    def _options(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for r in _timing.timings():
+            seen.setdefault(r.kernel)
+        if self.kernel and self.kernel not in seen:
+            seen[self.kernel] = None
+        return ["all", *seen]
+
+    def _build(self) -> Any:
+        import ipywidgets as W
+
+        self.kernel_filter = W.Dropdown(
+            options=self._options(), value=self.kernel or "all", description="Kernel"
+        )
+        self.last_box = W.BoundedIntText(
+            value=self.last,
+            min=1,
+            max=_timing.MAX_RECORDS,
+            description="last",
+            layout=W.Layout(width="150px"),
+        )
+        self.refresh_button = W.Button(description="Refresh", icon="refresh")
+        self.kind_select = W.Dropdown(
+            options=list(PLOT_KINDS), value=self.plot_kind, layout=W.Layout(width="120px")
+        )
+        self.plot_button = W.Button(
+            description="Plot",
+            icon="bar-chart",
+            tooltip="timeline, GPU time per dispatch, histogram, host overhead",
+        )
+        self.summary_pane = W.HTML()
+        self.table = W.HTML()
+        self.plot_pane = W.HTML()
+        self.zoom_slider = W.FloatRangeSlider(
+            value=(0.0, 1.0),
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="zoom",
+            continuous_update=False,
+            layout=W.Layout(width="95%", display="none"),
+        )
+        self._updating = False
+        self.kernel_filter.observe(_weak(self._on_filter), names="value")
+        self.last_box.observe(_weak(self._on_last), names="value")
+        self.refresh_button.on_click(_weak(self._on_refresh))
+        self.plot_button.on_click(_weak(self._on_plot))
+        self.kind_select.observe(_weak(self._on_kind), names="value")
+        self.zoom_slider.observe(_weak(self._on_zoom), names="value")
+        return W.VBox(
+            [
+                W.HBox(
+                    [
+                        self.kernel_filter,
+                        self.last_box,
+                        self.refresh_button,
+                        self.kind_select,
+                        self.plot_button,
+                    ]
+                ),
+                self.summary_pane,
+                self.table,
+                self.plot_pane,
+                self.zoom_slider,
+            ]
+        )
+
+    def _refresh_widget(self) -> None:
+        opts = self._options()
+        if list(self.kernel_filter.options) != opts:
+            self._updating = True
+            try:  # setting options resets the value: put it back without re-rendering twice
+                self.kernel_filter.options = opts
+                self.kernel_filter.value = self.kernel if self.kernel in opts else "all"
+            finally:
+                self._updating = False
+        summary = _pane(self._summary_html())
+        if self.summary_pane.value != summary:
+            self.summary_pane.value = summary
+        table = _pane(self._table_html())
+        if self.table.value != table:
+            self.table.value = table
+
+    def _on_filter(self, change: dict[str, Any]) -> None:
+        if self._updating:
+            return
+        v = change["new"]
+        self.kernel = None if v in (None, "all") else v
+        self.update()
+
+    def _on_last(self, change: dict[str, Any]) -> None:
+        self.last = int(change["new"])
+        self.update()
+
+    def _on_refresh(self, _button: Any) -> None:
+        self.update()
+
+    def _on_plot(self, _button: Any) -> None:
+        self.show_plot()
+
+    def _on_kind(self, change: dict[str, Any]) -> None:
+        self.plot_kind = change["new"]
+
+    def _on_zoom(self, change: dict[str, Any]) -> None:
+        lo, hi = change["new"]
+        self.zoom = (float(lo), float(hi))
+        fig = self.figure(self.plot_kind, xlim=self.zoom)
+        self.plot_pane.value = figure_html(fig)
 
     def __repr__(self) -> str:
+        n = len(self.records())
         return (
-            f"<vknb.widgets.TimingsView kernel={self.kernel_filter.value!r} "
-            f"{len(self.records())} records{' live' if self.live else ''}>"
+            f"<vknb.widgets.TimingsView kernel={self.kernel!r} "
+            f"{_display.plural(n, 'record')}{' live' if self.live else ''}>"
         )
+
+
+# --- comparing kernel versions -------------------------------------------------------------------
+
+
+def compare(kernel: str, records: list[DispatchRecord] | None = None) -> Any:
+    """The versions of one kernel side by side: per version (``'saxpy (v1)'``, ``'saxpy (v2)'``,
+    an edited kernel of the same name being another version) its steady dispatches (warm-ups
+    left out), median, mean, min and max GPU ms, and the speedup of its median over the first
+    version's.  Returns a :class:`vknb.display.Rendered` (HTML in a notebook, text in a
+    terminal) whose ``.rows`` are :func:`vknb.timing.compare_versions`.
+
+    Example
+    -------
+    >>> vknb.widgets.compare("saxpy")                            # doctest: +SKIP
+    saxpy: 2 versions
+    version     hash      dispatches  GPU ms median  ...  speedup
+    saxpy (v1)  1a9c2ee2  49          0.412          ...  1.00x
+    saxpy (v2)  fa60ef17  50          0.301          ...  1.37x
+    """
+    rows = _timing.compare_versions(kernel, records)
+    return _display.Rendered(
+        _display.versions_html(kernel, rows), _display.versions_text(kernel, rows), rows
+    )
 
 
 def __getattr__(name: str) -> Any:
