@@ -3,7 +3,8 @@
 #   bash run.sh demo    install what is missing, run the quickstart notebook headless (HTML under
 #                       build/), print the device table and the dispatch timings
 #   bash run.sh test    install what is missing, run every test: unit tests, notebooks (nbval),
-#                       the docs build and the benchmark smoke test, with validation layers on
+#                       the docs build, the benchmark smoke test and the browser tests (JupyterLab
+#                       and Notebook 7 in headless Chromium), with validation layers on
 # Both are idempotent: OS packages through apt when root (else the exact command is printed), a
 # virtual environment at .venv with vknb installed in editable mode.
 set -euo pipefail
@@ -13,7 +14,8 @@ case "$job" in demo|test|setup) ;; *) echo "usage: bash run.sh demo|test" >&2; e
 
 # --- OS packages -----------------------------------------------------------------------------
 pkgs=(libvulkan1 mesa-vulkan-drivers glslc spirv-tools python3 python3-venv)
-if [ "$job" = test ]; then pkgs+=(spirv-cross vulkan-validationlayers glslang-tools); fi
+# chromium: Debian's browser for the browser tests (tests/browser, driven by Playwright).
+if [ "$job" = test ]; then pkgs+=(spirv-cross vulkan-validationlayers glslang-tools chromium); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -50,6 +52,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[test,dev]" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import vknb, vulkan, IPython, ipywidgets, nbval" 
   echo "$want" > "$stamp"
+fi
+# The prebuilt JupyterLab / Notebook 7 extension (GLSL highlighting of %%glsl cells): a wheel
+# installs it in share/jupyter/labextensions; an editable install does not (setuptools installs no
+# data files in editable mode), so link it there, as `jupyter labextension develop` would.
+ext=.venv/share/jupyter/labextensions/vknb-glsl
+if [ ! -e "$ext" ]; then
+  mkdir -p "$(dirname "$ext")" && ln -sfn "$PWD/vknb/labextension" "$ext"
 fi
 export PYTHONUNBUFFERED=1
 

@@ -23,7 +23,15 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SUBPACKAGES = ("vknb/_vk", "vknb/core", "vknb/compute", "vknb/shader", "vknb/ui", "vknb/library")
+SUBPACKAGES = (
+    "vknb/_vk",
+    "vknb/core",
+    "vknb/compute",
+    "vknb/shader",
+    "vknb/ui",
+    "vknb/library",
+    "vknb/dask",
+)
 
 
 def _run(cmd: list[str], timeout: float, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -177,8 +185,21 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
     missing += [p.relative_to(REPO).as_posix() for p in (REPO / "vknb").rglob("*.py")]
     missing = sorted(set(missing) - names)
     assert not missing, f"the wheel lacks {missing}"
-    others = sorted(n for n in names if not n.split("/")[0].endswith((".dist-info",)))
-    assert all(n.startswith("vknb/") for n in others), f"the wheel ships more than vknb: {others}"
+    # Besides the package: the prebuilt JupyterLab extension, as data files Jupyter finds under
+    # share/jupyter/labextensions/vknb-glsl of the environment.
+    version = wheel.name.split("-")[1]
+    ext = f"vknb-{version}.data/data/share/jupyter/labextensions/vknb-glsl/"
+    built = REPO / "vknb" / "labextension"
+    want_ext = {ext + p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file()}
+    assert want_ext and want_ext <= names, f"the wheel lacks {sorted(want_ext - names)}"
+    others = sorted(
+        n
+        for n in names
+        if not n.split("/")[0].endswith(".dist-info")
+        and not n.startswith("vknb/")
+        and n not in want_ext
+    )
+    assert not others, f"the wheel ships more than vknb and its lab extension: {others}"
 
     py, purelib = _venv(tmp_path, wheel)
     work = tmp_path / "elsewhere"
