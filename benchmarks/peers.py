@@ -8,7 +8,8 @@ importable reports ``"not installed"``; one that fails reports the error, and th
   a sync call is encode + submit + ``on_submitted_work_done_sync()``; a batch is N dispatches in
   one compute pass of one command encoder.  WebGPU command buffers are single-use: no replay.
 * CuPy: SAXPY as an ``ElementwiseKernel`` (in place, 12 bytes per element), fp32 matmul
-  (``cupy.matmul`` with ``CUPY_TF32=0``, set before CuPy is imported), ``cupy.asarray`` /
+  (``cupy.matmul`` with ``CUPY_TF32=0``, set before CuPy is imported), ``cupy.sort`` (and
+  ``cupy.argsort`` with a gather for key-value pairs), ``cupy.asarray`` /
   ``cupy.asnumpy(out=)``; GPU times from CUDA events.
 
 Example
@@ -226,6 +227,34 @@ class CupyMatmul:
 
     def c_host(self) -> np.ndarray:
         return self.cp.asnumpy(self.c)
+
+
+class CupySort:
+    """``cupy.sort`` of keys; with values, the key-value equivalent: ``cupy.argsort`` (stable)
+    and a gather of the keys and the values."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray | None = None) -> None:
+        import cupy
+
+        self.cp = cupy
+        self.k = cupy.asarray(keys)
+        self.v = None if values is None else cupy.asarray(values)
+        self.out: Any = None
+
+    def run(self) -> None:
+        cp = self.cp
+        if self.v is None:
+            self.out = cp.sort(self.k)
+        else:
+            i = cp.argsort(self.k)
+            self.out = (self.k[i], self.v[i])
+
+    def gpu_ms(self) -> float:
+        return cupy_gpu_ms(self.run)
+
+    def result(self) -> np.ndarray:
+        """The sorted keys, or (with values) the values in key order."""
+        return self.cp.asnumpy(self.out if self.v is None else self.out[1])
 
 
 def cupy_h2d_s(a: np.ndarray) -> tuple[float, Any]:

@@ -243,7 +243,7 @@ class RawImage:
 class RawPipeline:
     """Shader module, one descriptor-set layout of ``n_bindings`` storage buffers (or of the
     descriptor ``types`` given), pipeline layout with a push-constant range, the compute pipeline
-    and a descriptor pool."""
+    (specialized with ``spec``: 32-bit values by constant id) and a descriptor pool."""
 
     def __init__(
         self,
@@ -253,6 +253,7 @@ class RawPipeline:
         push_size: int,
         max_sets: int = 128,
         types: Sequence[int] | None = None,
+        spec: dict[int, int] | None = None,
     ) -> None:
         vk, dev = rv.vk, rv.device
         self.rv = rv
@@ -303,11 +304,26 @@ class RawPipeline:
         )
         # Keep the nested stage struct (and the entry-point name it points to) in a variable
         # until vkCreateComputePipelines returns (binding pitfall: VK_ERROR_UNKNOWN otherwise).
+        spec_info = spec_data = spec_entries = None
+        if spec:
+            ids = sorted(spec)
+            spec_data = vk.ffi.new("uint32_t[]", [int(spec[i]) & 0xFFFFFFFF for i in ids])
+            spec_entries = [
+                vk.VkSpecializationMapEntry(constantID=i, offset=4 * k, size=4)
+                for k, i in enumerate(ids)
+            ]
+            spec_info = vk.VkSpecializationInfo(
+                mapEntryCount=len(ids),
+                pMapEntries=spec_entries,
+                dataSize=4 * len(ids),
+                pData=spec_data,
+            )
         stage = vk.VkPipelineShaderStageCreateInfo(
             sType=vk.VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
             stage=vk.VK_SHADER_STAGE_COMPUTE_BIT,
             module=self.module,
             pName="main",
+            pSpecializationInfo=spec_info,
         )
         info = vk.VkComputePipelineCreateInfo(
             sType=vk.VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
@@ -316,7 +332,7 @@ class RawPipeline:
             basePipelineIndex=-1,
         )
         self.handle = vk.vkCreateComputePipelines(dev, None, 1, [info], None)[0]
-        del stage, info
+        del stage, info, spec_info, spec_data, spec_entries
         sizes = [
             vk.VkDescriptorPoolSize(type=t, descriptorCount=max(1, self.types.count(t)) * max_sets)
             for t in sorted(set(self.types) or {vk.VK_DESCRIPTOR_TYPE_STORAGE_BUFFER})
@@ -408,7 +424,7 @@ class RawVulkan:
     llvmpipe (LLVM 15.0.6, 256 bits)
     """
 
-    def __init__(self, device_name: str | None = None) -> None:
+    def __init__(self, device_name: str | None = None, int64_atomics: bool = False) -> None:
         self.vk = vk = _vk()
         self._owned: list[Callable[[], None]] = []
         self.instance = None
@@ -428,12 +444,12 @@ class RawVulkan:
             None,
         )
         try:
-            self._open(device_name)
+            self._open(device_name, int64_atomics)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, device_name: str | None) -> None:
+    def _open(self, device_name: str | None, int64_atomics: bool = False) -> None:
         vk = self.vk
         phys = vk.vkEnumeratePhysicalDevices(self.instance)
         props = [vk.vkGetPhysicalDeviceProperties(p) for p in phys]
@@ -469,16 +485,30 @@ class RawVulkan:
             queueCount=1,
             pQueuePriorities=[1.0],
         )
+        # 64-bit integers and buffer atomics (Vulkan 1.2), for kernels that need them (the
+        # single-pass scan), only where the caller knows the device has them.
+        f12 = feats = None
+        if int64_atomics:
+            f12 = vk.VkPhysicalDeviceVulkan12Features(
+                sType=vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES,
+                shaderBufferInt64Atomics=vk.VK_TRUE,
+            )
+            feats = vk.VkPhysicalDeviceFeatures2(
+                sType=vk.VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                pNext=f12,
+                features=vk.VkPhysicalDeviceFeatures(shaderInt64=vk.VK_TRUE),
+            )
         self.device = vk.vkCreateDevice(
             self.physical,
             vk.VkDeviceCreateInfo(
                 sType=vk.VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
+                pNext=feats,
                 queueCreateInfoCount=1,
                 pQueueCreateInfos=[qinfo],
             ),
             None,
         )
-        del qinfo
+        del qinfo, f12, feats
         self.queue = vk.vkGetDeviceQueue(self.device, self.family, 0)
         self.pool = vk.vkCreateCommandPool(
             self.device,
@@ -545,11 +575,16 @@ class RawVulkan:
         return RawBuffer(self, nbytes, host_visible, cached)
 
     def pipeline(
-        self, spirv: bytes, n_bindings: int, push_size: int, types: Sequence[int] | None = None
+        self,
+        spirv: bytes,
+        n_bindings: int,
+        push_size: int,
+        types: Sequence[int] | None = None,
+        spec: dict[int, int] | None = None,
     ) -> RawPipeline:
         """A pipeline over ``n_bindings`` storage buffers (or descriptors of ``types``, set 0)
-        and ``push_size`` bytes."""
-        return RawPipeline(self, spirv, n_bindings, push_size, types=types)
+        and ``push_size`` bytes, specialized with ``spec`` (32-bit values by constant id)."""
+        return RawPipeline(self, spirv, n_bindings, push_size, types=types, spec=spec)
 
     def image(self, width: int, height: int, vk_format: int, texel_bytes: int) -> RawImage:
         """A 2-D image for storage, sampling and transfers, in the general layout."""

@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -27,7 +28,7 @@ import shutil
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,11 @@ class Preset:
     reduce_log2: int
     scan_log2: int
     histogram_log2: int
+    sort_log2: int
     transpose: int
     blur: int
     image: int  # side of the square images of the image rows
+    lib_extra_log2: tuple[int, ...] = ()  # more sizes of the reduce_sum and scan rows
 
 
 PRESETS: dict[str, Preset] = {
@@ -81,6 +84,7 @@ PRESETS: dict[str, Preset] = {
         reduce_log2=16,
         scan_log2=14,
         histogram_log2=16,
+        sort_log2=16,
         transpose=256,
         blur=256,
         image=256,
@@ -97,6 +101,7 @@ PRESETS: dict[str, Preset] = {
         reduce_log2=22,
         scan_log2=20,
         histogram_log2=22,
+        sort_log2=20,
         transpose=2048,
         blur=1024,
         image=1024,
@@ -113,9 +118,11 @@ PRESETS: dict[str, Preset] = {
         reduce_log2=26,
         scan_log2=24,
         histogram_log2=26,
+        sort_log2=24,
         transpose=8192,
         blur=4096,
         image=2048,
+        lib_extra_log2=(16, 28),
     ),
 }
 
@@ -173,6 +180,26 @@ class CheckFailed(AssertionError):
 def _check(cond: bool, what: str) -> None:
     if not cond:
         raise CheckFailed(what)
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the block (vknb reads its variables when used)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _paths_since(dev: Any, before: dict[str, int]) -> dict[str, int]:
+    """Transfers by path (``Device.transfer_stats()``) since ``before``: which path ran."""
+    now = dev.transfer_stats()
+    return {k: v - before.get(k, 0) for k, v in now.items() if v != before.get(k, 0)}
 
 
 def _close_all(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, what: str) -> None:
@@ -293,6 +320,12 @@ def _gbs(nbytes: float, ms: float) -> float:
     return nbytes / (ms * 1e-3) / 1e9
 
 
+def _tuning_note(t: Any) -> str:
+    """The per-device choice of a library kernel (``vknb.library.tuning``), in words."""
+    how = "subgroup arithmetic" if t.subgroups else "shared memory"
+    return f"tuned for this device: {how}; {t.reason.split('; ')[0]}"
+
+
 # --- shaders ------------------------------------------------------------------------------------
 
 TINY_SRC = """
@@ -332,8 +365,9 @@ def salted(src: str, salt: int) -> str:
     )
 
 
-def load_library_kernel(name: str, defines: dict[str, Any] | None = None) -> Any:
-    """A kernel from shaders/ through ``vknb.library.load`` (or ``vknb.compile`` of the file)."""
+def load_library_kernel(name: str, defines: dict[str, Any] | None = None, **options: Any) -> Any:
+    """A kernel from shaders/ through ``vknb.library.load`` (or ``vknb.compile`` of the file);
+    ``options``: more arguments of ``vknb.compile`` (``constants``, ``local_size``)."""
     import vknb
 
     try:
@@ -341,9 +375,13 @@ def load_library_kernel(name: str, defines: dict[str, Any] | None = None) -> Any
     except ImportError:
         library = None
     if library is not None:
-        return library.load(name, defines=defines) if defines else library.load(name)
+        if defines:
+            options["defines"] = defines
+        return library.load(name, **options)
     path = SHADERS / f"{name}.comp"
-    return vknb.compile(path.read_text(), name=name, defines=defines, include_dirs=[str(SHADERS)])
+    return vknb.compile(
+        path.read_text(), name=name, defines=defines, include_dirs=[str(SHADERS)], **options
+    )
 
 
 # --- multi-pass plans run identically by vknb and by the raw baseline ----------------------------
@@ -368,6 +406,8 @@ class Plan:
     steps: list[Step]
     output: str
     check: Callable[[np.ndarray], None]
+    # key -> more compile options (constants, local_size); the raw side specializes alike
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class _VknbPlanRunner:
@@ -375,7 +415,10 @@ class _VknbPlanRunner:
         import vknb
 
         self.plan = plan
-        self.kernels = {k: load_library_kernel(s, d) for k, (s, d) in plan.kernels.items()}
+        self.kernels = {
+            k: load_library_kernel(s, d, **plan.options.get(k, {}))
+            for k, (s, d) in plan.kernels.items()
+        }
         self.arrays: dict[str, Any] = {}
         for name, b in plan.buffers.items():
             if isinstance(b, np.ndarray):
@@ -405,6 +448,19 @@ class _VknbPlanRunner:
             a.close()
 
 
+def _spec_of(k: Any) -> dict[int, int]:
+    """The specialization a vknb kernel was built with (workgroup size and the constants it was
+    given), by constant id, for the raw side."""
+    refl = k.reflection
+    spec = {
+        sid: int(k.local_size[d]) for d, sid in enumerate(refl.local_size_ids) if sid is not None
+    }
+    for c in refl.spec_constants:
+        if c.name and c.name in k.constants:
+            spec[c.id] = int(k.constants[c.name])
+    return spec
+
+
 class _RawPlanRunner:
     def __init__(self, plan: Plan, rv: RawVulkan, vknb_kernels: dict[str, Any]) -> None:
         self.plan = plan
@@ -412,8 +468,9 @@ class _RawPlanRunner:
         self.pipes: dict[str, RawPipeline] = {}
         for key, k in vknb_kernels.items():
             pc = k.reflection.push_constants
+            slots = {(b.set, b.binding) for b in k.reflection.bindings}  # aliases share a slot
             self.pipes[key] = rv.pipeline(
-                k.spirv, len(k.reflection.bindings), pc.size if pc is not None else 0
+                k.spirv, len(slots), pc.size if pc is not None else 0, spec=_spec_of(k)
             )
         self.bufs: dict[str, RawBuffer] = {}
         self.dtypes: dict[str, tuple[int, np.dtype]] = {}
@@ -566,7 +623,11 @@ class Suite:
         self.failures: list[str] = []
         self.wgpu_ok, self.wgpu_why = peers.wgpu_status()
         self.cupy_ok, self.cupy_why = peers.cupy_status()
-        self.rv = RawVulkan(device_name=self.info.name)
+        feats = self.info.features
+        self.rv = RawVulkan(
+            device_name=self.info.name,
+            int64_atomics=bool(feats.get("int64") and feats.get("atomic_int64")),
+        )
         self._salt = (time.time_ns() ^ os.getpid()) % (1 << 30)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -1472,6 +1533,8 @@ class Suite:
         out = np.empty_like(a)
         best = 3
         sized = mib >= 256
+        dev = vknb.device()
+        paths0 = dev.transfer_stats()
 
         # vknb.asarray (new Array each time)
         first = vknb.asarray(a)
@@ -1497,6 +1560,7 @@ class Suite:
             "device->numpy", lambda: _check(np.array_equal(out, a), "Array.numpy(out=) round trip")
         )
         v_d2h = nbytes / min(wall_s(lambda: arr.numpy(out=out)) for _ in range(best)) / 1e9
+        paths = _paths_since(dev, paths0)
         arr.close()
 
         # raw: one staging buffer + vkCmdCopyBuffer, single-threaded memcpy
@@ -1545,12 +1609,14 @@ class Suite:
                 raw=r_h2d,
                 wgpu="n/a: not measured",
                 cupy=cu_h2d,
-                target="≥ 25 GB/s at 256 MiB (H100; peers ~9)",
+                target="≥ 45 GB/s at 256 MiB (H100; peers ~9)",
                 check=check,
-                notes="Best of 3 after a warm-up; includes allocating the Array. " + note_raw,
+                notes="Best of 3 after a warm-up; includes allocating the Array; the default "
+                "path (VKNB_HOST_IMPORT=auto: memory that moves again is imported). " + note_raw,
+                extra={"paths": paths},
             )
         )
-        self.judge_h100(row, v_h2d >= 25.0, sized)
+        self.judge_h100(row, v_h2d >= 45.0, sized)
         self.add(
             Row(
                 "h2d_update",
@@ -1575,12 +1641,105 @@ class Suite:
                 raw=r_d2h,
                 wgpu="n/a: not measured",
                 cupy=cu_d2h,
-                target="≥ 25 GB/s at 256 MiB (H100; peers ~9)",
+                target="≥ 45 GB/s at 256 MiB (H100; peers ~9)",
                 check=check_d,
-                notes="Best of 3 after a warm-up. " + note_raw,
+                notes="Best of 3 after a warm-up; the default path. " + note_raw,
+                extra={"paths": paths},
             )
         )
-        self.judge_h100(row, v_d2h >= 25.0, sized)
+        self.judge_h100(row, v_d2h >= 45.0, sized)
+        self._transfer_paths(a, mib, r_h2d, r_d2h, note_raw)
+
+    def _transfer_paths(
+        self, a: np.ndarray, mib: int, r_h2d: float, r_d2h: float, note_raw: str
+    ) -> None:
+        """The same transfers through each path, forced: numpy's pages imported (kept from an
+        earlier transfer, and made for each one), and staging / mapped copies (no import)."""
+        from vknb.core.hostimport import HOST_IMPORT_MIN_BYTES
+
+        vknb = self.vknb
+        dev = vknb.device()
+        nbytes = a.nbytes
+        best = 3
+        arr = vknb.asarray(a)
+        out = np.zeros_like(a)  # pages touched: the first-touch cost is not a transfer's
+        got: dict[str, tuple[float, float, dict[str, int], str]] = {}
+        for path, env in (("import", "1"), ("import_first", "1"), ("staging", "0")):
+            with _env("VKNB_HOST_IMPORT", env):
+                p0 = dev.transfer_stats()
+                if path == "import_first":  # fresh memory each call; its release included
+
+                    def up_first() -> float:
+                        b = a.copy()
+                        t0 = time.perf_counter_ns()
+                        arr.update(b)
+                        del b
+                        dev.collect()
+                        return (time.perf_counter_ns() - t0) / 1e9
+
+                    def down_first() -> float:
+                        o = np.zeros_like(a)
+                        t0 = time.perf_counter_ns()
+                        arr.numpy(out=o)
+                        t1 = time.perf_counter_ns()
+                        _check(np.array_equal(o, a), "imported download (fresh memory)")
+                        t2 = time.perf_counter_ns()
+                        del o
+                        dev.collect()
+                        return (t1 - t0 + time.perf_counter_ns() - t2) / 1e9
+
+                    up = min(up_first() for _ in range(best))
+                    down = min(down_first() for _ in range(best))
+                    chk = self.checked(
+                        f"{path} transfers",
+                        lambda p=path: _check(np.array_equal(arr.numpy(), a), p),
+                    )
+                else:
+                    arr.update(a)
+                    arr.numpy(out=out)
+                    out[:1] = -1.0
+                    arr.update(a)
+                    arr.numpy(out=out)
+                    chk = self.checked(
+                        f"{path} transfers", lambda p=path: _check(np.array_equal(out, a), p)
+                    )
+                    up = min(wall_s(lambda: arr.update(a)) for _ in range(best))
+                    down = min(wall_s(lambda: arr.numpy(out=out)) for _ in range(best))
+                got[path] = (nbytes / up / 1e9, nbytes / down / 1e9, _paths_since(dev, p0), chk)
+        arr.close()
+        dev.trim()
+        what = {
+            "import": "numpy's pages imported (VKNB_HOST_IMPORT=1), the import kept from the "
+            "warm-up: the copy engine reads or writes the array directly",
+            "import_first": "numpy's pages imported for each call (fresh memory each time, "
+            "VKNB_HOST_IMPORT=1): pinning and unpinning included",
+            "staging": "no import (VKNB_HOST_IMPORT=0): staging buffers, or mapped memory "
+            "where the device's is host-visible",
+        }
+        small = (
+            f" Below {HOST_IMPORT_MIN_BYTES >> 20} MiB nothing is imported: this size measures "
+            "the fallback."
+            if nbytes < HOST_IMPORT_MIN_BYTES
+            else ""
+        )
+        for path, (up_gbs, down_gbs, paths, chk) in got.items():
+            for direction, v, r in (("h2d", up_gbs, r_h2d), ("d2h", down_gbs, r_d2h)):
+                self.add(
+                    Row(
+                        f"{direction}_{path}",
+                        f"{'numpy -> existing Array' if direction == 'h2d' else 'device -> numpy'}"
+                        f", {mib} MiB, path: {path.replace('_', ' ')}",
+                        "GB/s",
+                        "higher",
+                        vknb=v,
+                        raw=r,
+                        wgpu="n/a: not measured",
+                        cupy="n/a: not measured",
+                        check=chk,
+                        notes=f"Best of 3; {what[path]}.{small} " + note_raw,
+                        extra={"paths": paths},
+                    )
+                )
 
     # -- compile --------------------------------------------------------------------------
 
@@ -1708,6 +1867,9 @@ class Suite:
             self.log(f"  library: {name}")
             fn()
         self._matmul_fp16()
+        for pairs in (False, True):
+            self.log(f"  library: radix sort{' pairs' if pairs else ''}")
+            self._plan_radix_sort(pairs)
 
     def _matmul_fp16(self) -> None:
         """fp16 matmul on tensor cores (shaders/matmul_fp16_coopmat.comp) next to CuPy's fp16
@@ -1800,7 +1962,7 @@ class Suite:
         target: str = "",
         judge: Callable[[Row], None] | None = None,
         notes: str = "",
-    ) -> None:
+    ) -> Row:
         vr = _VknbPlanRunner(plan)
         rr = None
         try:
@@ -1833,9 +1995,99 @@ class Suite:
             "summed over the dispatches.",
             extra={"vknb_gpu_ms": v_ms, "raw_gpu_ms": r_ms, "dispatches": len(plan.steps)},
         )
+        if unit == "GB/s":  # work is the bytes moved: compare with a copy moving as many
+            self._share_of_copy(row, int(work * 1e9))
         if judge is not None:
             judge(row)
-        self.add(row)
+        return self.add(row)
+
+    def _copy_ceiling(self, moved: int) -> tuple[float, str]:
+        """GB/s (read + write counted) of a compute-shader copy moving ``moved`` bytes, the best
+        of vknb and the same SPIR-V raw; measured once per size, with its own row."""
+        cache: dict[int, tuple[float, str]] = self.__dict__.setdefault("_ceilings", {})
+        if moved in cache:
+            return cache[moved]
+        vknb, rv = self.vknb, self.rv
+        n16 = max(1, _ceil(moved, 32))  # uvec4s copied: 16 bytes read and 16 written each
+        groups = min(_ceil(n16, 256), int(self.info.limits["max_workgroup_count"][0]))
+        kc = self._copy_kernel()
+        src, dst = vknb.empty(n16, _UVEC4), vknb.empty(n16, _UVEC4)
+        rp = rv.pipeline(kc.spirv, 2, 4)
+        rs, rd = rv.buffer(16 * n16), rv.buffer(16 * n16)
+        try:
+            ds = rp.descriptor_set([rs, rd])
+            push = pack("I", n16)
+            t = interleaved(
+                {
+                    "vknb": lambda: float(kc(src, dst, n=n16, groups=groups).gpu_ms),
+                    "raw": lambda: rv.dispatch_gpu_ms(rp, ds, push, (groups, 1, 1)),
+                },
+                self.repeat,
+            )
+        finally:
+            src.close()
+            dst.close()
+            rs.destroy()
+            rd.destroy()
+            rp.destroy()
+        v, r = _gbs(32 * n16, t["vknb"]), _gbs(32 * n16, t["raw"])
+        size = f"2^{moved.bit_length() - 1}" if moved & (moved - 1) == 0 else str(moved)
+        rid = f"kcopy_lib_{size.replace('^', '')}"
+        self.add(
+            Row(
+                rid,
+                f"compute-shader copy moving {size} bytes (ceiling of the library rows)",
+                "GB/s",
+                "higher",
+                vknb=v,
+                raw=r,
+                wgpu="n/a: not measured",
+                cupy="n/a: not measured",
+                check="n/a: no computation",
+                notes="uvec4 loads and stores, grid-stride loop, the same SPIR-V on both sides; "
+                "read + write counted, as the library rows count what they read and write.",
+                extra={"bytes_moved": 32 * n16, "vknb_gpu_ms": t["vknb"], "raw_gpu_ms": t["raw"]},
+            )
+        )
+        cache[moved] = (max(v, r), rid)
+        return cache[moved]
+
+    def _share_of_copy(self, row: Row, moved: int) -> None:
+        """Note a library row's bandwidth as a share of the copy ceiling at its size."""
+        ceiling, rid = self._copy_ceiling(moved)
+        row.extra["copy_ceiling_gbs"] = ceiling
+        if _num(row.vknb):
+            share = 100 * float(row.vknb) / ceiling  # type: ignore[arg-type]
+            row.extra["share_of_copy_pct"] = share
+            row.notes = f"{share:.0f}% of the copy ceiling ({rid}). " + row.notes
+            self.log(f"  {row.id}: {float(row.vknb):.4g} GB/s = {share:.0f}% of {rid}")
+
+    def _add_copy_share_row(self, row: Row, target: str, sized: bool) -> None:
+        """A row of a library row's bandwidth as a share of the copy ceiling (in %)."""
+        ceiling = float(row.extra["copy_ceiling_gbs"])
+
+        def pct(v: Cell) -> Cell:
+            return 100 * float(v) / ceiling if _num(v) else v  # type: ignore[arg-type]
+
+        share = self.add(
+            Row(
+                f"{row.id}_kshare",
+                f"{row.metric.split(' (')[0]}: share of the compute-copy bandwidth",
+                "%",
+                "higher",
+                vknb=pct(row.vknb),
+                raw=pct(row.raw),
+                wgpu="n/a: not measured",
+                cupy=pct(row.cupy),
+                target=target,
+                check=row.check,
+                notes="GB/s of the row / GB/s of a compute-shader copy moving the same bytes, "
+                "both measured in this run.",
+            )
+        )
+        if target:
+            ok = _num(share.vknb) and float(share.vknb) >= 75.0  # type: ignore[arg-type]
+            self.judge_h100(share, ok if _num(share.vknb) else None, sized)
 
     def _plan_matmul(self) -> None:
         n = self.p.matmul
@@ -1886,88 +2138,150 @@ class Suite:
             notes="2n³ flops.",
         )
 
+    def _lib_sizes(self, main: int) -> list[tuple[int, str]]:
+        """(log2, row-id suffix) of a reduce/scan row: the preset's size, then the extra sizes
+        that fit in a quarter of the device memory."""
+        out = [(main, "")]
+        for log2 in self.p.lib_extra_log2:
+            if log2 != main and 64 << log2 <= self.info.total_memory:
+                out.append((log2, f"_{log2}"))
+        return out
+
     def _plan_reduce(self) -> None:
-        log2 = self.p.reduce_log2
+        for log2, suffix in self._lib_sizes(self.p.reduce_log2):
+            self._plan_reduce_at(log2, suffix)
+
+    def _plan_reduce_at(self, log2: int, suffix: str) -> None:
+        """One dispatch of reduce_sum.comp with the device's tuning, as library.reduce_sum."""
+        from vknb.library import _scan_reduce
+
         n = 1 << log2
         x = self.rng.random(n, dtype=np.float32)
         ref = float(x.astype(np.float64).sum())
-        k = load_library_kernel("reduce_sum")
-        local = k.local_size[0]
-        maxg = int(self.info.limits["max_workgroup_count"][0])
-        bufs: dict[str, Any] = {"x0": x}
-        steps = []
-        cur, m, lvl = "x0", n, 0
-        while True:
-            g = max(1, min(_ceil(m, local * 4), maxg, 1024))
-            out = f"p{lvl}"
-            bufs[out] = (g, np.float32)
-            steps.append(Step("r", (cur, out), (("n", "I", m),), (g, 1, 1)))
-            if g == 1:
-                break
-            cur, m, lvl = out, g, lvl + 1
+        t = _scan_reduce.tuning("reduce_sum", self.dev)
+        groups = _scan_reduce.reduce_groups(t, n)
+        opts = {"constants": {"ITEMS": t.items, "VEC4": t.vec4}, "local_size": t.local_size}
+        plan = Plan(
+            {"r": ("reduce_sum", {"T": "float", "SUBGROUPS": int(t.subgroups)})},
+            {"x": x, "sums": (groups + 1, np.float32), "state": np.zeros(1, np.uint32)},
+            [Step("r", ("x", "sums", "state"), (("n", "I", n),), (groups, 1, 1))],
+            "sums",
+            lambda o: _close_all(np.float64(o[0]), ref, 1e-5, 0.0, f"reduce_sum 2^{log2}"),
+            {"r": opts},
+        )
 
-        def check(o: np.ndarray) -> None:
-            _close_all(np.float64(o[0]), ref, 1e-5, 0.0, f"reduce_sum 2^{log2}")
+        def cupy_ms() -> float:
+            import cupy
 
-        plan = Plan({"r": ("reduce_sum", None)}, bufs, steps, out, check)
-        self._run_plan(
-            "lib_reduce_sum",
+            xd = cupy.asarray(x)
+            _close_all(np.float64(float(cupy.sum(xd))), ref, 1e-5, 0.0, "cupy.sum")
+            return median_of(lambda: peers.cupy_gpu_ms(lambda: cupy.sum(xd)), self.repeat)
+
+        main = suffix == ""
+        row = self._run_plan(
+            "lib_reduce_sum" + suffix,
             f"reduce_sum fp32 2^{log2} (shaders/reduce_sum.comp)",
             "GB/s",
             plan,
             4.0 * n / 1e9,
-            notes="4 bytes per element read.",
+            cupy_ms,
+            notes=f"4 bytes per element read; one pass, {groups} workgroups of {t.local_size} "
+            f"× {t.items} per step ({_tuning_note(t)}). CuPy: cupy.sum.",
         )
+        row.extra["tuning"] = t.as_dict()
+        sized = main and self.p.name == "gpu"
+        self._add_copy_share_row(row, "≥ 75% (H100, 2^26)" if main else "", sized)
 
     def _plan_scan(self) -> None:
-        log2 = self.p.scan_log2
+        for log2, suffix in self._lib_sizes(self.p.scan_log2):
+            self._plan_scan_at(log2, suffix)
+
+    def _plan_scan_at(self, log2: int, suffix: str) -> None:
+        """The scan as library.scan runs it with the device's tuning: one dispatch of
+        scan_lookback.comp, or the multi-pass scan.comp where there are no 64-bit atomics."""
+        from vknb.library import _scan_reduce
+
         n = 1 << log2
         x = self.rng.integers(0, 4, n, dtype=np.uint32)
         ref = np.cumsum(x, dtype=np.uint32)
-        k = load_library_kernel("scan", {"T": "uint"})
-        block = k.local_size[0] * 4  # ITEMS = 4 (default)
+        t = _scan_reduce.tuning("scan", self.dev)
+        defines = {"T": "uint", "SUBGROUPS": int(t.subgroups)}
         bufs: dict[str, Any] = {"x": x}
         steps: list[Step] = []
-
-        def scan(src: str, m: int, exclusive: bool, lvl: int) -> str:
-            nb = _ceil(m, block)
-            y, sums = f"y{lvl}", f"s{lvl}"
-            bufs[y] = (m, np.uint32)
-            bufs[sums] = (nb, np.uint32)
+        opts: dict[str, dict[str, Any]] = {}
+        if t.single_pass:
+            tiles = _ceil(n, t.tile)
+            groups = _scan_reduce.scan_groups(t, n)
+            bufs.update(
+                y=(n, np.uint32),
+                status=np.zeros(tiles, np.uint64),
+                state=np.zeros(4, np.uint32),
+            )
             steps.append(
                 Step(
                     "s",
-                    (src, y, sums),
-                    (("n", "I", m), ("exclusive", "I", int(exclusive)), ("mode", "I", 0)),
-                    (nb, 1, 1),
+                    ("x", "y", "status", "state"),
+                    (("n", "I", n), ("exclusive", "I", 0)),
+                    (groups, 1, 1),
                 )
             )
-            if nb > 1:
-                offs = scan(sums, nb, True, lvl + 1)
-                steps.append(
-                    Step(
-                        "s",
-                        (y, y, offs),
-                        (("n", "I", m), ("exclusive", "I", 0), ("mode", "I", 1)),
-                        (nb, 1, 1),
-                    )
-                )
-            return y
+            out = "y"
+            opts["s"] = {
+                "constants": {"ITEMS": t.items, "SPINS": t.spins},
+                "local_size": t.local_size,
+            }
+            how = f"one pass, tiles of {t.local_size} × {t.items}, {groups} workgroups"
+        else:
+            block = 256 * 4  # scan.comp's defaults
 
-        out = scan("x", n, False, 0)
+            def scan(src: str, m: int, exclusive: bool, lvl: int) -> str:
+                nb = _ceil(m, block)
+                y, sums = f"y{lvl}", f"s{lvl}"
+                bufs[y] = (m, np.uint32)
+                bufs[sums] = (nb, np.uint32)
+                push = (("n", "I", m), ("exclusive", "I", int(exclusive)), ("mode", "I", 0))
+                steps.append(Step("s", (src, y, sums), push, (nb, 1, 1)))
+                if nb > 1:
+                    offs = scan(sums, nb, True, lvl + 1)
+                    push = (("n", "I", m), ("exclusive", "I", 0), ("mode", "I", 1))
+                    steps.append(Step("s", (y, y, offs), push, (nb, 1, 1)))
+                return y
 
-        def check(o: np.ndarray) -> None:
-            _check(np.array_equal(o, ref), f"scan uint32 2^{log2}")
+            out = scan("x", n, False, 0)
+            how = "multi-pass (no 64-bit atomics)"
+        plan = Plan(
+            {"s": (t.kernel, defines)},
+            bufs,
+            steps,
+            out,
+            lambda o: _check(np.array_equal(o, ref), f"scan uint32 2^{log2}"),
+            opts,
+        )
 
-        plan = Plan({"s": ("scan", {"T": "uint"})}, bufs, steps, out, check)
-        self._run_plan(
-            "lib_scan",
-            f"inclusive scan uint32 2^{log2} (shaders/scan.comp)",
+        def cupy_ms() -> float:
+            import cupy
+
+            xd = cupy.asarray(x)
+            u32 = cupy.uint32  # as vknb writes (numpy's default for uint32 would be uint64)
+            _check(np.array_equal(cupy.asnumpy(cupy.cumsum(xd, dtype=u32)), ref), "cupy.cumsum")
+            return median_of(
+                lambda: peers.cupy_gpu_ms(lambda: cupy.cumsum(xd, dtype=u32)), self.repeat
+            )
+
+        main = suffix == ""
+        row = self._run_plan(
+            "lib_scan" + suffix,
+            f"inclusive scan uint32 2^{log2} (shaders/{t.kernel}.comp)",
             "GB/s",
             plan,
             8.0 * n / 1e9,
-            notes="8 bytes per element (input read, output written).",
+            cupy_ms,
+            notes=f"8 bytes per element (input read, output written); {how} "
+            f"({_tuning_note(t)}). CuPy: cupy.cumsum, uint32.",
         )
+        row.extra["tuning"] = t.as_dict()
+        sized = main and self.p.name == "gpu"
+        self._add_copy_share_row(row, "≥ 75% (H100, 2^24)" if main else "", sized)
 
     def _plan_histogram(self) -> None:
         log2 = self.p.histogram_log2
@@ -1995,6 +2309,105 @@ class Suite:
             4.0 * n / 1e9,
             notes="4 bytes per element read. Checked on the first run (bins "
             "accumulate afterwards).",
+        )
+
+    def _plan_radix_sort(self, pairs: bool) -> None:
+        """LSD radix sort of uint32 keys (shaders/radix_sort_*.comp) as vknb.library.sort runs
+        it: the digit totals, then 4 passes of count, scan and scatter; with ``pairs``, uint32
+        values move with the keys (vknb.library.sort_pairs)."""
+        from vknb.library import _radix
+
+        log2 = self.p.sort_log2
+        n = 1 << log2
+        keys = self.rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+        vals = self.rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+        order = np.argsort(keys, kind="stable")
+        tune = _radix.tuning(self.dev)
+        # The shaders' default ITEMS and SUBGROUPS (the raw side cannot specialize): the
+        # library's tuning on lavapipe and on NVIDIA/AMD GPUs with >= 19 KiB of shared memory.
+        tile = 256 * 16
+        nb = _ceil(n, tile)
+        flags: dict[str, Any] = {"KEY": "uint"}
+        if tune.arithmetic:
+            flags["SUBGROUP_ARITHMETIC"] = 1
+        xdefs = dict(flags, **({"SUBGROUP_BALLOT": 1} if tune.ballot else {}))
+        if pairs:
+            xdefs.update(WITH_VALUES=1, VALUE="uint")
+        bufs: dict[str, Any] = {
+            "k0": keys,
+            "k1": (n, np.uint32),
+            "k2": (n, np.uint32),
+            "counts": (256 * nb, np.uint32),
+            "totals": (1024, np.uint32),
+        }
+        if pairs:
+            bufs.update(v0=vals, v1=(n, np.uint32), v2=(n, np.uint32))
+        count = ("counts", "totals")
+        first = (("n", "I", n), ("shift", "I", 0))
+        steps = [  # zero the totals; pass 0's counts with all four digits' totals
+            Step("c", ("k0", *count), (*first, ("mode", "I", 2)), (1, 1, 1)),
+            Step("c", ("k0", *count), (*first, ("mode", "I", 1)), (nb, 1, 1)),
+        ]
+        scan_groups = 1 if nb <= _radix.SCAN_ONE_GROUP_MAX else 256
+        for p in range(4):
+            src, dst = ("k0", "k1", "k2", "k1")[p], ("k1", "k2", "k1", "k2")[p]
+            push = (("n", "I", n), ("shift", "I", 8 * p))
+            if p:
+                steps.append(Step("c", (src, *count), (*push, ("mode", "I", 0)), (nb, 1, 1)))
+            steps.append(
+                Step("s", count, (("nblocks", "I", nb), ("shift", "I", 8 * p)), (scan_groups, 1, 1))
+            )
+            binds: tuple[str, ...] = (src, dst, "counts")
+            if pairs:
+                binds += ("v" + src[1], "v" + dst[1])
+            steps.append(Step("x", binds, (*push, ("iota", "I", 0)), (nb, 1, 1)))
+
+        def check(o: np.ndarray) -> None:
+            ref = vals[order] if pairs else keys[order]
+            _check(np.array_equal(o, ref), f"radix sort{' pairs' if pairs else ''} 2^{log2}")
+
+        plan = Plan(
+            {
+                "c": ("radix_sort_count", {"KEY": "uint"}),
+                "s": ("radix_sort_scan", flags if tune.arithmetic else None),
+                "x": ("radix_sort_scatter", xdefs),
+            },
+            bufs,
+            steps,
+            "v2" if pairs else "k2",
+            check,
+        )
+
+        def cupy_ms() -> float:
+            cs = peers.CupySort(keys, vals if pairs else None)
+            cs.run()
+            check(cs.result())
+            return median_of(cs.gpu_ms, self.repeat)
+
+        def judge(row: Row) -> None:
+            ok = None
+            if _num(row.cupy) and _num(row.vknb):
+                ok = float(row.vknb) / float(row.cupy) >= 0.5  # type: ignore[arg-type]
+                row.extra["vknb_over_cupy"] = float(row.vknb) / float(row.cupy)  # type: ignore
+            self.judge_h100(row, ok, log2 == 24)
+
+        how = "ballot ranking" if tune.ballot else "portable ranking (no subgroup ballots)"
+        self._run_plan(
+            "lib_radix_sort_pairs" if pairs else "lib_radix_sort",
+            f"radix sort uint32 {'key-value pairs' if pairs else 'keys'} 2^{log2} "
+            "(shaders/radix_sort_*.comp)",
+            "Mkeys/s",
+            plan,
+            n / 1e6,
+            cupy_ms,
+            target="≥ 50% of CuPy (H100, 2^24)",
+            judge=judge,
+            notes=f"Stable LSD radix sort, 8-bit digits, 4 passes, tiles of {tile} keys, {how}. "
+            + (
+                "CuPy: cupy.argsort (stable) and a gather of keys and values."
+                if pairs
+                else "CuPy: cupy.sort."
+            ),
         )
 
     def _plan_transpose(self) -> None:

@@ -38,6 +38,7 @@ SHADERS = ROOT / "vknb" / "library" / "shaders"
 # user would look there.  A module that cannot be imported is left out (with a note on stderr).
 MODULES = [
     ("vknb.library", "ready-made kernels from `shaders/`"),
+    ("vknb.dask", "scale-out with Dask: kernels over blocks, one worker per device"),
     ("vknb.widgets", "Jupyter widgets and plots"),
     ("vknb.magics", "the IPython extension: `%%glsl` and `%vknb`"),
     ("vknb.display", "text and HTML renderings"),
@@ -546,17 +547,45 @@ total = lib.reduce_sum(x)                    # or a helper that allocates, dispa
 ```
 
 The helpers (`saxpy`, `elementwise`, `reduce_sum`, `scan`, `histogram`, `matmul`, `transpose`,
-`softmax`, `sort`, `argsort`, `blur`, `convolve2d`, `sobel`, `mandelbrot`, `random_uniform`)
-take numpy arrays or `vknb.Array`s and return numpy arrays; the image helpers (`emboss`,
-`edge_detect`, `sharpen`, `filter3x3` on storage images; `resize`, `warp_affine`, `rotate`,
-`blur_image` through samplers) take numpy images or `vknb.Image`s. They are documented in the
-[Python API](api.md#vknb-library).
+`softmax`, `sort`, `argsort`, `sort_pairs`, `blur`, `convolve2d`, `sobel`, `mandelbrot`,
+`random_uniform`) take numpy arrays or `vknb.Array`s and return numpy arrays; the image
+helpers (`emboss`, `edge_detect`, `sharpen`, `filter3x3` on storage images; `resize`,
+`warp_affine`, `rotate`, `blur_image` through samplers) take numpy images or `vknb.Image`s.
+They are documented in the [Python API](api.md#vknb-library).
 Their results are checked against numpy in the tests; tutorials 5, 6 and 7
 (`notebooks/05_image_processing.ipynb`, `notebooks/06_algorithms.ipynb`,
 `notebooks/07_images.ipynb`) use them.
 
 `#include "random.glsl"` in your own shaders gives the PCG hash generator that
 `random_uniform.comp` uses. The include path is `shaders/` (or `$VKNB_SHADERS`).
+
+## Sorting
+
+`sort(keys)`, `argsort(keys)` and `sort_pairs(keys, values)` sort 32-bit keys: uint32, int32 or
+float32 (host arrays of other floats become float32, of other integers uint32 where they fit),
+with uint32, int32 or float32 values.
+
+- **Algorithm.** From `RADIX_MIN_KEYS` (2049) keys on: an LSD radix sort with 8-bit digits, four
+  passes of three kernels each (`radix_sort_count`, `radix_sort_scan`, `radix_sort_scatter`,
+  below) over tiles of 256 × ITEMS keys (4096 where the device's shared memory holds 19 KiB).
+  The first count also gives the digit totals of all four passes (they do not change from pass
+  to pass); a pass whose digit is the same for every key is skipped, so keys below 2^16 take
+  two passes and equal keys none. Device `vknb.Array` inputs stay on the device; the passes run
+  as one submission. Below that size: the bitonic network of `bitonic_sort`, whose keys are
+  padded to a power of two on the host.
+- **Stability.** Both paths are stable: `argsort(keys)` is `np.argsort(keys, kind="stable")`,
+  and `sort_pairs` keeps equal keys' values in input order. The radix scatter ranks each key
+  among the keys of its digit in tile order (subgroup ballots where the device has
+  `GL_KHR_shader_subgroup_ballot`, a shared-memory comparison otherwise); the bitonic network
+  orders pairs by key, then by index.
+- **Key order.** int32 keys are sorted with their sign bit flipped, float32 keys with the sign
+  bit flipped for positive numbers and all bits flipped for negative ones (`radix_sort.glsl`).
+  Floats sort as numpy sorts them: `-inf` first, `-0.0` and `0.0` equal (in input order), NaNs
+  of either sign last (in input order). Keys and values move as bits: NaN payloads and the sign
+  of zero are kept.
+- **Crossover.** `RADIX_MIN_KEYS` was measured on lavapipe, where the bitonic sort wins up to
+  2048 keys and the radix sort from there on (5× faster at 2^20); re-measure it on a GPU
+  (`benchmarks` rows `lib_radix_sort` and `lib_radix_sort_pairs`, next to CuPy).
 """
 
 

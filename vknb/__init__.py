@@ -131,6 +131,7 @@ __all__ = [
 # an alias of where it lives in the layered tree.  They import on first access.
 _PUBLIC_MODULES = {
     "library": "library",
+    "dask": "dask",
     "widgets": "ui.widgets",
     "display": "ui.display",
     "magics": "ui.magics",
