@@ -1021,7 +1021,7 @@ def _sparkline(history: list[tuple[int, int]], seconds: float) -> str:
     )
     return (
         f"<img class='vknb-sparkline' src='{uri}' width='120' height='22' alt='{_esc(words)}' "
-        f"title='{_esc(words)}' style='vertical-align:middle'> "
+        f"title='{_esc(words)}' style='vertical-align:middle'><br>"
         f"<span style='{MUTED};font-size:85%'>peak {_esc(fmt_bytes(max(used)))}</span>"
     )
 
