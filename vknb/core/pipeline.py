@@ -268,6 +268,18 @@ class ComputePipeline:
         self.push_size = layout.push_size
         self._type_counts: dict[int, int] = {}
         set_layouts = self._handles["set_layouts"]
+        for s, binding, dtype, _ in layout.bindings:
+            # A layout with a descriptor type of an extension the device was not created with
+            # is invalid usage, which some drivers answer with a crash: refused here.
+            if (
+                dtype == C.DESCRIPTOR_TYPE_ACCELERATION_STRUCTURE_KHR
+                and "VK_KHR_acceleration_structure" not in self.device.extensions
+            ):
+                raise E.PipelineCreationFailed(
+                    f"{self.label}: binding {binding} (set {s}) is an acceleration structure "
+                    "(ray queries); vknb creates devices without VK_KHR_acceleration_structure "
+                    "and cannot build or fill it: remove the binding or run the shader elsewhere"
+                )
         for s in range(self.nsets):
             mine = [b for b in layout.bindings if b[0] == s]
             arr = (
