@@ -48,7 +48,7 @@ import numpy as np
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
-from .device import OPEN
+from .device import OPEN, sharing_fields
 from .hostimport import HOST_IMPORT_MIN_BYTES, host_imports_for, policy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -233,14 +233,7 @@ class Buffer:
                 "sType": vk.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
                 "size": size,
                 "usage": usage,
-                # CONCURRENT across our two queue families (no ownership transfers)
-                "sharingMode": C.SHARING_MODE_CONCURRENT
-                if len(fams) > 1
-                else C.SHARING_MODE_EXCLUSIVE,
-                "queueFamilyIndexCount": len(fams) if len(fams) > 1 else 0,
-                "pQueueFamilyIndices": keep(ffi.new("uint32_t[]", fams))
-                if len(fams) > 1
-                else ffi.NULL,
+                **sharing_fields(fams, keep),
             },
         )
         p = ffi.new("VkBuffer*")

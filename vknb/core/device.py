@@ -47,6 +47,24 @@ log = logging.getLogger("vknb")
 
 OPEN, LOST, CLOSED = "open", "lost", "closed"
 
+
+def sharing_fields(fams: list[int], keep: Any) -> dict[str, Any]:
+    """The sharing fields of a buffer's or an image's create-info for the queue families
+    ``fams`` that use it: CONCURRENT across the compute and transfer families where they differ
+    (so no ownership transfers), else EXCLUSIVE.  ``keep`` (a ``_vk.Keep``) holds the array."""
+    if len(fams) == 1:
+        return {
+            "sharingMode": C.SHARING_MODE_EXCLUSIVE,
+            "queueFamilyIndexCount": 0,
+            "pQueueFamilyIndices": _vk.ffi.NULL,
+        }
+    return {
+        "sharingMode": C.SHARING_MODE_CONCURRENT,
+        "queueFamilyIndexCount": len(fams),
+        "pQueueFamilyIndices": keep(_vk.ffi.new("uint32_t[]", fams)),
+    }
+
+
 # The paths of transfer_stats().
 _TRANSFER_PATHS = ("direct", "staging", "import", "import_reused", "import_failed")
 

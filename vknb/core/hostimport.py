@@ -68,7 +68,7 @@ import numpy as np
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
-from .device import OPEN
+from .device import OPEN, sharing_fields
 from .instance import HOST_CACHED, HOST_COHERENT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -508,13 +508,7 @@ class HostImports:
                 ),
                 "size": size,
                 "usage": _USAGE,
-                "sharingMode": C.SHARING_MODE_CONCURRENT
-                if len(fams) > 1
-                else C.SHARING_MODE_EXCLUSIVE,
-                "queueFamilyIndexCount": len(fams) if len(fams) > 1 else 0,
-                "pQueueFamilyIndices": keep(ffi.new("uint32_t[]", fams))
-                if len(fams) > 1
-                else ffi.NULL,
+                **sharing_fields(fams, keep),
             },
         )
         made: list[Any] = []  # what the driver created, even where validation then objected

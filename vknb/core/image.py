@@ -42,7 +42,7 @@ from .. import _vk
 from .. import errors as E
 from .._vk import constants as C
 from .buffer import Buffer, flat_bytes, host_read_barrier, next_serial, staging_for
-from .device import OPEN
+from .device import OPEN, sharing_fields
 
 if TYPE_CHECKING:  # pragma: no cover
     from .device import Device
@@ -343,13 +343,7 @@ class Image:
                 "samples": 1,
                 "tiling": 0,  # VK_IMAGE_TILING_OPTIMAL
                 "usage": usage,
-                "sharingMode": C.SHARING_MODE_CONCURRENT
-                if len(fams) > 1
-                else C.SHARING_MODE_EXCLUSIVE,
-                "queueFamilyIndexCount": len(fams) if len(fams) > 1 else 0,
-                "pQueueFamilyIndices": keep(ffi.new("uint32_t[]", fams))
-                if len(fams) > 1
-                else ffi.NULL,
+                **sharing_fields(fams, keep),
                 "initialLayout": _LAYOUT_UNDEFINED,
             },
         )
