@@ -43,6 +43,8 @@ EXPECTED = {
     "d2h_staging",
     "compile_cold",
     "compile_cached",
+    "cold_start",
+    "cold_start_warm",
     "lib_matmul",
     "lib_reduce_sum",
     "lib_scan",
@@ -126,6 +128,22 @@ def test_every_row_has_numbers(smoke_run: tuple[dict, str, Path]) -> None:
             )
         if _is_number(r["vknb"]) and _is_number(r["raw"]) and r["raw"]:
             assert r["ratio"] == pytest.approx(r["vknb"] / r["raw"])
+
+
+def test_cold_start_rows_have_their_stages(smoke_run: tuple[dict, str, Path]) -> None:
+    """Each side of a cold-start row is a fresh process with its stages adding up."""
+    data, _, _ = smoke_run
+    rows = {r["id"]: r for r in data["rows"]}
+    for rid in ("cold_start", "cold_start_warm"):
+        stages = rows[rid]["extra"]["stages"]
+        for side in ("vknb", "raw"):
+            m = stages[side]
+            parts = [m[k] for k in ("interpreter_ms", "import_ms", "ready_ms", "first_call_ms")]
+            assert all(_is_number(p) and p >= 0 for p in parts), (rid, side, m)
+            assert m["ok"] is True, (rid, side, m)
+            # medians of each stage need not add up to the median total; within 25 %
+            assert sum(parts) == pytest.approx(m["total_ms"], rel=0.25), (rid, side, m)
+        assert "compile+device" in rows[rid]["notes"]
 
 
 def test_correctness_checks_passed(smoke_run: tuple[dict, str, Path]) -> None:

@@ -130,3 +130,44 @@ if __name__ == "__main__":
 """,
         timeout=40,
     )
+
+
+def test_fork_while_the_device_is_made_in_the_background() -> None:
+    """vknb.compile starts making the session device on a thread while glslc runs: a child
+    forked meanwhile (whose copy of that thread's locks stays held) gets the fork error at
+    once from every entry point, never a hang; the parent's device and kernel work."""
+    run_scenario(
+        FORK
+        + """
+from vknb.core import session
+check(vknb.current_device() is None, "the prelude made a device")
+session.prewarm()            # what vknb.compile does first
+
+def child():
+    bad = 0
+    for what, f in [("vknb.device", vknb.device), ("vknb.devices", vknb.devices),
+                    ("vknb.compile", lambda: vknb.compile(ADD, name="add"))]:
+        try:
+            f()
+        except vknb.VulkanError as e:
+            if "fork" not in str(e).lower():
+                print(f"child: {what}: {e}", flush=True)
+                bad += 1
+        else:  # mid-creation or after it, the child holds the parent's Vulkan state
+            print(f"child: {what} did not raise", flush=True)
+            bad += 1
+    return 1 if bad else 0
+
+fork_and_reap(child)
+k = vknb.compile(ADD, name="add")
+n = 1000
+x = rng.random(n, dtype=np.float32)
+y = rng.random(n, dtype=np.float32)
+ref = y + 2 * x
+k(x, y, a=2.0, n=n, grid=n)
+check(np.allclose(y, ref, rtol=1e-5), "parent's kernel wrong after the fork")
+check_usable("in the parent after the fork")
+print("OK")
+""",
+        timeout=30,
+    )

@@ -146,3 +146,56 @@ def test_exit_with_pending_submissions_is_clean(tmp_path):
 def test_exit_with_pending_submissions_is_clean_under_validation(tmp_path):
     res = run_python(_LIVE_AT_EXIT.replace("PENDING", _PENDING), tmp_path, {"VKNB_VALIDATION": "1"})
     _assert_clean_exit(res)
+
+
+def test_compile_makes_the_device_while_glslc_runs(tmp_path):
+    """A fresh process's first vknb.compile starts the session device on a thread (vknb-device)
+    before compiling: the kernel runs on that one device, the thread is gone afterwards."""
+    p = run_python(
+        """
+        import json, threading, numpy as np, vknb
+        from vknb.core import session
+        made_in = []
+        orig = session.Device
+        class Spy(orig):
+            def __init__(self, *a, **k):
+                made_in.append(threading.current_thread().name)
+                super().__init__(*a, **k)
+        session.Device = Spy
+        assert vknb.current_device() is None
+        k = vknb.compile('''layout(local_size_x = 64) in;
+            layout(binding = 0) buffer B { float b[]; };
+            void main() { b[gl_GlobalInvocationID.x] *= 2.0; }''', name="twice")
+        x = np.random.default_rng(3).random(1000, dtype=np.float32)
+        y = x.copy()
+        k(y, grid=y.size)
+        alive = [t.name for t in threading.enumerate() if t.name == "vknb-device"]
+        print(json.dumps({"made_in": made_in, "same": k.device is vknb.device(),
+                          "ok": bool(np.allclose(y, 2 * x)), "alive": alive}))
+        """,
+        tmp_path,
+        keep_device=False,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = last_json(p.stdout)
+    assert out == {"made_in": ["vknb-device"], "same": True, "ok": True, "alive": []}, out
+
+
+def test_compile_reports_a_device_that_cannot_be_made(tmp_path):
+    """The background device's failure is raised by compile, in the caller, as device() would
+    raise it (the thread swallows nothing the user needs to see); the process exits at once."""
+    p = run_python(
+        """
+        import vknb
+        try:
+            vknb.compile("layout(local_size_x = 1) in; void main() {}", name="k")
+        except vknb.NoDeviceFound as e:
+            print("RAISED", e)
+        """,
+        tmp_path,
+        env={"VKNB_DEVICE": "no-such-gpu"},
+        keep_device=False,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "RAISED VKNB_DEVICE='no-such-gpu' matches no device" in p.stdout, p.stdout

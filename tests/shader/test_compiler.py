@@ -504,6 +504,40 @@ def test_find_compiler_prefers_glslc():
     assert find_compiler() is info  # cached
 
 
+def test_the_compiler_probe_is_remembered_per_executable(monkeypatch, tmp_path):
+    """A new process finds the compiler without running ``--version`` again (the answer is kept
+    in the cache directory per real path, size and mtime); a changed executable, or a
+    damaged record, is probed afresh."""
+    log = tmp_path / "runs.log"
+    wrapper = tmp_path / "glslc-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {shutil.which("glslc")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("VKNB_GLSLC", str(wrapper))
+
+    def new_process() -> None:  # what a fresh interpreter knows: only the disk
+        compiler._compiler_cache.clear()
+        compiler._reset_memory_cache()
+
+    def probes() -> int:
+        return log.read_text().splitlines().count("--version") if log.exists() else 0
+
+    first = find_compiler()
+    assert first.kind == "glslc" and probes() == 1
+    new_process()
+    again = find_compiler()
+    assert probes() == 1 and again == first
+    st = wrapper.stat()
+    os.utime(wrapper, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a reinstalled compiler
+    new_process()
+    assert find_compiler() == first and probes() == 2
+    (tmp_path / "cache" / "compilers.json").write_text("{not json")
+    new_process()
+    assert find_compiler() == first and probes() == 3
+    new_process()
+    assert find_compiler() == first and probes() == 3  # rewritten whole
+    assert compile_glsl(SAXPY)[:4] == b"\x03\x02\x23\x07"
+
+
 def test_vknb_glslc_nonexistent(monkeypatch, tmp_path):
     monkeypatch.setenv("VKNB_GLSLC", str(tmp_path / "no-such-glslc"))
     with pytest.raises(NotAvailable, match="VKNB_GLSLC"):

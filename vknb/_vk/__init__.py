@@ -45,11 +45,18 @@ WHOLE_SIZE = (1 << 64) - 1
 
 epoch = 0
 _parent_pid = os.getpid()
+# Threads of this process making the session device in the background now (core.session's
+# prewarm); a child forked meanwhile inherits that thread's locks, held for ever, and the
+# driver's half-made state: it refuses every Vulkan use at once (forked_mid_creation).
+background_creation = 0
+forked_mid_creation = False
 
 
 def _after_fork_in_child() -> None:
-    global epoch
+    global epoch, forked_mid_creation
     epoch += 1
+    if background_creation:
+        forked_mid_creation = True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -50,7 +50,7 @@ from ..core.commands import push_cdata
 from ..core.device import Device, Submission
 from ..core.pipeline import ComputePipeline, Layout, Slot
 from ..core.session import device as session_device
-from ..core.session import printf_device, session_generation
+from ..core.session import prewarm, printf_device, session_generation
 from .args import (
     binding_slots,
     pack_into,
@@ -1070,6 +1070,8 @@ def compile(  # noqa: A001 - the contract's name (vknb.compile)
     >>> k.local_size
     (32, 1, 1)
     """
+    if device is None:  # the driver starts up while glslc and the reflection run
+        prewarm()
     from ..shader.spirv import reflect
 
     info = None

@@ -735,6 +735,8 @@ def get_instance() -> Instance:
     inst = _instance
     if inst is not None and inst.epoch == _vk.epoch:
         return inst
+    if _vk.forked_mid_creation:  # its lock may be held by a thread the child does not have
+        raise _vk.fork_error("vknb's Vulkan instance (being made when the process forked)")
     with _instance_lock:
         if _instance is None:
             v = validation_enabled()

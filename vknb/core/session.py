@@ -24,6 +24,43 @@ _session_generation = 0
 # How long reset() lets a healthy device finish its submitted work before abandoning it.
 RESET_WAIT_S = 10.0
 
+_prewarm: threading.Thread | None = None
+
+
+def prewarm() -> None:
+    """Start making the session device in the background if there is none yet, so that the
+    driver's start-up (hundreds of milliseconds on a discrete GPU) overlaps work that does not
+    need the device (a kernel's compile and reflection: :func:`vknb.compile` calls this first).
+
+    Nothing changes for the caller: :func:`device` returns the same device, made once, and
+    raises whatever making it raised.  The thread is not a daemon, so an exit waits for it
+    (never tearing the driver down mid-creation) and then closes the device as usual.
+
+    Example
+    -------
+    >>> vknb.core.session.prewarm()                          # doctest: +SKIP
+    """
+    global _prewarm
+    if _session is not None or _prewarm is not None:
+        return
+
+    def make() -> None:
+        try:
+            device()
+        except BaseException:  # device() raises it again, in the caller, where it is seen
+            pass
+        finally:
+            _vk.background_creation -= 1
+
+    t = threading.Thread(target=make, name="vknb-device", daemon=False)
+    _prewarm = t
+    _vk.background_creation += 1  # (before the thread can take any lock)
+    try:
+        t.start()
+    except BaseException:
+        _vk.background_creation -= 1
+        raise
+
 
 def device() -> Device:
     """The session's shared device, created on first use.
@@ -43,6 +80,8 @@ def device() -> Device:
     d = _session
     if d is not None and d.state is OPEN and d.epoch == _vk.epoch:
         return d
+    if _vk.forked_mid_creation:  # the lock may be held by a thread the child does not have
+        raise _vk.fork_error("the session device (being made when the process forked)")
     with _session_lock:
         d = _session
         if d is not None and d.state != CLOSED:

@@ -152,6 +152,38 @@ _lock = threading.Lock()
 
 
 def _probe(path: str) -> CompilerInfo | None:
+    """The compiler at ``path``, from its ``--version``; remembered on disk per executable (its
+    real path, size and modification time), so that a new process runs no probe."""
+    try:
+        st = os.stat(path)
+        key = f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        return None
+    store = cache_dir() / "compilers.json"
+    try:
+        known = json.loads(store.read_text())
+        hit = known.get(key) if isinstance(known, dict) else None
+        if isinstance(hit, dict) and {"kind", "version", "version_text"} <= hit.keys():
+            return CompilerInfo(
+                path, str(hit["kind"]), str(hit["version"]), str(hit["version_text"])
+            )
+    except (OSError, ValueError):
+        known = {}
+    info = _probe_run(path)
+    if info is not None:
+        entry = {"kind": info.kind, "version": info.version, "version_text": info.version_text}
+        known = {**(known if isinstance(known, dict) else {}), key: entry}
+        try:  # written whole, then renamed: a reader never sees half of it
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_name(f".compilers.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(known))
+            os.replace(tmp, store)
+        except OSError:
+            pass  # a read-only cache: probe again next time
+    return info
+
+
+def _probe_run(path: str) -> CompilerInfo | None:
     try:
         proc = subprocess.run(
             [path, "--version"],
