@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,62 @@ def test_a_killed_worker_is_restarted_and_its_blocks_rerun(
     rows = client.run(vknb.dask.worker_device)
     assert len({r["pid"] for r in rows.values()} - pids) == 1  # one new process
     assert all(r["vknb_device"] == str(r["index"]) for r in rows.values())  # pinned again
+
+
+def test_cluster_view_follows_the_blocks_as_they_finish(
+    client: Client, saxpy: vknb.Kernel, rng: np.random.Generator
+) -> None:
+    """vknb.widgets.ClusterView: one row per worker with its device and what it ran; displayed
+    in a shell that publishes updates (as a Jupyter kernel does), its output follows the
+    blocks the workers finish, and it says when a poll fails instead of raising."""
+    import vknb.widgets
+    from IPython.core.displaypub import CapturingDisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+
+    ip = InteractiveShell.instance()
+    old, ip.display_pub = ip.display_pub, CapturingDisplayPublisher()
+    try:
+        view = vknb.widgets.ClusterView(client, interval=0.2)
+        rows = view.rows()
+        assert [r["worker"] for r in rows] == ["0", "1"]
+        for r in rows:
+            assert f"{r['index']}: {r['name']}" in view.text()
+        blocks = sum(r["blocks"] for r in rows)
+        display(view)
+
+        def last_html() -> str:
+            outs = [
+                o
+                for o in ip.display_pub.outputs
+                if (o.get("transient") or {}).get("display_id") == view.display_id
+            ]
+            return str(outs[-1]["data"]["text/html"])
+
+        assert f"{blocks} block" in last_html() and "<table" in last_html()
+        xn = rng.random(12_000, dtype=np.float32)
+        yn = rng.random(12_000, dtype=np.float32)
+        x, y = da.from_array(xn, chunks=1_000), da.from_array(yn, chunks=1_000)
+        r = vknb.dask.map_blocks(saxpy, x, y, a=1.5, n=lambda x, y: x.size)
+        np.testing.assert_allclose(r.compute(), yn + np.float32(1.5) * xn, rtol=1e-6)
+        want = f"{blocks + 12} blocks run"
+        end = time.monotonic() + 10
+        while want not in last_html() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert want in last_html(), last_html()[:500]
+        assert sum(r["blocks"] for r in view.rows()) == blocks + 12
+        view.close()
+    finally:
+        vknb.widgets.close_all()
+        ip.display_pub = old
+    with pytest.raises(TypeError, match=r"distributed\.Client"):
+        vknb.widgets.ClusterView(object())
+    other = Client(client.scheduler.address, set_as_default=False)
+    gone = vknb.widgets.ClusterView(other)
+    other.close()
+    gone.update()  # a poll of a closed client: said in the view, not raised
+    assert "last poll failed: the client is closed" in gone.text()
+    assert [r["worker"] for r in gone.rows()] == ["0", "1"]  # the last rows stay
 
 
 # --- the scaling benchmark --------------------------------------------------------------------

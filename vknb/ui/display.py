@@ -1121,6 +1121,62 @@ def memory_html(dev: Device) -> str:
 # --- dispatch timings ------------------------------------------------------------------------
 
 
+_CLUSTER_HEAD = [
+    "worker",
+    "device",
+    "score",
+    "memory",
+    "allocated",
+    "dispatches",
+    "GPU ms",
+    "blocks",
+    "kernels built",
+]
+
+
+def cluster_title(rows: list[dict[str, Any]]) -> str:
+    """``Dask cluster: 2 workers on 1 device, 16 blocks run`` for ``vknb.dask.cluster_report``
+    rows.
+
+    Example
+    -------
+    >>> cluster_title([])
+    'Dask cluster: 0 workers on 0 devices, 0 blocks run'
+    """
+    devices = len({(r["index"], r["name"]) for r in rows})
+    blocks = sum(r["blocks"] for r in rows)
+    return (
+        f"Dask cluster: {plural(len(rows), 'worker')} on {plural(devices, 'device')}, "
+        f"{plural(blocks, 'block')} run"
+    )
+
+
+def cluster_table(rows: list[dict[str, Any]], html_: bool) -> str:
+    """One line per worker of ``vknb.dask.cluster_report`` rows: its device, memory, vknb's
+    allocation, dispatches, GPU time, blocks and kernels built (HTML or text).
+
+    Example
+    -------
+    >>> print(cluster_table([], False))
+    worker  device  score  memory  allocated  dispatches  GPU ms  blocks  kernels built
+    """
+    table = [
+        [
+            str(r.get("worker", "-")),
+            f"{r['index']}: {r['name']}",
+            str(r["score"]),
+            fmt_bytes(r["total_memory"]),
+            fmt_bytes(r["allocated"]),
+            str(r["dispatches"]),
+            f"{r['gpu_ms']:.2f}",
+            str(r["blocks"]),
+            str(r["kernel_builds"]),
+        ]
+        for r in rows
+    ]
+    return _table(_CLUSTER_HEAD, table, html_)
+
+
 def timings_summary(records: list[DispatchRecord]) -> list[dict[str, Any]]:
     """Per-kernel-version aggregates of dispatch records (:func:`vknb.timing.summarize`): an
     edited kernel of the same name gets a row of its own (``'saxpy (v2)'``).

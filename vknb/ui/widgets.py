@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "KEEP_LIVE",
+    "ClusterView",
     "DeviceExplorer",
     "MemoryMonitor",
     "TimingsView",
@@ -492,9 +493,10 @@ class _View:
         if self in _shown:
             _shown.remove(self)
         if last:
-            try:  # say so in the output
+            try:  # the numbers as of now, and say so in the output
                 from IPython.display import update_display
 
+                self._sample()
                 update_display(self.bundle(), raw=True, display_id=self.display_id)
             except Exception:  # pragma: no cover - never raise from cleanup
                 log.debug("final update of %r failed", self, exc_info=True)
@@ -939,6 +941,113 @@ class MemoryMonitor(_View):
         d = self.device
         what = "device closed" if d is None else d.label
         return f"<vknb.widgets.MemoryMonitor {what}{' (live)' if self.live else ''}>"
+
+
+# --- a Dask cluster's devices ------------------------------------------------------------------
+
+
+class ClusterView(_View):
+    """The devices of a Dask cluster (:mod:`vknb.dask`): per worker its device (index, name,
+    score), the device's memory and what vknb allocated there, the dispatches and GPU time it
+    ran, and the ``vknb.dask`` blocks it computed and the kernels it built for them.
+
+    While live it asks the workers every ``interval`` seconds
+    (``client.run(vknb.dask.worker_device)``, which runs beside their tasks), so the numbers
+    move as blocks finish; Dask's own progress bar and dashboard work unchanged beside it.
+    :meth:`interactive` adds a Refresh button.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A synchronous client of the cluster, held by a weak reference.
+    interval : float
+        Seconds between polls while live (default 2).
+    interactive : bool
+        Display the ipywidgets controls instead of the HTML.
+
+    Example
+    -------
+    >>> from vknb.dask import LocalVulkanCluster                 # doctest: +SKIP
+    >>> client = LocalVulkanCluster(n_workers=2).get_client()    # doctest: +SKIP
+    >>> view = vknb.widgets.ClusterView(client); view           # doctest: +SKIP
+    >>> [r["worker"] for r in view.rows()]                       # doctest: +SKIP
+    ['0', '1']
+    """
+
+    _kind = "cluster"
+    _stamped = True
+    min_interval = 1.0
+
+    def __init__(self, client: Any, *, interval: float = 2.0, interactive: bool = False) -> None:
+        if not hasattr(client, "run") or not hasattr(client, "scheduler_info"):
+            raise TypeError(f"ClusterView needs a distributed.Client, got {type(client).__name__}")
+        if getattr(client, "asynchronous", False):
+            raise ValueError(
+                "ClusterView needs a synchronous distributed.Client (this one is asynchronous)"
+            )
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, got {interval}")
+        super().__init__(interactive=interactive)
+        self.interval = float(interval)
+        self._client_ref = weakref.ref(client)
+        self._rows: list[dict[str, Any]] = []
+        self._problem: str | None = None
+        self._sample()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The last poll: :func:`vknb.dask.cluster_report`'s rows (one per worker).
+
+        Example
+        -------
+        >>> {"worker", "index", "name", "blocks"} <= set(view.rows()[0])  # doctest: +SKIP
+        True
+        """
+        return [dict(r) for r in self._rows]
+
+    def _sample(self) -> None:
+        from ..dask.workers import cluster_report
+
+        client = self._client_ref()
+        if client is None or getattr(client, "status", "running") in ("closing", "closed"):
+            self._problem = "the client is closed"
+            return
+        try:
+            self._rows = cluster_report(client)
+            self._problem = None
+        except Exception as e:  # a worker gone mid-poll, a scheduler restarting: said, not raised
+            self._problem = f"{type(e).__name__}: {e}"[:300]
+
+    def _content(self) -> tuple[str, str]:
+        problem = f" (last poll failed: {self._problem})" if self._problem else ""
+        title = _display.cluster_title(self._rows) + problem
+        return (
+            f"<div class='vknb-cluster'><b>{_esc(title)}</b>"
+            + _display.cluster_table(self._rows, True)
+            + "</div>",
+            title + "\n" + _display.cluster_table(self._rows, False),
+        )
+
+    def _build(self) -> Any:
+        import ipywidgets as W
+
+        self.pane = W.HTML()
+        self.refresh_button = W.Button(
+            description="Refresh", icon="refresh", tooltip="ask the workers now"
+        )
+        self.refresh_button.on_click(_weak(self._on_refresh))
+        return W.VBox([self.pane, self.refresh_button])
+
+    def _refresh_widget(self) -> None:
+        value = _pane(self._render()[0])
+        if self.pane.value != value:
+            self.pane.value = value
+
+    def _on_refresh(self, _button: Any) -> None:
+        self.update()
+
+    def __repr__(self) -> str:
+        live = " (live)" if self.live else ""
+        return f"<vknb.widgets.ClusterView {len(self._rows)} workers{live}>"
 
 
 # --- dispatch timings ----------------------------------------------------------------------------
