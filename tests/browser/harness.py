@@ -238,16 +238,19 @@ NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
 CELLS = NOTEBOOK + " .jp-Cell"
 
 # Everything the tests read of a notebook, in one round trip: per code cell its prompt, source
-# and outputs (mime type, text, number of tables, and the HTML's table texts).
+# and outputs (mime type, text, number of tables, and the HTML's table texts).  Text is the
+# rendered text (innerText) where the browser rendered it, else the DOM's text: Notebook 7 and
+# JupyterLab skip rendering cells far out of view (content-visibility), and innerText of a
+# skipped element is empty although its output is there.
 JS_CELLS = """() => [...document.querySelectorAll(CELLS)].map(c => ({
   kind: c.classList.contains('jp-CodeCell') ? 'code' : 'other',
   prompt: ((c.querySelector('.jp-InputPrompt') || {}).textContent || '').trim(),
   source: ((c.querySelector('.jp-InputArea-editor .cm-content') || {}).innerText || ''),
   outputs: [...c.querySelectorAll('.jp-OutputArea-output')].map(o => ({
     mime: o.getAttribute('data-mime-type'),
-    text: o.innerText,
+    text: o.innerText || o.textContent,
     tables: [...o.querySelectorAll('table')].map(t => [...t.querySelectorAll('tr')].map(
-        r => [...r.querySelectorAll('th,td')].map(x => x.innerText.trim()))),
+        r => [...r.querySelectorAll('th,td')].map(x => (x.innerText || x.textContent).trim()))),
     widget: !!o.querySelector('.jupyter-widgets, .widget-vbox, .widget-box'),
   })),
 }))""".replace("CELLS", json.dumps(CELLS))
