@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from harness import isolated_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +43,8 @@ def test_prebuilt_assets_are_complete() -> None:
 
 
 def test_listed_enabled_in_this_environment(tmp_path: Path) -> None:
-    pytest.importorskip("jupyterlab")
+    import jupyterlab  # noqa: F401 - a test dependency: missing is a failure, never a skip
+
     out = _run(
         [sys.executable, "-m", "jupyter", "labextension", "list"],
         60,
