@@ -13,6 +13,7 @@ must be kept referenced by the caller until the call returns (see :class:`Keep`)
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,71 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+try:  # the C module: signal.signal's enum conversions cost microseconds a call
+    import _signal as _sig
+except ImportError:  # pragma: no cover - other Pythons
+    _sig = signal
+_SIGINT = int(signal.SIGINT)
+
+
+class deferred_interrupt:
+    """Hold Ctrl-C back while Vulkan objects are made and handed to their owner.
+
+    Python raises ``KeyboardInterrupt`` in the main thread as soon as a C call returns: a
+    ``vkCreate*`` that was running when Ctrl-C came returns its new handle, and the exception
+    fires before any Python line can record it, so the object leaks (and the validation layer
+    names it at ``vkDestroyDevice``); a release that destroys several handles stops halfway.
+    Inside this block, SIGINT is only noted; on leaving, the previous handler runs
+    (``KeyboardInterrupt`` by default), once the owner holds its handles.  Outside the main
+    thread, or where SIGINT has no Python handler, it does nothing.  Costs two handler swaps
+    (well under a microsecond).
+
+    Example
+    -------
+    >>> with deferred_interrupt():
+    ...     pass
+    """
+
+    __slots__ = ("_got", "_old")
+
+    def __enter__(self) -> None:
+        self._old: Any = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            old = _sig.getsignal(_SIGINT)
+            if callable(old):
+                got: list[int] = []
+                self._got = got
+                # (the frame is not kept: it would hold the objects being made alive)
+                _sig.signal(_SIGINT, lambda s, f: got.append(s))
+                self._old = old
+        except (ValueError, OSError):  # not the main interpreter
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        old = self._old
+        if old is None:
+            return
+        self._old = None
+        _sig.signal(_SIGINT, old)
+        if self._got:
+            self._got = []
+            old(_SIGINT, None)  # the deferred Ctrl-C, now (default: KeyboardInterrupt)
+
+
+def submitted_serial(exc: BaseException) -> int | None:
+    """The serial of the submission that ``exc`` (a Ctrl-C) interrupted just after it reached
+    the queue (``Device.queue_submit`` tags it), or None where nothing was submitted.
+
+    Example
+    -------
+    >>> submitted_serial(KeyboardInterrupt()) is None
+    True
+    """
+    return getattr(exc, "vknb_submitted", None)
 
 
 def fork_error(what: str) -> E.VulkanError:
@@ -276,7 +342,12 @@ def create(
     that a validation error raised for a call that did create the object cannot leak it.
     """
     p = ffi.new(handle_type + "*")
-    res = getattr(lib, function)(device, info, ffi.NULL, p)
+    try:
+        res = getattr(lib, function)(device, info, ffi.NULL, p)
+    except BaseException:  # Ctrl-C raised as the call returned: the object exists all the same
+        if p[0]:
+            keep(p[0])
+        raise
     if res == 0:
         keep(p[0])
     check(res, function, label)

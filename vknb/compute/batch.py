@@ -112,7 +112,8 @@ class Batch:
         self._name: str | None = None  # the record's kernel name, once known
         self._rec = Recorder(dev)
         self._handles: dict[str, Any] = {}
-        with dev.lock:
+        # Ctrl-C is held back until the handles made here are in self._handles.
+        with dev.lock, _vk.deferred_interrupt():
             pool = dev.create_command_pool()
             self._handles["pool"] = pool
             try:
@@ -401,9 +402,23 @@ class Batch:
                 _vk.check(lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch")
                 if self._ts is not None and self._ts.host_reset:
                     self._ts.reset(0)
-                serial = dev.queue_submit(
-                    dev.compute_queue, self._submit_info, self._fence, "batch"
-                )
+                try:
+                    serial = dev.queue_submit(
+                        dev.compute_queue, self._submit_info, self._fence, "batch"
+                    )
+                except BaseException as e:
+                    late = _vk.submitted_serial(e)
+                    if late is not None:  # interrupted as it was submitted: running all the same
+                        self._sub = dev.submission(
+                            late,
+                            self._fence,
+                            f"batch of {len(self.entries)}",
+                            keep=(self, list(self.entries)),
+                            on_gpu_done=self._gpu_released,
+                        )
+                        self._idle = False
+                        dev.track(self._sub)
+                    raise
                 sub = dev.submission(
                     serial,
                     self._fence,

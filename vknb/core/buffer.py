@@ -237,25 +237,47 @@ class Buffer:
             },
         )
         p = ffi.new("VkBuffer*")
+        made: dict[str, Any] = {}  # what exists so far: "alloc", "counted", "adopted"
+        try:
+            self._make(dev, info, p, memory, usage, size, made)
+        except BaseException:
+            # Anything, Ctrl-C included (it can land as any driver call returns), before the
+            # finalizer owns the buffer: give back what was made.
+            if not hasattr(self, "_finalizer"):
+                if made.get("adopted"):
+                    dev.disown(self)
+                if made.get("counted"):
+                    with dev.lock:
+                        dev.buffers -= 1
+                if p[0]:
+                    lib.vkDestroyBuffer(dev.handle, p[0], ffi.NULL)
+                if "alloc" in made:
+                    dev.allocator.free(made["alloc"])
+            raise
+
+    def _make(
+        self,
+        dev: Device,
+        info: Any,
+        p: Any,
+        memory: str,
+        usage: int,
+        size: int,
+        made: dict[str, Any],
+    ) -> None:
+        """Create, back and register the buffer, noting in ``p`` and ``made`` what exists; on
+        any exception the caller gives back what the finalizer does not own yet."""
+        ffi, lib = _vk.ffi, _vk.lib
         res = lib.vkCreateBuffer(dev.handle, info, ffi.NULL, p)
-        if res == 0 and _vk.validation_pending():  # created, but validation objected: undo
-            lib.vkDestroyBuffer(dev.handle, p[0], ffi.NULL)
         _vk.check(res, "vkCreateBuffer", self.label)
         handle = p[0]
         req = ffi.new("VkMemoryRequirements*")
         lib.vkGetBufferMemoryRequirements(dev.handle, handle, req)
-        try:
-            alloc = dev.allocator.allocate(
-                int(req.size), int(req.alignment), int(req.memoryTypeBits), memory, self.label
-            )
-        except BaseException:
-            lib.vkDestroyBuffer(dev.handle, handle, ffi.NULL)
-            raise
+        made["alloc"] = alloc = dev.allocator.allocate(
+            int(req.size), int(req.alignment), int(req.memoryTypeBits), memory, self.label
+        )
         res = lib.vkBindBufferMemory(dev.handle, handle, alloc.memory, alloc.offset)
-        if res < 0:
-            lib.vkDestroyBuffer(dev.handle, handle, ffi.NULL)
-            dev.allocator.free(alloc)
-            _vk.check(res, "vkBindBufferMemory", self.label)
+        _vk.check(res, "vkBindBufferMemory", self.label)
         self.handle = handle
         self.size = size
         self.allocation: Allocation | None = alloc
@@ -275,6 +297,8 @@ class Buffer:
         self.texel_views: dict[int, Any] = {}  # VkFormat -> VkBufferView (texel buffers)
         with dev.lock:
             dev.buffers += 1
+            made["counted"] = True
+        made["adopted"] = True
         dev.adopt(self)
         self._finalizer = weakref.finalize(self, _collected, dev, handle, alloc, self.texel_views)
 
@@ -294,19 +318,19 @@ class Buffer:
         """
         dev = self.device
         with dev.lock:
-            if self.allocation is None:
-                return
-            self.allocation = None
             idle = self._users == 0 and not self._views
+            if self.allocation is None:  # closed before: queue again a release Ctrl-C lost
+                idle = idle and self._finalizer.alive
+            self.allocation = None
         if idle:
             self._retire()
 
     def _retire(self) -> None:
-        info = self._finalizer.detach()
-        if info is not None:
-            _obj, _fn, args, _kw = info
-            dev = self.device
-            dev.retire(lambda: _free_buffer(*args))
+        # The release is queued first and takes the finalizer's arguments when it runs: Ctrl-C
+        # between the two steps can neither lose the release nor make it run twice.
+        fin = self._finalizer
+        if fin.alive:
+            self.device.retire(lambda: _release_once(fin))
 
     def __enter__(self) -> Buffer:
         return self
@@ -667,6 +691,13 @@ def _free_buffer(
         dev.allocator.free(alloc)
     except Exception:  # pragma: no cover
         log.exception("releasing a buffer failed")
+
+
+def _release_once(fin: weakref.finalize) -> None:
+    """Free what a buffer's finalizer would free, unless it (or this) ran already."""
+    info = fin.detach()
+    if info is not None:
+        _free_buffer(*info[2])
 
 
 def _collected(dev: Device, handle: Any, alloc: Allocation, texel_views: dict[int, Any]) -> None:

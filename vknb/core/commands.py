@@ -317,9 +317,16 @@ class Timestamps:
             },
         )
         pq = ffi.new("VkQueryPool*")
-        _vk.check(
-            lib.vkCreateQueryPool(device.handle, qinfo, ffi.NULL, pq), "vkCreateQueryPool", label
-        )
+        try:
+            _vk.check(
+                lib.vkCreateQueryPool(device.handle, qinfo, ffi.NULL, pq),
+                "vkCreateQueryPool",
+                label,
+            )
+        except BaseException:  # (Ctrl-C raised as the call returned: the pool exists)
+            if pq[0]:
+                lib.vkDestroyQueryPool(device.handle, pq[0], ffi.NULL)
+            raise
         self.pool = pq[0]
         self.host_reset = timestamp_readout(device) == "host"
         self.end_stage = end_timestamp_stage(device)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import gc
 import itertools
 import logging
 import os
@@ -723,7 +724,15 @@ class Device:
         if self.state is not OPEN or self.epoch != _vk.epoch:
             raise self.unusable_error(label)
         serial = self.register(fence)
-        res = _vk.lib.vkQueueSubmit(queue, 1, submit_info, fence)
+        try:
+            res = _vk.lib.vkQueueSubmit(queue, 1, submit_info, fence)
+        except BaseException as e:
+            # Ctrl-C raised as the call returned: the work is on the queue all the same (its
+            # result is lost; a failed submission is all but unheard of).  The exception says
+            # which submission, so that the caller treats its command buffer, fence and slot
+            # as in use until the GPU is done (see submitted_serial).
+            e.vknb_submitted = serial  # type: ignore[attr-defined]
+            raise
         if res != 0:
             self._inflight.pop(serial, None)
             self._fences.pop(serial, None)
@@ -865,10 +874,11 @@ class Device:
         with self.lock:
             if self.state == LOST:
                 return
-            if self._inflight:
-                self._retiring.append((self._serial, release))
-                return
-        release()
+            # Queued, then run at once where nothing is in flight: Ctrl-C can neither lose a
+            # release nor stop one halfway (_run_retired holds it back).
+            self._retiring.append((self._serial, release))
+            if not self._inflight:
+                self._run_retired()
 
     def retire_later(self, release: Callable[[], None]) -> None:
         """:meth:`retire` for finalizers: takes no lock (the garbage collector may run one while
@@ -883,12 +893,17 @@ class Device:
             self._retiring.append((self._serial, orphans.popleft()))
         oldest = min(self._inflight) if self._inflight else self._serial + 1
         retiring = self._retiring
-        while retiring and retiring[0][0] < oldest:
-            _, release = retiring.popleft()
-            try:
-                release()
-            except Exception:  # pragma: no cover - never raise from cleanup
-                log.exception("releasing an object of %s failed", self.label)
+        if not (retiring and retiring[0][0] < oldest):
+            return
+        # A release destroys several handles in turn: Ctrl-C waits until it is done (else the
+        # handles after the one it interrupted would never be destroyed).
+        with _vk.deferred_interrupt():
+            while retiring and retiring[0][0] < oldest:
+                _, release = retiring.popleft()
+                try:
+                    release()
+                except Exception:  # pragma: no cover - never raise from cleanup
+                    log.exception("releasing an object of %s failed", self.label)
 
     def collect(self) -> None:
         """Poll the fences and run every release that can run now.
@@ -907,7 +922,14 @@ class Device:
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         finfo = _vk.new("VkFenceCreateInfo", {"sType": vk.VK_STRUCTURE_TYPE_FENCE_CREATE_INFO})
         pf = ffi.new("VkFence*")
-        _vk.check(lib.vkCreateFence(self.handle, finfo, ffi.NULL, pf), "vkCreateFence", self.label)
+        try:
+            _vk.check(
+                lib.vkCreateFence(self.handle, finfo, ffi.NULL, pf), "vkCreateFence", self.label
+            )
+        except BaseException:  # (Ctrl-C raised as the call returned: the fence exists)
+            if pf[0]:
+                lib.vkDestroyFence(self.handle, pf[0], ffi.NULL)
+            raise
         return pf[0]
 
     def destroy_fence(self, fence: Any) -> None:
@@ -1004,8 +1026,11 @@ class Device:
                     },
                 )
                 serial = self.queue_submit(queue, info, fence, label)
-            except BaseException:
-                if self.state is OPEN:
+            except BaseException as e:
+                late = _vk.submitted_serial(e)
+                if late is not None:  # interrupted as it was submitted: in use until done
+                    self._track_interrupted(late, fence, label, keep, (cmd, fence), free)
+                elif self.state is OPEN:
                     lib.vkResetCommandBuffer(cmd, 0)
                     free.append((cmd, fence))
                 raise
@@ -1041,6 +1066,26 @@ class Device:
         )
         self.set_on_gpu_done(serial, sub._gpu_finished)
         return sub
+
+    def _track_interrupted(
+        self,
+        serial: int,
+        fence: Any,
+        label: str,
+        keep: Any,
+        cmd_fence: tuple[Any, Any],
+        free: list[tuple[Any, Any]],
+    ) -> None:
+        """A one-shot submission whose caller was interrupted as it was submitted: kept (and
+        its command buffer and fence given back) until the GPU is done with it."""
+
+        def recycle() -> None:
+            if self.state is OPEN:
+                free.append(cmd_fence)
+
+        sub = Submission(self, serial, fence, label, keep=keep, on_gpu_done=recycle)
+        self._inflight[serial] = sub._gpu_finished
+        self._pending.append(sub)
 
     def track(self, sub: Submission) -> None:
         """Keep an asynchronous submission until it finishes (``synchronize`` waits for it)."""
@@ -1514,6 +1559,9 @@ def _close_all_at_exit() -> None:
     A lost device, or one inherited across fork, is left alone: nothing waits for it.  A busy
     one is waited for at most a few seconds.
     """
+    # Objects dropped in reference cycles (a traceback's frames, say) are collected first:
+    # their finalizers queue their releases, which closing the device then runs.
+    gc.collect()
     for d in list(_live_devices):
         if d.state is OPEN and d.usable_here():
             try:

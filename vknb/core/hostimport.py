@@ -512,61 +512,70 @@ class HostImports:
             },
         )
         made: list[Any] = []  # what the driver created, even where validation then objected
-        try:
-            buf = _vk.create("vkCreateBuffer", self.handle, info, "VkBuffer", label, made.append)
-        except BaseException:
-            if made:
-                lib.vkDestroyBuffer(self.handle, made[0], ffi.NULL)
-            raise
-        mem = None
-        try:
-            req = ffi.new("VkMemoryRequirements*")
-            lib.vkGetBufferMemoryRequirements(self.handle, buf, req)
-            if int(req.size) > size:
-                raise E.BufferFailed(
-                    f"{label}: a buffer over it needs {int(req.size)} bytes", label=label
+        # Ctrl-C is held back until the buffer and memory made here are in self._live.
+        with _vk.deferred_interrupt():
+            try:
+                buf = _vk.create(
+                    "vkCreateBuffer", self.handle, info, "VkBuffer", label, made.append
                 )
-            mtype = self._memory_type(host_bits & int(req.memoryTypeBits), label)
-            ainfo = _vk.new(
-                "VkMemoryAllocateInfo",
-                {
-                    "sType": _vk.vk.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
-                    "allocationSize": size,
-                    "memoryTypeIndex": mtype,
-                },
-            )
-            imp = keep(
-                _vk.new(
-                    "VkImportMemoryHostPointerInfoEXT",
+            except BaseException:
+                if made:
+                    lib.vkDestroyBuffer(self.handle, made[0], ffi.NULL)
+                raise
+            mem = None
+            try:
+                req = ffi.new("VkMemoryRequirements*")
+                lib.vkGetBufferMemoryRequirements(self.handle, buf, req)
+                if int(req.size) > size:
+                    raise E.BufferFailed(
+                        f"{label}: a buffer over it needs {int(req.size)} bytes", label=label
+                    )
+                mtype = self._memory_type(host_bits & int(req.memoryTypeBits), label)
+                ainfo = _vk.new(
+                    "VkMemoryAllocateInfo",
                     {
-                        "sType": C.STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
-                        "handleType": _HANDLE,
-                        "pHostPointer": ptr,
+                        "sType": _vk.vk.VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+                        "allocationSize": size,
+                        "memoryTypeIndex": mtype,
                     },
                 )
-            )
-            if self.dedicated:
-                imp.pNext = keep(
+                imp = keep(
                     _vk.new(
-                        "VkMemoryDedicatedAllocateInfo",
-                        {"sType": C.STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO, "buffer": buf},
+                        "VkImportMemoryHostPointerInfoEXT",
+                        {
+                            "sType": C.STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+                            "handleType": _HANDLE,
+                            "pHostPointer": ptr,
+                        },
                     )
                 )
-            ainfo.pNext = imp
-            mem = _vk.create(
-                "vkAllocateMemory", self.handle, ainfo, "VkDeviceMemory", label, made.append
-            )
-            _vk.check(lib.vkBindBufferMemory(self.handle, buf, mem, 0), "vkBindBufferMemory", label)
-        except BaseException:
-            lib.vkDestroyBuffer(self.handle, buf, ffi.NULL)
-            if mem is not None:
-                lib.vkFreeMemory(self.handle, mem, ffi.NULL)
-            elif len(made) > 1:  # created, then refused by the validation layer
-                lib.vkFreeMemory(self.handle, made[1], ffi.NULL)
-            raise
-        _vk.set_name(self.handle, _vk.OBJECT_BUFFER, buf, label)
-        rec = HostImport(buf, mem, start, size)
-        self._live[id(rec)] = rec
+                if self.dedicated:
+                    imp.pNext = keep(
+                        _vk.new(
+                            "VkMemoryDedicatedAllocateInfo",
+                            {
+                                "sType": C.STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO,
+                                "buffer": buf,
+                            },
+                        )
+                    )
+                ainfo.pNext = imp
+                mem = _vk.create(
+                    "vkAllocateMemory", self.handle, ainfo, "VkDeviceMemory", label, made.append
+                )
+                _vk.check(
+                    lib.vkBindBufferMemory(self.handle, buf, mem, 0), "vkBindBufferMemory", label
+                )
+            except BaseException:
+                lib.vkDestroyBuffer(self.handle, buf, ffi.NULL)
+                if mem is not None:
+                    lib.vkFreeMemory(self.handle, mem, ffi.NULL)
+                elif len(made) > 1:  # created, then refused by the validation layer
+                    lib.vkFreeMemory(self.handle, made[1], ffi.NULL)
+                raise
+            _vk.set_name(self.handle, _vk.OBJECT_BUFFER, buf, label)
+            rec = HostImport(buf, mem, start, size)
+            self._live[id(rec)] = rec
         return rec
 
     def _memory_type(self, bits: int, label: str) -> int:

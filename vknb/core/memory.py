@@ -335,8 +335,10 @@ class Allocator:
             if size > self.block_size // 4:
                 block = self._reuse(size, memory_type)
                 if block is None:
-                    mem, mapped = self._allocate_memory(size, memory_type, label)
-                    block = _Block(mem, size, memory_type, mapped, dedicated=True)
+                    with _vk.deferred_interrupt():  # the memory has its block before Ctrl-C
+                        mem, mapped = self._allocate_memory(size, memory_type, label)
+                        block = _Block(mem, size, memory_type, mapped, dedicated=True)
+                        self._dedicated.add(block)
                 block.used = size
                 self._dedicated.add(block)
                 self.allocations += 1
@@ -347,9 +349,10 @@ class Allocator:
                 if off is not None:
                     self.allocations += 1
                     return Allocation(block, off, size, memory_type)
-            mem, mapped = self._allocate_memory(self.block_size, memory_type, label)
-            block = _Block(mem, self.block_size, memory_type, mapped, False, optimal)
-            blocks.append(block)
+            with _vk.deferred_interrupt():  # the memory is in the block list before Ctrl-C
+                mem, mapped = self._allocate_memory(self.block_size, memory_type, label)
+                block = _Block(mem, self.block_size, memory_type, mapped, False, optimal)
+                blocks.append(block)
             off = block.carve(size, alignment)
             assert off is not None
             self.allocations += 1

@@ -205,33 +205,35 @@ class ComputePipeline:
         self._handles: dict[str, Any] = {"set_layouts": []}
         self._pools: list[DescriptorPool] = []
         self.timestamps: Timestamps | None = None
-        t0 = time.perf_counter()
-        try:
-            self._create_module(spirv)
-            self._create_layouts(layout)
-            self._create_pipeline(spec, entry_point)
-            self._pool = self._new_pool()
-            self.timestamps = Timestamps.create(device, self.MAX_SLOTS, label)
-        except BaseException:
-            _destroy_pipeline(device, self._handles, self._pools, [], self.timestamps)
-            raise
-        self.create_ms = (time.perf_counter() - t0) * 1e3
-        self._slots: list[Slot] = []
-        self._flip = 0  # which of the first two slots the next repeated sync call takes
-        self._sets: OrderedDict[Any, Any] = OrderedDict()
-        self._sets_lock = threading.Lock()
-        self.sets_epoch = 0  # bumped when the cached descriptor sets are given up
-        self._recorder = Recorder(device)
-        device.adopt(self)
-        self._finalizer = weakref.finalize(
-            self,
-            _collected,
-            device,
-            self._handles,
-            self._pools,
-            self._slots,
-            self.timestamps,
-        )
+        # Ctrl-C is held back until every handle made here has its owner (the finalizer).
+        with _vk.deferred_interrupt():
+            t0 = time.perf_counter()
+            try:
+                self._create_module(spirv)
+                self._create_layouts(layout)
+                self._create_pipeline(spec, entry_point)
+                self._pool = self._new_pool()
+                self.timestamps = Timestamps.create(device, self.MAX_SLOTS, label)
+            except BaseException:
+                _destroy_pipeline(device, self._handles, self._pools, [], self.timestamps)
+                raise
+            self.create_ms = (time.perf_counter() - t0) * 1e3
+            self._slots: list[Slot] = []
+            self._flip = 0  # which of the first two slots the next repeated sync call takes
+            self._sets: OrderedDict[Any, Any] = OrderedDict()
+            self._sets_lock = threading.Lock()
+            self.sets_epoch = 0  # bumped when the cached descriptor sets are given up
+            self._recorder = Recorder(device)
+            device.adopt(self)
+            self._finalizer = weakref.finalize(
+                self,
+                _collected,
+                device,
+                self._handles,
+                self._pools,
+                self._slots,
+                self.timestamps,
+            )
 
     # -- creation ------------------------------------------------------------------------
 
@@ -593,9 +595,10 @@ class ComputePipeline:
 
     def _new_slot(self) -> Slot:
         dev = self.device
-        cmd, fence = dev.new_command_buffer()
-        s = Slot(dev, cmd, fence, 2 * len(self._slots), self.timestamps)
-        self._slots.append(s)
+        with _vk.deferred_interrupt():  # the fence belongs to the slot list before Ctrl-C
+            cmd, fence = dev.new_command_buffer()
+            s = Slot(dev, cmd, fence, 2 * len(self._slots), self.timestamps)
+            self._slots.append(s)
         return s
 
     def release(self, slot: Slot) -> None:
@@ -672,11 +675,17 @@ class ComputePipeline:
         groups: tuple[int, int, int],
         buffers: Sequence[Buffer],
     ) -> None:
-        """:meth:`_submit` a taken slot; a slot whose submission failed is free again."""
+        """:meth:`_submit` a taken slot; a slot whose submission failed is free again, one
+        interrupted as it reached the queue is given back once the GPU is done with it."""
         try:
             self._submit(slot, sets, push, groups, buffers)
-        except BaseException:
-            slot.busy = False
+        except BaseException as e:
+            serial = _vk.submitted_serial(e)
+            if serial is None:
+                slot.busy = False
+            else:
+                slot.serial = serial
+                self.abandon(slot)
             raise
 
     def submit_repeated(
@@ -746,22 +755,29 @@ class ComputePipeline:
     def close(self) -> None:
         """Destroy the pipeline and everything it owns once nothing can use it any more
         (slots given back, submissions finished).  Idempotent."""
+        # Closing again queues a release that Ctrl-C lost (between the last slot's release and
+        # its retirement, say).
         with self.device.lock:
-            if self.closed:
-                return
             self.closed = True
-            idle = not any(s.busy for s in self._slots)
+            idle = not any(s.busy for s in self._slots) and self._finalizer.alive
         if idle:
             self._retire_all()
 
     def _retire_all(self) -> None:
-        info = self._finalizer.detach()
-        if info is not None:
-            args = info[2]
-            self.device.retire(lambda: _destroy_pipeline(*args))
+        # Queued first, the finalizer's arguments taken when it runs (see Buffer._retire).
+        fin = self._finalizer
+        if fin.alive:
+            self.device.retire(lambda: _destroy_once(fin))
 
     def __repr__(self) -> str:
         return f"<vknb.ComputePipeline {self.label}{' closed' if self.closed else ''}>"
+
+
+def _destroy_once(fin: weakref.finalize) -> None:
+    """Destroy what a pipeline's finalizer would, unless it (or this) ran already."""
+    info = fin.detach()
+    if info is not None:
+        _destroy_pipeline(*info[2])
 
 
 def _collected(
