@@ -83,8 +83,48 @@ def cluster_report(client: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (len(r["worker"]), r["worker"]))
 
 
+#: The columns of :func:`report_cells` (and of :func:`format_report`).
+REPORT_HEAD = [
+    "worker",
+    "device",
+    "score",
+    "memory",
+    "allocated",
+    "dispatches",
+    "GPU ms",
+    "blocks",
+    "kernels built",
+]
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:.0f} MiB"
+
+
+def report_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The cells of :func:`cluster_report`'s rows under :data:`REPORT_HEAD`, as text (what
+    :func:`format_report` and ``vknb.widgets.ClusterView`` show).
+
+    Example
+    -------
+    >>> from vknb.dask.workers import report_cells
+    >>> report_cells([])
+    []
+    """
+    return [
+        [
+            str(r.get("worker", "-")),
+            f"{r['index']}: {r['name']}",
+            str(r["score"]),
+            _mib(r["total_memory"]),
+            _mib(r["allocated"]),
+            str(r["dispatches"]),
+            f"{r['gpu_ms']:.2f}",
+            str(r["blocks"]),
+            str(r["kernel_builds"]),
+        ]
+        for r in rows
+    ]
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:
@@ -93,26 +133,12 @@ def format_report(rows: list[dict[str, Any]]) -> str:
     Example
     -------
     >>> print(vknb.dask.format_report(vknb.dask.cluster_report(client)))  # doctest: +SKIP
-    worker  device         score    memory  allocated  dispatches  gpu ms  blocks
-    0       0: llvmpipe ...     2  2048 MiB     64 MiB          12    3.10      12
-    1       0: llvmpipe ...     2  2048 MiB     64 MiB          12    3.02      12
+    worker  device          score    memory  allocated  dispatches  GPU ms  blocks  kernels built
+    0       0: llvmpipe ...     2  2048 MiB     64 MiB          12    3.10      12              1
+    1       0: llvmpipe ...     2  2048 MiB     64 MiB          12    3.02      12              1
     """
-    head = ["worker", "device", "score", "memory", "allocated", "dispatches", "gpu ms", "blocks"]
-    table = [head]
-    for r in rows:
-        table.append(
-            [
-                str(r.get("worker", "-")),
-                f"{r['index']}: {r['name']}",
-                str(r["score"]),
-                _mib(r["total_memory"]),
-                _mib(r["allocated"]),
-                str(r["dispatches"]),
-                f"{r['gpu_ms']:.2f}",
-                str(r["blocks"]),
-            ]
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    table = [REPORT_HEAD, *report_cells(rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(REPORT_HEAD))]
     lines = []
     for row in table:
         cells = [

@@ -1121,19 +1121,6 @@ def memory_html(dev: Device) -> str:
 # --- dispatch timings ------------------------------------------------------------------------
 
 
-_CLUSTER_HEAD = [
-    "worker",
-    "device",
-    "score",
-    "memory",
-    "allocated",
-    "dispatches",
-    "GPU ms",
-    "blocks",
-    "kernels built",
-]
-
-
 def cluster_title(rows: list[dict[str, Any]]) -> str:
     """``Dask cluster: 2 workers on 1 device, 16 blocks run`` for ``vknb.dask.cluster_report``
     rows.
@@ -1160,21 +1147,9 @@ def cluster_table(rows: list[dict[str, Any]], html_: bool) -> str:
     >>> print(cluster_table([], False))
     worker  device  score  memory  allocated  dispatches  GPU ms  blocks  kernels built
     """
-    table = [
-        [
-            str(r.get("worker", "-")),
-            f"{r['index']}: {r['name']}",
-            str(r["score"]),
-            fmt_bytes(r["total_memory"]),
-            fmt_bytes(r["allocated"]),
-            str(r["dispatches"]),
-            f"{r['gpu_ms']:.2f}",
-            str(r["blocks"]),
-            str(r["kernel_builds"]),
-        ]
-        for r in rows
-    ]
-    return _table(_CLUSTER_HEAD, table, html_)
+    from ..dask.workers import REPORT_HEAD, report_cells
+
+    return _table(REPORT_HEAD, report_cells(rows), html_)
 
 
 def timings_summary(records: list[DispatchRecord]) -> list[dict[str, Any]]:
