@@ -36,23 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .suite import TINY_SRC
+
 REPO = Path(__file__).resolve().parent.parent
 
 #: 1 MiB of float32.
 N = 1 << 18
 
-SRC = """
-layout(local_size_x = 64) in;
-layout(set = 0, binding = 0) readonly buffer XBuf { float x[]; };
-layout(set = 0, binding = 1) buffer YBuf { float y[]; };
-layout(push_constant) uniform Params { float a; };
-void main() {
-    uint i = gl_GlobalInvocationID.x;
-    if (i < y.length()) {
-        y[i] += a * x[i];
-    }
-}
-"""
+SRC = TINY_SRC  # the SAXPY of the suite's compile rows
 
 _COMMON = f"""
 import json, sys, time
