@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from .conftest import run_scenario
 
 
@@ -43,11 +41,6 @@ def test_numpy_argument_beyond_max_storage_buffer_range_is_refused_before_upload
         """
         lim = vknb.device().info.limits["max_storage_buffer_range"]
         print("maxStorageBufferRange", lim)
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        if lim > 2**31 and 3 * lim > avail:
-            print(f"SKIP: maxStorageBufferRange {lim} exceeds the memory available ({avail})")
-            print("OK")
-            sys.exit(0)
         k = vknb.compile('''
         layout(local_size_x = 64) in;
         layout(binding = 0) readonly buffer S { float s[]; };
@@ -59,7 +52,9 @@ def test_numpy_argument_beyond_max_storage_buffer_range_is_refused_before_upload
         ref = d + small
         k(small, d, grid=64)
         check(np.allclose(d, ref), "warm-up call wrong")
-        big = np.empty(lim // 4 + 16, np.float32)
+        # np.zeros maps its pages lazily: only the few touched here cost memory, so a range of
+        # 4 GiB (NVIDIA) is tested as well as lavapipe's 128 MiB, and never skipped.
+        big = np.zeros(lim // 4 + 16, np.float32)
         big[:64] = rng.random(64, dtype=np.float32)
         base = settle()
         ntim = len(vknb.timings())
@@ -80,9 +75,7 @@ def test_numpy_argument_beyond_max_storage_buffer_range_is_refused_before_upload
         """,
         timeout=60,
     )
-    skip = [ln for ln in res.stdout.splitlines() if ln.startswith("SKIP:")]
-    if skip:
-        pytest.skip(skip[0])
+    assert "maxStorageBufferRange" in res.stdout
 
 
 def test_empty_with_overflowing_shape_is_refused() -> None:
