@@ -13,7 +13,9 @@ else pip's isolated build fetches it from the package index.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -215,4 +217,22 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> None:
     assert script.is_file(), "the wheel installed no `vknb` command"
     h = _run([str(script), "--help"], 60, cwd=work, env=env)
     assert "devices" in h.stdout, h.stdout
+
+    # The prebuilt JupyterLab extension: installed where Jupyter finds it, and enabled there
+    # (JupyterLab comes from this interpreter's site-packages, through the .pth above).
+    venv = py.parent.parent
+    ext_dir = venv / "share" / "jupyter" / "labextensions" / "vknb-glsl"
+    meta = json.loads((ext_dir / "package.json").read_text())
+    assert (
+        meta["name"] == "vknb-glsl" and (ext_dir / meta["jupyterlab"]["_build"]["load"]).is_file()
+    )
+    jenv = dict(env)
+    jenv.pop("JUPYTER_PATH", None)
+    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR"):
+        jenv[var] = str(tmp_path / "jupyter" / var.lower())
+    out = _run([str(py), "-m", "jupyterlab.labextensions", "list"], 60, cwd=work, env=jenv)
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr)
+    assert re.search(
+        rf"{re.escape(str(venv))}\S*labextensions\s+vknb-glsl v\S+ enabled\s+OK", listing
+    ), listing
     print(f"packaging check: {time.monotonic() - t0:.1f} s")
