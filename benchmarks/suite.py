@@ -695,6 +695,15 @@ class Suite:
         else:
             row.met = bool(ok)
 
+    def _judge_vs_cupy(self, row: Row, share: float, sized: bool) -> None:
+        """An H100 target of at least ``share`` of CuPy's rate in the same run."""
+        ok = None
+        if _num(row.cupy) and _num(row.vknb):
+            ratio = float(row.vknb) / float(row.cupy)  # type: ignore[arg-type]
+            row.extra["vknb_over_cupy"] = ratio
+            ok = ratio >= share
+        self.judge_h100(row, ok, sized)
+
     def _salted(self) -> str:
         self._salt += 1
         return salted(TINY_SRC, (1 << 31) + self._salt)
@@ -2162,13 +2171,6 @@ class Suite:
             check(cm.c_host())
             return median_of(cm.gpu_ms, self.repeat)
 
-        def judge(row: Row) -> None:
-            ok = None
-            if _num(row.cupy) and _num(row.vknb):
-                ok = float(row.vknb) / float(row.cupy) >= 0.4  # type: ignore[arg-type]
-                row.extra["vknb_over_cupy"] = float(row.vknb) / float(row.cupy)  # type: ignore
-            self.judge_h100(row, ok, n == 4096)
-
         self._run_plan(
             "lib_matmul",
             f"matmul fp32 {n}×{n}×{n} (shaders/matmul.comp)",
@@ -2177,7 +2179,7 @@ class Suite:
             2.0 * n**3 / 1e9,
             cupy_ms,
             target="≥ 40% of CuPy fp32, TF32 off (H100, 4096³)",
-            judge=judge,
+            judge=lambda row: self._judge_vs_cupy(row, 0.4, n == 4096),
             notes="2n³ flops.",
         )
 
@@ -2427,13 +2429,6 @@ class Suite:
             check(cs.result())
             return median_of(cs.gpu_ms, self.repeat)
 
-        def judge(row: Row) -> None:
-            ok = None
-            if _num(row.cupy) and _num(row.vknb):
-                ok = float(row.vknb) / float(row.cupy) >= 0.5  # type: ignore[arg-type]
-                row.extra["vknb_over_cupy"] = float(row.vknb) / float(row.cupy)  # type: ignore
-            self.judge_h100(row, ok, log2 == 24)
-
         how = "ballot ranking" if tune.ballot else "portable ranking (no subgroup ballots)"
         self._run_plan(
             "lib_radix_sort_pairs" if pairs else "lib_radix_sort",
@@ -2444,7 +2439,7 @@ class Suite:
             n / 1e6,
             cupy_ms,
             target="≥ 50% of CuPy (H100, 2^24)",
-            judge=judge,
+            judge=lambda row: self._judge_vs_cupy(row, 0.5, log2 == 24),
             notes=f"Stable LSD radix sort, 8-bit digits, 4 passes, tiles of {tile} keys, {how}. "
             + (
                 "CuPy: cupy.argsort (stable) and a gather of keys and values."

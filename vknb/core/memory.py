@@ -339,8 +339,9 @@ class Allocator:
                         mem, mapped = self._allocate_memory(size, memory_type, label)
                         block = _Block(mem, size, memory_type, mapped, dedicated=True)
                         self._dedicated.add(block)
+                else:
+                    self._dedicated.add(block)
                 block.used = size
-                self._dedicated.add(block)
                 self.allocations += 1
                 return Allocation(block, 0, size, memory_type)
             blocks = self._blocks.setdefault((memory_type, optimal), [])
