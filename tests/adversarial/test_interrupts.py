@@ -3,6 +3,8 @@ session with correct results and no leaked memory (contract scenarios 2 and 8)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .conftest import run_interrupt_scenario, run_scenario
 
 
@@ -174,3 +176,57 @@ print("OK")
     )
     out = res.stdout + res.stderr
     assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
+
+
+def test_first_compiles_from_threads_and_ctrl_c_while_the_device_is_made(tmp_path: Path) -> None:
+    """A fresh process: the first vknb.compile makes the session device on a thread while glslc
+    runs.  Three threads compiling at once get one device between them; Ctrl-C during a first
+    compile (empty caches: glslc runs) interrupts it, the device thread finishes on its own, the
+    session works and the process exits promptly."""
+    res = run_scenario(
+        """
+import random
+from vknb.core.device import live_devices
+check(vknb.current_device() is None, "the prelude made a device")
+random.seed(3)
+t = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT))
+t.start()
+try:
+    vknb.compile(ADD.replace("1.5", "2.5"), name="first")
+    interrupted = False
+except KeyboardInterrupt:
+    interrupted = True
+t.join()
+print("first compile interrupted:", interrupted)
+kernels, errors = {}, []
+
+def build(i):
+    try:
+        kernels[i] = vknb.compile(ADD.replace("a * x[i]", f"a * x[i] + {i}.0"), name=f"t{i}")
+    except BaseException as e:
+        errors.append(repr(e))
+
+threads = [threading.Thread(target=build, args=(i,)) for i in range(3)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join(60)
+check(not errors, f"compiles from threads failed: {errors}")
+dev = vknb.device()
+check(len([d for d in live_devices() if d.state == "open"]) == 1, "more than one device made")
+n = 1000
+for i, k in kernels.items():
+    check(k.device is dev, f"kernel {i} on another device")
+    x = rng.random(n, dtype=np.float32)
+    y = rng.random(n, dtype=np.float32)
+    ref = y + np.float32(1.5) * x + np.float32(i)
+    k(x, y, a=1.5, n=n, grid=n)
+    check(np.allclose(y, ref, rtol=1e-5), f"kernel {i} wrong")
+check_usable()
+print("OK")
+""",
+        env={"VKNB_CACHE_DIR": str(tmp_path / "cache")},
+        validation=True,
+        timeout=90,
+    )
+    assert "first compile interrupted: True" in res.stdout, res.stdout

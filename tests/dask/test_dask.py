@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,7 +354,25 @@ def test_cluster_view_follows_the_blocks_as_they_finish(
             time.sleep(0.05)
         assert want in last_html(), last_html()[:500]
         assert sum(r["blocks"] for r in view.rows()) == blocks + 12
+        # Four threads refreshing at once, beside the live thread: no error, same rows.
+        errors: list[BaseException] = []
+
+        def refresh() -> None:
+            try:
+                for _ in range(5):
+                    view.update()
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=refresh) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        assert sum(r["blocks"] for r in view.rows()) == blocks + 12
         view.close()
+        assert view.update() is False and not view.live  # closed: nothing is sent again
     finally:
         vknb.widgets.close_all()
         ip.display_pub = old

@@ -1018,13 +1018,14 @@ class ClusterView(_View):
             self._problem = f"{type(e).__name__}: {e}"[:300]
 
     def _content(self) -> tuple[str, str]:
-        problem = f" (last poll failed: {self._problem})" if self._problem else ""
-        title = _display.cluster_title(self._rows) + problem
+        rows, bad = self._rows, self._problem  # one poll's results (another thread may poll)
+        problem = f" (last poll failed: {bad})" if bad else ""
+        title = _display.cluster_title(rows) + problem
         return (
             f"<div class='vknb-cluster'><b>{_esc(title)}</b>"
-            + _display.cluster_table(self._rows, True)
+            + _display.cluster_table(rows, True)
             + "</div>",
-            title + "\n" + _display.cluster_table(self._rows, False),
+            title + "\n" + _display.cluster_table(rows, False),
         )
 
     def _build(self) -> Any:
