@@ -1,0 +1,96 @@
+"""fp32 matmul kernels at large and odd sizes, next to CuPy's fp32 GEMM (cuBLAS, TF32 off).
+
+Times ``matmul.comp`` (64 × 64 tiles), ``matmul_128.comp`` with scalar and with vec4 memory
+access, and ``vknb.library.matmul`` (whichever it picks) at each M × N × K below, as GPU time of
+bound calls on device arrays, each checked against numpy first.  This is how the library's
+choice between the two kernels was made (docs/performance.md).
+
+    python -m benchmarks.probes.matmul32 [M,N,K ...]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+
+import numpy as np
+
+import vknb
+from vknb import library
+
+SHAPES = [(4096, 4096, 4096), (4000, 4000, 4000), (1000, 3000, 500), (2048, 2048, 2048),
+          (1024, 1024, 1024), (512, 512, 512)]  # fmt: skip
+
+
+def _kernels(M: int, N: int, K: int) -> dict[str, tuple[str, dict | None, tuple[int, int]]]:
+    out = {
+        "matmul (64)": ("matmul", None, (-(-N // 64), -(-M // 64))),
+        "matmul_128": ("matmul_128", None, (-(-N // 128), -(-M // 128))),
+    }
+    if K % 4 == 0 and N % 4 == 0:
+        out["matmul_128 VEC4"] = ("matmul_128", {"VEC4": 1}, (-(-N // 128), -(-M // 128)))
+    out["library picks"] = library._matmul_choice(M, N, K)
+    return out
+
+
+def time_vknb(M: int, N: int, K: int, a: np.ndarray, b: np.ndarray, ref: np.ndarray) -> dict:
+    A, B, C = vknb.asarray(a), vknb.asarray(b), vknb.empty((M, N), np.float32)
+    out = {}
+    try:
+        for label, (name, defines, groups) in _kernels(M, N, K).items():
+            k = library.load(name, defines=defines)
+            step = k.bind(A, B, C, M=M, N=N, K=K, groups=groups)
+            step()
+            err = np.abs(C.numpy() - ref).max()
+            assert err <= 1e-3 * np.abs(ref).max(), f"{label}: max error {err}"
+            for _ in range(2):
+                step()
+            ms = statistics.median(step().gpu_ms for _ in range(15))
+            out[label] = (2 * M * N * K / ms / 1e6, name, defines)
+    finally:
+        for x in (A, B, C):
+            x.close()
+    return out
+
+
+def time_cupy(a: np.ndarray, b: np.ndarray) -> float | None:
+    try:
+        import cupy as cp
+    except ImportError:
+        return None
+    ca, cb = cp.asarray(a), cp.asarray(b)
+    for _ in range(3):
+        cp.matmul(ca, cb)
+    s, e = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(15):
+        s.record()
+        cp.matmul(ca, cb)
+        e.record()
+        e.synchronize()
+        times.append(cp.cuda.get_elapsed_time(s, e))
+    M, K = a.shape
+    return 2 * M * K * b.shape[1] / statistics.median(times) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args] or SHAPES
+    print(vknb.device().info.name, flush=True)
+    rng = np.random.default_rng(1)
+    for M, N, K in shapes:
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        b = rng.standard_normal((K, N)).astype(np.float32)
+        ref = a @ b
+        cu = time_cupy(a, b)
+        res = time_vknb(M, N, K, a, b, ref)
+        for label, (tf, _, _) in res.items():
+            share = f" = {100 * tf / cu:.1f} % of CuPy" if cu else ""
+            print(f"{M}x{N}x{K} {label}: {tf:,.0f} GFLOP/s{share}", flush=True)
+        if cu:
+            print(f"{M}x{N}x{K} cupy: {cu:,.0f} GFLOP/s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
