@@ -2142,23 +2142,37 @@ class Suite:
             self.judge_h100(share, ok if _num(share.vknb) else None, sized)
 
     def _plan_matmul(self) -> None:
+        """fp32 matmul at the preset's n³ (4096³ on a GPU), then at shapes that are not tile
+        multiples: (125 n / 128)³ and (n/4 - 24) × (3n/4 - 72) × (n/8 - 12), i.e. 4000³ and
+        1000 × 3000 × 500 (M × N × K) on a GPU; each through the kernel library.matmul picks."""
         n = self.p.matmul
-        A = self.rng.random((n, n), dtype=np.float32)
-        B = self.rng.random((n, n), dtype=np.float32)
-        ref = (A.astype(np.float64) @ B.astype(np.float64)) if n <= 1024 else A @ B
+        self._plan_matmul_at(n, n, n, "lib_matmul", 0.7, "≥ 70% of CuPy fp32, TF32 off")
+        odd = "≥ 63% of CuPy fp32 (within 10% of the 4096³ target)"
+        m = n * 125 // 128
+        self._plan_matmul_at(m, m, m, "lib_matmul_odd", 0.63, odd)
+        q = n // 4
+        self._plan_matmul_at(q - 24, 3 * q - 72, n // 8 - 12, "lib_matmul_flat", 0.63, odd)
+
+    def _plan_matmul_at(self, M: int, N: int, K: int, rid: str, share: float, target: str) -> None:
+        A = self.rng.random((M, K), dtype=np.float32)
+        B = self.rng.random((K, N), dtype=np.float32)
+        ref = (A.astype(np.float64) @ B.astype(np.float64)) if M * N * K <= 1 << 30 else A @ B
 
         def check(c: np.ndarray) -> None:
-            _close_all(c.reshape(n, n), ref, 1e-4, 1e-3, f"matmul {n}")
+            _close_all(c.reshape(M, N), ref, 1e-4, 1e-3, f"matmul {M}×{N}×{K}")
 
+        from vknb import library
+
+        name, defines, groups = library._matmul_choice(M, N, K)
         plan = Plan(
-            {"mm": ("matmul", None)},
-            {"A": A.reshape(-1), "B": B.reshape(-1), "C": (n * n, np.float32)},
+            {"mm": (name, defines)},
+            {"A": A.reshape(-1), "B": B.reshape(-1), "C": (M * N, np.float32)},
             [
                 Step(
                     "mm",
                     ("A", "B", "C"),
-                    (("M", "I", n), ("N", "I", n), ("K", "I", n)),
-                    (_ceil(n, 64), _ceil(n, 64), 1),
+                    (("M", "I", M), ("N", "I", N), ("K", "I", K)),
+                    (*groups, 1),
                 )
             ],
             "C",
@@ -2171,16 +2185,18 @@ class Suite:
             check(cm.c_host())
             return median_of(cm.gpu_ms, self.repeat)
 
+        sized = self.p.matmul == 4096
+        vec = " VEC4" if defines else ""
         self._run_plan(
-            "lib_matmul",
-            f"matmul fp32 {n}×{n}×{n} (shaders/matmul.comp)",
+            rid,
+            f"matmul fp32 {M}×{N}×{K} (M×N×K; shaders/{name}.comp{vec})",
             "GFLOP/s",
             plan,
-            2.0 * n**3 / 1e9,
+            2.0 * M * N * K / 1e9,
             cupy_ms,
-            target="≥ 40% of CuPy fp32, TF32 off (H100, 4096³)",
-            judge=lambda row: self._judge_vs_cupy(row, 0.4, n == 4096),
-            notes="2n³ flops.",
+            target=f"{target} (H100, --size gpu)",
+            judge=lambda row: self._judge_vs_cupy(row, share, sized),
+            notes="2MNK flops.",
         )
 
     def _lib_sizes(self, main: int) -> list[tuple[int, str]]:

@@ -46,6 +46,8 @@ EXPECTED = {
     "cold_start",
     "cold_start_warm",
     "lib_matmul",
+    "lib_matmul_odd",
+    "lib_matmul_flat",
     "lib_reduce_sum",
     "lib_scan",
     "lib_histogram",

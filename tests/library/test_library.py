@@ -413,6 +413,37 @@ def test_matmul(rng, M, K, N):
     np.testing.assert_allclose(C, A.astype(np.float64) @ B.astype(np.float64), rtol=1e-5)
 
 
+_MM128 = [(1, 1, 1), (130, 17, 129), (128, 8, 128), (257, 44, 260), (3, 300, 7)]
+
+
+@pytest.mark.parametrize(
+    ("M", "K", "N", "vec4"),
+    [(*s, False) for s in _MM128] + [(*s, True) for s in _MM128 if s[1] % 4 == s[2] % 4 == 0],
+)
+def test_matmul_128_kernel_at_odd_sizes(rng, M, K, N, vec4):
+    A = rng.standard_normal((M, K)).astype(np.float32)
+    B = rng.standard_normal((K, N)).astype(np.float32)
+    k = library.load("matmul_128", defines={"VEC4": 1} if vec4 else None)
+    C = np.full((M, N), np.nan, np.float32)  # every element must be written
+    k(A, B, C, M=M, N=N, K=K, groups=(-(-N // 128), -(-M // 128)))
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    bound = K * EPS32 / 2 * (np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64))
+    assert np.all(np.abs(C - ref) <= bound + 1e-6)
+
+
+@pytest.mark.parametrize(("M", "K", "N"), [(1450, 37, 1420), (1408, 36, 1420)])
+def test_matmul_large_products_take_the_128_tile_kernel(rng, M, K, N):
+    name, defines, _ = library._matmul_choice(M, N, K)
+    assert name == "matmul_128" and (defines is not None) == (K % 4 == 0 and N % 4 == 0)
+    assert library._matmul_choice(64, 64, 64)[0] == "matmul"
+    A = rng.standard_normal((M, K)).astype(np.float32)
+    B = rng.standard_normal((K, N)).astype(np.float32)
+    C = library.matmul(A, B)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    bound = K * EPS32 / 2 * (np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64))
+    assert np.all(np.abs(C - ref) <= bound + 1e-6)
+
+
 def test_matmul_mixed_signs_and_device_arrays(rng):
     M, K, N = 70, 129, 45
     A = rng.standard_normal((M, K)).astype(np.float32)
