@@ -10,6 +10,7 @@ choice between the two kernels was made (docs/performance.md).
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 
@@ -17,6 +18,8 @@ import numpy as np
 
 import vknb
 from vknb import library
+
+from .. import peers
 
 SHAPES = [(4096, 4096, 4096), (4000, 4000, 4000), (1000, 3000, 500), (2048, 2048, 2048),
           (1024, 1024, 1024), (512, 512, 512)]  # fmt: skip
@@ -54,26 +57,19 @@ def time_vknb(M: int, N: int, K: int, a: np.ndarray, b: np.ndarray, ref: np.ndar
 
 
 def time_cupy(a: np.ndarray, b: np.ndarray) -> float | None:
+    """GFLOP/s of ``cupy.matmul`` (TF32 off) of a and b, or None without CuPy."""
     try:
-        import cupy as cp
+        cm = peers.CupyMatmul(a, b)
     except ImportError:
         return None
-    ca, cb = cp.asarray(a), cp.asarray(b)
     for _ in range(3):
-        cp.matmul(ca, cb)
-    s, e = cp.cuda.Event(), cp.cuda.Event()
-    times = []
-    for _ in range(15):
-        s.record()
-        cp.matmul(ca, cb)
-        e.record()
-        e.synchronize()
-        times.append(cp.cuda.get_elapsed_time(s, e))
-    M, K = a.shape
-    return 2 * M * K * b.shape[1] / statistics.median(times) / 1e6
+        cm.run()
+    ms = statistics.median(peers.cupy_gpu_ms(cm.run) for _ in range(15))
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / ms / 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("CUPY_TF32", "0")  # before CuPy is imported: no TF32
     args = sys.argv[1:] if argv is None else argv
     shapes = [tuple(int(v) for v in s.split(",")) for s in args] or SHAPES
     print(vknb.device().info.name, flush=True)
