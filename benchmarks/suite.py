@@ -1902,6 +1902,8 @@ class Suite:
             ("histogram", self._plan_histogram),
             ("transpose", self._plan_transpose),
             ("convolve2d", self._plan_blur),
+            ("map", self._plan_map),
+            ("softmax", self._plan_softmax),
         ):
             if not (SHADERS / f"{name}.comp").exists():
                 self.add(
@@ -2494,6 +2496,90 @@ class Suite:
             8.0 * n * n / 1e9,
             notes="8 bytes per element.",
         )
+
+    def _plan_map(self) -> None:
+        """library.elementwise("add", a, b) at the reduce rows' size: 12 bytes per element."""
+        log2 = self.p.reduce_log2
+        n = 1 << log2
+        a = self.rng.random(n, dtype=np.float32)
+        b = self.rng.random(n, dtype=np.float32)
+        ref = a + b
+        groups = min(_ceil(n, 256), int(self.info.limits["max_workgroup_count"][0]))
+
+        def check(o: np.ndarray) -> None:
+            _check(np.array_equal(o, ref), f"map add 2^{log2}")
+
+        plan = Plan(
+            {"m": ("map", None)},
+            {"a": a, "b": b, "out": (n, np.float32)},
+            [Step("m", ("a", "b", "out"), (("n", "I", n), ("alpha", "f", 0.0)), (groups, 1, 1))],
+            "out",
+            check,
+            {"m": {"constants": {"OP": 0}}},
+        )
+
+        def cupy_ms() -> float:
+            import cupy
+
+            ad, bd = cupy.asarray(a), cupy.asarray(b)
+            od = cupy.empty_like(ad)
+            cupy.add(ad, bd, out=od)
+            check(cupy.asnumpy(od))
+            return median_of(
+                lambda: peers.cupy_gpu_ms(lambda: cupy.add(ad, bd, out=od)), self.repeat
+            )
+
+        row = self._run_plan(
+            "lib_map",
+            f"elementwise add fp32 2^{log2} (shaders/map.comp, OP 0)",
+            "GB/s",
+            plan,
+            12.0 * n / 1e9,
+            cupy_ms,
+            notes="12 bytes per element (two read, one written). CuPy: cupy.add with out=.",
+        )
+        self._add_copy_share_row(row, "≥ 75% (H100, 2^26)", self.p.name == "gpu")
+
+    def _plan_softmax(self) -> None:
+        """library.softmax of a (2^(log2-12), 4096) matrix at the reduce rows' size: 8 bytes
+        per element (each row is read from memory once; its re-reads hit the cache)."""
+        log2 = self.p.reduce_log2
+        cols = min(4096, 1 << log2)
+        rows = (1 << log2) // cols
+        x = (self.rng.standard_normal((rows, cols)) * 4).astype(np.float32)
+        e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+        ref = e / e.sum(axis=1, keepdims=True)
+
+        def check(o: np.ndarray) -> None:
+            _close_all(o.reshape(rows, cols), ref, 1e-5, 1e-7, f"softmax {rows}×{cols}")
+
+        plan = Plan(
+            {"s": ("softmax", None)},
+            {"x": x.reshape(-1), "y": (rows * cols, np.float32)},
+            [Step("s", ("x", "y"), (("rows", "I", rows), ("cols", "I", cols)), (rows, 1, 1))],
+            "y",
+            check,
+        )
+
+        def cupy_ms() -> float:
+            import cupy
+            from cupyx.scipy.special import softmax
+
+            xd = cupy.asarray(x)
+            check(cupy.asnumpy(softmax(xd, axis=1)))
+            return median_of(lambda: peers.cupy_gpu_ms(lambda: softmax(xd, axis=1)), self.repeat)
+
+        row = self._run_plan(
+            "lib_softmax",
+            f"softmax fp32 {rows}×{cols}, row-wise (shaders/softmax.comp)",
+            "GB/s",
+            plan,
+            8.0 * rows * cols / 1e9,
+            cupy_ms,
+            notes="8 bytes per element (read once from memory, written once); one workgroup "
+            "per row. CuPy: cupyx.scipy.special.softmax(x, axis=1).",
+        )
+        self._add_copy_share_row(row, "≥ 75% (H100, 2^26)", self.p.name == "gpu")
 
     def _plan_blur(self) -> None:
         n = self.p.blur

@@ -53,6 +53,8 @@ EXPECTED = {
     "lib_histogram",
     "lib_transpose",
     "lib_blur",
+    "lib_map",
+    "lib_softmax",
     "lib_radix_sort",
     "lib_radix_sort_pairs",
     "img_h2d_rgba8",
