@@ -2165,7 +2165,7 @@ class Suite:
 
         from vknb import library
 
-        name, defines, groups = library._matmul_choice(M, N, K)
+        name, defines, groups = library._matmul_choice(M, N, K, self.info.type)
         plan = Plan(
             {"mm": (name, defines)},
             {"A": A.reshape(-1), "B": B.reshape(-1), "C": (M * N, np.float32)},

@@ -32,7 +32,7 @@ def _kernels(M: int, N: int, K: int) -> dict[str, tuple[str, dict | None, tuple[
     }
     if K % 4 == 0 and N % 4 == 0:
         out["matmul_128 VEC4"] = ("matmul_128", {"VEC4": 1}, (-(-N // 128), -(-M // 128)))
-    out["library picks"] = library._matmul_choice(M, N, K)
+    out["library picks"] = library._matmul_choice(M, N, K, vknb.device().info.type)
     return out
 
 

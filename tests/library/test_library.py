@@ -413,29 +413,39 @@ def test_matmul(rng, M, K, N):
     np.testing.assert_allclose(C, A.astype(np.float64) @ B.astype(np.float64), rtol=1e-5)
 
 
-_MM128 = [(1, 1, 1), (130, 17, 129), (128, 8, 128), (257, 44, 260), (3, 300, 7)]
+_MM_ODD = [(1, 1, 1), (130, 17, 129), (128, 8, 128), (257, 44, 260), (3, 300, 7)]
 
 
 @pytest.mark.parametrize(
-    ("M", "K", "N", "vec4"),
-    [(*s, False) for s in _MM128] + [(*s, True) for s in _MM128 if s[1] % 4 == s[2] % 4 == 0],
+    ("M", "K", "N", "name", "vec4"),
+    [(*s, "matmul", False) for s in _MM_ODD]
+    + [(*s, "matmul_128", False) for s in _MM_ODD]
+    + [(*s, "matmul_128", True) for s in _MM_ODD if s[1] % 4 == s[2] % 4 == 0],
 )
-def test_matmul_128_kernel_at_odd_sizes(rng, M, K, N, vec4):
+def test_matmul_kernels_at_odd_sizes(rng, M, K, N, name, vec4):
+    """Both fp32 kernels, whichever library.matmul picks on this device."""
     A = rng.standard_normal((M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
-    k = library.load("matmul_128", defines={"VEC4": 1} if vec4 else None)
+    k = library.load(name, defines={"VEC4": 1} if vec4 else None)
     C = np.full((M, N), np.nan, np.float32)  # every element must be written
-    k(A, B, C, M=M, N=N, K=K, groups=(-(-N // 128), -(-M // 128)))
+    tile = 128 if name == "matmul_128" else 64
+    k(A, B, C, M=M, N=N, K=K, groups=(-(-N // tile), -(-M // tile)))
     ref = A.astype(np.float64) @ B.astype(np.float64)
     bound = K * EPS32 / 2 * (np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64))
     assert np.all(np.abs(C - ref) <= bound + 1e-6)
 
 
-@pytest.mark.parametrize(("M", "K", "N"), [(1450, 37, 1420), (1408, 36, 1420)])
-def test_matmul_large_products_take_the_128_tile_kernel(rng, M, K, N):
-    name, defines, _ = library._matmul_choice(M, N, K)
-    assert name == "matmul_128" and (defines is not None) == (K % 4 == 0 and N % 4 == 0)
+def test_matmul_kernel_choice():
+    """128 x 128 tiles once they fill a GPU, and always on a CPU driver; vec4 where it fits."""
     assert library._matmul_choice(64, 64, 64)[0] == "matmul"
+    assert library._matmul_choice(64, 64, 64, "cpu")[0] == "matmul_128"
+    assert library._matmul_choice(1450, 1420, 37) == ("matmul_128", None, (12, 12))
+    assert library._matmul_choice(1408, 1420, 36)[1] == {"VEC4": 1}
+    assert library._matmul_choice(4000, 3000, 500)[0] == "matmul_128"
+
+
+@pytest.mark.parametrize(("M", "K", "N"), [(1450, 37, 1420), (1408, 36, 1420), (300, 64, 200)])
+def test_matmul_large_and_small_products(rng, M, K, N):
     A = rng.standard_normal((M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
     C = library.matmul(A, B)

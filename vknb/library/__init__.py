@@ -562,14 +562,20 @@ def histogram(x: ArrayLike, bins: int) -> np.ndarray:
     return counts
 
 
-# The 128 x 128 kernel wins once its tiles fill the GPU; below that the 64 x 64 one spreads the
-# work over more workgroups (docs/performance.md: fp32 matmul; benchmarks/probes/matmul32.py).
+# On a GPU the 128 x 128 kernel wins once its tiles fill the GPU; below that the 64 x 64 one
+# spreads the work over more workgroups.  A CPU driver runs a few workgroups at a time and the
+# 128 x 128 kernel wins at every size (lavapipe: 4x at 100³, 5x at 1024³).  docs/performance.md
+# (fp32 matmul), benchmarks/probes/matmul32.py.
 _MATMUL_128_MIN_TILES = 128
 
 
-def _matmul_choice(M: int, N: int, K: int) -> tuple[str, dict[str, int] | None, tuple[int, int]]:
-    """(shader, defines, groups) that :func:`matmul` dispatches for an M x K by K x N product."""
-    if _ceil_div(M, 128) * _ceil_div(N, 128) >= _MATMUL_128_MIN_TILES:
+def _matmul_choice(
+    M: int, N: int, K: int, device_type: str = "discrete"
+) -> tuple[str, dict[str, int] | None, tuple[int, int]]:
+    """(shader, defines, groups) that :func:`matmul` dispatches for an M x K by K x N product
+    on a device of this type (``DeviceInfo.type``)."""
+    tiles = _ceil_div(M, 128) * _ceil_div(N, 128)
+    if device_type == "cpu" or tiles >= _MATMUL_128_MIN_TILES:
         defines = {"VEC4": 1} if K % 4 == 0 and N % 4 == 0 else None
         return "matmul_128", defines, (_ceil_div(N, 128), _ceil_div(M, 128))
     return "matmul", None, (_ceil_div(N, 64), _ceil_div(M, 64))
@@ -578,9 +584,10 @@ def _matmul_choice(M: int, N: int, K: int) -> tuple[str, dict[str, int] | None, 
 def matmul(A: ArrayLike, B: ArrayLike) -> np.ndarray:
     """``A @ B`` for 2-D float32 matrices.
 
-    Large products run ``matmul_128.comp`` (128 x 128 tiles, 8 x 8 per invocation, vec4 access
-    where K and N are multiples of 4), smaller ones ``matmul.comp`` (64 x 64 tiles, 4 x 4 per
-    invocation), which spreads them over more workgroups.
+    Large products, and every product on a CPU driver, run ``matmul_128.comp`` (128 x 128
+    tiles, 8 x 8 per invocation, vec4 access where K and N are multiples of 4); smaller ones on
+    a GPU ``matmul.comp`` (64 x 64 tiles, 4 x 4 per invocation), which spreads them over more
+    workgroups.
 
     Example
     -------
@@ -600,7 +607,7 @@ def matmul(A: ArrayLike, B: ArrayLike) -> np.ndarray:
     C = np.zeros((M, N), np.float32)
     if M == 0 or N == 0 or K == 0:
         return C
-    name, defines, groups = _matmul_choice(M, N, K)
+    name, defines, groups = _matmul_choice(M, N, K, session_device().info.type)
     k = load(name, defines=defines)
     k(av, bv, C, M=M, N=N, K=K, groups=groups)
     return C
