@@ -299,17 +299,48 @@ def test_a_killed_worker_is_restarted_and_its_blocks_rerun(
             return x.size
         os._exit(1)
 
+    import vknb.widgets
+
     xn = rng.random(8_000, dtype=np.float32)
     yn = rng.random(8_000, dtype=np.float32)
     x, y = da.from_array(xn, chunks=1_000), da.from_array(yn, chunks=1_000)
     pids = {r["pid"] for r in client.run(vknb.dask.worker_device).values()}
-    r = vknb.dask.map_blocks(saxpy, x, y, a=0.5, n=n_or_die)
-    np.testing.assert_allclose(r.compute(), yn + 0.5 * xn, rtol=1e-6)
-    assert os.path.exists(flag)
-    client.wait_for_workers(2, timeout=60)
+    # A ClusterView polled from another thread all the while: a worker dying under a poll is
+    # said in the view, never raised, and the view shows the new worker once it is up.
+    view = vknb.widgets.ClusterView(client, interval=0.1)
+    stop, errors, polls = threading.Event(), [], [0]
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                view.update()
+                polls[0] += 1
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        r = vknb.dask.map_blocks(saxpy, x, y, a=0.5, n=n_or_die)
+        np.testing.assert_allclose(r.compute(), yn + 0.5 * xn, rtol=1e-6)
+        assert os.path.exists(flag)
+        client.wait_for_workers(2, timeout=60)
+    finally:
+        stop.set()
+        poller.join(30)
+    assert not errors, errors
+    assert polls[0] >= 3, polls  # the view was polled while the computation ran
     rows = client.run(vknb.dask.worker_device)
     assert len({r["pid"] for r in rows.values()} - pids) == 1  # one new process
     assert all(r["vknb_device"] == str(r["index"]) for r in rows.values())  # pinned again
+    end = time.monotonic() + 10
+    while {r["pid"] for r in view.rows()} != {r["pid"] for r in rows.values()}:
+        assert time.monotonic() < end, (view.rows(), rows)
+        view.update()
+        time.sleep(0.05)
+    assert "last poll failed" not in view.text()
+    view.close()
 
 
 def test_cluster_view_follows_the_blocks_as_they_finish(
@@ -378,6 +409,9 @@ def test_cluster_view_follows_the_blocks_as_they_finish(
         ip.display_pub = old
     with pytest.raises(TypeError, match=r"distributed\.Client"):
         vknb.widgets.ClusterView(object())
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match=r"interval must be > 0"):
+            vknb.widgets.ClusterView(client, interval=bad)
     other = Client(client.scheduler.address, set_as_default=False)
     gone = vknb.widgets.ClusterView(other)
     other.close()
