@@ -54,13 +54,23 @@ layout(push_constant) uniform Params {
     vec4 border;
 };
 
+// i mod m in [0, m) for m > 0.  GLSL leaves % undefined for a negative operand (and NVIDIA's
+// driver returns garbage for one), so % only ever sees non-negative values here.
+int pmod(int i, int m) {
+    if (i >= 0) {
+        return i % m;
+    }
+    int r = (-i) % m;
+    return r == 0 ? 0 : m - r;
+}
+
 // Texel index i of an axis of n texels under an address mode, or -1 for "the border colour".
 int wrap(int i, int n) {
     if (address == 0u) {  // repeat
-        return ((i % n) + n) % n;
+        return pmod(i, n);
     }
     if (address == 1u) {  // mirrored repeat: (n - 1) - mirror((i mod 2n) - n)
-        int r = ((i % (2 * n)) + 2 * n) % (2 * n) - n;
+        int r = pmod(i, 2 * n) - n;
         return (n - 1) - (r >= 0 ? r : -(1 + r));
     }
     if (address == 3u && (i < 0 || i >= n)) {  // clamp to border
