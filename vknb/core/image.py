@@ -658,6 +658,10 @@ class Image:
     def generate_mipmaps(self) -> None:
         """Make every mip level from level 0 by successive linear blits (``vkCmdBlitImage``).
 
+        A blit needs a queue with graphics support; where vknb's compute queue has none (the
+        dedicated compute family of NVIDIA GPUs), level 0 is read back, each level made from
+        the one above with the blit's linear filter on the host, and uploaded.
+
         Example
         -------
         >>> img = vknb.asimage(np.ones((8, 8, 4), np.float32), mipmaps=True)
@@ -665,6 +669,14 @@ class Image:
         4
         """
         if self.mip_levels == 1:
+            return
+        dev = self.device
+        blit = _BLIT_MIPMAPS
+        if blit is None:
+            flags = dev.info.queue_families[dev.compute_family].flags
+            blit = bool(flags & C.QUEUE_GRAPHICS_BIT)
+        if not blit:
+            self._mipmaps_on_host()
             return
         w, h, d = self.extent
         ih = self.handle
@@ -712,6 +724,43 @@ class Image:
 
         self._submit_with(record, "mipmaps of", None)
 
+    def _mipmaps_on_host(self) -> None:
+        """Levels 1.. made on the host from level 0, as the blits would, and uploaded."""
+        w, h, d = self.extent
+        level = self.numpy().reshape(self.layers, d, h, w, self.channels)
+        for n in range(1, self.mip_levels):
+            level = _half_level(level, self.numeric, self.dtype)
+            self._upload_level(n, level)
+
+    def _upload_level(self, n: int, data: np.ndarray) -> None:
+        """Write mip level ``n`` from ``data`` of shape (layers, d, h, w, channels)."""
+        flat = flat_bytes(np.ascontiguousarray(data, self.dtype))
+        _, ld, lh, lw, _ = data.shape
+        region = _vk.new(
+            "VkBufferImageCopy",
+            {
+                "imageSubresource": _layers(n, self.layers),
+                "imageExtent": {"width": lw, "height": lh, "depth": ld},
+            },
+        )
+        with self._staging(upload=True) as staging:
+            staging.write(flat)
+            sh, ih = staging.handle, self.handle
+
+            def record(cmd: Any) -> None:
+                _vk.lib.vkCmdCopyBufferToImage(cmd, sh, ih, LAYOUT_GENERAL, 1, region)
+                self._barrier(
+                    cmd,
+                    C.ACCESS_TRANSFER_WRITE_BIT,
+                    C.ACCESS_SHADER_READ_BIT | C.ACCESS_TRANSFER_READ_BIT,
+                    C.PIPELINE_STAGE_TRANSFER_BIT,
+                    C.PIPELINE_STAGE_COMPUTE_SHADER_BIT | C.PIPELINE_STAGE_TRANSFER_BIT,
+                    base_level=n,
+                    levels=1,
+                )
+
+            self._submit_with(record, f"mip level {n} of", (staging, region))
+
     def clear(self) -> None:
         """Set every texel of every level to zero (``vkCmdClearColorImage``)."""
         ffi = _vk.ffi
@@ -750,6 +799,46 @@ def _rebuild_image(
         img.close()
         raise
     return img
+
+
+#: How :meth:`Image.generate_mipmaps` makes the levels: ``None`` decides by the compute queue
+#: (blits where it has graphics support, the host otherwise); tests force either path.
+_BLIT_MIPMAPS: bool | None = None
+
+def _half_level(level: np.ndarray, numeric: str, dtype: np.dtype) -> np.ndarray:
+    """The next mip level of ``level`` (layers, d, h, w, channels): each of d, h and w halved
+    (rounded down, at least 1) as a linear blit does: every new texel is the bilinear (or
+    trilinear) sample of the level above at the new texel's centre; integer formats take the
+    nearest texel.  Normalized formats are filtered as the floats they stand for and rounded
+    back."""
+    x = level
+    if numeric in ("unorm", "snorm"):
+        top = float(np.iinfo(dtype).max)
+        x = x.astype(np.float64) / top
+        if numeric == "snorm":
+            x = np.maximum(x, -1.0)
+    elif numeric == "float":
+        x = x.astype(np.float64)
+    for axis in (1, 2, 3):
+        n = x.shape[axis]
+        m = max(1, n // 2)
+        if m == n:
+            continue
+        u = np.clip((np.arange(m) + 0.5) * (n / m) - 0.5, 0, n - 1)
+        if numeric in ("uint", "sint"):
+            x = np.take(x, np.floor(u + 0.5).astype(np.intp).clip(0, n - 1), axis=axis)
+            continue
+        i0 = np.floor(u).astype(np.intp)
+        i1 = np.minimum(i0 + 1, n - 1)
+        shape = [1] * x.ndim
+        shape[axis] = m
+        f = (u - i0).reshape(shape)
+        x = np.take(x, i0, axis=axis) * (1 - f) + np.take(x, i1, axis=axis) * f
+    if numeric in ("unorm", "snorm"):
+        top = float(np.iinfo(dtype).max)
+        lo = 0.0 if numeric == "unorm" else -top
+        return np.clip(np.rint(x * top), lo, top).astype(dtype)
+    return x.astype(dtype)
 
 
 def _layers(level: int, layers: int) -> dict[str, int]:
