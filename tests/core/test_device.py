@@ -268,3 +268,11 @@ def test_two_threads_dispatching_their_own_kernels(dev, record_property):
     assert not poller.errors, poller.errors
     assert done == {1: 100, 2: 100}
     assert leak_snapshot(dev) == before  # counters were updated consistently by both threads
+
+
+def test_a_bad_timeout_is_refused_when_the_device_is_made(monkeypatch) -> None:
+    """Not only at the first wait that outlasts its spin: on a fast GPU short waits never get
+    there, so a bad VKNB_TIMEOUT_S would go unnoticed."""
+    monkeypatch.setenv("VKNB_TIMEOUT_S", "soon")
+    with pytest.raises(ValueError, match="VKNB_TIMEOUT_S"):
+        vknb.Device(0)

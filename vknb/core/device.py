@@ -350,6 +350,9 @@ class Device:
     # -- creation -------------------------------------------------------------------------
 
     def _create(self) -> None:
+        # A bad VKNB_TIMEOUT_S raises here, naming it: a wait that ends within its spin (every
+        # short one on a fast GPU) never reads it.
+        timeout_s()
         ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
         info = self.info
         keep = _vk.Keep()

@@ -805,6 +805,7 @@ def _rebuild_image(
 #: (blits where it has graphics support, the host otherwise); tests force either path.
 _BLIT_MIPMAPS: bool | None = None
 
+
 def _half_level(level: np.ndarray, numeric: str, dtype: np.dtype) -> np.ndarray:
     """The next mip level of ``level`` (layers, d, h, w, channels): each of d, h and w halved
     (rounded down, at least 1) as a linear blit does: every new texel is the bilinear (or
