@@ -501,21 +501,13 @@ class Image:
 
     # -- data ----------------------------------------------------------------------------
 
-    def _copy_regions(self, level: int = 0) -> Any:
+    def _copy_regions(self) -> Any:
+        """The copy region of level 0, every layer."""
         w, h, d = self.extent
         return _vk.new(
             "VkBufferImageCopy",
             {
-                "bufferOffset": 0,
-                "bufferRowLength": 0,
-                "bufferImageHeight": 0,
-                "imageSubresource": {
-                    "aspectMask": _ASPECT_COLOR,
-                    "mipLevel": level,
-                    "baseArrayLayer": 0,
-                    "layerCount": self.layers,
-                },
-                "imageOffset": {"x": 0, "y": 0, "z": 0},
+                "imageSubresource": _layers(0, self.layers),
                 "imageExtent": {"width": w, "height": h, "depth": d},
             },
         )
@@ -560,25 +552,7 @@ class Image:
         """
         flat = flat_bytes(self._check_data(np.asarray(data)))
         self.check()
-        with self._staging(upload=True) as staging:
-            staging.write(flat)
-            region = self._copy_regions()
-            sh, ih = staging.handle, self.handle
-
-            def record(cmd: Any) -> None:
-                _vk.lib.vkCmdCopyBufferToImage(cmd, sh, ih, LAYOUT_GENERAL, 1, region)
-                self._barrier(
-                    cmd,
-                    C.ACCESS_TRANSFER_WRITE_BIT,
-                    C.ACCESS_SHADER_READ_BIT
-                    | C.ACCESS_SHADER_WRITE_BIT
-                    | C.ACCESS_TRANSFER_READ_BIT,
-                    C.PIPELINE_STAGE_TRANSFER_BIT,
-                    C.PIPELINE_STAGE_COMPUTE_SHADER_BIT | C.PIPELINE_STAGE_TRANSFER_BIT,
-                    levels=1,
-                )
-
-            self._submit_with(record, "upload", (staging, region))
+        self._upload_level(0, flat, self.extent)
         if self.mip_levels > 1:
             self.generate_mipmaps()
         return self
@@ -730,12 +704,12 @@ class Image:
         level = self.numpy().reshape(self.layers, d, h, w, self.channels)
         for n in range(1, self.mip_levels):
             level = _half_level(level, self.numeric, self.dtype)
-            self._upload_level(n, level)
+            _, ld, lh, lw, _ = level.shape
+            self._upload_level(n, flat_bytes(np.ascontiguousarray(level)), (lw, lh, ld))
 
-    def _upload_level(self, n: int, data: np.ndarray) -> None:
-        """Write mip level ``n`` from ``data`` of shape (layers, d, h, w, channels)."""
-        flat = flat_bytes(np.ascontiguousarray(data, self.dtype))
-        _, ld, lh, lw, _ = data.shape
+    def _upload_level(self, n: int, flat: Any, extent: tuple[int, int, int]) -> None:
+        """Write mip level ``n`` (of ``extent``, every layer) from the bytes ``flat``."""
+        lw, lh, ld = extent
         region = _vk.new(
             "VkBufferImageCopy",
             {
@@ -752,14 +726,17 @@ class Image:
                 self._barrier(
                     cmd,
                     C.ACCESS_TRANSFER_WRITE_BIT,
-                    C.ACCESS_SHADER_READ_BIT | C.ACCESS_TRANSFER_READ_BIT,
+                    C.ACCESS_SHADER_READ_BIT
+                    | C.ACCESS_SHADER_WRITE_BIT
+                    | C.ACCESS_TRANSFER_READ_BIT,
                     C.PIPELINE_STAGE_TRANSFER_BIT,
                     C.PIPELINE_STAGE_COMPUTE_SHADER_BIT | C.PIPELINE_STAGE_TRANSFER_BIT,
                     base_level=n,
                     levels=1,
                 )
 
-            self._submit_with(record, f"mip level {n} of", (staging, region))
+            label = "upload" if n == 0 else f"mip level {n} upload of"
+            self._submit_with(record, label, (staging, region))
 
     def clear(self) -> None:
         """Set every texel of every level to zero (``vkCmdClearColorImage``)."""
