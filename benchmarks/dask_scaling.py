@@ -143,6 +143,14 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
     saxpy = vknb.compile(SAXPY, name="saxpy")
     mandel = vknb.compile(MANDELBROT, name="mandelbrot")
     rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:  # each row as it is measured: a partial run says
+        rows.append(row)  # how far it got, and what it measured until then
+        log(
+            f"  {row['workload']}, {row['workers']} worker(s): {row['seconds']:.3g} s, "
+            f"{row['throughput']:.3g} {row['unit']}{'' if row['ok'] else ', FAILED'}"
+        )
+
     t0 = time.perf_counter()
     with (
         vknb.dask.LocalVulkanCluster(
@@ -155,6 +163,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         rng = da.random.default_rng(0)
 
         # -- saxpy: bandwidth-bound
+        log("  saxpy ...")
         n, chunk = cfg["n"], cfg["chunk"]
         x = rng.random(n, chunks=chunk, dtype=np.float32).persist()
         y = rng.random(n, chunks=chunk, dtype=np.float32).persist()
@@ -162,7 +171,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         r = vknb.dask.map_blocks(saxpy, x, y, a=A, n=lambda x, y: x.size)
         t = _timed_persist(r, [x, y], repeat)
         err = float(abs(r - (y + np.float32(A) * x)).max().compute())
-        rows.append(
+        add(
             {
                 "workload": "saxpy",
                 "workers": workers,
@@ -178,7 +187,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         )
         rn = da.map_blocks(numpy_saxpy, x, y, dtype=np.float32)
         tn = _timed_persist(rn, [x, y], repeat)
-        rows.append(
+        add(
             {
                 "workload": "saxpy (numpy)",
                 "workers": workers,
@@ -194,6 +203,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         del x, y, r, rn
 
         # -- mandelbrot: compute-bound
+        log("  mandelbrot ...")
         side, tile, iters = cfg["side"], cfg["tile"], cfg["iters"]
         re_np = np.linspace(-2.0, 0.6, side, dtype=np.float32)
         im_np = np.linspace(1.2, -1.2, side, dtype=np.float32)
@@ -211,7 +221,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         rows_check = slice(0, side, max(1, side // 16))
         got = m[rows_check].compute()
         want = mandelbrot_reference(re_np, im_np[rows_check], iters)
-        rows.append(
+        add(
             {
                 "workload": "mandelbrot",
                 "workers": workers,
@@ -226,6 +236,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         )
 
         # -- overhead: tiny blocks
+        log("  overhead ...")
         tiny = cfg["tiny"]
         xs = rng.random(tiny * 1024, chunks=1024, dtype=np.float32).persist()
         ys = rng.random(tiny * 1024, chunks=1024, dtype=np.float32).persist()
@@ -235,7 +246,7 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
         tv = _timed_persist(rv, [xs, ys], repeat)
         tn = _timed_persist(rn, [xs, ys], repeat)
         ok = bool(np.allclose(rv.compute(), rn.compute(), rtol=1e-6))
-        rows.append(
+        add(
             {
                 "workload": "overhead (1024-element blocks)",
                 "workers": workers,
