@@ -34,14 +34,6 @@ from typing import Any
 
 import numpy as np
 
-SAXPY = """
-layout(local_size_x = 256) in;
-layout(binding = 0) readonly buffer X { float x[]; };
-layout(binding = 1) buffer Y { float y[]; };
-layout(push_constant) uniform P { float a; uint n; };
-void main() { uint i = gl_GlobalInvocationID.x; if (i < n) y[i] += a * x[i]; }
-"""
-
 # Escape-time counts at c = re[x] + i im[y]; `precise` float32, as vknb's library shader.
 MANDELBROT = """
 layout(local_size_x = 16, local_size_y = 16) in;
@@ -139,8 +131,9 @@ def run_workers(workers: int, cfg: dict[str, int], repeat: int, log: Any) -> lis
 
     import vknb
     import vknb.dask
+    import vknb.library
 
-    saxpy = vknb.compile(SAXPY, name="saxpy")
+    saxpy = vknb.library.load("saxpy")  # y = a * x + y, a grid-stride loop
     mandel = vknb.compile(MANDELBROT, name="mandelbrot")
     rows: list[dict[str, Any]] = []
 
