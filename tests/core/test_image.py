@@ -163,6 +163,10 @@ def test_mipmaps_made_on_the_host_match_the_blits(rng, monkeypatch, fmt, shape) 
     img.update(a[::-1].copy())  # an update remakes the levels the same way
     np.testing.assert_allclose(_levels(img)[1], _levels(vknb.asimage(a[::-1].copy(), fmt,
                                mipmaps=True))[1], atol=tol)  # fmt: skip
+    before = _levels(img)
+    img.generate_mipmaps()  # from level 0 read back from the device: the same levels
+    for lod, (x, y) in enumerate(zip(_levels(img), before, strict=True)):
+        np.testing.assert_array_equal(x, y, err_msg=f"level {lod}")
 
 
 @pytest.mark.parametrize(

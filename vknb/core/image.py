@@ -550,11 +550,11 @@ class Image:
         array([[1., 1.],
                [1., 1.]], dtype=float32)
         """
-        flat = flat_bytes(self._check_data(np.asarray(data)))
+        level0 = self._check_data(np.asarray(data))
         self.check()
-        self._upload_level(0, flat, self.extent)
+        self._upload_level(0, flat_bytes(level0), self.extent)
         if self.mip_levels > 1:
-            self.generate_mipmaps()
+            self._make_mipmaps(level0)
         return self
 
     def numpy(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -642,6 +642,10 @@ class Image:
         >>> img.mip_levels
         4
         """
+        self._make_mipmaps(None)
+
+    def _make_mipmaps(self, level0: np.ndarray | None) -> None:
+        """Levels 1.. from level 0 (``level0``: its data where the caller has it on the host)."""
         if self.mip_levels == 1:
             return
         dev = self.device
@@ -650,7 +654,7 @@ class Image:
             flags = dev.info.queue_families[dev.compute_family].flags
             blit = bool(flags & C.QUEUE_GRAPHICS_BIT)
         if not blit:
-            self._mipmaps_on_host()
+            self._mipmaps_on_host(self.numpy() if level0 is None else level0)
             return
         w, h, d = self.extent
         ih = self.handle
@@ -698,10 +702,10 @@ class Image:
 
         self._submit_with(record, "mipmaps of", None)
 
-    def _mipmaps_on_host(self) -> None:
+    def _mipmaps_on_host(self, level0: np.ndarray) -> None:
         """Levels 1.. made on the host from level 0, as the blits would, and uploaded."""
         w, h, d = self.extent
-        level = self.numpy().reshape(self.layers, d, h, w, self.channels)
+        level = np.asarray(level0).reshape(self.layers, d, h, w, self.channels)
         for n in range(1, self.mip_levels):
             level = _half_level(level, self.numeric, self.dtype)
             _, ld, lh, lw, _ = level.shape
