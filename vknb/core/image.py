@@ -314,6 +314,9 @@ class Image:
             _destroy_image(dev, self._handles, None)
             raise
         self._users = 0
+        # Level 0 and the levels made from it change together: two threads updating one image
+        # leave one's data with its own mip levels (the host-made levels are uploaded apart).
+        self._levels_lock = threading.Lock()
         with dev.lock:
             dev.images += 1
         dev.adopt(self)
@@ -552,9 +555,10 @@ class Image:
         """
         level0 = self._check_data(np.asarray(data))
         self.check()
-        self._upload_level(0, flat_bytes(level0), self.extent)
-        if self.mip_levels > 1:
-            self._make_mipmaps(level0)
+        with self._levels_lock:
+            self._upload_level(0, flat_bytes(level0), self.extent)
+            if self.mip_levels > 1:
+                self._make_mipmaps(level0)
         return self
 
     def numpy(self, out: np.ndarray | None = None) -> np.ndarray:
@@ -642,7 +646,8 @@ class Image:
         >>> img.mip_levels
         4
         """
-        self._make_mipmaps(None)
+        with self._levels_lock:
+            self._make_mipmaps(None)
 
     def _make_mipmaps(self, level0: np.ndarray | None) -> None:
         """Levels 1.. from level 0 (``level0``: its data where the caller has it on the host)."""
