@@ -204,6 +204,27 @@ void main() {
 """
 BUSY_N = 250_000
 
+
+def busy_iters(kb, seconds=5.0):
+    """``iters`` for a BUSY dispatch of BUSY_N invocations that runs about ``seconds``.
+
+    lavapipe caps every loop (1_000_000 gives ~5 s there); a GPU runs all BUSY_N invocations
+    at once, each one's loop for a few ns per iteration: measured with a short dispatch and
+    scaled (an H100 needs ~1e9 iterations for 5 s).
+    """
+    if vknb.device().info.type == "cpu":
+        return 1_000_000
+    Y = vknb.asarray(np.zeros(BUSY_N, np.float32))
+    it = 1_000_000
+    while True:
+        rec = kb(Y, n=BUSY_N, iters=it, grid=BUSY_N)
+        ms = rec.gpu_ms if rec.gpu_ms is not None else rec.host_ms
+        if ms > 50 or it >= 2**31:
+            break
+        it *= 8
+    Y.close()
+    return int(min(2**32 - 1, it * seconds * 1e3 / ms))
+
 # Never terminates in practice: `flag[0]` is never written but, being volatile, is read again
 # every iteration.  Dispatched with RUNAWAY_GROUPS: with lavapipe's loop cap (above) that is
 # 2.7e11 invocations of 65535 iterations each.  Bindings: flag (uint32, zeros), out (uint32).

@@ -72,10 +72,11 @@ def test_ctrl_c_during_long_dispatch_is_prompt_and_session_usable() -> None:
         kb = vknb.compile(BUSY, name="busy")
         y = rng.random(BUSY_N, dtype=np.float32)
         kb(y[:64].copy(), n=64, iters=10, grid=64)  # pipeline built before READY
+        iters = busy_iters(kb)
         ready()
         t0 = time.monotonic()
         try:
-            kb(y, n=BUSY_N, iters=1_000_000, grid=BUSY_N)
+            kb(y, n=BUSY_N, iters=iters, grid=BUSY_N)
             no_interrupt(f"the long dispatch ({time.monotonic() - t0:.1f} s)")
         except KeyboardInterrupt:
             lat = sigint_latency()
@@ -103,7 +104,7 @@ def test_ctrl_c_during_synchronize_of_pending_dispatch() -> None:
         y = rng.random(BUSY_N, dtype=np.float32)
         kb(y[:64].copy(), n=64, iters=10, grid=64)
         Y = vknb.asarray(y)
-        sub = kb(Y, n=BUSY_N, iters=1_000_000, grid=BUSY_N, wait=False)
+        sub = kb(Y, n=BUSY_N, iters=busy_iters(kb), grid=BUSY_N, wait=False)
         ready()
         try:
             vknb.synchronize()
