@@ -41,7 +41,7 @@ with raises(vknb.DeviceLost, within=0.5):
     k_run(flag, out, groups=1)
 new, t = timed(vknb.reset)
 print(f"reset() took {t:.2f} s")
-check(t < 2.0, f"vknb.reset() took {t:.2f} s (limit 2 s)")
+check(t < reset_limit(old), f"vknb.reset() took {t:.2f} s (limit {reset_limit(old):g} s)")
 check(new is not old and not new.closed, "reset() did not give a fresh device")
 check(vknb.device() is new, "the session device is not the fresh one")
 k_new = vknb.compile(ADD.replace("a * x[i]", "a * x[i] + 1.0"), name="add_new")
@@ -77,6 +77,7 @@ def test_runaway_wait_false_then_synchronize_raises_device_lost() -> None:
         """
 k_run = vknb.compile(RUNAWAY, name="runaway")
 check_usable("before")
+old = vknb.device()
 flag = np.zeros(4, np.uint32)
 out = np.zeros(4, np.uint32)
 s = k_run(flag, out, groups=RUNAWAY_GROUPS, wait=False)
@@ -85,7 +86,8 @@ with raises(vknb.DeviceLost, within=3.0):
 with raises(vknb.DeviceLost, within=0.5):
     s.wait()
 _, t = timed(vknb.reset)
-check(t < 2.0, f"vknb.reset() took {t:.2f} s (limit 2 s)")
+print(f"reset() took {t:.2f} s")
+check(t < reset_limit(old), f"vknb.reset() took {t:.2f} s (limit {reset_limit(old):g} s)")
 check_usable("after reset")
 print("OK")
 """,

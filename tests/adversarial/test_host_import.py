@@ -82,6 +82,7 @@ def test_device_lost_with_an_import_held_then_reset() -> None:
         """
         k_run = vknb.compile(RUNAWAY, name="runaway")
         check_usable("before the runaway kernel")
+        old = vknb.device()
         big = rng.random(8 << 20, dtype=np.float32)  # 32 MiB
         A = vknb.asarray(big)
         flag = np.zeros(4, np.uint32)
@@ -96,7 +97,8 @@ def test_device_lost_with_an_import_held_then_reset() -> None:
         del big  # a lost device holds what it may still touch: freeing ours is safe
         gc.collect()
         new, t = timed(vknb.reset)
-        check(t < 2.0, f"vknb.reset() took {t:.2f} s (limit 2 s)")
+        print(f"reset() took {t:.2f} s")
+        check(t < reset_limit(old), f"reset() took {t:.2f} s (limit {reset_limit(old):g} s)")
         x = rng.random(8 << 20, dtype=np.float32)
         check(np.array_equal(vknb.asarray(x).numpy(), x), "imported round trip after reset")
         check(new.transfer_stats()["import"] >= 2, "the fresh device did not import")

@@ -1,8 +1,8 @@
 """Mip levels of device images under threads, Ctrl-C and early close, on both ways of making
 them: linear blits (where the compute queue can blit, as on lavapipe) and the host (where it
-cannot, as on NVIDIA's compute-only queue family).  The host path is forced here through
-``vknb.core.image._BLIT_MIPMAPS``, the one private name these scenarios use: on lavapipe it is
-the only way to run it."""
+cannot, as on NVIDIA's compute-only queue family, which runs the host path in both modes).
+The host path is forced here through ``vknb.core.image._BLIT_MIPMAPS``, the one private name
+these scenarios use: on lavapipe it is the only way to run it."""
 
 from __future__ import annotations
 

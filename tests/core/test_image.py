@@ -143,7 +143,8 @@ def _levels(img: vknb.Image) -> list[np.ndarray]:
                                             ("rgba8", (20, 31)), ("rgba16f", (9, 64))])  # fmt: skip
 def test_mipmaps_made_on_the_host_match_the_blits(rng, monkeypatch, fmt, shape) -> None:
     """Where the compute queue cannot blit (NVIDIA's compute-only family), the levels are made
-    on the host; they match the blits' levels (lavapipe can blit), odd sizes included."""
+    on the host; they match the blits' levels (lavapipe can blit), odd sizes included.  Where
+    it cannot, asking for blits gives the host's levels (a blit there would lose the device)."""
     from vknb.core import image as image_mod
 
     _, dtype, channels, _ = FORMATS[fmt]

@@ -58,6 +58,52 @@ def _after_fork_in_child() -> None:
     epoch += 1
     if background_creation:
         forked_mid_creation = True
+    if lib is not None:  # the parent loaded the driver: its exit code must not run here
+        exit_past_the_driver()
+
+
+# --- process exit ---------------------------------------------------------------------------
+#
+# After Python's own finalization, the C library's exit() runs the handlers that the loaded
+# libraries registered, the Vulkan driver's among them.  NVIDIA's waits there for a device whose
+# kernel never ends (a runaway kernel that VKNB_TIMEOUT_S gave up on: the process never exits)
+# and crashes in a forked child, which has the parent's driver state but none of its threads
+# (SIGSEGV as the child exits, even a child that never used vknb).  Where that can happen, vknb
+# ends exit() with _exit(status) instead: glibc's on_exit passes the exit status to its
+# handlers, and handlers run latest first, so _exit runs before every handler the driver
+# registered when it was loaded.  Python's finalization (atexit, flushing files) is over by then;
+# the kernel frees the GPU's resources as for any process that ends.
+
+_exit_past_driver = False
+
+
+def exit_past_the_driver() -> bool:
+    """Make this process's exit end with ``_exit(status)`` once Python has finalized, skipping
+    the driver's exit handlers (see above).  Idempotent; False where the C library lacks
+    ``on_exit`` (not glibc).
+
+    Example
+    -------
+    >>> exit_past_the_driver()  # doctest: +SKIP
+    True
+    """
+    global _exit_past_driver
+    if _exit_past_driver:
+        return True
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        on_exit = libc.on_exit
+        end = ctypes.cast(libc._exit, ctypes.c_void_p)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    on_exit.restype = ctypes.c_int
+    if on_exit(end, None) != 0:  # pragma: no cover - out of memory
+        return False
+    _exit_past_driver = True
+    return True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

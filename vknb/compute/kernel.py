@@ -926,16 +926,30 @@ class BoundCall:
 
     def __call__(self, *, wait: bool = True) -> Any:
         """Dispatch the call (see the class docstring for what it returns)."""
-        item = self.batch_item()
         b = current_batch()
         if b is not None:
-            return b.add(*item)
+            return b.add(*self.batch_item())
         if wait:
-            k, pipe = item[0], item[1]
-            f = self._fast
-            assert f is not None
+            k = self.kernel
+            with k._lock:
+                pipe = k.pipeline
+                f = self._fast
+                if f is None or f.pipe is not pipe or f.epoch != pipe.sets_epoch:
+                    self._bind()  # the pipeline or its descriptor sets were rebuilt
+                    f = self._fast
+                    assert f is not None
+                bufs = self._buffers
             t0 = time.perf_counter()
-            slot = pipe.submit_repeated(f.sets, f.push, f.groups, item[7])
+            try:  # (the buffers are checked open at the submission, under the device's lock)
+                slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
+            except E.ObjectClosed as e:
+                closed = [b.label for b in bufs if b.allocation is None]
+                if not closed:
+                    raise
+                raise E.ObjectClosed(
+                    f"{k.name}: bound argument {closed[0]} was closed; bind the call again",
+                    label=closed[0],
+                ) from e
             return k._finish_repeated(pipe, f, slot, t0)
         return self.kernel(
             *self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs

@@ -696,6 +696,9 @@ class Device:
             self._retiring.clear()
             self._orphans.clear()
             self.allocator.abandon()
+        # The driver may wait at exit for what still runs on the device (NVIDIA does, for ever,
+        # after a runaway kernel): the process's exit ends before the driver's handlers.
+        _vk.exit_past_the_driver()
         log.error("%s was lost: %s", self.label, reason)
         err = self.unusable_error("this call")
         for sub in pending:
@@ -761,25 +764,34 @@ class Device:
         label: str,
         timeout: float | None = None,
         pfence: Any = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """Wait until the submission ``serial`` (guarded by ``fence``) has finished.
 
         Polls the fence for ``VKNB_SPIN_US`` (tiny dispatches finish within tens of
         microseconds; a blocking wait costs a thread wake-up of similar size), then blocks in
         slices of 50 ms so that Ctrl-C raises KeyboardInterrupt promptly.  Past the timeout
-        (``VKNB_TIMEOUT_S``) the device is marked lost and DeviceLost raised.
+        (``VKNB_TIMEOUT_S``) the device is marked lost and DeviceLost raised.  ``then`` runs
+        under the device's lock once the fence is seen signalled (see :meth:`complete`).
         """
         if self.state is not OPEN or self.epoch != _vk.epoch:
             raise self.unusable_error(label)
         token = next(_tokens)
-        self.busy.add(token)
+        busy = self.busy
+        busy.add(token)
         try:
-            self._wait_fence(serial, fence, label, timeout, pfence)
+            self._wait_fence(serial, fence, label, timeout, pfence, then)
         finally:
-            self.busy.discard(token)
+            busy.discard(token)
 
     def _wait_fence(
-        self, serial: int, fence: Any, label: str, timeout: float | None, pfence: Any
+        self,
+        serial: int,
+        fence: Any,
+        label: str,
+        timeout: float | None,
+        pfence: Any,
+        then: Callable[[], None] | None = None,
     ) -> None:
         lib = _vk.lib
         h = self.handle
@@ -790,7 +802,7 @@ class Device:
             while True:
                 r = status(h, fence)
                 if r == 0:
-                    self.complete(serial)
+                    self.complete(serial, then)
                     if _vk.validation_pending():
                         _vk.after_void("vkGetFenceStatus", label)
                     return
@@ -823,7 +835,7 @@ class Device:
                     label=label,
                     result=_vk.TIMEOUT,
                 )
-        self.complete(serial)
+        self.complete(serial, then)
         if _vk.validation_pending():
             _vk.after_void("vkWaitForFences", label)
 
@@ -833,13 +845,16 @@ class Device:
             raise self.unusable_error(label)
         _vk.check(res, function, label)
 
-    def complete(self, serial: int) -> None:
-        """Record that submission ``serial`` finished; run what waited for it."""
+    def complete(self, serial: int, then: Callable[[], None] | None = None) -> None:
+        """Record that submission ``serial`` finished; run what waited for it (and ``then``,
+        in the same hold of the lock)."""
         with self.lock:
             self._fences.pop(serial, None)
             cb = self._inflight.pop(serial, None)
             if cb is not None:
                 cb()
+            if then is not None:
+                then()
             if self._retiring or self._orphans:
                 self._run_retired()
 

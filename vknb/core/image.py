@@ -654,10 +654,10 @@ class Image:
         if self.mip_levels == 1:
             return
         dev = self.device
-        blit = _BLIT_MIPMAPS
-        if blit is None:
-            flags = dev.info.queue_families[dev.compute_family].flags
-            blit = bool(flags & C.QUEUE_GRAPHICS_BIT)
+        flags = dev.info.queue_families[dev.compute_family].flags
+        blit = bool(flags & C.QUEUE_GRAPHICS_BIT)  # a blit on any other queue is invalid
+        if _BLIT_MIPMAPS is not None:
+            blit = blit and _BLIT_MIPMAPS
         if not blit:
             self._mipmaps_on_host(self.numpy() if level0 is None else level0)
             return
@@ -788,7 +788,9 @@ def _rebuild_image(
 
 
 #: How :meth:`Image.generate_mipmaps` makes the levels: ``None`` decides by the compute queue
-#: (blits where it has graphics support, the host otherwise); tests force either path.
+#: (blits where it has graphics support, the host otherwise); tests force the host path
+#: (False), or ask for blits (True), which a queue without graphics support never gets: there
+#: (NVIDIA's compute-only family) a blit is invalid and loses the device.
 _BLIT_MIPMAPS: bool | None = None
 
 

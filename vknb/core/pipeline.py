@@ -100,6 +100,7 @@ class Slot:
         "cmd",
         "dirty",
         "fence",
+        "finishing",
         "key",
         "lock",
         "pcmd",
@@ -125,6 +126,7 @@ class Slot:
         self.serial = 0
         self.dirty = True  # queries start in an undefined state: reset before the first use
         self.pending: Any = None
+        self.finishing: Any = None  # the record of the repeated call waiting on the slot
         self.pcmd = ffi.new("VkCommandBuffer*", cmd)
         self.pfence = ffi.new("VkFence*", fence)
         self.submit_info = _vk.new(
@@ -156,6 +158,20 @@ class Slot:
             if rec is not None:
                 rec.set_gpu(*self.gpu_interval())
                 self.pending = None
+
+    def finish(self) -> None:
+        """A repeated call's fence has signalled (run under the device's lock): the slot's
+        queries now hold the GPU time of the waiting record, which reads it when first asked
+        (or when the slot is next readied); the slot is free again."""
+        rec, self.finishing = self.finishing, None
+        if self.timestamps is not None:
+            if self.pending is not None:  # (readied before the submission; kept as a guard)
+                self.resolve()
+            self.pending = rec
+            rec.pending = self
+        else:
+            rec.set_gpu_ms(None)
+        self.busy = False
 
     def clean(self, dh: Any, label: str) -> None:
         """Make the slot ready for a submission: read what it holds, reset fence and queries."""
@@ -706,35 +722,34 @@ class ComputePipeline:
             while len(slots) < 2:
                 self._new_slot()
             self._flip ^= 1
-            first, other = slots[self._flip], slots[self._flip ^ 1]
-            taken = first.busy  # by another call
-            if not taken:
-                first.busy = True
-        if taken:
-            return self.dispatch(sets, push, groups, buffers)
-        slot = first
-        with dev.lock:
-            self._submit_taken(slot, sets, push, groups, buffers)
-            if other.dirty and not other.busy:
-                other.clean(dev.handle, self.label)
-        return slot
+            slot, other = slots[self._flip], slots[self._flip ^ 1]
+            if not slot.busy:  # else taken by another call: any free slot below
+                slot.busy = True
+                self._submit_taken(slot, sets, push, groups, buffers)
+                if other.dirty and not other.busy:
+                    other.clean(dev.handle, self.label)
+                return slot
+        return self.dispatch(sets, push, groups, buffers)
 
     def finish_repeated(self, slot: Slot, rec: Any) -> None:
         """Wait for :meth:`submit_repeated`'s slot; ``rec`` reads its GPU time from it later.
 
-        The slot stays taken until the record is attached, so no other thread can take it in
+        The record is attached and the slot given back under the device's lock, in the same
+        hold that records the submission finished, so no other thread can take the slot in
         between (its queries hold the record's timestamps until it is next readied).
         """
-        self.wait_slot(slot)
-        if self.timestamps is not None:
-            with self.device.lock:
-                if slot.pending is not None:  # (readied before the submission; kept as a guard)
-                    slot.resolve()
-                slot.pending = rec
-                rec.pending = slot
-        else:
-            rec.set_gpu_ms(None)
-        self.release(slot)
+        slot.finishing = rec
+        try:
+            self.device.wait_fence(
+                slot.serial, slot.fence, self.label, pfence=slot.pfence, then=slot.finish
+            )
+        except BaseException:
+            if slot.finishing is rec:  # the wait failed before the fence signalled
+                slot.finishing = None
+                self.abandon(slot)
+            raise
+        if self.closed:  # closed meanwhile: the last slot given back retires the pipeline
+            self.release(slot)
 
     def wait_slot(self, slot: Slot) -> None:
         """Wait for the slot's submission (the slot stays taken); on Ctrl-C or failure the slot
