@@ -260,6 +260,21 @@ class Result:
     exit_s: float | None  # seconds from the OK line to the process's exit
 
 
+def session_device_is_cpu() -> bool:
+    """Whether the device the scenarios run on (the highest score) is a CPU driver."""
+    import vknb
+
+    infos = vknb.devices()
+    return max(infos, key=lambda d: (d.score, -d.index)).type == "cpu"
+
+
+def exit_limit_after_runaway() -> float:
+    """How soon a process must end after a kernel that never ends: 5 s on a CPU driver.  A
+    GPU's driver must take the GPU back from the kernel first; NVIDIA's needs about 6 s for
+    that as the process ends (and 4.5 s when a new device is made): 10 s there."""
+    return 5.0 if session_device_is_cpu() else 10.0
+
+
 def _tail(text: str, n: int = 4000) -> str:
     text = text or ""
     return text if len(text) <= n else "...\n" + text[-n:]

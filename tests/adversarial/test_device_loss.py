@@ -4,7 +4,7 @@ on the stuck one (contract scenarios 7 and 12)."""
 
 from __future__ import annotations
 
-from .conftest import run_scenario
+from .conftest import exit_limit_after_runaway, run_scenario
 
 TIMEOUT_1S = {"VKNB_TIMEOUT_S": "1"}
 
@@ -56,7 +56,7 @@ print("OK")
 """,
         env=TIMEOUT_1S,
         timeout=15,
-        exit_within=5.0,
+        exit_within=exit_limit_after_runaway(),
     )
 
 
@@ -68,7 +68,7 @@ print("OK")
 """,
         env=TIMEOUT_1S,
         timeout=15,
-        exit_within=5.0,
+        exit_within=exit_limit_after_runaway(),
     )
 
 
@@ -93,7 +93,7 @@ print("OK")
 """,
         env=TIMEOUT_1S,
         timeout=15,
-        exit_within=5.0,
+        exit_within=exit_limit_after_runaway(),
     )
 
 
@@ -125,5 +125,5 @@ print("OK")
 """,
         env=TIMEOUT_1S,
         timeout=15,
-        exit_within=5.0,
+        exit_within=exit_limit_after_runaway(),
     )

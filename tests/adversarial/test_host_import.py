@@ -5,7 +5,7 @@ session usable with no memory or import left behind."""
 
 from __future__ import annotations
 
-from .conftest import run_interrupt_scenario, run_scenario
+from .conftest import exit_limit_after_runaway, run_interrupt_scenario, run_scenario
 
 IMPORT = {"VKNB_HOST_IMPORT": "1", "VKNB_COPY_THREADS": "4"}
 
@@ -107,5 +107,5 @@ def test_device_lost_with_an_import_held_then_reset() -> None:
         """,
         env={**IMPORT, "VKNB_TIMEOUT_S": "1"},
         timeout=30,
-        exit_within=5.0,
+        exit_within=exit_limit_after_runaway(),
     )

@@ -271,6 +271,23 @@ def test_memory_stats_to_dict_and_heaps(dev):
         assert (h.budget is None) == (h.usage is None)
 
 
+def test_staging_buffers_are_counted_apart(rng, monkeypatch):
+    """``staging`` counts vknb's own transfer staging buffers (part of ``used``) once the first
+    transfer through staging made them, so that what a user's data uses is ``used - staging``.
+    A fresh device: lavapipe never stages unless told to."""
+    monkeypatch.setenv("VKNB_FORCE_STAGING", "1")
+    monkeypatch.setenv("VKNB_STAGING_MB", "2")
+    with vknb.Device() as d:
+        assert d.memory_stats().staging == 0
+        x = rng.random(1000, dtype=np.float32)
+        a = vknb.asarray(x, device=d)
+        np.testing.assert_array_equal(a.numpy(), x)
+        s = d.memory_stats()
+        assert s.staging == 4 * (2 << 20)  # two halves each way
+        assert s.used - s.staging == a.nbytes
+        assert s.to_dict()["staging"] == s.staging
+
+
 # ---------------------------------------------------------------------------------------------
 # Leaks: loops of Buffers, Arrays and dispatches
 # ---------------------------------------------------------------------------------------------

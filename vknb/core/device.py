@@ -1300,6 +1300,9 @@ class Device:
     def memory_stats(self) -> MemoryStats:
         """Memory statistics: per-heap size, driver budget/usage, vknb's allocated/used bytes.
 
+        ``used`` counts every live buffer, vknb's own transfer staging buffers (``staging``,
+        made by the first transfer that needs them: none on a CPU driver) included.
+
         Example
         -------
         >>> s = vknb.device().memory_stats()
@@ -1311,6 +1314,9 @@ class Device:
         stats = self.allocator.stats(self.buffers, self.images)
         if self.host_import is not None:
             stats.imported, stats.imports = self.host_import.usage()
+        staging = self.staging
+        if staging is not None:
+            stats.staging = sum(b.size for b in staging.up + staging.down)
         return stats
 
     def trim(self) -> int:

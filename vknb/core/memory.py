@@ -66,6 +66,7 @@ class MemoryStats:
     cached: int = 0  # bytes of freed dedicated allocations kept for reuse (part of allocated)
     imported: int = 0  # bytes of host (numpy) memory imported for transfers, not in allocated
     imports: int = 0  # imports of host memory alive
+    staging: int = 0  # bytes of vknb's own transfer staging buffers (part of used)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for display and JSON."""
@@ -80,6 +81,7 @@ class MemoryStats:
             "cached": self.cached,
             "imported": self.imported,
             "imports": self.imports,
+            "staging": self.staging,
         }
 
 

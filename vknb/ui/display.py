@@ -23,6 +23,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..compute.timing import summarize, version_label
@@ -1407,6 +1408,15 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _vknb_version() -> str:
+    """vknb's version; from a source tree on ``sys.path`` (not installed), where it comes from."""
+    import vknb
+
+    if _version("vknb") == "not installed":
+        return f"{vknb.__version__} (not installed: {Path(vknb.__file__).parent})"
+    return vknb.__version__
+
+
 def _vk_version(v: int) -> str:
     """A packed Vulkan version (``VK_MAKE_VERSION``) as ``major.minor.patch``."""
     return f"{(v >> 22) & 0x7F}.{(v >> 12) & 0x3FF}.{v & 0xFFF}"
@@ -1430,7 +1440,7 @@ def environment_info() -> dict[str, str]:
     from ..shader.compiler import cache_dir, find_compiler
 
     info: dict[str, str] = {
-        "vknb": _version("vknb"),
+        "vknb": _vknb_version(),
         "python": f"{platform.python_version()} ({sys.executable})",
         "vulkan (Python binding)": _version("vulkan"),
         "numpy": _version("numpy"),
