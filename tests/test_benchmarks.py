@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,25 @@ def test_placement_names_the_gpu_interrupt_cpu(smoke_run: tuple[dict, str, Path]
     )
     assert _gpu_irq_cpus(text) == [2]
     assert _gpu_irq_cpus("           CPU0\n  1:  5  IO-APIC  i8042\n") == []
+    # The run keeps its threads off those CPUs (os.sched_setaffinity acts on the calling
+    # thread, and the threads it starts inherit it: checked in a thread of our own).
+    from benchmarks.__main__ import _keep_off_irq_cpus
+
+    seen: list[object] = []
+
+    def pinned() -> None:
+        allowed = sorted(os.sched_getaffinity(0))
+        kept = _keep_off_irq_cpus([allowed[0]])
+        seen.extend([kept, allowed[0] in os.sched_getaffinity(0), len(allowed)])
+
+    t = threading.Thread(target=pinned)
+    t.start()
+    t.join()
+    kept, still, ncpu = seen
+    if ncpu > 1:
+        assert kept and not still, seen
+    else:  # one CPU: nowhere else to go, nothing changed
+        assert kept == [] and still, seen
     data, _, md_path = smoke_run
     placement = data["meta"]["placement"]
     assert placement.startswith("main thread on CPU") or placement.startswith("unknown")
