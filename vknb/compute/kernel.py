@@ -905,23 +905,32 @@ class BoundCall:
         self._fast = _Fast(pipe, (), [], self.grid, self.groups, prep, sets, push, grp)
         self._buffers = prep.buffers
 
+    def _current(self) -> tuple[ComputePipeline, _Fast]:
+        """The kernel's pipeline and the call's resolved form for it (under the kernel's lock);
+        resolved again where the pipeline or its descriptor sets were rebuilt."""
+        pipe = self.kernel.pipeline
+        f = self._fast
+        if f is None or f.pipe is not pipe or f.epoch != pipe.sets_epoch:
+            self._bind()
+            f = self._fast
+            assert f is not None
+        return pipe, f
+
+    def _closed_error(self, label: str) -> E.ObjectClosed:
+        return E.ObjectClosed(
+            f"{self.kernel.name}: bound argument {label} was closed; bind the call again",
+            label=label,
+        )
+
     def batch_item(self) -> tuple[Any, ...]:
         """What a batch records for the call, after checking that it can still run."""
         k = self.kernel
         with k._lock:
-            pipe = k.pipeline
-            f = self._fast
-            if f is None or f.pipe is not pipe or f.epoch != pipe.sets_epoch:
-                self._bind()  # the pipeline or its descriptor sets were rebuilt
-                f = self._fast
-                assert f is not None
+            pipe, f = self._current()
             bufs = self._buffers
             for buf in bufs:
                 if buf.allocation is None:
-                    raise E.ObjectClosed(
-                        f"{k.name}: bound argument {buf.label} was closed; bind the call again",
-                        label=buf.label,
-                    )
+                    raise self._closed_error(buf.label)
             return (k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
 
     def __call__(self, *, wait: bool = True) -> Any:
@@ -932,12 +941,7 @@ class BoundCall:
         if wait:
             k = self.kernel
             with k._lock:
-                pipe = k.pipeline
-                f = self._fast
-                if f is None or f.pipe is not pipe or f.epoch != pipe.sets_epoch:
-                    self._bind()  # the pipeline or its descriptor sets were rebuilt
-                    f = self._fast
-                    assert f is not None
+                pipe, f = self._current()
                 bufs = self._buffers
             t0 = time.perf_counter()
             try:  # (the buffers are checked open at the submission, under the device's lock)
@@ -946,10 +950,7 @@ class BoundCall:
                 closed = [b.label for b in bufs if b.allocation is None]
                 if not closed:
                     raise
-                raise E.ObjectClosed(
-                    f"{k.name}: bound argument {closed[0]} was closed; bind the call again",
-                    label=closed[0],
-                ) from e
+                raise self._closed_error(closed[0]) from e
             return k._finish_repeated(pipe, f, slot, t0)
         return self.kernel(
             *self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs
