@@ -127,3 +127,21 @@ print("OK")
         timeout=15,
         exit_within=exit_limit_after_runaway(),
     )
+
+
+def test_exit_after_a_lost_device_keeps_its_status_and_runs_atexit() -> None:
+    """The exit that skips the driver's handlers (which wait for the runaway kernel on NVIDIA)
+    still runs Python's atexit handlers and flushes, and keeps the script's exit status."""
+    res = run_scenario(
+        LOSE_DEVICE
+        + """
+import atexit
+atexit.register(lambda: print("atexit ran", flush=True))
+print("buffered to the end", end="")
+sys.exit(3)
+""",
+        env=TIMEOUT_1S,
+        timeout=15,
+        expect_rc=3,
+    )
+    assert "atexit ran" in res.stdout and "buffered to the end" in res.stdout, res.stdout

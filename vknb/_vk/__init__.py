@@ -75,12 +75,29 @@ def _after_fork_in_child() -> None:
 # the kernel frees the GPU's resources as for any process that ends.
 
 _exit_past_driver = False
+_exit_hook: list[Any] = []  # [(on_exit, the address of _exit) or None], resolved by load()
+
+
+def _resolve_exit_hook() -> tuple[Any, Any] | None:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        on_exit = libc.on_exit
+        end = ctypes.cast(libc._exit, ctypes.c_void_p)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+    on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    on_exit.restype = ctypes.c_int
+    return on_exit, end
 
 
 def exit_past_the_driver() -> bool:
     """Make this process's exit end with ``_exit(status)`` once Python has finalized, skipping
     the driver's exit handlers (see above).  Idempotent; False where the C library lacks
-    ``on_exit`` (not glibc).
+    ``on_exit`` (not glibc).  The functions are looked up when the driver is loaded, so that a
+    forked child only makes the call (a lookup there could wait for ever on a loader lock that
+    another thread of the parent held at the fork).
 
     Example
     -------
@@ -90,16 +107,10 @@ def exit_past_the_driver() -> bool:
     global _exit_past_driver
     if _exit_past_driver:
         return True
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        on_exit = libc.on_exit
-        end = ctypes.cast(libc._exit, ctypes.c_void_p)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
+    hook = _exit_hook[0] if _exit_hook else _resolve_exit_hook()
+    if hook is None:  # pragma: no cover - not glibc
         return False
-    on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-    on_exit.restype = ctypes.c_int
+    on_exit, end = hook
     if on_exit(end, None) != 0:  # pragma: no cover - out of memory
         return False
     _exit_past_driver = True
@@ -205,6 +216,7 @@ def load() -> Any:
                 "The Python package `vulkan` is missing: `pip install vulkan`."
             ) from e
         ffi, lib, vk = mod.ffi, mod.lib, mod
+        _exit_hook[:] = [_resolve_exit_hook()]  # here: a forked child must not dlsym
         _mod = mod
     return _mod
 
