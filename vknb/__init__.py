@@ -27,6 +27,7 @@ import importlib.util
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .config import VERSION as __version__
 from .errors import (
     AllocationFailed,
     BufferFailed,
@@ -49,8 +50,6 @@ from .errors import (
     ValidationError,
     VulkanError,
 )
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover - the names below load lazily at run time
     from .compute.batch import Batch, batch  # noqa: F401

@@ -28,6 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+#: vknb's version (``vknb.__version__``; here so that every layer can name it).
+VERSION = "0.1.0"
+
 __all__ = ["VARIABLES", "Variable", "cache_dir", "get", "shader_dir", "table"]
 
 _TRUE = ("1", "true", "yes", "on")

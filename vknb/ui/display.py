@@ -1410,11 +1410,11 @@ def _version(dist: str) -> str:
 
 def _vknb_version() -> str:
     """vknb's version; from a source tree on ``sys.path`` (not installed), where it comes from."""
-    import vknb
+    from ..config import VERSION
 
     if _version("vknb") == "not installed":
-        return f"{vknb.__version__} (not installed: {Path(vknb.__file__).parent})"
-    return vknb.__version__
+        return f"{VERSION} (not installed: {Path(__file__).parents[1]})"
+    return VERSION
 
 
 def _vk_version(v: int) -> str:
