@@ -504,13 +504,14 @@ class Image:
 
     # -- data ----------------------------------------------------------------------------
 
-    def _copy_regions(self) -> Any:
-        """The copy region of level 0, every layer."""
-        w, h, d = self.extent
+    def _copy_region(self, level: int = 0, extent: tuple[int, int, int] | None = None) -> Any:
+        """The buffer <-> image copy region of mip ``level`` (of ``extent``: level 0's by
+        default), every layer, tightly packed."""
+        w, h, d = self.extent if extent is None else extent
         return _vk.new(
             "VkBufferImageCopy",
             {
-                "imageSubresource": _layers(0, self.layers),
+                "imageSubresource": _layers(level, self.layers),
                 "imageExtent": {"width": w, "height": h, "depth": d},
             },
         )
@@ -583,7 +584,7 @@ class Image:
         self.check()
         result = np.empty(self.shape, self.dtype) if out is None else out
         with self._staging(upload=False) as staging:
-            region = self._copy_regions()
+            region = self._copy_region()
             sh, ih = staging.handle, self.handle
 
             def record(cmd: Any) -> None:
@@ -718,14 +719,7 @@ class Image:
 
     def _upload_level(self, n: int, flat: Any, extent: tuple[int, int, int]) -> None:
         """Write mip level ``n`` (of ``extent``, every layer) from the bytes ``flat``."""
-        lw, lh, ld = extent
-        region = _vk.new(
-            "VkBufferImageCopy",
-            {
-                "imageSubresource": _layers(n, self.layers),
-                "imageExtent": {"width": lw, "height": lh, "depth": ld},
-            },
-        )
+        region = self._copy_region(n, extent)
         with self._staging(upload=True) as staging:
             staging.write(flat)
             sh, ih = staging.handle, self.handle
