@@ -502,11 +502,14 @@ class Batch:
         return self.submit(wait=wait)
 
     def _rerecord(self) -> None:
-        self._begin()
-        rec = self._rec
-        for e in self.entries:
-            rec.emit(self._cmd, e[_PIPE], e[_SETS], e[_CPUSH], e[_GROUPS], e[_BARRIER])
-        self._end()
+        # Whole or not at all (Ctrl-C is held until it is done): cut short, the command buffer
+        # would stay in the recording state, and the next replay would submit or begin it.
+        with _vk.deferred_interrupt():
+            self._begin()
+            rec = self._rec
+            for e in self.entries:
+                rec.emit(self._cmd, e[_PIPE], e[_SETS], e[_CPUSH], e[_GROUPS], e[_BARRIER])
+            self._end()
 
     def __len__(self) -> int:
         return len(self.entries)

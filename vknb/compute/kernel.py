@@ -641,54 +641,65 @@ class Kernel:
         in the batch.
         """
         b = current_batch()
-        with self._lock:
-            pipe = self.pipeline
-            fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
-            if fast is not None:
-                f, arrays = fast
-                bufs = [a.buffer for a in arrays]
-                if b is not None:  # the hottest path: recording a repeated call
-                    return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
-                if wait:  # a repeated synchronous call: no scratch buffers, nothing to write back
-                    t0 = time.perf_counter()
-                    slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
-                    repeated = f
+        rslot: Slot | None = None  # a repeated call's slot, once submitted
+        serial = 0
+        try:
+            with self._lock:
+                pipe = self.pipeline
+                fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
+                if fast is not None:
+                    f, arrays = fast
+                    bufs = [a.buffer for a in arrays]
+                    if b is not None:  # the hottest path: recording a repeated call
+                        return b.add(
+                            self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ()
+                        )
+                    if wait:  # a repeated synchronous call: no scratch buffers, no write-back
+                        t0 = time.perf_counter()
+                        rslot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
+                        serial = rslot.serial
+                        repeated = f
+                    else:
+                        repeated = None
+                        t0 = time.perf_counter()
+                        prep = Prepared()
+                        prep.buffers = bufs
+                        prep.reads, prep.writes = f.reads, f.writes
+                        prep.kernel_bytes = f.kernel_bytes
+                        sets, push_bytes, grp = f.sets, f.push, f.groups
                 else:
                     repeated = None
                     t0 = time.perf_counter()
-                    prep = Prepared()
-                    prep.buffers = bufs
-                    prep.reads, prep.writes = f.reads, f.writes
-                    prep.kernel_bytes = f.kernel_bytes
-                    sets, push_bytes, grp = f.sets, f.push, f.groups
-            else:
-                repeated = None
-                t0 = time.perf_counter()
-                prep, sets, push_bytes, grp = self._resolve(
-                    args, kwargs, grid, groups, pipe, private=b is not None
-                )
-            if repeated is None:
-                if b is not None:
-                    return b.add(
-                        self,
-                        pipe,
-                        sets,
-                        push_cdata(push_bytes),
-                        grp,
-                        prep.reads,
-                        prep.writes,
-                        prep.buffers,
-                        prep.writeback,
+                    prep, sets, push_bytes, grp = self._resolve(
+                        args, kwargs, grid, groups, pipe, private=b is not None
                     )
-                try:
-                    slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers)
-                except BaseException:
-                    self.binder.give_back(prep.scratch, keep=False)
-                    raise
-        # The wait and the write-back run outside the kernel's lock: other threads' calls of
-        # this kernel go on meanwhile.
-        if repeated is not None:
-            return self._finish_repeated(pipe, repeated, slot, t0)
+                if repeated is None:
+                    if b is not None:
+                        return b.add(
+                            self,
+                            pipe,
+                            sets,
+                            push_cdata(push_bytes),
+                            grp,
+                            prep.reads,
+                            prep.writes,
+                            prep.buffers,
+                            prep.writeback,
+                        )
+                    try:
+                        slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers)
+                    except BaseException:
+                        self.binder.give_back(prep.scratch, keep=False)
+                        raise
+            # The wait and the write-back run outside the kernel's lock: other threads' calls
+            # of this kernel go on meanwhile.
+            if repeated is not None:
+                assert rslot is not None
+                return self._finish_repeated(pipe, repeated, rslot, t0)
+        except BaseException:
+            if rslot is not None:  # Ctrl-C or a failure after the submission
+                pipe.give_up(rslot, serial)
+            raise
         if wait:
             return self._finish_call(pipe, slot, prep, grp, t0)
         return self._async_call(pipe, slot, prep, grp, t0)
@@ -696,7 +707,8 @@ class Kernel:
     def _finish_repeated(
         self, pipe: ComputePipeline, f: _Fast, slot: Slot, t0: float
     ) -> DispatchRecord:
-        # Built while the GPU runs; its GPU time is read later (finish_repeated).
+        # Built while the GPU runs; its GPU time is read later (finish_repeated).  The caller
+        # gives the slot up if anything here raises.
         rec = DispatchRecord(
             self.name,
             f.groups,
@@ -940,18 +952,26 @@ class BoundCall:
             return b.add(*self.batch_item())
         if wait:
             k = self.kernel
-            with k._lock:
-                pipe, f = self._current()
-                bufs = self._buffers
-            t0 = time.perf_counter()
-            try:  # (the buffers are checked open at the submission, under the device's lock)
-                slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
-            except E.ObjectClosed as e:
-                closed = [b.label for b in bufs if b.allocation is None]
-                if not closed:
-                    raise
-                raise self._closed_error(closed[0]) from e
-            return k._finish_repeated(pipe, f, slot, t0)
+            slot: Slot | None = None
+            serial = 0
+            try:
+                # Submitted under the kernel's lock, as a Kernel call is: its descriptor sets
+                # cannot be given up in between.  (Its buffers are checked open there too.)
+                with k._lock:
+                    pipe, f = self._current()
+                    bufs = self._buffers
+                    t0 = time.perf_counter()
+                    slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
+                    serial = slot.serial
+                return k._finish_repeated(pipe, f, slot, t0)
+            except BaseException as e:
+                if slot is not None:  # Ctrl-C or a failure after the submission
+                    pipe.give_up(slot, serial)
+                elif isinstance(e, E.ObjectClosed):
+                    closed = [b.label for b in self._buffers if b.allocation is None]
+                    if closed:
+                        raise self._closed_error(closed[0]) from e
+                raise
         return self.kernel(
             *self.args, grid=self.grid, groups=self.groups, wait=False, **self.kwargs
         )

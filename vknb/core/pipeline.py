@@ -87,6 +87,10 @@ class DescriptorPool:
         self.retired = False  # replaced by a fresh pool; destroyed once unpinned and idle
 
 
+#: ``Slot.finishing`` of a slot that a repeated call submitted and has not waited on yet.
+_CLAIMED = object()
+
+
 class Slot:
     """One command buffer + fence + two timestamp queries, reused across calls.
 
@@ -162,8 +166,14 @@ class Slot:
     def finish(self) -> None:
         """A repeated call's fence has signalled (run under the device's lock): the slot's
         queries now hold the GPU time of the waiting record, which reads it when first asked
-        (or when the slot is next readied); the slot is free again."""
+        (or when the slot is next readied); the slot is free again.
+
+        The slot is given back first, by plain stores that Ctrl-C cannot split (Python delivers
+        signals at calls and jumps): an interrupt later in here costs the record its GPU time,
+        never the slot.  One before the stores leaves ``finishing`` set, and the caller gives
+        the slot back (``give_up``)."""
         rec, self.finishing = self.finishing, None
+        self.busy = False
         if self.timestamps is not None:
             if self.pending is not None:  # (readied before the submission; kept as a guard)
                 self.resolve()
@@ -171,7 +181,6 @@ class Slot:
             rec.pending = self
         else:
             rec.set_gpu_ms(None)
-        self.busy = False
 
     def clean(self, dh: Any, label: str) -> None:
         """Make the slot ready for a submission: read what it holds, reset fence and queries."""
@@ -570,22 +579,28 @@ class ComputePipeline:
 
     # -- slots ---------------------------------------------------------------------------
 
-    def _free_slot(self) -> Slot | None:
-        """Take a free slot, or a new one while there are fewer than MAX_SLOTS (call under the
-        device lock); None if every slot is taken."""
+    def _free_slot(self, taken: list[Slot]) -> bool:
+        """Take a free slot, or a new one while there are fewer than MAX_SLOTS, into ``taken``
+        (call under the device lock); False if every slot is taken."""
         for s in self._slots:
             if not s.busy:
                 s.busy = True
-                return s
+                taken.append(s)
+                return True
         if len(self._slots) < self.MAX_SLOTS:
             s = self._new_slot()
             s.busy = True
-            return s
-        return None
+            taken.append(s)
+            return True
+        return False
 
-    def _acquire_slot(self) -> Slot:
-        """A slot for a call; waits while every slot is taken (by calls of other threads, or
-        pending asynchronous calls whose waiters have not come back)."""
+    def _acquire_slot(self, taken: list[Slot]) -> None:
+        """Take a slot for a call into ``taken``; waits while every slot is taken (by calls of
+        other threads, or pending asynchronous calls whose waiters have not come back).
+
+        The slot goes into the caller's list in the same step that takes it: a caller that
+        Ctrl-C stops anywhere later finds it there and gives it back (:meth:`_give_back`).
+        """
         dev = self.device
         deadline = 0.0
         nap = 20e-6
@@ -593,9 +608,8 @@ class ComputePipeline:
             with dev.lock:
                 if self.closed:
                     raise E.ObjectClosed(f"{self.label}: pipeline is closed")
-                s = self._free_slot()
-                if s is not None:
-                    return s
+                if self._free_slot(taken):
+                    return
             dev.poll()
             dev.check_usable()
             now = time.monotonic()
@@ -668,7 +682,10 @@ class ComputePipeline:
         key = (id(sets), push, groups)
         if slot.key != key:
             slot.key = None
-            self._record(slot, sets, push_cdata(push), groups)
+            # Whole or not at all: Ctrl-C between its calls would leave the command buffer in
+            # the recording state, where the next vkBeginCommandBuffer is invalid.
+            with _vk.deferred_interrupt():
+                self._record(slot, sets, push_cdata(push), groups)
             slot.key = key
         slot.dirty = True
         slot.serial = dev.queue_submit(dev.compute_queue, slot.submit_info, slot.fence, self.label)
@@ -678,78 +695,100 @@ class ComputePipeline:
     ) -> Slot:
         """Submit one dispatch; return its slot (taken: give it back with :meth:`wait`,
         :meth:`wait_slot` + :meth:`release`, or :meth:`abandon`)."""
-        slot = self._acquire_slot()
-        with self.device.lock:
-            self._submit_taken(slot, sets, push, groups, buffers)
+        taken: list[Slot] = []
+        before = None
+        try:
+            self._acquire_slot(taken)
+            slot = taken[0]
+            before = slot.serial
+            with self.device.lock:
+                self._submit(slot, sets, push, groups, buffers)
+        except BaseException as e:
+            if taken:
+                self._give_back(taken[0], before, e)
+            raise
         return slot
 
-    def _submit_taken(
-        self,
-        slot: Slot,
-        sets: Any,
-        push: bytes,
-        groups: tuple[int, int, int],
-        buffers: Sequence[Buffer],
-    ) -> None:
-        """:meth:`_submit` a taken slot; a slot whose submission failed is free again, one
-        interrupted as it reached the queue is given back once the GPU is done with it."""
-        try:
-            self._submit(slot, sets, push, groups, buffers)
-        except BaseException as e:
-            serial = _vk.submitted_serial(e)
-            if serial is None:
-                slot.busy = False
-            else:
-                slot.serial = serial
-                self.abandon(slot)
-            raise
+    def _give_back(self, slot: Slot, before: int | None, e: BaseException) -> None:
+        """A slot taken for a call that failed, or that Ctrl-C stopped, before anyone waited on
+        it (``before``: its serial when taken, None if the call never got to submit): free
+        again now if its submission never reached the queue, else once the GPU is done."""
+        late = _vk.submitted_serial(e)
+        if late is not None:  # interrupted as it reached the queue
+            slot.serial = late
+        if before is not None and slot.serial != before:
+            self.abandon(slot)
+        else:
+            self.release(slot)
 
     def submit_repeated(
         self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
     ) -> Slot:
-        """Submit a repeated synchronous call; the caller waits with :meth:`finish_repeated`.
+        """Submit a repeated synchronous call; the caller waits with :meth:`finish_repeated`
+        (or gives the slot up with :meth:`give_up`).
 
         Such calls alternate between the first two slots, each keeping its own recording of
         the call, and while the GPU runs one, the other is readied for the next call: its
         timestamps are read into the record waiting for them, its fence and queries reset.
-        That takes the query read and both resets out of the call's critical path.
+        That takes the query read and both resets out of the call's critical path.  A failure
+        or Ctrl-C at any point gives the slot back (:meth:`_give_back`).
         """
         dev = self.device
-        with dev.lock:
-            if self.closed:
-                raise E.ObjectClosed(f"{self.label}: pipeline is closed")
-            slots = self._slots
-            while len(slots) < 2:
-                self._new_slot()
-            self._flip ^= 1
-            slot, other = slots[self._flip], slots[self._flip ^ 1]
-            if not slot.busy:  # else taken by another call: any free slot below
-                slot.busy = True
-                self._submit_taken(slot, sets, push, groups, buffers)
-                if other.dirty and not other.busy:
-                    other.clean(dev.handle, self.label)
-                return slot
-        return self.dispatch(sets, push, groups, buffers)
+        taken: list[Slot] = []
+        before = 0
+        try:
+            with dev.lock:
+                if self.closed:
+                    raise E.ObjectClosed(f"{self.label}: pipeline is closed")
+                slots = self._slots
+                while len(slots) < 2:
+                    self._new_slot()
+                self._flip ^= 1
+                slot, other = slots[self._flip], slots[self._flip ^ 1]
+                if not slot.busy:  # else taken by another call: any free slot below
+                    before = slot.serial
+                    slot.busy = True
+                    slot.finishing = _CLAIMED
+                    taken.append(slot)
+                    self._submit(slot, sets, push, groups, buffers)
+                    if other.dirty and not other.busy:
+                        other.clean(dev.handle, self.label)
+        except BaseException as e:
+            if taken:
+                self._give_back(taken[0], before, e)
+            raise
+        if taken:
+            return taken[0]
+        slot = self.dispatch(sets, push, groups, buffers)
+        slot.finishing = _CLAIMED
+        return slot
 
     def finish_repeated(self, slot: Slot, rec: Any) -> None:
         """Wait for :meth:`submit_repeated`'s slot; ``rec`` reads its GPU time from it later.
 
         The record is attached and the slot given back under the device's lock, in the same
         hold that records the submission finished, so no other thread can take the slot in
-        between (its queries hold the record's timestamps until it is next readied).
+        between (its queries hold the record's timestamps until it is next readied).  The
+        caller gives the slot up with :meth:`give_up` if this raises, or if anything between
+        the submission and this call did.
         """
         slot.finishing = rec
-        try:
-            self.device.wait_fence(
-                slot.serial, slot.fence, self.label, pfence=slot.pfence, then=slot.finish
-            )
-        except BaseException:
-            if slot.finishing is rec:  # the wait failed before the fence signalled
-                slot.finishing = None
-                self.abandon(slot)
-            raise
+        self.device.wait_fence(
+            slot.serial, slot.fence, self.label, pfence=slot.pfence, then=slot.finish
+        )
         if self.closed:  # closed meanwhile: the last slot given back retires the pipeline
             self.release(slot)
+
+    def give_up(self, slot: Slot, serial: int) -> None:
+        """The repeated call that submitted ``serial`` on ``slot`` stopped (Ctrl-C, a failure)
+        anywhere between its submission and the end of its wait: unless the wait already gave
+        the slot back, it goes back once the GPU is done."""
+        with self.device.lock:
+            mine = slot.finishing is not None and slot.serial == serial and slot.busy
+            if mine:
+                slot.finishing = None
+        if mine:
+            self.abandon(slot)
 
     def wait_slot(self, slot: Slot) -> None:
         """Wait for the slot's submission (the slot stays taken); on Ctrl-C or failure the slot
