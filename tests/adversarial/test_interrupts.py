@@ -180,11 +180,12 @@ print("OK")
 
 
 def test_ctrl_c_at_random_moments_of_repeated_calls_loses_no_slot() -> None:
-    """Repeated synchronous calls (a Kernel call and a bound call) reuse two command-buffer
-    slots; Ctrl-C at any moment of one (submission, the wait, the slot's hand-back) must leave
-    every slot free once the GPU is done: 300 interrupts at random moments, then the calls still
-    give numpy's answers (a lost slot per interrupt would exhaust the 16 a pipeline may have and
-    hang), and the validation layer reports no object left at exit."""
+    """Synchronous calls (a repeated Kernel call, a bound call, a call with numpy arguments)
+    take command-buffer slots; Ctrl-C at any moment of one (submission, the wait, the slot's
+    hand-back) must leave every slot free once the GPU is done: 300 interrupts at random
+    moments, then the calls still give numpy's answers (a lost slot per interrupt would exhaust
+    the 16 a pipeline may have and hang), and the validation layer reports no object left at
+    exit."""
     res = run_scenario(
         """
 import random
@@ -195,6 +196,7 @@ x = rng.random(n, dtype=np.float32)
 X = vknb.asarray(x)
 Y = vknb.asarray(np.zeros(n, np.float32))
 step = k.bind(X, Y, a=1.0, n=n, grid=n)
+z = np.zeros(n, np.float32)
 calls = hits = 0
 for i in range(300):
     t = threading.Timer(random.uniform(0.0005, 0.004), os.kill, (os.getpid(), signal.SIGINT))
@@ -203,10 +205,12 @@ for i in range(300):
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             calls += 1
-            if calls % 2:
+            if calls % 3 == 0:
                 k(X, Y, a=1.0, n=n, grid=n)
-            else:
+            elif calls % 3 == 1:
                 step()
+            else:  # numpy arguments: scratch buffers, uploads and a write-back
+                k(x, z, a=1.0, n=n, grid=n)
     except KeyboardInterrupt:
         hits += 1
     t.join()

@@ -641,8 +641,9 @@ class Kernel:
         in the batch.
         """
         b = current_batch()
-        rslot: Slot | None = None  # a repeated call's slot, once submitted
+        rslot: Slot | None = None  # a synchronous call's slot, once submitted
         serial = 0
+        held: Prepared | None = None  # its scratch buffers (a call with numpy arguments)
         try:
             with self._lock:
                 pipe = self.pipeline
@@ -691,17 +692,23 @@ class Kernel:
                     except BaseException:
                         self.binder.give_back(prep.scratch, keep=False)
                         raise
+                    if wait:
+                        rslot, serial, held = slot, slot.serial, prep
             # The wait and the write-back run outside the kernel's lock: other threads' calls
             # of this kernel go on meanwhile.
             if repeated is not None:
                 assert rslot is not None
                 return self._finish_repeated(pipe, repeated, rslot, t0)
+            if wait:
+                return self._finish_call(pipe, slot, prep, grp, t0)
         except BaseException:
-            if rslot is not None:  # Ctrl-C or a failure after the submission
-                pipe.give_up(rslot, serial)
+            # Ctrl-C or a failure between the submission and the wait: the slot (and scratch
+            # buffers the GPU may still use) go back once the GPU is done.
+            if rslot is not None and pipe.give_up(rslot, serial) and held is not None:
+                for _, buf in held.scratch:
+                    buf.close()  # (retired: freed once the GPU is done)
+                held.scratch.clear()
             raise
-        if wait:
-            return self._finish_call(pipe, slot, prep, grp, t0)
         return self._async_call(pipe, slot, prep, grp, t0)
 
     def _finish_repeated(

@@ -707,6 +707,7 @@ class ComputePipeline:
             if taken:
                 self._give_back(taken[0], before, e)
             raise
+        slot.finishing = _CLAIMED  # until waited on (wait_slot) or given up (give_up)
         return slot
 
     def _give_back(self, slot: Slot, before: int | None, e: BaseException) -> None:
@@ -759,9 +760,7 @@ class ComputePipeline:
             raise
         if taken:
             return taken[0]
-        slot = self.dispatch(sets, push, groups, buffers)
-        slot.finishing = _CLAIMED
-        return slot
+        return self.dispatch(sets, push, groups, buffers)
 
     def finish_repeated(self, slot: Slot, rec: Any) -> None:
         """Wait for :meth:`submit_repeated`'s slot; ``rec`` reads its GPU time from it later.
@@ -779,16 +778,17 @@ class ComputePipeline:
         if self.closed:  # closed meanwhile: the last slot given back retires the pipeline
             self.release(slot)
 
-    def give_up(self, slot: Slot, serial: int) -> None:
-        """The repeated call that submitted ``serial`` on ``slot`` stopped (Ctrl-C, a failure)
-        anywhere between its submission and the end of its wait: unless the wait already gave
-        the slot back, it goes back once the GPU is done."""
+    def give_up(self, slot: Slot, serial: int) -> bool:
+        """The synchronous call that submitted ``serial`` on ``slot`` stopped (Ctrl-C, a
+        failure) anywhere between its submission and the end of its wait: unless the wait
+        already took care of the slot, it goes back once the GPU is done (True)."""
         with self.device.lock:
             mine = slot.finishing is not None and slot.serial == serial and slot.busy
             if mine:
                 slot.finishing = None
         if mine:
             self.abandon(slot)
+        return mine
 
     def wait_slot(self, slot: Slot) -> None:
         """Wait for the slot's submission (the slot stays taken); on Ctrl-C or failure the slot
@@ -796,8 +796,10 @@ class ComputePipeline:
         try:
             self.device.wait_fence(slot.serial, slot.fence, self.label, pfence=slot.pfence)
         except BaseException:
+            slot.finishing = None  # (taken care of here: give_up leaves it alone)
             self.abandon(slot)
             raise
+        slot.finishing = None
 
     def wait(self, slot: Slot) -> None:
         """Wait for a slot's submission and give the slot back."""
