@@ -12,9 +12,11 @@ output) instead of taking pytest down.
 
 The prelude gives every scenario: ``np``, ``vknb``, ``rng`` (seeded), ``TMP`` (its own
 directory), ``check``, ``raises`` (type, message words, duration), ``timed``, ``settle`` (memory
-stats after gc + trim), ``check_usable``, ``ready``/``sigint_latency``/``no_interrupt``, and the
-shaders ``ADD``, ``BUSY`` and ``RUNAWAY``.  An uncaught exception ends the scenario at once
-(``os._exit(1)``), so a broken interpreter exit never hides the first failure.
+stats after gc + trim), ``check_usable``, ``ready``/``sigint_latency``/``no_interrupt``,
+``random_interrupts`` (SIGINTs at random moments of a loop), ``reset_limit``/``busy_iters``
+(what a device needs), and the shaders ``ADD``, ``BUSY`` and ``RUNAWAY``.  An uncaught
+exception ends the scenario at once (``os._exit(1)``), so a broken interpreter exit never
+hides the first failure.
 
 Only the public API of vknb is used (``import vknb``).  This directory is a package
 (``__init__.py``) so that this conftest does not replace ``tests/conftest.py`` as the module
@@ -174,6 +176,25 @@ def no_interrupt(what):
 
 def ready():
     print("READY", flush=True)
+
+
+def random_interrupts(rounds, body, max_delay, seconds, seed):
+    """``rounds`` times: run ``body()`` over and over for up to ``seconds`` while a SIGINT
+    lands at a random moment within ``max_delay`` s; return how many interrupts landed."""
+    import random
+    pick = random.Random(seed)
+    hits = 0
+    for _ in range(rounds):
+        t = threading.Timer(pick.uniform(0.0005, max_delay), os.kill, (os.getpid(), signal.SIGINT))
+        try:  # (the timer may fire before start() returns)
+            t.start()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                body()
+        except KeyboardInterrupt:
+            hits += 1
+        t.join()
+    return hits
 
 
 # Shaders used by many scenarios.

@@ -133,9 +133,7 @@ def test_ctrl_c_while_objects_are_made_leaks_no_vulkan_object() -> None:
     reports none at exit."""
     res = run_scenario(
         '''
-import random
 from vknb import library as lib
-random.seed(5)
 SRC = """
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint R = 1;
@@ -149,24 +147,19 @@ void main() {
 """
 spirv = vknb.compile(SRC, name="spec").spirv
 x = rng.integers(0, 2**32, 1 << 16, dtype=np.uint64).astype(np.uint32)
-hits = 0
 made = 0
-for i in range(80):
-    t = threading.Timer(random.uniform(0.0005, 0.03), os.kill, (os.getpid(), signal.SIGINT))
-    try:  # (the timer may fire before start() returns)
-        t.start()
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            made += 1
-            k = vknb.compile(spirv, name=f"k{made}", constants={"R": made})
-            a = vknb.asarray(rng.random(1000 + made % 5000, dtype=np.float32))
-            k(a, grid=a.size)
-            if made % 7 == 0:
-                lib.sort(x[: 3000 + (17 * made) % 20000])
-            k.close(); a.close()
-    except KeyboardInterrupt:
-        hits += 1
-    t.join()
+
+def make():
+    global made
+    made += 1
+    k = vknb.compile(spirv, name=f"k{made}", constants={"R": made})
+    a = vknb.asarray(rng.random(1000 + made % 5000, dtype=np.float32))
+    k(a, grid=a.size)
+    if made % 7 == 0:
+        lib.sort(x[: 3000 + (17 * made) % 20000])
+    k.close(); a.close()
+
+hits = random_interrupts(80, make, max_delay=0.03, seconds=1.0, seed=5)
 check(hits >= 70, f"only {hits} interrupts landed")
 check_usable()
 print(made, "kernels made")
@@ -188,8 +181,6 @@ def test_ctrl_c_at_random_moments_of_repeated_calls_loses_no_slot() -> None:
     exit."""
     res = run_scenario(
         """
-import random
-random.seed(11)
 k = vknb.compile(ADD, name="add_repeated")
 n = 4096
 x = rng.random(n, dtype=np.float32)
@@ -197,23 +188,19 @@ X = vknb.asarray(x)
 Y = vknb.asarray(np.zeros(n, np.float32))
 step = k.bind(X, Y, a=1.0, n=n, grid=n)
 z = np.zeros(n, np.float32)
-calls = hits = 0
-for i in range(300):
-    t = threading.Timer(random.uniform(0.0005, 0.004), os.kill, (os.getpid(), signal.SIGINT))
-    try:
-        t.start()
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            calls += 1
-            if calls % 3 == 0:
-                k(X, Y, a=1.0, n=n, grid=n)
-            elif calls % 3 == 1:
-                step()
-            else:  # numpy arguments: scratch buffers, uploads and a write-back
-                k(x, z, a=1.0, n=n, grid=n)
-    except KeyboardInterrupt:
-        hits += 1
-    t.join()
+calls = 0
+
+def call():
+    global calls
+    calls += 1
+    if calls % 3 == 0:
+        k(X, Y, a=1.0, n=n, grid=n)
+    elif calls % 3 == 1:
+        step()
+    else:  # numpy arguments: scratch buffers, uploads and a write-back
+        k(x, z, a=1.0, n=n, grid=n)
+
+hits = random_interrupts(300, call, max_delay=0.004, seconds=0.5, seed=11)
 check(hits >= 280, f"only {hits} interrupts landed")
 vknb.synchronize()
 y0 = rng.random(n, dtype=np.float32)
@@ -241,7 +228,6 @@ def test_ctrl_c_at_random_moments_of_batch_replays_with_updates() -> None:
     res = run_scenario(
         """
 import random
-random.seed(12)
 k = vknb.compile(ADD, name="add_batch")
 n = 1024
 x = rng.random(n, dtype=np.float32)
@@ -250,17 +236,10 @@ Y = vknb.asarray(np.zeros(n, np.float32))
 with vknb.batch() as b:
     for _ in range(200):
         k(X, Y, a=1.0, n=n, grid=n)
-hits = 0
-for i in range(150):
-    t = threading.Timer(random.uniform(0.0005, 0.004), os.kill, (os.getpid(), signal.SIGINT))
-    try:
-        t.start()
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            b.replay({random.randrange(200): {"a": 1.0}})
-    except KeyboardInterrupt:
-        hits += 1
-    t.join()
+pick = random.Random(12)
+hits = random_interrupts(
+    150, lambda: b.replay({pick.randrange(200): {"a": 1.0}}), max_delay=0.004, seconds=0.5, seed=12
+)
 check(hits >= 140, f"only {hits} interrupts landed")
 vknb.synchronize()
 y0 = rng.random(n, dtype=np.float32)
