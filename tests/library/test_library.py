@@ -369,7 +369,19 @@ def test_scan_other_block_shapes(rng, local_size, items):
 
 
 @pytest.mark.parametrize(
-    ("n", "bins"), [(1, 1), (1, 16), (1000, 7), (100_003, 256), (50_000, 4096), (50_000, 5000)]
+    ("n", "bins"),
+    [
+        (1, 1),
+        (1, 16),
+        (5, 3),
+        (7, 2),
+        (1000, 7),
+        (4099, 256),
+        (100_003, 256),
+        (50_000, 5000),
+        (50_000, 4096),
+        (2_000_001, 256),
+    ],
 )
 def test_histogram(rng, n, bins):
     x = rng.integers(0, bins + bins // 5 + 1, n).astype(np.uint32)  # some values >= bins
@@ -387,6 +399,14 @@ def test_histogram_global_atomics_and_accumulation(rng):
     k(x, counts, n=n, num_bins=bins, groups=13)
     k(x, counts, n=n, num_bins=bins, groups=5)
     np.testing.assert_array_equal(counts, 2 * np.bincount(x.numpy(), minlength=bins))
+    # Any number of workgroups covers every value once: the two-loads-per-iteration loop, its
+    # odd last load and the n % 4 tail, each with the shared-memory path.
+    shared = library.load("histogram", local_size=32)
+    for m in (1, 3, 4, 63, 257, 1021):
+        for g in (1, 2, 3, 7, 64):
+            c = np.zeros(bins, np.uint32)
+            shared(x, c, n=m, num_bins=bins, groups=g)
+            np.testing.assert_array_equal(c, np.bincount(x.numpy()[:m], minlength=bins))
     # Skewed data: all values in one bin (maximal atomic contention).
     same = np.full(10_000, 3, np.uint32)
     np.testing.assert_array_equal(library.histogram(same, 8), [0, 0, 0, 10_000, 0, 0, 0, 0])

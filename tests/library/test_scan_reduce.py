@@ -54,6 +54,9 @@ def _scan_variants(dev: vknb.Device) -> dict[str, sr.Tuning]:
         "lookback-scalar": dataclasses.replace(look, items=5),  # no 16-byte loads
         "lookback-fallback": dataclasses.replace(look, spins=1),  # adds late tiles up itself
         "lookback-fallback-shared": dataclasses.replace(look, spins=1, subgroups=False),
+        "lookback-striped": dataclasses.replace(look, striped=True),
+        "lookback-striped-fallback": dataclasses.replace(look, striped=True, spins=1),
+        "lookback-striped-large": dataclasses.replace(base, striped=True),
         "multipass": dataclasses.replace(base, kernel="scan", local_size=256, items=4),
         "multipass-shared": dataclasses.replace(
             base, kernel="scan", local_size=256, items=4, subgroups=False

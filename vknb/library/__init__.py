@@ -558,8 +558,29 @@ def histogram(x: ArrayLike, bins: int) -> np.ndarray:
     if n == 0:
         return counts
     k = load("histogram")
-    k(xv, counts, n=n, num_bins=bins, groups=_groups_1d(k, n, cap=256))
+    k(xv, counts, n=n, num_bins=bins, groups=_histogram_groups(k, n))
     return counts
+
+
+# Workgroups of histogram.comp: each flushes its private histogram with up to num_bins global
+# atomics, so as few as fill the device; each invocation counts at least 8 values (two uvec4).
+# A GPU wants several workgroups per multiprocessor to keep enough loads in flight
+# (benchmarks/probes/histscan.py measured the cap on the H100); a CPU driver runs a few at a
+# time.
+_HISTOGRAM_GROUPS = {"discrete": 1024, "integrated": 256, "cpu": 64}
+
+
+def _histogram_groups(k: Kernel, n: int) -> int:
+    """Workgroups that :func:`histogram` dispatches for n values with kernel k on its device.
+
+    Example
+    -------
+    >>> from vknb import library
+    >>> library._histogram_groups(library.load("histogram"), 1000)
+    1
+    """
+    cap = _HISTOGRAM_GROUPS.get(k.device.info.type, 256)
+    return _groups_1d(k, n, per_invocation=8, cap=cap)
 
 
 # On a GPU the 128 x 128 kernel wins once its tiles fill the GPU; below that the 64 x 64 one

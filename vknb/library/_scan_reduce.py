@@ -88,6 +88,10 @@ class Tuning:
         (``SPINS``); 0 where it does not apply.
     reason : str
         Why: the properties of the device the choice was made from.
+    striped : bool
+        The scan's subgroup-striped loads and stores (``STRIPED``): each subgroup reads a
+        contiguous run, one block per load instruction, instead of each invocation reading its
+        own ``items`` consecutive elements.
 
     Example
     -------
@@ -105,6 +109,7 @@ class Tuning:
     vec4: bool
     spins: int
     reason: str
+    striped: bool = False
 
     @property
     def tile(self) -> int:
@@ -230,6 +235,7 @@ def load_tuned(load: Loader, t: Tuning, dtype: np.dtype, kernel: str | None = No
         constants["VEC4"] = t.vec4
     else:
         constants["SPINS"] = t.spins
+        constants["STRIPED"] = t.striped and t.subgroups
     return load(name, defines=defines, constants=constants, local_size=t.local_size)
 
 

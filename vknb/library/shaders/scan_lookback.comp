@@ -8,8 +8,12 @@
 // every tile a workgroup waits for belongs to a workgroup that is already running), then:
 //   1. each invocation loads ITEMS consecutive elements into registers (T4 loads where ITEMS
 //      is a multiple of 4 and the elements lie inside the array) and scans them serially;
+//      with STRIPED, each subgroup takes a run of gl_SubgroupSize * ITEMS consecutive elements
+//      instead, in ITEMS / 4 steps in which its invocations load neighbouring T4s (one
+//      contiguous block per load instruction) and scan them with subgroupExclusiveAdd;
 //   2. the workgroup scans the invocations' totals: subgroupExclusiveAdd and one shared value
 //      per subgroup (GL_KHR_shader_subgroup_arithmetic), or a shared-memory scan (SUBGROUPS=0);
+//      with STRIPED, the subgroups' totals;
 //   3. it publishes its aggregate (flag A) in status[tile], and looks back over its
 //      predecessors' words (a subgroup reads as many at once as it has invocations; one
 //      invocation reads them one by one with SUBGROUPS=0), adding aggregates until it meets
@@ -34,7 +38,8 @@
 // tiles of 256 x 16 on discrete GPUs, 256 x 8 elsewhere; a workgroup per tile on GPUs, and on
 // CPU drivers (where starting a workgroup costs more than a tile) 4 per CPU thread, each
 // taking its share of the tiles; SPINS = 1024 on GPUs, 256 on CPU drivers (where a waiting
-// workgroup holds one of a few threads); SUBGROUPS=0 without subgroup arithmetic.
+// workgroup holds one of a few threads); SUBGROUPS=0 without subgroup arithmetic; STRIPED where a probe
+// (benchmarks/probes/histscan.py) measured it faster.
 //
 // Bindings (set 0):
 //   0  x       readonly   T[]       input, at least n elements
@@ -51,6 +56,9 @@
 //   id 0  local_size_x = 256  workgroup size
 //   id 1  ITEMS = 8           elements per invocation (B = local_size_x * ITEMS)
 //   id 2  SPINS = 1024        reads of a predecessor's word before adding up its tile itself
+//   id 3  STRIPED = false     subgroup-striped loads and stores (with SUBGROUPS=1 only; needs
+//                             ITEMS a multiple of 4, local_size_x a multiple of the subgroup
+//                             size)
 // Defines:
 //   T = float (default), int or uint (integer scans wrap around mod 2^32)
 //   SUBGROUPS = 1 (default): subgroup scan and look-back; 0: shared memory, one invocation
@@ -91,6 +99,12 @@
 layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint ITEMS = 8u;
 layout(constant_id = 2) const uint SPINS = 1024u;
+layout(constant_id = 3) const bool STRIPED = false;
+#if SUBGROUPS
+#define STRIPE STRIPED
+#else
+#define STRIPE false
+#endif
 
 layout(set = 0, binding = 0) readonly buffer XBuf { T x[]; };
 layout(set = 0, binding = 0) readonly buffer XBuf4 { T4 x4[]; };
@@ -156,11 +170,10 @@ shared T s_total;
 // One slot per subgroup (SUBGROUPS=1) or per invocation (SUBGROUPS=0).
 shared T s_scan[gl_WorkGroupSize.x];
 
-// Exclusive scan of one value per invocation across the workgroup; `total` gets the sum.
-T workgroup_exclusive_scan(T v, out T total) {
 #if SUBGROUPS
-    T before = subgroupExclusiveAdd(v);
-    T sum = subgroupAdd(v);
+// Exclusive scan across the workgroup of one value per subgroup (`sum`, the same in all its
+// invocations); `total` gets the sum of all.
+T subgroups_exclusive_scan(T sum, out T total) {
     if (subgroupElect()) {
         s_scan[gl_SubgroupID] = sum;
     }
@@ -183,7 +196,14 @@ T workgroup_exclusive_scan(T v, out T total) {
     }
     barrier();
     total = s_total;
-    return s_scan[gl_SubgroupID] + before;
+    return s_scan[gl_SubgroupID];
+}
+#endif
+
+// Exclusive scan of one value per invocation across the workgroup; `total` gets the sum.
+T workgroup_exclusive_scan(T v, out T total) {
+#if SUBGROUPS
+    return subgroups_exclusive_scan(subgroupAdd(v), total) + subgroupExclusiveAdd(v);
 #else
     uint lid = gl_LocalInvocationID.x;
     s_scan[lid] = v;
@@ -272,11 +292,51 @@ void report_cut_loops() {
 uint scan_tile(uint tile, uint epoch, bool claim) {
     uint lid = gl_LocalInvocationID.x;
 
+    T v[ITEMS];
+    T aggregate;
+    T before;
+#if SUBGROUPS
+    // 1-2, STRIPED: this subgroup's run, ITEMS / 4 neighbouring T4s per step; v[4r + c] holds
+    // the run's scan (inclusive, or exclusive) at element 4 * (r * gl_SubgroupSize + lane) + c.
+    uint run = tile * TILE + gl_SubgroupID * gl_SubgroupSize * ITEMS;
+    if (STRIPE) {
+        T carry = T(0);
+        for (uint r = 0u; r < ITEMS / 4u; ++r) {
+            uint e = run + (r * gl_SubgroupSize + gl_SubgroupInvocationID) * 4u;
+            T4 q;
+            if (e + 4u <= n) {
+                q = x4[e >> 2];
+            } else {
+                q = T4(e < n ? x[e] : T(0), e + 1u < n ? x[e + 1u] : T(0),
+                       e + 2u < n ? x[e + 2u] : T(0), T(0));
+            }
+            T s1 = q.x + q.y;
+            T s2 = s1 + q.z;
+            T s3 = s2 + q.w;
+            T off = carry + subgroupExclusiveAdd(s3);
+            if (exclusive != 0u) {
+                v[4u * r] = off;
+                v[4u * r + 1u] = off + q.x;
+                v[4u * r + 2u] = off + s1;
+                v[4u * r + 3u] = off + s2;
+            } else {
+                v[4u * r] = off + q.x;
+                v[4u * r + 1u] = off + s1;
+                v[4u * r + 2u] = off + s2;
+                v[4u * r + 3u] = off + s3;
+            }
+            carry += subgroupAdd(s3);
+        }
+        before = subgroups_exclusive_scan(carry, aggregate);
+    }
+#endif
+
     // 1. Load ITEMS consecutive elements and scan them serially (inclusive).
     uint base = tile * TILE + lid * ITEMS;
     bool vec4_io = VEC4_ITEMS && base + ITEMS <= n;
-    T v[ITEMS];
-    if (vec4_io) {
+    if (STRIPE) {
+        // loaded and scanned above
+    } else if (vec4_io) {
         for (uint j = 0u; j < ITEMS; j += 4u) {
             T4 q = x4[(base + j) >> 2];
             v[j] = q.x;
@@ -289,13 +349,13 @@ uint scan_tile(uint tile, uint epoch, bool claim) {
             v[j] = base + j < n ? x[base + j] : T(0);
         }
     }
-    for (uint j = 1u; j < ITEMS; ++j) {
-        v[j] += v[j - 1u];
+    if (!STRIPE) {
+        for (uint j = 1u; j < ITEMS; ++j) {
+            v[j] += v[j - 1u];
+        }
+        // 2. Scan the invocations' totals across the workgroup.
+        before = workgroup_exclusive_scan(v[ITEMS - 1u], aggregate);
     }
-
-    // 2. Scan the invocations' totals across the workgroup.
-    T aggregate;
-    T before = workgroup_exclusive_scan(v[ITEMS - 1u], aggregate);
 
     // 3. Publish the aggregate, look back, publish the inclusive prefix.
 #if SUBGROUPS
@@ -329,6 +389,22 @@ uint scan_tile(uint tile, uint epoch, bool claim) {
 
     // 4. Write this invocation's elements.
     T offset = s_prefix + before;
+#if SUBGROUPS
+    if (STRIPE) {
+        for (uint r = 0u; r < ITEMS / 4u; ++r) {
+            uint e = run + (r * gl_SubgroupSize + gl_SubgroupInvocationID) * 4u;
+            T4 q = T4(v[4u * r], v[4u * r + 1u], v[4u * r + 2u], v[4u * r + 3u]) + offset;
+            if (e + 4u <= n) {
+                y4[e >> 2] = q;
+            } else {
+                for (uint c = 0u; c < 4u && e + c < n; ++c) {
+                    y[e + c] = q[c];
+                }
+            }
+        }
+        return next;
+    }
+#endif
     if (exclusive != 0u) {
         for (uint j = ITEMS - 1u; j > 0u; --j) {
             v[j] = offset + v[j - 1u];
