@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _vk
 from .. import errors as E
 from ..core.array import Array
 from ..core.buffer import Buffer
@@ -641,7 +642,7 @@ class Kernel:
         in the batch.
         """
         b = current_batch()
-        rslot: Slot | None = None  # a synchronous call's slot, once submitted
+        rslot: Slot | None = None  # the call's slot, once submitted, until someone owns it
         serial = 0
         held: Prepared | None = None  # its scratch buffers (a call with numpy arguments)
         try:
@@ -692,8 +693,7 @@ class Kernel:
                     except BaseException:
                         self.binder.give_back(prep.scratch, keep=False)
                         raise
-                    if wait:
-                        rslot, serial, held = slot, slot.serial, prep
+                    rslot, serial, held = slot, slot.serial, prep
             # The wait and the write-back run outside the kernel's lock: other threads' calls
             # of this kernel go on meanwhile.
             if repeated is not None:
@@ -701,6 +701,13 @@ class Kernel:
                 return self._finish_repeated(pipe, repeated, rslot, t0)
             if wait:
                 return self._finish_call(pipe, slot, prep, grp, t0)
+            # A wait=False call: the Submission takes the slot and the scratch buffers over.
+            # Ctrl-C is held back during the hand-over, so the slot has exactly one owner: this
+            # frame (which gives it up below) or the tracked Submission.
+            with _vk.deferred_interrupt():
+                sub = self._async_call(pipe, slot, prep, grp, t0)
+                rslot = None
+            return sub
         except BaseException:
             # Ctrl-C or a failure between the submission and the wait: the slot (and scratch
             # buffers the GPU may still use) go back once the GPU is done.
@@ -709,7 +716,6 @@ class Kernel:
                     buf.close()  # (retired: freed once the GPU is done)
                 held.scratch.clear()
             raise
-        return self._async_call(pipe, slot, prep, grp, t0)
 
     def _finish_repeated(
         self, pipe: ComputePipeline, f: _Fast, slot: Slot, t0: float
