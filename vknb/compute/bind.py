@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .. import errors as E
-from ..core.array import Array
+from ..core.array import Array, is_masked
 from ..core.buffer import Buffer
 from ..core.image import (
     DEFAULT_SAMPLER,
@@ -165,7 +165,7 @@ class Binder:
         return [self._plan_one(slot, v, dev, repr(slot.name))]
 
     def _plan_one(self, slot: BindingSlot, v: Any, dev: Device, what: str) -> Planned:
-        if isinstance(v, np.ma.MaskedArray):
+        if is_masked(v):
             raise TypeError(
                 f"{self.name}: binding {what} got a masked array; its mask cannot go to the GPU. "
                 "Pass a.filled(value) (or a.data)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -213,6 +214,20 @@ def _rebuild_array(data: np.ndarray, label: str) -> Array:
     return asarray(data, label=label)
 
 
+def is_masked(v: object) -> bool:
+    """Whether ``v`` is a numpy masked array, without importing ``numpy.ma`` (tens of
+    milliseconds of a first call) in a process where nothing made one.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> is_masked(np.ma.masked_array([1, 2], mask=[0, 1])), is_masked(np.zeros(2))
+    (True, False)
+    """
+    ma = sys.modules.get("numpy.ma")
+    return ma is not None and isinstance(v, ma.MaskedArray)
+
+
 def asarray(
     a: Any, dtype: Any = None, *, device: Device | None = None, label: str | None = None
 ) -> Array:
@@ -230,7 +245,7 @@ def asarray(
         if device is None or a.device is device:
             return a
         a = a.numpy()
-    if isinstance(a, np.ma.MaskedArray):
+    if is_masked(a):
         raise TypeError(
             "asarray: a masked array's mask cannot go to the device; pass a.filled(value) or a.data"
         )
