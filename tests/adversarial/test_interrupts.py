@@ -172,6 +172,20 @@ print("OK")
     assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
 
 
+# A kernel, its device Arrays, a bound call on them and numpy arrays of the same size: what the
+# random-interrupt scenarios of calls share.
+CALLS_SETUP = """
+k = vknb.compile(ADD, name="{name}")
+n = 4096
+x = rng.random(n, dtype=np.float32)
+X = vknb.asarray(x)
+Y = vknb.asarray(np.zeros(n, np.float32))
+step = k.bind(X, Y, a=1.0, n=n, grid=n)
+z = np.zeros(n, np.float32)
+calls = 0
+"""
+
+
 def test_ctrl_c_at_random_moments_of_repeated_calls_loses_no_slot() -> None:
     """Synchronous calls (a repeated Kernel call, a bound call, a call with numpy arguments)
     take command-buffer slots; Ctrl-C at any moment of one (submission, the wait, the slot's
@@ -180,15 +194,8 @@ def test_ctrl_c_at_random_moments_of_repeated_calls_loses_no_slot() -> None:
     the 16 a pipeline may have and hang), and the validation layer reports no object left at
     exit."""
     res = run_scenario(
-        """
-k = vknb.compile(ADD, name="add_repeated")
-n = 4096
-x = rng.random(n, dtype=np.float32)
-X = vknb.asarray(x)
-Y = vknb.asarray(np.zeros(n, np.float32))
-step = k.bind(X, Y, a=1.0, n=n, grid=n)
-z = np.zeros(n, np.float32)
-calls = 0
+        CALLS_SETUP.format(name="add_repeated")
+        + """
 
 def call():
     global calls
@@ -228,15 +235,8 @@ def test_ctrl_c_at_random_moments_of_asynchronous_calls_loses_no_slot() -> None:
     hand-over, 600 at random moments, then every slot of the pipeline is free, the calls give
     numpy's answers, and the validation layer reports no object left at exit."""
     res = run_scenario(
-        """
-k = vknb.compile(ADD, name="add_async")
-n = 4096
-x = rng.random(n, dtype=np.float32)
-X = vknb.asarray(x)
-Y = vknb.asarray(np.zeros(n, np.float32))
-step = k.bind(X, Y, a=1.0, n=n, grid=n)
-z = np.zeros(n, np.float32)
-calls = 0
+        CALLS_SETUP.format(name="add_async")
+        + """
 
 def call():
     global calls
