@@ -62,33 +62,41 @@ def histogram(log2: int, caps: list[int]) -> None:
     rng = np.random.default_rng(1)
     data = {
         "uniform": rng.integers(0, bins, n, dtype=np.uint32),
+        "runs of 1-64": np.repeat(
+            rng.integers(0, bins, n // 16, dtype=np.uint32), rng.integers(1, 64, n // 16)
+        )[:n],
         "one value": np.full(n, 7, np.uint32),
     }
     ceiling = copy_gbs(4 * n)
     print(f"histogram 2^{log2}: copy ceiling {ceiling:,.4g} GB/s", flush=True)
-    k = library.load("histogram")
+    ops = set(vknb.device().info.limits.get("subgroup_operations") or ())
+    votes = [0, 1] if {"basic", "vote", "ballot"} <= ops else [0]
     counts = vknb.zeros(bins, np.uint32)
     try:
         for label, host in data.items():
             x = vknb.asarray(host)
+            m = host.size
             ref = np.bincount(host, minlength=bins).astype(np.uint32)
             try:
-                for cap in caps:
-                    g = min(cap, -(-n // (256 * 8)))
-                    counts.buffer.fill(0)
-                    step = k.bind(x, counts, n=n, num_bins=bins, groups=g)
-                    step()
-                    assert np.array_equal(counts.numpy(), ref), f"histogram {label} cap {cap}"
-                    gbs = 4 * n / gpu_ms(step) / 1e6
-                    print(
-                        f"  {label}: {g} groups: {gbs:,.4g} GB/s = {100 * gbs / ceiling:.1f} %",
-                        flush=True,
-                    )
+                for vote in votes:
+                    k = library.load("histogram", defines={"SUBGROUP_VOTE": vote})
+                    for cap in caps:
+                        g = min(cap, -(-m // (256 * 8)))
+                        counts.buffer.fill(0)
+                        step = k.bind(x, counts, n=m, num_bins=bins, groups=g)
+                        step()
+                        assert np.array_equal(counts.numpy(), ref), f"{label} vote {vote} cap {cap}"
+                        gbs = 4 * m / gpu_ms(step) / 1e6
+                        share = 100 * gbs / ceiling
+                        print(
+                            f"  {label}, vote {vote}: {g} groups: {gbs:,.4g} GB/s = {share:.1f} %",
+                            flush=True,
+                        )
             finally:
                 x.close()
     finally:
         counts.close()
-    lib = library._histogram_groups(k, n)
+    lib = library._histogram_groups(library._histogram_kernel(), n)
     print(f"  library.histogram takes {lib} groups here", flush=True)
 
 

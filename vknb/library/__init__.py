@@ -47,6 +47,7 @@ import numpy as np
 from ..compute.kernel import Kernel
 from ..compute.kernel import compile as compile_kernel
 from ..core.array import Array, asarray, empty
+from ..core.device import Device
 from ..core.image import Image, Sampler, widen_rgb
 from ..core.session import device as session_device
 from . import _radix, _scan_reduce
@@ -557,9 +558,23 @@ def histogram(x: ArrayLike, bins: int) -> np.ndarray:
     counts = np.zeros(bins, np.uint32)
     if n == 0:
         return counts
-    k = load("histogram")
+    k = _histogram_kernel()
     k(xv, counts, n=n, num_bins=bins, groups=_histogram_groups(k, n))
     return counts
+
+
+def _histogram_defines(device: Device) -> dict[str, int]:
+    """The defines of ``histogram.comp`` on a device: its equal-values fast path on GPUs with
+    subgroup vote and ballot operations (a CPU driver's atomics are cheap and its subgroup
+    operations are not: there it halved the bandwidth, benchmarks/probes/histscan.py)."""
+    ops = set(device.info.limits.get("subgroup_operations") or ())
+    gpu = device.info.type != "cpu"
+    return {"SUBGROUP_VOTE": int(gpu and {"basic", "vote", "ballot"} <= ops)}
+
+
+def _histogram_kernel() -> Kernel:
+    """``histogram.comp`` as :func:`histogram` runs it on the session device."""
+    return load("histogram", defines=_histogram_defines(session_device()))
 
 
 # Workgroups of histogram.comp: each flushes its private histogram with up to num_bins global
@@ -576,7 +591,7 @@ def _histogram_groups(k: Kernel, n: int) -> int:
     Example
     -------
     >>> from vknb import library
-    >>> library._histogram_groups(library.load("histogram"), 1000)
+    >>> library._histogram_groups(library._histogram_kernel(), 1000)
     1
     """
     cap = _HISTOGRAM_GROUPS.get(k.device.info.type, 256)
