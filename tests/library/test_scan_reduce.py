@@ -44,7 +44,8 @@ def _scan_variants(dev: vknb.Device) -> dict[str, sr.Tuning]:
     base = sr.tuning("scan", dev)
     if base.kernel != "scan_lookback":  # the device has no 64-bit atomics: multi-pass only
         return {"multipass": base, "multipass-shared": dataclasses.replace(base, subgroups=False)}
-    look = dataclasses.replace(base, local_size=64, items=8)  # small tiles: many of them
+    # small tiles: many of them; per-invocation loads (the "striped" variants: subgroup-striped)
+    look = dataclasses.replace(base, local_size=64, items=8, striped=False)
     return {
         "lookback": base,
         "lookback-small-tiles": look,
@@ -57,6 +58,8 @@ def _scan_variants(dev: vknb.Device) -> dict[str, sr.Tuning]:
         "lookback-striped": dataclasses.replace(look, striped=True),
         "lookback-striped-fallback": dataclasses.replace(look, striped=True, spins=1),
         "lookback-striped-large": dataclasses.replace(base, striped=True),
+        "lookback-unstriped-large": dataclasses.replace(base, striped=False),
+        "lookback-striped-scalar": dataclasses.replace(look, striped=True, items=5),  # ignored
         "multipass": dataclasses.replace(base, kernel="scan", local_size=256, items=4),
         "multipass-shared": dataclasses.replace(
             base, kernel="scan", local_size=256, items=4, subgroups=False

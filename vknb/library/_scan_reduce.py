@@ -194,9 +194,27 @@ def choose_tuning(op: str, info: DeviceInfo) -> Tuning:
     if not gpu:
         groups, spins = min(max_x, 4 * (os.cpu_count() or 4)), 256
         why.append(f"{groups} workgroups (4 per CPU thread)")
+    # Subgroup-striped loads and stores where a subgroup tiles the workgroup exactly; measured
+    # faster on lavapipe (5-9 % at 2^20: benchmarks/probes/histscan.py).
+    striped = subgroups and items % 4 == 0 and local % sg == 0 and kind in _STRIPED_KINDS
+    if striped:
+        why.append("subgroup-striped loads")
     return Tuning(
-        op, "scan_lookback", local, items, subgroups, groups, items % 4 == 0, spins, "; ".join(why)
+        op,
+        "scan_lookback",
+        local,
+        items,
+        subgroups,
+        groups,
+        items % 4 == 0,
+        spins,
+        "; ".join(why),
+        striped,
     )
+
+
+# The device types whose scan uses subgroup-striped loads (choose_tuning).
+_STRIPED_KINDS = ("cpu",)
 
 
 _tunings: dict[tuple[str, int], tuple[weakref.ref[Device], Tuning]] = {}

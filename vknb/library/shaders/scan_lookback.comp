@@ -56,9 +56,9 @@
 //   id 0  local_size_x = 256  workgroup size
 //   id 1  ITEMS = 8           elements per invocation (B = local_size_x * ITEMS)
 //   id 2  SPINS = 1024        reads of a predecessor's word before adding up its tile itself
-//   id 3  STRIPED = false     subgroup-striped loads and stores (with SUBGROUPS=1 only; needs
-//                             ITEMS a multiple of 4, local_size_x a multiple of the subgroup
-//                             size)
+//   id 3  STRIPED = false     subgroup-striped loads and stores (with SUBGROUPS=1, ITEMS a
+//                             multiple of 4 and local_size_x a multiple of the subgroup size;
+//                             ignored otherwise)
 // Defines:
 //   T = float (default), int or uint (integer scans wrap around mod 2^32)
 //   SUBGROUPS = 1 (default): subgroup scan and look-back; 0: shared memory, one invocation
@@ -101,7 +101,8 @@ layout(constant_id = 1) const uint ITEMS = 8u;
 layout(constant_id = 2) const uint SPINS = 1024u;
 layout(constant_id = 3) const bool STRIPED = false;
 #if SUBGROUPS
-#define STRIPE STRIPED
+// (where ITEMS or the workgroup does not fit the striped layout, the per-invocation one runs)
+#define STRIPE (STRIPED && ITEMS % 4u == 0u && gl_WorkGroupSize.x % gl_SubgroupSize == 0u)
 #else
 #define STRIPE false
 #endif
