@@ -280,3 +280,25 @@ def test_with_blocks_close(dev, no_leaks):
     assert b.closed
     with pytest.raises(vknb.ObjectClosed):
         b.read()
+
+
+def test_masked_arrays_are_recognized_without_importing_numpy_ma(monkeypatch) -> None:
+    """is_masked finds masked arrays (refused by asarray and by kernel calls), and never fails
+    while another thread is still importing numpy.ma: a Dask worker thread saw
+    'partially initialized module numpy.ma has no attribute MaskedArray' there."""
+    import sys
+    import types
+
+    from vknb.core.array import is_masked
+
+    m = np.ma.masked_array([1.0, 2.0], mask=[0, 1])
+    assert is_masked(m) and not is_masked(np.zeros(2)) and not is_masked(3.0)
+    with pytest.raises(TypeError, match="masked array"):
+        vknb.asarray(m)
+    # numpy.ma.core half imported: no MaskedArray class yet, so nothing can be one.
+    for name in ("numpy.ma", "numpy.ma.core"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    assert not is_masked(np.zeros(2))
+    a = vknb.asarray(np.arange(3, dtype=np.float32))
+    assert a.numpy().tolist() == [0.0, 1.0, 2.0]
+    a.close()

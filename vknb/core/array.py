@@ -224,8 +224,10 @@ def is_masked(v: object) -> bool:
     >>> is_masked(np.ma.masked_array([1, 2], mask=[0, 1])), is_masked(np.zeros(2))
     (True, False)
     """
-    ma = sys.modules.get("numpy.ma")
-    return ma is not None and isinstance(v, ma.MaskedArray)
+    # The class, from the module that defines it; absent while another thread is still
+    # importing numpy.ma (then no masked array exists yet).
+    cls = getattr(sys.modules.get("numpy.ma.core"), "MaskedArray", None)
+    return cls is not None and isinstance(v, cls)
 
 
 def asarray(
