@@ -8,6 +8,14 @@ from pathlib import Path
 from .conftest import run_interrupt_scenario, run_scenario
 
 
+def run_leaving_nothing(code: str, *, timeout: float) -> None:
+    """Run a scenario with the validation layer on; fail if it reports an error, or an object
+    left at ``vkDestroyDevice`` (what an interrupted creation or release would leak)."""
+    res = run_scenario(code, validation=True, timeout=timeout)
+    out = res.stdout + res.stderr
+    assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
+
+
 def test_ctrl_c_during_asarray_of_512_mib_is_prompt_and_leaks_nothing() -> None:
     run_interrupt_scenario(
         """
@@ -131,7 +139,7 @@ def test_ctrl_c_while_objects_are_made_leaks_no_vulkan_object() -> None:
     while pipelines (new specialization constants: no cache serves them), arrays and library
     kernels are made; the validation layer, which names every object left at vkDestroyDevice,
     reports none at exit."""
-    res = run_scenario(
+    run_leaving_nothing(
         '''
 from vknb import library as lib
 SRC = """
@@ -165,11 +173,8 @@ check_usable()
 print(made, "kernels made")
 print("OK")
 ''',
-        validation=True,
         timeout=240,
     )
-    out = res.stdout + res.stderr
-    assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
 
 
 # A kernel, its device Arrays, a bound call on them and numpy arrays of the same size: what the
@@ -193,7 +198,7 @@ def test_ctrl_c_at_random_moments_of_repeated_calls_loses_no_slot() -> None:
     moments, then the calls still give numpy's answers (a lost slot per interrupt would exhaust
     the 16 a pipeline may have and hang), and the validation layer reports no object left at
     exit."""
-    res = run_scenario(
+    run_leaving_nothing(
         CALLS_SETUP.format(name="add_repeated")
         + """
 
@@ -221,11 +226,8 @@ check_usable()
 print(calls, "calls,", hits, "interrupted")
 print("OK")
 """,
-        validation=True,
         timeout=120,
     )
-    out = res.stdout + res.stderr
-    assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
 
 
 def test_ctrl_c_at_random_moments_of_asynchronous_calls_loses_no_slot() -> None:
@@ -234,7 +236,7 @@ def test_ctrl_c_at_random_moments_of_asynchronous_calls_loses_no_slot() -> None:
     slot free and every Submission finishable once the GPU is done: 40 interrupts during the
     hand-over, 600 at random moments, then every slot of the pipeline is free, the calls give
     numpy's answers, and the validation layer reports no object left at exit."""
-    res = run_scenario(
+    run_leaving_nothing(
         CALLS_SETUP.format(name="add_async")
         + """
 
@@ -286,18 +288,15 @@ check_usable()
 print(calls, "calls,", hits, "interrupted")
 print("OK")
 """,
-        validation=True,
         timeout=120,
     )
-    out = res.stdout + res.stderr
-    assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
 
 
 def test_ctrl_c_at_random_moments_of_batch_replays_with_updates() -> None:
     """A replay with new push constants records the batch again: Ctrl-C at any moment of it
     leaves a batch that replays right afterwards (never a command buffer left half-recorded,
     which a later replay would begin or submit)."""
-    res = run_scenario(
+    run_leaving_nothing(
         """
 import random
 k = vknb.compile(ADD, name="add_batch")
@@ -322,11 +321,8 @@ b.close()
 check_usable()
 print("OK")
 """,
-        validation=True,
         timeout=120,
     )
-    out = res.stdout + res.stderr
-    assert "has not been destroyed" not in out and "Validation Error" not in out, out[-3000:]
 
 
 def test_first_compiles_from_threads_and_ctrl_c_while_the_device_is_made(tmp_path: Path) -> None:

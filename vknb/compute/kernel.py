@@ -706,6 +706,7 @@ class Kernel:
             # frame (which gives it up below) or the tracked Submission.
             with _vk.deferred_interrupt():
                 sub = self._async_call(pipe, slot, prep, grp, t0)
+                slot.finishing = None  # no call frame waits on it: give_up leaves it alone
                 rslot = None
             return sub
         except BaseException:

@@ -579,9 +579,9 @@ def _histogram_kernel() -> Kernel:
 
 # Workgroups of histogram.comp: each flushes its private histogram with up to num_bins global
 # atomics, so as few as fill the device; each invocation counts at least 8 values (two uvec4).
-# A GPU wants several workgroups per multiprocessor to keep enough loads in flight
-# (benchmarks/probes/histscan.py measured the cap on the H100); a CPU driver runs a few at a
-# time.
+# A GPU wants several workgroups per multiprocessor to keep enough loads in flight (1024: about
+# 8 per multiprocessor of the largest GPUs, reasoned, not yet measured:
+# benchmarks/probes/histscan.py times the caps); a CPU driver runs a few at a time.
 _HISTOGRAM_GROUPS = {"discrete": 1024, "integrated": 256, "cpu": 64}
 
 
