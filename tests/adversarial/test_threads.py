@@ -274,3 +274,45 @@ def test_same_batch_replayed_from_4_threads() -> None:
         validation=True,
         timeout=20,
     )
+
+
+def test_library_scans_histograms_and_sums_from_8_threads() -> None:
+    """The library kernels that keep per-kernel state between calls (the single-pass scan's
+    tile counters and status words, the reduction's partial sums) or count with atomics (the
+    histogram, with its equal-values path) give numpy's answers when 8 threads call them at
+    once, at sizes that are not multiples of a tile, on numpy arrays and device Arrays."""
+    run_scenario(
+        _with_threads(
+            """
+            from vknb import library
+            def work(t, r):
+                for it in range(12):
+                    n = int(r.integers(1, 200_000))
+                    x = r.integers(0, 300, n).astype(np.uint32)
+                    if it % 3 == 2:
+                        x[: n // 2] = 7  # a long run of one value
+                    src = vknb.asarray(x) if it % 2 else x
+                    ex = bool(it % 4 == 1)
+                    ref = np.cumsum(x, dtype=np.uint32)
+                    if ex:
+                        ref = np.concatenate([[0], ref[:-1]]).astype(np.uint32)
+                    got = library.scan(src, exclusive=ex)
+                    got = got.numpy() if isinstance(got, vknb.Array) else got
+                    check(np.array_equal(got, ref), f"thread {t}, call {it}: scan wrong")
+                    h = library.histogram(src, 256)
+                    check(np.array_equal(h, np.bincount(x[x < 256], minlength=256)),
+                          f"thread {t}, call {it}: histogram wrong")
+                    f = r.random(n, dtype=np.float32)
+                    s = float(library.reduce_sum(f))
+                    check(abs(s - float(f.sum(dtype=np.float64))) <= 1e-4 * n,
+                          f"thread {t}, call {it}: sum wrong")
+                    if isinstance(src, vknb.Array):
+                        src.close()
+            on_threads(work)
+            vknb.synchronize()
+            print("OK")
+            """
+        ),
+        validation=True,
+        timeout=180,
+    )
