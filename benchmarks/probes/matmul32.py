@@ -1,8 +1,9 @@
 """fp32 matmul kernels at large and odd sizes, next to CuPy's fp32 GEMM (cuBLAS, TF32 off).
 
 Times ``matmul.comp`` (64 × 64 tiles), ``matmul_128.comp`` with scalar and with vec4 memory
-access, and ``vknb.library.matmul`` (whichever it picks) at each M × N × K below, as GPU time of
-bound calls on device arrays, each checked against numpy first.  This is how the library's
+access and with each of its optional defines (``VARIANTS``), and ``vknb.library.matmul``
+(whichever it picks) at each M × N × K below, as GPU time of bound calls on device arrays, each
+checked against numpy first.  This is how the library's
 choice between the two kernels was made (docs/performance.md).
 
     python -m benchmarks.probes.matmul32 [M,N,K ...]
@@ -25,13 +26,28 @@ SHAPES = [(4096, 4096, 4096), (4000, 4000, 4000), (1000, 3000, 500), (2048, 2048
           (1024, 1024, 1024), (512, 512, 512)]  # fmt: skip
 
 
+# matmul_128.comp's optional defines: K in steps of 16; bands of G tile rows for L2 reuse.
+VARIANTS: dict[str, dict[str, int]] = {
+    "BK16": {"BK16": 1},
+    "G8": {"GROUP_ROWS": 8},
+    "G16": {"GROUP_ROWS": 16},
+    "BK16 G8": {"BK16": 1, "GROUP_ROWS": 8},
+}
+
+
 def _kernels(M: int, N: int, K: int) -> dict[str, tuple[str, dict | None, tuple[int, int]]]:
     out = {
         "matmul (64)": ("matmul", None, (-(-N // 64), -(-M // 64))),
         "matmul_128": ("matmul_128", None, (-(-N // 128), -(-M // 128))),
     }
+    g128 = (-(-N // 128), -(-M // 128))
     if K % 4 == 0 and N % 4 == 0:
-        out["matmul_128 VEC4"] = ("matmul_128", {"VEC4": 1}, (-(-N // 128), -(-M // 128)))
+        out["matmul_128 VEC4"] = ("matmul_128", {"VEC4": 1}, g128)
+        for label, extra in VARIANTS.items():
+            out[f"matmul_128 VEC4 {label}"] = ("matmul_128", {"VEC4": 1, **extra}, g128)
+    else:
+        for label, extra in VARIANTS.items():
+            out[f"matmul_128 {label}"] = ("matmul_128", extra, g128)
     out["library picks"] = library._matmul_choice(M, N, K, vknb.device().info.type)
     return out
 

@@ -447,17 +447,28 @@ def test_matmul(rng, M, K, N):
 _MM_ODD = [(1, 1, 1), (130, 17, 129), (128, 8, 128), (257, 44, 260), (3, 300, 7)]
 
 
+# matmul_128's variants (benchmarks/probes/matmul32.py): K in steps of 16, bands of tile rows
+# (2 and 3 leave a partial band on the 3- and 5-row grids below), both with vec4 access.
+_MM_VARIANTS = [{"BK16": 1}, {"GROUP_ROWS": 2}, {"VEC4": 1, "BK16": 1, "GROUP_ROWS": 3}]
+
+
 @pytest.mark.parametrize(
-    ("M", "K", "N", "name", "vec4"),
-    [(*s, "matmul", False) for s in _MM_ODD]
-    + [(*s, "matmul_128", False) for s in _MM_ODD]
-    + [(*s, "matmul_128", True) for s in _MM_ODD if s[1] % 4 == s[2] % 4 == 0],
+    ("M", "K", "N", "name", "defines"),
+    [(*s, "matmul", None) for s in _MM_ODD]
+    + [(*s, "matmul_128", None) for s in _MM_ODD]
+    + [(*s, "matmul_128", {"VEC4": 1}) for s in _MM_ODD if s[1] % 4 == s[2] % 4 == 0]
+    + [
+        (*s, "matmul_128", d)
+        for s in [(257, 44, 260), (600, 20, 300), (130, 17, 129)]
+        for d in _MM_VARIANTS
+        if "VEC4" not in d or s[1] % 4 == s[2] % 4 == 0
+    ],
 )
-def test_matmul_kernels_at_odd_sizes(rng, M, K, N, name, vec4):
-    """Both fp32 kernels, whichever library.matmul picks on this device."""
+def test_matmul_kernels_at_odd_sizes(rng, M, K, N, name, defines):
+    """Both fp32 kernels and matmul_128's variants, whichever library.matmul picks here."""
     A = rng.standard_normal((M, K)).astype(np.float32)
     B = rng.standard_normal((K, N)).astype(np.float32)
-    k = library.load(name, defines={"VEC4": 1} if vec4 else None)
+    k = library.load(name, defines=defines)
     C = np.full((M, N), np.nan, np.float32)  # every element must be written
     tile = 128 if name == "matmul_128" else 64
     k(A, B, C, M=M, N=N, K=K, groups=(-(-N // tile), -(-M // tile)))

@@ -13,7 +13,10 @@
 //
 // Loads outside A or B read zeros and stores outside C are skipped, so M, N and K are
 // arbitrary.  Compiled with VEC4 defined (K and N multiples of 4), A, B and C are read and
-// written as vec4s.
+// written as vec4s.  Two more defines, each measured by `python -m benchmarks.probes.matmul32`:
+// BK16 walks K in steps of 16 (half the barriers, twice the staged registers), and
+// GROUP_ROWS=G runs the tiles in bands of G tile rows, column by column within a band, so that
+// the workgroups running at once share rows of A and columns of B in the L2 cache.
 //
 // Bindings (set 0):
 //   0  A  readonly   float[]  M * K elements, row-major (A[m][k] at m * K + k)
@@ -33,7 +36,12 @@
 
 #define BM 128u       // rows of C per workgroup
 #define BN 128u       // columns of C per workgroup
-#define BK 8u         // K step staged in shared memory
+#ifdef BK16
+#define BK 16u        // K step staged in shared memory
+#else
+#define BK 8u
+#endif
+#define STAGED (BK / 8u)  // vec4s of A and of B each invocation stages per step
 
 layout(local_size_x = 16, local_size_y = 16) in;
 
@@ -56,8 +64,9 @@ layout(push_constant) uniform Params {
 shared vec4 As[2][BK][BM / 4u + 1u];   // As[buf][k][m / 4][m % 4], k-major, padded rows
 shared vec4 Bs[2][BK][BN / 4u];        // Bs[buf][k][n / 4][n % 4]
 
-// What each invocation stages per step: 4 consecutive k of one row of A (t / 2, k 4 (t % 2)),
-// 4 consecutive columns of one row of B (row t / 32, columns 4 (t % 32)).
+// What each invocation stages per step, for each s < STAGED: 4 consecutive k of one row of A
+// (t / 2, k 4 (t % 2) + 8 s), 4 consecutive columns of one row of B (row t / 32 + 8 s,
+// columns 4 (t % 32)).
 vec4 loadA(uint row, uint k) {
     if (row >= M) {
         return vec4(0.0);
@@ -88,8 +97,19 @@ void main() {
     uint tx = gl_LocalInvocationID.x;
     uint ty = gl_LocalInvocationID.y;
     uint t = gl_LocalInvocationIndex;             // 0 .. 255
-    uint row0 = gl_WorkGroupID.y * BM;
-    uint col0 = gl_WorkGroupID.x * BN;
+    uvec2 tile = gl_WorkGroupID.xy;
+#ifdef GROUP_ROWS
+    {
+        uint id = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+        uint band = uint(GROUP_ROWS) * gl_NumWorkGroups.x;
+        uint first = id / band * uint(GROUP_ROWS);
+        uint rows = min(gl_NumWorkGroups.y - first, uint(GROUP_ROWS));
+        uint r = id % band;
+        tile = uvec2(r / rows, first + r % rows);
+    }
+#endif
+    uint row0 = tile.y * BM;
+    uint col0 = tile.x * BN;
 
     uint aRow = t >> 1u;                          // 0 .. 127
     uint aK = (t & 1u) * 4u;                      // 0 or 4
@@ -102,20 +122,28 @@ void main() {
         acc[i][1] = vec4(0.0);
     }
 
-    vec4 pa = loadA(row0 + aRow, aK);
-    vec4 pb = loadB(bK, col0 + bCol);
+    vec4 pa[STAGED];
+    vec4 pb[STAGED];
+    for (uint s = 0u; s < STAGED; ++s) {
+        pa[s] = loadA(row0 + aRow, aK + 8u * s);
+        pb[s] = loadB(bK + 8u * s, col0 + bCol);
+    }
     uint cur = 0u;
     for (uint k0 = 0u; k0 < K; k0 += BK) {
         // The staged slices of this step go to buffer cur; the other buffer was last read
         // before the previous step's barrier.
-        for (uint e = 0u; e < 4u; ++e) {
-            As[cur][aK + e][aRow >> 2u][aRow & 3u] = pa[e];
+        for (uint s = 0u; s < STAGED; ++s) {
+            for (uint e = 0u; e < 4u; ++e) {
+                As[cur][aK + 8u * s + e][aRow >> 2u][aRow & 3u] = pa[s][e];
+            }
+            Bs[cur][bK + 8u * s][bCol >> 2u] = pb[s];
         }
-        Bs[cur][bK][bCol >> 2u] = pb;
         barrier();
         if (k0 + BK < K) {                        // the next step's slices, while this one runs
-            pa = loadA(row0 + aRow, k0 + BK + aK);
-            pb = loadB(k0 + BK + bK, col0 + bCol);
+            for (uint s = 0u; s < STAGED; ++s) {
+                pa[s] = loadA(row0 + aRow, k0 + BK + aK + 8u * s);
+                pb[s] = loadB(k0 + BK + bK + 8u * s, col0 + bCol);
+            }
         }
         for (uint kk = 0u; kk < BK; ++kk) {
             vec4 a0 = As[cur][kk][ty];
