@@ -77,12 +77,17 @@ class Layout:
 
 
 class DescriptorPool:
-    """A ``VkDescriptorPool`` and its users: batches that recorded its sets pin it."""
+    """A ``VkDescriptorPool`` and its users: batches that recorded its sets pin it.
 
-    __slots__ = ("handle", "pins", "retired")
+    ``allocated`` counts the set tuples taken from it (it holds ``DESCRIPTOR_CACHE``): the
+    pool is replaced when it is full, whether or not every tuple is still in the cache.
+    """
+
+    __slots__ = ("allocated", "handle", "pins", "retired")
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
+        self.allocated = 0  # descriptor-set tuples allocated from it
         self.pins = 0  # batches holding recorded sets from this pool
         self.retired = False  # replaced by a fresh pool; destroyed once unpinned and idle
 
@@ -461,11 +466,16 @@ class ComputePipeline:
             if sets is not None:
                 self._sets.move_to_end(key)
                 return sets
-            if len(self._sets) >= DESCRIPTOR_CACHE:
-                self._rotate_pool()
-            sets = self._allocate_sets()
-            self._write_sets(sets, resources)
-            self._sets[key] = sets
+            # Ctrl-C is held back until the new sets are counted and cached: sets allocated
+            # and then lost would fill the pool behind the cache's back (NVIDIA then answers
+            # VK_ERROR_OUT_OF_POOL_MEMORY; lavapipe never does).
+            with _vk.deferred_interrupt():
+                if len(self._sets) >= DESCRIPTOR_CACHE or self._pool.allocated >= DESCRIPTOR_CACHE:
+                    self._rotate_pool()
+                sets = self._allocate_sets()
+                self._pool.allocated += 1
+                self._write_sets(sets, resources)
+                self._sets[key] = sets
             return sets
 
     def _rotate_pool(self) -> None:
