@@ -2356,13 +2356,12 @@ class Suite:
 
         k = library._histogram_kernel()  # as library.histogram runs it
         g = library._histogram_groups(k, n)
-        defines = library._histogram_defines(k.device)
 
         def check(o: np.ndarray) -> None:
             _check(np.array_equal(o, ref), f"histogram 2^{log2}")
 
         plan = Plan(
-            {"h": ("histogram", defines)},
+            {"h": ("histogram", None)},
             {"x": x, "bins": np.zeros(bins, np.uint32)},
             [Step("h", ("x", "bins"), (("n", "I", n), ("num_bins", "I", bins)), (g, 1, 1))],
             "bins",

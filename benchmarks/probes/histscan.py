@@ -69,8 +69,6 @@ def histogram(log2: int, caps: list[int]) -> None:
     }
     ceiling = copy_gbs(4 * n)
     print(f"histogram 2^{log2}: copy ceiling {ceiling:,.4g} GB/s", flush=True)
-    ops = set(vknb.device().info.limits.get("subgroup_operations") or ())
-    votes = [0, 1] if {"basic", "vote", "ballot"} <= ops else [0]
     counts = vknb.zeros(bins, np.uint32)
     try:
         for label, host in data.items():
@@ -78,20 +76,16 @@ def histogram(log2: int, caps: list[int]) -> None:
             m = host.size
             ref = np.bincount(host, minlength=bins).astype(np.uint32)
             try:
-                for vote in votes:
-                    k = library.load("histogram", defines={"SUBGROUP_VOTE": vote})
-                    for cap in caps:
-                        g = min(cap, -(-m // (256 * 8)))
-                        counts.buffer.fill(0)
-                        step = k.bind(x, counts, n=m, num_bins=bins, groups=g)
-                        step()
-                        assert np.array_equal(counts.numpy(), ref), f"{label} vote {vote} cap {cap}"
-                        gbs = 4 * m / gpu_ms(step) / 1e6
-                        share = 100 * gbs / ceiling
-                        print(
-                            f"  {label}, vote {vote}: {g} groups: {gbs:,.4g} GB/s = {share:.1f} %",
-                            flush=True,
-                        )
+                k = library.load("histogram")
+                for cap in caps:
+                    g = min(cap, -(-m // (256 * 8)))
+                    counts.buffer.fill(0)
+                    step = k.bind(x, counts, n=m, num_bins=bins, groups=g)
+                    step()
+                    assert np.array_equal(counts.numpy(), ref), f"{label} cap {cap}"
+                    gbs = 4 * m / gpu_ms(step) / 1e6
+                    share = 100 * gbs / ceiling
+                    print(f"  {label}: {g} groups: {gbs:,.4g} GB/s = {share:.1f} %", flush=True)
             finally:
                 x.close()
     finally:

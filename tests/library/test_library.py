@@ -410,16 +410,14 @@ def test_histogram_global_atomics_and_accumulation(rng):
     # Skewed data: all values in one bin (maximal atomic contention).
     same = np.full(10_000, 3, np.uint32)
     np.testing.assert_array_equal(library.histogram(same, 8), [0, 0, 0, 10_000, 0, 0, 0, 0])
-    # Runs of equal values of every length, with and without the equal-values fast path (the
-    # subgroup-vote one counts a subgroup's invocations at once, also where the loop diverges).
+    # Runs of equal values of every length (contention on one shared counter at a time).
     runs = np.repeat(rng.integers(0, bins, 700), rng.integers(1, 90, 700)).astype(np.uint32)
     ref = np.bincount(runs, minlength=bins)
-    for vote in (0, 1):
-        kv = library.load("histogram", defines={"SUBGROUP_VOTE": vote}, local_size=64)
-        for g in (1, 3, 40):
-            c = np.zeros(bins, np.uint32)
-            kv(runs, c, n=runs.size, num_bins=bins, groups=g)
-            np.testing.assert_array_equal(c, ref, err_msg=f"SUBGROUP_VOTE={vote}, {g} groups")
+    kv = library.load("histogram", local_size=64)
+    for g in (1, 3, 40):
+        c = np.zeros(bins, np.uint32)
+        kv(runs, c, n=runs.size, num_bins=bins, groups=g)
+        np.testing.assert_array_equal(c, ref, err_msg=f"{g} groups")
     np.testing.assert_array_equal(library.histogram(runs, bins), ref)
     with pytest.raises(ValueError, match="0, 2"):
         library.histogram(np.array([-1, 2]), 4)

@@ -47,7 +47,6 @@ import numpy as np
 from ..compute.kernel import Kernel
 from ..compute.kernel import compile as compile_kernel
 from ..core.array import Array, asarray, empty
-from ..core.device import Device
 from ..core.image import Image, Sampler, widen_rgb
 from ..core.session import device as session_device
 from . import _radix, _scan_reduce
@@ -563,26 +562,18 @@ def histogram(x: ArrayLike, bins: int) -> np.ndarray:
     return counts
 
 
-def _histogram_defines(device: Device) -> dict[str, int]:
-    """The defines of ``histogram.comp`` on a device: its equal-values fast path on GPUs with
-    subgroup vote and ballot operations (a CPU driver's atomics are cheap and its subgroup
-    operations are not: there it halved the bandwidth, benchmarks/probes/histscan.py)."""
-    ops = set(device.info.limits.get("subgroup_operations") or ())
-    gpu = device.info.type != "cpu"
-    return {"SUBGROUP_VOTE": int(gpu and {"basic", "vote", "ballot"} <= ops)}
-
-
 def _histogram_kernel() -> Kernel:
     """``histogram.comp`` as :func:`histogram` runs it on the session device."""
-    return load("histogram", defines=_histogram_defines(session_device()))
+    return load("histogram")
 
 
 # Workgroups of histogram.comp: each flushes its private histogram with up to num_bins global
 # atomics, so as few as fill the device; each invocation counts at least 8 values (two uvec4).
-# A GPU wants several workgroups per multiprocessor to keep enough loads in flight (1024: about
-# 8 per multiprocessor of the largest GPUs, reasoned, not yet measured:
-# benchmarks/probes/histscan.py times the caps); a CPU driver runs a few at a time.
-_HISTOGRAM_GROUPS = {"discrete": 1024, "integrated": 256, "cpu": 64}
+# A GPU wants several workgroups per multiprocessor to keep enough loads in flight: on the H100
+# (132 multiprocessors) 512 read 2^26 values at 102 % of a compute copy's bandwidth, 256 at
+# 88 %, 1024 at 93 %, 4096 at 85 % (benchmarks/probes/histscan.py).  A CPU driver runs a few
+# at a time; the integrated cap is reasoned, not measured.
+_HISTOGRAM_GROUPS = {"discrete": 512, "integrated": 256, "cpu": 64}
 
 
 def _histogram_groups(k: Kernel, n: int) -> int:

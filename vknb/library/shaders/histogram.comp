@@ -7,9 +7,9 @@
 // The values are read as uvec4, two loads in flight per invocation and iteration (a counting
 // kernel issues few loads of its own, so the loads in flight set its bandwidth); the last
 // n % 4 values are read one by one.
-// With SUBGROUP_VOTE=1 (subgroup vote and ballot operations), a subgroup whose invocations all hold the
-// same value adds it with one atomic instead of one per invocation: data with large runs of
-// one value (an image's background) no longer serializes on a single shared counter.
+// Data with long runs of one value (an image's background) adds to one shared counter many
+// times in a row; on the H100 that still reads at a copy's bandwidth (an equal-values path
+// through subgroup votes was measured slower there and on lavapipe, and was dropped).
 //
 // Bindings (set 0):
 //   0  values   readonly    uint[]   the values; at least n elements
@@ -21,9 +21,6 @@
 // Specialization constants:
 //   id 0  local_size_x = 256     workgroup size
 //   id 1  SHARED_BINS = 4096     bins privatized in shared memory (4 bytes each: 16 KiB)
-// Defines:
-//   SUBGROUP_VOTE = 0 (default) or 1: the equal-values fast path (vknb.library.histogram sets
-//   it where the device has subgroup vote and ballot operations)
 // Dispatch:
 //   Grid-stride loop: any number of groups covers all n values.  Each workgroup flushes its
 //   private histogram with up to num_bins global atomics, so fewer, busier workgroups amortize
@@ -33,15 +30,6 @@
 //   counts = np.zeros(64, np.uint32)
 //   k(values, counts, n=values.size, num_bins=64, groups=min(-(-values.size // 1024), 256))
 //   vknb.library.histogram(values, 64)      # the helper; == np.bincount(values, minlength=64)
-
-#ifndef SUBGROUP_VOTE
-#define SUBGROUP_VOTE 0
-#endif
-#if SUBGROUP_VOTE
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_vote : require
-#extension GL_KHR_shader_subgroup_ballot : require
-#endif
 
 layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint SHARED_BINS = 4096u;
@@ -67,25 +55,11 @@ void add(uint v, uint c, bool privatized) {
     }
 }
 
-// Counts v (called by every active invocation of the subgroup, except for the tail).
-void count(uint v, bool privatized) {
-#if SUBGROUP_VOTE
-    if (subgroupAllEqual(v)) {
-        uint lanes = subgroupBallotBitCount(subgroupBallot(true));  // (before electing one)
-        if (subgroupElect()) {
-            add(v, lanes, privatized);
-        }
-        return;
-    }
-#endif
-    add(v, 1u, privatized);
-}
-
 void count4(uvec4 q, bool privatized) {
-    count(q.x, privatized);
-    count(q.y, privatized);
-    count(q.z, privatized);
-    count(q.w, privatized);
+    add(q.x, 1u, privatized);
+    add(q.y, 1u, privatized);
+    add(q.z, 1u, privatized);
+    add(q.w, 1u, privatized);
 }
 
 void main() {
@@ -112,7 +86,7 @@ void main() {
         count4(values4[i], privatized);
     }
     if (gl_GlobalInvocationID.x < (n & 3u)) {
-        count(values[(n4 << 2) + gl_GlobalInvocationID.x], privatized);
+        add(values[(n4 << 2) + gl_GlobalInvocationID.x], 1u, privatized);
     }
     barrier();
 
