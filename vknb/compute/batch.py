@@ -53,7 +53,9 @@ _local = threading.local()
 
 def current() -> Batch | None:
     """The batch being recorded on this thread, if any."""
-    return getattr(_local, "batch", None)
+    # (getattr with a default raises and catches AttributeError outside a batch: 0.4-0.8 µs
+    # of every call; the thread's own dict answers in a tenth of that)
+    return _local.__dict__.get("batch")
 
 
 # A recorded dispatch: (kernel, pipeline, sets, push-constant cdata, groups, barrier before it,
