@@ -90,6 +90,7 @@ class DispatchRecord:
     __slots__ = (
         "_end",
         "_gpu",
+        "_raw",
         "_start",
         "batch",
         "bytes_in",
@@ -132,6 +133,8 @@ class DispatchRecord:
         # An object whose resolve() fills in the GPU time later (a pipeline slot whose queries
         # hold it): reading the timestamps costs the dispatching call nothing.
         self.pending: Any = None
+        # (t0, t1, timestamps): raw ticks read from the slot, converted when first asked for.
+        self._raw: tuple[int, int, Any] | None = None
         self.host_ms = host_ms
         self.bytes_in = bytes_in
         self.bytes_out = bytes_out
@@ -141,11 +144,20 @@ class DispatchRecord:
         self.kernel_bytes = kernel_bytes
         self.dispatches = dispatches
 
+    def _settle(self) -> None:
+        """Fill in the GPU time from a pending slot or from raw ticks (once)."""
+        if self.pending is not None:
+            self.pending.resolve()
+        raw = self._raw
+        if raw is not None:  # (two threads may both convert: the same values, then cleared)
+            self._gpu, self._start, self._end = raw[2].convert(raw[0], raw[1])
+            self._raw = None
+
     @property
     def gpu_ms(self) -> float | None:
         """GPU time in milliseconds (None where the queue has no timestamps)."""
-        if self.pending is not None:
-            self.pending.resolve()
+        if self.pending is not None or self._raw is not None:
+            self._settle()
         return self._gpu
 
     @gpu_ms.setter
@@ -155,11 +167,23 @@ class DispatchRecord:
     def set_gpu_ms(self, value: float | None) -> None:
         """Fill in the GPU time (what a pending record's ``resolve`` calls)."""
         self.pending = None
+        self._raw = None
         self._gpu = value
+
+    def set_ticks(self, ticks: tuple[int, int] | None, timestamps: Any) -> None:
+        """Fill in the GPU time as two raw timestamps, which ``timestamps.convert`` turns into
+        ms and host times when first asked for (None: no GPU time)."""
+        self.pending = None
+        if ticks is None:
+            self._raw = None
+            self._gpu = None
+        else:
+            self._raw = (ticks[0], ticks[1], timestamps)
 
     def set_gpu(self, ms: float | None, start: float | None, end: float | None) -> None:
         """Fill in the GPU time and, where known, when the GPU ran it (``time.time()`` clock)."""
         self.pending = None
+        self._raw = None
         self._gpu, self._start, self._end = ms, start, end
 
     @property
@@ -167,8 +191,8 @@ class DispatchRecord:
         """When the GPU started the work, on the ``time.time()`` clock: from calibrated
         timestamps where the device has them, else estimated as the end of the call minus the
         GPU time; None without a GPU time."""
-        if self.pending is not None:
-            self.pending.resolve()
+        if self.pending is not None or self._raw is not None:
+            self._settle()
         if self._start is not None:
             return self._start
         end = self.gpu_end
@@ -177,8 +201,8 @@ class DispatchRecord:
     @property
     def gpu_end(self) -> float | None:
         """When the GPU finished the work (see :attr:`gpu_start`)."""
-        if self.pending is not None:
-            self.pending.resolve()
+        if self.pending is not None or self._raw is not None:
+            self._settle()
         if self._end is not None:
             return self._end
         return None if self._gpu is None else self.time + self.host_ms * 1e-3
@@ -186,8 +210,8 @@ class DispatchRecord:
     @property
     def calibrated(self) -> bool:
         """Whether :attr:`gpu_start`/:attr:`gpu_end` come from calibrated timestamps."""
-        if self.pending is not None:
-            self.pending.resolve()
+        if self.pending is not None or self._raw is not None:
+            self._settle()
         return self._start is not None
 
     @property

@@ -388,15 +388,19 @@ class Timestamps:
     def interval(self, q: int) -> tuple[float | None, float | None, float | None]:
         """``(ms, start, end)`` of pair ``q``: its duration, and when it ran on the host's
         ``time.time()`` clock where the device has calibrated timestamps (else None)."""
-        ticks = self._ticks(q)
+        ticks = self.ticks(q)
         if ticks is None:
             return None, None, None
-        t0, t1 = ticks
+        return self.convert(*ticks)
+
+    def convert(self, t0: int, t1: int) -> tuple[float, float | None, float | None]:
+        """``(ms, start, end)`` of two ticks read by :meth:`ticks` (see :meth:`interval`)."""
         ms = ((t1 - t0) & self.mask) * self.period * 1e-6
         start = self.device.host_time(t0)
         return ms, start, None if start is None else start + ms * 1e-3
 
-    def _ticks(self, q: int) -> tuple[int, int] | None:
+    def ticks(self, q: int) -> tuple[int, int] | None:
+        """The two raw timestamps of pair ``q`` (None if they were never written)."""
         mask = self.mask
         m = self._mapped
         if m is not None:

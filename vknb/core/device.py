@@ -706,30 +706,18 @@ class Device:
 
     # -- submissions ---------------------------------------------------------------------
 
-    def register(self, fence: Any, on_gpu_done: Callable[[], None] | None = None) -> int:
-        """Reserve the next serial for a submission guarded by ``fence`` (call under
-        :attr:`lock`, right before ``vkQueueSubmit``; undo with :meth:`unregister` if the
-        submit fails).  ``on_gpu_done`` runs under the lock once the fence is seen signalled."""
-        serial = self._serial + 1
-        self._serial = serial
-        self._inflight[serial] = on_gpu_done
-        self._fences[serial] = fence
-        return serial
-
-    def unregister(self, serial: int) -> None:
-        """Forget a serial whose submission never reached the queue."""
-        with self.lock:
-            self._inflight.pop(serial, None)
-            self._fences.pop(serial, None)
-
     def queue_submit(self, queue: Any, submit_info: Any, fence: Any, label: str) -> int:
         """``vkQueueSubmit`` of one prepared ``VkSubmitInfo``; returns the submission's serial.
 
-        Call under :attr:`lock` (queues are externally synchronized).
+        The serial and its fence are tracked until :meth:`complete` (or device loss) sees the
+        submission finished.  Call under :attr:`lock` (queues are externally synchronized).
         """
         if self.state is not OPEN or self.epoch != _vk.epoch:
             raise self.unusable_error(label)
-        serial = self.register(fence)
+        serial = self._serial + 1
+        self._serial = serial
+        self._inflight[serial] = None
+        self._fences[serial] = fence
         try:
             res = _vk.lib.vkQueueSubmit(queue, 1, submit_info, fence)
         except BaseException as e:
@@ -745,7 +733,9 @@ class Device:
             if res == -4:
                 self.mark_lost(f"vkQueueSubmit for {label} returned VK_ERROR_DEVICE_LOST")
                 raise self.unusable_error(label)
-        _vk.check(res, "vkQueueSubmit", label)
+            _vk.check(res, "vkQueueSubmit", label)
+        else:
+            _vk.after_void("vkQueueSubmit", label)  # a validation error the call caused
         return serial
 
     def set_on_gpu_done(self, serial: int, fn: Callable[[], None]) -> None:
@@ -778,38 +768,39 @@ class Device:
             raise self.unusable_error(label)
         token = next(_tokens)
         busy = self.busy
-        busy.add(token)
+        busy.add(token)  # (close() and reset() wait for the waiters to leave the device)
         try:
-            self._wait_fence(serial, fence, label, timeout, pfence, then)
+            if self.spin_s > 0:
+                status = _vk.lib.vkGetFenceStatus
+                h = self.handle
+                clock = time.perf_counter
+                end = clock() + self.spin_s
+                while True:
+                    r = status(h, fence)
+                    if r == 0:
+                        self.complete(serial, then)
+                        _vk.after_void("vkGetFenceStatus", label)
+                        return
+                    if r != _vk.NOT_READY:
+                        self._wait_failed(r, "vkGetFenceStatus", label)
+                    if clock() > end:
+                        break
+            self._block_on_fence(serial, fence, label, timeout, pfence, then)
         finally:
             busy.discard(token)
 
-    def _wait_fence(
+    def _block_on_fence(
         self,
         serial: int,
         fence: Any,
         label: str,
         timeout: float | None,
         pfence: Any,
-        then: Callable[[], None] | None = None,
+        then: Callable[[], None] | None,
     ) -> None:
+        """The blocking part of :meth:`wait_fence`, once spinning has not seen it finish."""
         lib = _vk.lib
         h = self.handle
-        if self.spin_s > 0:
-            status = lib.vkGetFenceStatus
-            clock = time.perf_counter
-            end = clock() + self.spin_s
-            while True:
-                r = status(h, fence)
-                if r == 0:
-                    self.complete(serial, then)
-                    if _vk.validation_pending():
-                        _vk.after_void("vkGetFenceStatus", label)
-                    return
-                if r != _vk.NOT_READY:
-                    self._wait_failed(r, "vkGetFenceStatus", label)
-                if clock() > end:
-                    break
         t = timeout_s() if timeout is None else timeout
         pf = pfence if pfence is not None else _vk.ffi.new("VkFence*", fence)
         deadline = time.monotonic() + t
@@ -836,8 +827,7 @@ class Device:
                     result=_vk.TIMEOUT,
                 )
         self.complete(serial, then)
-        if _vk.validation_pending():
-            _vk.after_void("vkWaitForFences", label)
+        _vk.after_void("vkWaitForFences", label)
 
     def _wait_failed(self, res: int, function: str, label: str) -> None:
         if res == -4:
@@ -1137,24 +1127,24 @@ class Device:
         True
         """
         cal = self._calibration
-        now = time.monotonic()
-        if cal is None or now - cal[3] > 5.0:
+        if cal is None or time.monotonic() - cal[3] > 5.0:
             if self._calibrate_fn is False:
                 return None
             cal = self._calibrate()
             if cal is None:
                 return None
-        gpu0, mono0, wall_offset, _ = cal
-        bits = self.timestamp_bits
+        gpu0, host0, scale, _ = cal
         d = ticks - gpu0
+        bits = self.timestamp_bits
         if bits < 64:
             d &= (1 << bits) - 1
             if d >= 1 << (bits - 1):
                 d -= 1 << bits
-        return mono0 + d * self.info.limits["timestamp_period_ns"] * 1e-9 + wall_offset
+        return host0 + d * scale
 
     def _calibrate(self) -> tuple[int, float, float, float] | None:
-        """(device ticks, monotonic seconds, time.time() - monotonic, when) at one instant."""
+        """(device ticks, that instant on the ``time.time()`` clock, seconds per tick, when
+        it was taken on the monotonic clock)."""
         if "VK_EXT_calibrated_timestamps" not in self.extensions or not self.usable_here():
             self._calibrate_fn = False
             return None
@@ -1185,9 +1175,9 @@ class Device:
         deviation = ffi.new("uint64_t*")
         if self._calibrate_fn(self.handle, 2, self._calibrate_infos, out, deviation) != 0:
             return None
-        mono = int(out[1]) * 1e-9
-        wall_offset = time.time() - time.monotonic()
-        self._calibration = (int(out[0]), mono, wall_offset, time.monotonic())
+        host0 = int(out[1]) * 1e-9 + time.time() - time.monotonic()
+        scale = self.info.limits["timestamp_period_ns"] * 1e-9
+        self._calibration = (int(out[0]), host0, scale, time.monotonic())
         return self._calibration
 
     def cooperative_matrix_shapes(self) -> list[dict[str, Any]]:

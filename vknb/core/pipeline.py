@@ -165,7 +165,11 @@ class Slot:
         with self.lock:
             rec = self.pending
             if rec is not None:
-                rec.set_gpu(*self.gpu_interval())
+                ts = self.timestamps
+                if ts is None:
+                    rec.set_gpu_ms(None)
+                else:  # the raw ticks: the record converts them when first read
+                    rec.set_ticks(ts.ticks(self.query), ts)
                 self.pending = None
 
     def finish(self) -> None:
@@ -782,9 +786,7 @@ class ComputePipeline:
         the submission and this call did.
         """
         slot.finishing = rec
-        self.device.wait_fence(
-            slot.serial, slot.fence, self.label, pfence=slot.pfence, then=slot.finish
-        )
+        self.device.wait_fence(slot.serial, slot.fence, self.label, None, slot.pfence, slot.finish)
         if self.closed:  # closed meanwhile: the last slot given back retires the pipeline
             self.release(slot)
 
