@@ -5,6 +5,7 @@ from timestamp queries (both readouts) that track the work and stay with their o
 from __future__ import annotations
 
 import json
+import pickle
 import statistics
 import threading
 import time
@@ -143,7 +144,13 @@ def test_gpu_times_read_late_belong_to_their_own_call(readout, dev, monkeypatch)
             k(np.zeros(n, np.float32), n=n, iters=1, grid=n)
     pending = [r for _, r in recs if r.pending is not None]
     assert pending, "repeated calls should leave their GPU time to be read later"
+    # Records whose slot was readied since hold its raw ticks, converted when first read; a
+    # pickled record carries its converted time (never the slot or the query pool).
+    assert any(r._raw is not None for _, r in recs), "no record kept raw ticks"
+    copies = [pickle.loads(pickle.dumps(r)) for _, r in recs]
     times = [(it, r.gpu_ms) for it, r in recs]
+    assert [c.gpu_ms for c in copies] == [t for _, t in times]
+    assert [c.gpu_start for c in copies] == [r.gpu_start for _, r in recs]
     light = statistics.median(t for it, t in times if it == 1)
     least_heavy = min(t for it, t in times if it == heavy)
     assert least_heavy > 5 * light, times  # no heavy call got a light call's time

@@ -239,6 +239,17 @@ class DispatchRecord:
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with its GPU time filled in (never the slot or timestamps it came from)."""
+        self._settle()
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["pending"] = state["_raw"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
         return f"DispatchRecord({inner})"
