@@ -14,7 +14,8 @@
 // Loads outside A or B read zeros and stores outside C are skipped, so M, N and K are
 // arbitrary.  Compiled with VEC4 defined (K and N multiples of 4), A, B and C are read and
 // written as vec4s.  Two more defines, each measured by `python -m benchmarks.probes.matmul32`:
-// BK16 walks K in steps of 16 (half the barriers, twice the staged registers), and
+// BK16 walks K in steps of 16 (half the barriers, twice the staged registers; As unpadded, so
+// that both buffers fit 32 KiB of shared memory, the least a device may offer), and
 // GROUP_ROWS=G runs the tiles in bands of G tile rows, column by column within a band, so that
 // the workgroups running at once share rows of A and columns of B in the L2 cache.
 //
@@ -38,8 +39,10 @@
 #define BN 128u       // columns of C per workgroup
 #ifdef BK16
 #define BK 16u        // K step staged in shared memory
+#define APAD 0u       // vec4s of padding per row of As
 #else
 #define BK 8u
+#define APAD 1u
 #endif
 #define STAGED (BK / 8u)  // vec4s of A and of B each invocation stages per step
 
@@ -61,7 +64,7 @@ layout(push_constant) uniform Params {
     uint K;
 };
 
-shared vec4 As[2][BK][BM / 4u + 1u];   // As[buf][k][m / 4][m % 4], k-major, padded rows
+shared vec4 As[2][BK][BM / 4u + APAD];  // As[buf][k][m / 4][m % 4], k-major, padded rows
 shared vec4 Bs[2][BK][BN / 4u];        // Bs[buf][k][n / 4][n % 4]
 
 // What each invocation stages per step, for each s < STAGED: 4 consecutive k of one row of A
