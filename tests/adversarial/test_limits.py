@@ -36,6 +36,44 @@ def test_push_constant_block_beyond_max_push_constants_size() -> None:
     )
 
 
+def test_shared_memory_beyond_max_compute_shared_memory_size() -> None:
+    """Shared arrays larger than the device allows are refused by name before the driver sees
+    them (NVIDIA's may crash on invalid usage), also where a specialization constant sizes
+    them; at the limit the kernel runs and every element is written and read back."""
+    run_scenario(
+        """
+        lim = vknb.device().info.limits["max_shared_memory"]
+        print("maxComputeSharedMemorySize", lim)
+        body = '''
+        layout(local_size_x = 64) in;
+        layout(constant_id = 1) const uint N = 16;
+        layout(binding = 0) buffer D { uint d[]; };
+        shared uint s[N];
+        shared uvec4 pad[2];
+        void main() {
+            for (uint i = gl_LocalInvocationID.x; i < N; i += 64u) s[i] = i * 3u;
+            barrier();
+            uint sum = 0u;
+            for (uint i = 0u; i < N; ++i) sum += s[i];
+            if (gl_LocalInvocationID.x == 0u) { pad[0] = uvec4(sum); d[0] = pad[0].x; }
+        }
+        '''
+        fits = lim // 4 - 8  # with the 32 bytes of pad: exactly the limit
+        with raises(ValueError, str(lim), "maxComputeSharedMemorySize", "too_big_shared"):
+            vknb.compile(body, name="too_big_shared", constants={"N": fits + 1})
+        k = vknb.compile(body, name="full_shared", constants={"N": fits})
+        check(k.reflection.shared_memory == lim, f"{k.reflection.shared_memory} != {lim}")
+        d = np.zeros(1, np.uint32)
+        k(d, groups=1)
+        check(int(d[0]) == (3 * fits * (fits - 1) // 2) % 2**32, f"sum {d[0]}")
+        check_usable()
+        print("OK")
+        """,
+        validation=True,
+        timeout=60,
+    )
+
+
 def test_numpy_argument_beyond_max_storage_buffer_range_is_refused_before_upload() -> None:
     res = run_scenario(
         """

@@ -330,6 +330,13 @@ class Kernel:
                 f"{lim['max_push_constants_size']} bytes; move the larger members into a "
                 "uniform or storage buffer"
             )
+        shared = self.reflection.shared_memory
+        if shared > lim["max_shared_memory"]:
+            raise ValueError(
+                f"{self.name}: its shared variables take {shared} bytes, beyond "
+                f"{dev.info.name}'s maxComputeSharedMemorySize of {lim['max_shared_memory']} "
+                "bytes; use smaller shared arrays (or a storage buffer)"
+            )
         nsets = self._layout.nsets
         if nsets > lim["max_bound_descriptor_sets"]:
             raise ValueError(

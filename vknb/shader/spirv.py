@@ -275,6 +275,7 @@ _BUILTIN_WORKGROUP_SIZE = 25
 
 _SC_UNIFORM_CONSTANT = 0
 _SC_UNIFORM = 2
+_SC_WORKGROUP = 4
 _SC_PUSH_CONSTANT = 9
 _SC_STORAGE_BUFFER = 12
 _SC_PHYSICAL_STORAGE_BUFFER = 5349
@@ -668,6 +669,10 @@ class Reflection:
         The specialization-constant values (by id, sorted) that array lengths, block layouts,
         descriptor counts and the workgroup size were evaluated with; () for :func:`reflect`'s
         result (every constant at its default).  See :meth:`specialize`.
+    shared_memory : int
+        Bytes of the ``shared`` (Workgroup) variables, at their natural sizes with the
+        specialization above (what ``maxComputeSharedMemorySize`` limits; a driver may add
+        padding).
     """
 
     entry_point: str
@@ -680,6 +685,7 @@ class Reflection:
     bound: int
     specialization: tuple[tuple[int, bool | int | float], ...] = ()
     ext_inst_imports: tuple[str, ...] = ()
+    shared_memory: int = 0
     # The module itself (little-endian words), for specialize(); not part of the reflection.
     _spirv: bytes = field(default=b"", compare=False, repr=False)
 
@@ -949,6 +955,7 @@ class Reflection:
             "spirv_version": list(self.spirv_version),
             "bound": self.bound,
             "specialization": [[sid, v] for sid, v in self.specialization],
+            "shared_memory": self.shared_memory,
         }
 
 
@@ -2251,5 +2258,38 @@ def _reflect(
         bound=m.bound,
         specialization=tuple(sorted(m.spec_values.items())),
         ext_inst_imports=_ext_inst_imports(m.words),
+        shared_memory=_shared_memory(m, interface),
         _spirv=m.data,
     )
+
+
+def _shared_memory(m: _Module, interface: set[int] | None) -> int:
+    """Bytes of the module's Workgroup variables (the entry point's, from SPIR-V 1.4 on)."""
+    total = 0
+    for vid, (ptr, storage, _at) in m.variables.items():
+        if storage != _SC_WORKGROUP or (interface is not None and vid not in interface):
+            continue
+        t = m.get_type(ptr, f"shared variable %{vid}")
+        total += _natural_size(m, m.operand(t, 1), 0)
+    return total
+
+
+def _natural_size(m: _Module, tid: int, depth: int) -> int:
+    """Size of a type without explicit layout: scalars, vectors, matrices, arrays, structs."""
+    if depth > 64:
+        raise _error(f"type %{tid} nests more than 64 levels deep")
+    t = m.get_type(tid, "a shared variable")
+    op = t[0]
+    if op == _OP_TYPE_BOOL:
+        return 4
+    if op in (_OP_TYPE_INT, _OP_TYPE_FLOAT):
+        return max(1, m.operand(t, 0) // 8)
+    if op in (_OP_TYPE_VECTOR, _OP_TYPE_MATRIX):
+        return m.operand(t, 1) * _natural_size(m, m.operand(t, 0), depth + 1)
+    if op == _OP_TYPE_ARRAY:
+        n = _const_value(m, m.operand(t, 1))
+        length = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        return length * _natural_size(m, m.operand(t, 0), depth + 1)
+    if op == _OP_TYPE_STRUCT:
+        return sum(_natural_size(m, member, depth + 1) for member in t[1])
+    return 0  # (opaque types take no shared memory)
