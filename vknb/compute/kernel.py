@@ -650,6 +650,7 @@ class Kernel:
         """
         b = current_batch()
         rslot: Slot | None = None  # the call's slot, once submitted, until someone owns it
+        claimed: list[Slot] = []  # the slot, from its submission (see ComputePipeline.dispatch)
         serial = 0
         held: Prepared | None = None  # its scratch buffers (a call with numpy arguments)
         try:
@@ -665,7 +666,7 @@ class Kernel:
                         )
                     if wait:  # a repeated synchronous call: no scratch buffers, no write-back
                         t0 = time.perf_counter()
-                        rslot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
+                        rslot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs, claimed)
                         serial = rslot.serial
                         repeated = f
                     else:
@@ -696,9 +697,12 @@ class Kernel:
                             prep.writeback,
                         )
                     try:
-                        slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers)
+                        slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers, claimed)
                     except BaseException:
-                        self.binder.give_back(prep.scratch, keep=False)
+                        if claimed:  # submitted (Ctrl-C as the call returned): see below
+                            held = prep
+                        else:
+                            self.binder.give_back(prep.scratch, keep=False)
                         raise
                     rslot, serial, held = slot, slot.serial, prep
             # The wait and the write-back run outside the kernel's lock: other threads' calls
@@ -715,10 +719,14 @@ class Kernel:
                 sub = self._async_call(pipe, slot, prep, grp, t0)
                 slot.finishing = None  # no call frame waits on it: give_up leaves it alone
                 rslot = None
+                claimed.clear()
             return sub
         except BaseException:
             # Ctrl-C or a failure between the submission and the wait: the slot (and scratch
             # buffers the GPU may still use) go back once the GPU is done.
+            if rslot is None and claimed:  # Ctrl-C as the submitting call returned
+                rslot = claimed[0]
+                serial = rslot.serial
             if rslot is not None and pipe.give_up(rslot, serial) and held is not None:
                 for _, buf in held.scratch:
                     buf.close()  # (retired: freed once the GPU is done)
@@ -974,6 +982,7 @@ class BoundCall:
         if wait:
             k = self.kernel
             slot: Slot | None = None
+            claimed: list[Slot] = []
             serial = 0
             try:
                 # Submitted under the kernel's lock, as a Kernel call is: its descriptor sets
@@ -982,10 +991,13 @@ class BoundCall:
                     pipe, f = self._current()
                     bufs = self._buffers
                     t0 = time.perf_counter()
-                    slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs)
+                    slot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs, claimed)
                     serial = slot.serial
                 return k._finish_repeated(pipe, f, slot, t0)
             except BaseException as e:
+                if slot is None and claimed:  # Ctrl-C as the submitting call returned
+                    slot = claimed[0]
+                    serial = slot.serial
                 if slot is not None:  # Ctrl-C or a failure after the submission
                     pipe.give_up(slot, serial)
                 elif isinstance(e, E.ObjectClosed):

@@ -705,10 +705,19 @@ class ComputePipeline:
         slot.serial = dev.queue_submit(dev.compute_queue, slot.submit_info, slot.fence, self.label)
 
     def dispatch(
-        self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
+        self,
+        sets: Any,
+        push: bytes,
+        groups: tuple[int, int, int],
+        buffers: Sequence[Buffer],
+        claimed: list[Slot] | None = None,
     ) -> Slot:
         """Submit one dispatch; return its slot (taken: give it back with :meth:`wait`,
-        :meth:`wait_slot` + :meth:`release`, or :meth:`abandon`)."""
+        :meth:`wait_slot` + :meth:`release`, or :meth:`abandon`).
+
+        ``claimed`` gets the slot as soon as it is submitted: Python raises a pending
+        KeyboardInterrupt as a call returns, before the caller has stored the result, so a
+        caller that must give the slot up on Ctrl-C finds it there (:meth:`give_up`)."""
         taken: list[Slot] = []
         before = None
         try:
@@ -717,11 +726,13 @@ class ComputePipeline:
             before = slot.serial
             with self.device.lock:
                 self._submit(slot, sets, push, groups, buffers)
+            slot.finishing = _CLAIMED  # until waited on (wait_slot) or given up (give_up)
+            if claimed is not None:
+                claimed.append(slot)  # from here on the caller owns it
         except BaseException as e:
-            if taken:
+            if taken and not (claimed and claimed[-1] is taken[0]):
                 self._give_back(taken[0], before, e)
             raise
-        slot.finishing = _CLAIMED  # until waited on (wait_slot) or given up (give_up)
         return slot
 
     def _give_back(self, slot: Slot, before: int | None, e: BaseException) -> None:
@@ -737,7 +748,12 @@ class ComputePipeline:
             self.release(slot)
 
     def submit_repeated(
-        self, sets: Any, push: bytes, groups: tuple[int, int, int], buffers: Sequence[Buffer]
+        self,
+        sets: Any,
+        push: bytes,
+        groups: tuple[int, int, int],
+        buffers: Sequence[Buffer],
+        claimed: list[Slot] | None = None,
     ) -> Slot:
         """Submit a repeated synchronous call; the caller waits with :meth:`finish_repeated`
         (or gives the slot up with :meth:`give_up`).
@@ -746,7 +762,9 @@ class ComputePipeline:
         the call, and while the GPU runs one, the other is readied for the next call: its
         timestamps are read into the record waiting for them, its fence and queries reset.
         That takes the query read and both resets out of the call's critical path.  A failure
-        or Ctrl-C at any point gives the slot back (:meth:`_give_back`).
+        or Ctrl-C at any point before the submission gives the slot back
+        (:meth:`_give_back`); from the submission on, ``claimed`` holds it (see
+        :meth:`dispatch`).
         """
         dev = self.device
         taken: list[Slot] = []
@@ -766,15 +784,17 @@ class ComputePipeline:
                     slot.finishing = _CLAIMED
                     taken.append(slot)
                     self._submit(slot, sets, push, groups, buffers)
+                    if claimed is not None:
+                        claimed.append(slot)  # from here on the caller owns it
                     if other.dirty and not other.busy:
                         other.clean(dev.handle, self.label)
         except BaseException as e:
-            if taken:
+            if taken and not (claimed and claimed[-1] is taken[0]):
                 self._give_back(taken[0], before, e)
             raise
         if taken:
             return taken[0]
-        return self.dispatch(sets, push, groups, buffers)
+        return self.dispatch(sets, push, groups, buffers, claimed)
 
     def finish_repeated(self, slot: Slot, rec: Any) -> None:
         """Wait for :meth:`submit_repeated`'s slot; ``rec`` reads its GPU time from it later.
