@@ -26,12 +26,10 @@ SHAPES = [(4096, 4096, 4096), (4000, 4000, 4000), (1000, 3000, 500), (2048, 2048
           (1024, 1024, 1024), (512, 512, 512)]  # fmt: skip
 
 
-# matmul_128.comp's optional defines: K in steps of 16; bands of G tile rows for L2 reuse.
+# matmul_128.comp's bands of G tile rows (L2 reuse).
 VARIANTS: dict[str, dict[str, int]] = {
-    "BK16": {"BK16": 1},
     "G8": {"GROUP_ROWS": 8},
     "G16": {"GROUP_ROWS": 16},
-    "BK16 G8": {"BK16": 1, "GROUP_ROWS": 8},
 }
 
 

@@ -445,9 +445,9 @@ def test_matmul(rng, M, K, N):
 _MM_ODD = [(1, 1, 1), (130, 17, 129), (128, 8, 128), (257, 44, 260), (3, 300, 7)]
 
 
-# matmul_128's variants (benchmarks/probes/matmul32.py): K in steps of 16, bands of tile rows
-# (2 and 3 leave a partial band on the 3- and 5-row grids below), both with vec4 access.
-_MM_VARIANTS = [{"BK16": 1}, {"GROUP_ROWS": 2}, {"VEC4": 1, "BK16": 1, "GROUP_ROWS": 3}]
+# matmul_128's bands of tile rows (2 and 3 leave a partial band on the 3- and 5-row grids
+# below; 8 as on discrete GPUs), scalar and vec4.
+_MM_VARIANTS = [{"GROUP_ROWS": 2}, {"VEC4": 1, "GROUP_ROWS": 3}, {"VEC4": 1, "GROUP_ROWS": 8}]
 
 
 @pytest.mark.parametrize(
@@ -479,8 +479,10 @@ def test_matmul_kernel_choice():
     """128 x 128 tiles once they fill a GPU, and always on a CPU driver; vec4 where it fits."""
     assert library._matmul_choice(64, 64, 64)[0] == "matmul"
     assert library._matmul_choice(64, 64, 64, "cpu")[0] == "matmul_128"
-    assert library._matmul_choice(1450, 1420, 37) == ("matmul_128", None, (12, 12))
-    assert library._matmul_choice(1408, 1420, 36)[1] == {"VEC4": 1}
+    assert library._matmul_choice(1450, 1420, 37, "integrated") == ("matmul_128", None, (12, 12))
+    assert library._matmul_choice(1408, 1420, 36)[1] == {"VEC4": 1, "GROUP_ROWS": 8}
+    assert library._matmul_choice(1408, 1420, 36, "cpu")[1] == {"VEC4": 1}
+    assert library._matmul_choice(1450, 1420, 37, "discrete")[1] == {"GROUP_ROWS": 8}
     assert library._matmul_choice(4000, 3000, 500)[0] == "matmul_128"
 
 

@@ -13,11 +13,9 @@
 //
 // Loads outside A or B read zeros and stores outside C are skipped, so M, N and K are
 // arbitrary.  Compiled with VEC4 defined (K and N multiples of 4), A, B and C are read and
-// written as vec4s.  Two more defines, each measured by `python -m benchmarks.probes.matmul32`:
-// BK16 walks K in steps of 16 (half the barriers, twice the staged registers; As unpadded, so
-// that both buffers fit 32 KiB of shared memory, the least a device may offer), and
-// GROUP_ROWS=G runs the tiles in bands of G tile rows, column by column within a band, so that
-// the workgroups running at once share rows of A and columns of B in the L2 cache.
+// written as vec4s.  With GROUP_ROWS=G the tiles run in bands of G tile rows, column by column
+// within a band, so that the workgroups running at once share rows of A and columns of B in
+// the L2 cache (vknb.library.matmul sets G = 8 on discrete GPUs).
 //
 // Bindings (set 0):
 //   0  A  readonly   float[]  M * K elements, row-major (A[m][k] at m * K + k)
@@ -30,21 +28,14 @@
 // Dispatch:
 //   groups=(ceil(N / 128), ceil(M / 128)).
 // Usage:
-//   k = vknb.library.load("matmul_128", defines={"VEC4": 1})   # K % 4 == 0 and N % 4 == 0
+//   k = vknb.library.load("matmul_128", defines={"VEC4": 1, "GROUP_ROWS": 8})  # K, N % 4 == 0
 //   C = np.empty((M, N), np.float32)
 //   k(A, B, C, M=M, N=N, K=K, groups=(-(-N // 128), -(-M // 128)))
 //   vknb.library.matmul(A, B)                                   # the helper chooses
 
 #define BM 128u       // rows of C per workgroup
 #define BN 128u       // columns of C per workgroup
-#ifdef BK16
-#define BK 16u        // K step staged in shared memory
-#define APAD 0u       // vec4s of padding per row of As
-#else
-#define BK 8u
-#define APAD 1u
-#endif
-#define STAGED (BK / 8u)  // vec4s of A and of B each invocation stages per step
+#define BK 8u         // K step staged in shared memory
 
 layout(local_size_x = 16, local_size_y = 16) in;
 
@@ -64,12 +55,11 @@ layout(push_constant) uniform Params {
     uint K;
 };
 
-shared vec4 As[2][BK][BM / 4u + APAD];  // As[buf][k][m / 4][m % 4], k-major, padded rows
+shared vec4 As[2][BK][BM / 4u + 1u];   // As[buf][k][m / 4][m % 4], k-major, padded rows
 shared vec4 Bs[2][BK][BN / 4u];        // Bs[buf][k][n / 4][n % 4]
 
-// What each invocation stages per step, for each s < STAGED: 4 consecutive k of one row of A
-// (t / 2, k 4 (t % 2) + 8 s), 4 consecutive columns of one row of B (row t / 32 + 8 s,
-// columns 4 (t % 32)).
+// What each invocation stages per step: 4 consecutive k of one row of A (t / 2, k 4 (t % 2)),
+// 4 consecutive columns of one row of B (row t / 32, columns 4 (t % 32)).
 vec4 loadA(uint row, uint k) {
     if (row >= M) {
         return vec4(0.0);
@@ -125,28 +115,20 @@ void main() {
         acc[i][1] = vec4(0.0);
     }
 
-    vec4 pa[STAGED];
-    vec4 pb[STAGED];
-    for (uint s = 0u; s < STAGED; ++s) {
-        pa[s] = loadA(row0 + aRow, aK + 8u * s);
-        pb[s] = loadB(bK + 8u * s, col0 + bCol);
-    }
+    vec4 pa = loadA(row0 + aRow, aK);
+    vec4 pb = loadB(bK, col0 + bCol);
     uint cur = 0u;
     for (uint k0 = 0u; k0 < K; k0 += BK) {
         // The staged slices of this step go to buffer cur; the other buffer was last read
         // before the previous step's barrier.
-        for (uint s = 0u; s < STAGED; ++s) {
-            for (uint e = 0u; e < 4u; ++e) {
-                As[cur][aK + 8u * s + e][aRow >> 2u][aRow & 3u] = pa[s][e];
-            }
-            Bs[cur][bK + 8u * s][bCol >> 2u] = pb[s];
+        for (uint e = 0u; e < 4u; ++e) {
+            As[cur][aK + e][aRow >> 2u][aRow & 3u] = pa[e];
         }
+        Bs[cur][bK][bCol >> 2u] = pb;
         barrier();
         if (k0 + BK < K) {                        // the next step's slices, while this one runs
-            for (uint s = 0u; s < STAGED; ++s) {
-                pa[s] = loadA(row0 + aRow, k0 + BK + aK + 8u * s);
-                pb[s] = loadB(k0 + BK + bK + 8u * s, col0 + bCol);
-            }
+            pa = loadA(row0 + aRow, k0 + BK + aK);
+            pb = loadB(k0 + BK + bK, col0 + bCol);
         }
         for (uint kk = 0u; kk < BK; ++kk) {
             vec4 a0 = As[cur][kk][ty];
