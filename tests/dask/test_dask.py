@@ -210,7 +210,7 @@ def test_map_blocks_errors_name_the_binding(saxpy: vknb.Kernel) -> None:
 
 def test_map_blocks_on_the_threaded_scheduler_uses_the_kernel_itself(no_leaks: None) -> None:
     vknb.dask.clear_kernel_cache()
-    # X writable but not the output: uploaded as a device Array per block, closed after it
+    # X writable but not the output: a private copy per block (the dask block stays as it is)
     with vknb.compile(SAXPY.replace("readonly buffer X", "buffer X"), name="saxpy_rw") as k:
         x = da.ones(1_000, chunks=100, dtype=np.float32)
         with dask.config.set(scheduler="threads"):
