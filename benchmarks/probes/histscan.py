@@ -90,7 +90,7 @@ def histogram(log2: int, caps: list[int]) -> None:
                 x.close()
     finally:
         counts.close()
-    lib = library._histogram_groups(library._histogram_kernel(), n)
+    lib = library._histogram_groups(library.load("histogram"), n)
     print(f"  library.histogram takes {lib} groups here", flush=True)
 
 

@@ -274,7 +274,7 @@ def run_block(*blocks: Any, plan: BlockPlan) -> np.ndarray:
     if 0 in out_shape:  # an empty chunk: nothing to dispatch
         return np.empty(out_shape, plan.dtype)
     vals: list[Any] = []
-    for src in plan.sources:
+    for slot, src in enumerate(plan.sources):
         if src[0] == "new":  # not uploaded if writeonly: no need to clear it then
             v: Any = (np.empty if plan.writeonly else np.zeros)(shape, plan.dtype)
         else:
@@ -282,8 +282,10 @@ def run_block(*blocks: Any, plan: BlockPlan) -> np.ndarray:
             if isinstance(v, np.ndarray):
                 # Never write into a block Dask may share: a written binding gets a private
                 # copy, which the call uploads and writes back in one submission.
-                copy = len(vals) in plan.copy
-                v = np.array(v, order="C", copy=True) if copy else np.ascontiguousarray(v)
+                if slot in plan.copy:
+                    v = np.array(v, order="C", copy=True)
+                else:
+                    v = np.ascontiguousarray(v)
         vals.append(v)
     out = vals[plan.out]
     user = [_value(a, blocks) for a in plan.args]

@@ -557,14 +557,9 @@ def histogram(x: ArrayLike, bins: int) -> np.ndarray:
     counts = np.zeros(bins, np.uint32)
     if n == 0:
         return counts
-    k = _histogram_kernel()
+    k = load("histogram")
     k(xv, counts, n=n, num_bins=bins, groups=_histogram_groups(k, n))
     return counts
-
-
-def _histogram_kernel() -> Kernel:
-    """``histogram.comp`` as :func:`histogram` runs it on the session device."""
-    return load("histogram")
 
 
 # Workgroups of histogram.comp: each flushes its private histogram with up to num_bins global
@@ -582,7 +577,7 @@ def _histogram_groups(k: Kernel, n: int) -> int:
     Example
     -------
     >>> from vknb import library
-    >>> library._histogram_groups(library._histogram_kernel(), 1000)
+    >>> library._histogram_groups(library.load("histogram"), 1000)
     1
     """
     cap = _HISTOGRAM_GROUPS.get(k.device.info.type, 256)
