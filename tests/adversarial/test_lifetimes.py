@@ -343,3 +343,43 @@ def test_reset_inside_a_batch_block_is_a_clear_error() -> None:
         validation=True,
         timeout=30,
     )
+
+
+def test_records_read_and_pickled_after_reset_and_from_threads() -> None:
+    """A repeated call's record keeps its GPU time in its slot, then as raw ticks converted when
+    first read: records read only after their kernel is closed and the device reset, from 8
+    threads at once, or pickled there, all give a GPU time (no Vulkan call on the old device,
+    no crash), the same in every thread."""
+    run_scenario(
+        """
+        import pickle, threading
+        k = vknb.compile(ADD, name="records_after_reset")
+        n = 4096
+        X = vknb.asarray(rng.random(n, dtype=np.float32))
+        Y = vknb.asarray(np.zeros(n, np.float32))
+        recs = [k(X, Y, a=1.0, n=n, grid=n) for _ in range(40)]
+        check(any(r.pending is not None for r in recs), "no record left its time in a slot")
+        k.close()
+        X.close()
+        Y.close()
+        vknb.reset()
+        seen = [[] for _ in range(8)]
+        def read(t):
+            for r in recs:
+                seen[t].append((r.gpu_ms, r.gpu_start, r.gpu_end))
+        threads = [threading.Thread(target=read, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        check(all(s == seen[0] for s in seen), "threads read different times")
+        if vknb.device().info.timestamps:
+            check(all(ms is not None and ms >= 0 for ms, _, _ in seen[0]), f"{seen[0][:3]}")
+        copies = [pickle.loads(pickle.dumps(r)) for r in recs]
+        check([c.gpu_ms for c in copies] == [s[0] for s in seen[0]], "pickled times differ")
+        check_usable()
+        print("OK")
+        """,
+        validation=True,
+        timeout=60,
+    )
