@@ -421,3 +421,49 @@ print("OK")
         timeout=90,
     )
     assert "first compile interrupted: True" in res.stdout, res.stdout
+
+
+def test_ctrl_c_during_a_long_batch_replay_then_wait_writes_back() -> None:
+    """A synchronous batch replay waits on its fence itself: Ctrl-C there is prompt, the batch
+    stays owned until the GPU is done (closing it meanwhile frees nothing in use), and the next
+    wait writes its numpy output back."""
+    run_interrupt_scenario(
+        """
+        kb = vknb.compile(BUSY, name="busy_batch")
+        y = rng.random(BUSY_N, dtype=np.float32)
+        kb(y[:64].copy(), n=64, iters=10, grid=64)
+        iters = busy_iters(kb)
+        out = y.copy()
+        with vknb.batch(wait=False) as b:
+            kb(out, n=BUSY_N, iters=iters, grid=BUSY_N)  # a numpy argument: written back
+        b.wait()
+        ref = out.copy()
+        out[:] = y
+        ready()
+        try:
+            b.replay()
+            no_interrupt("the long batch replay")
+        except KeyboardInterrupt:
+            lat = sigint_latency()
+        print(f"KeyboardInterrupt {lat * 1000:.0f} ms after SIGINT")
+        check(lat < 0.5, f"KeyboardInterrupt came {lat:.2f} s after SIGINT (limit 0.5 s)")
+        b.wait()  # the interrupted replay ran on: its output is written back now
+        check(np.array_equal(out, ref), "the interrupted replay's output was not written back")
+        check(b.gpu_ms is not None and b.gpu_ms > 0, f"batch GPU time {b.gpu_ms}")
+        # Interrupted again, then closed at once: the batch's command buffer, fence and
+        # timestamps go only once the GPU is done.  (Without the validation layer: with it,
+        # lavapipe's vkQueueSubmit runs the batch to the end before it returns.)
+        out[:] = y
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            b.replay()
+            no_interrupt("the second long batch replay")
+        except KeyboardInterrupt:
+            pass
+        b.close()
+        vknb.synchronize()
+        check_usable()
+        print("OK")
+        """,
+        timeout=90,
+    )

@@ -199,7 +199,8 @@ def test_more_descriptor_sets_than_the_cache_holds_then_replay(axpy, rng, no_lea
     n = 64
     x = rng.random(n, dtype=np.float32)
     X = vknb.asarray(x)
-    outs = [vknb.zeros(n, np.float32) for _ in range(150)]  # > 64 distinct descriptor sets
+    more = vknb.core.pipeline.DESCRIPTOR_CACHE + 30  # distinct descriptor sets
+    outs = [vknb.zeros(n, np.float32) for _ in range(more)]
     with vknb.batch() as b:
         for o in outs:
             axpy(X, o, a=1.0, n=n, grid=n)

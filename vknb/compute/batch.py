@@ -92,7 +92,7 @@ class Batch:
         self.device = dev
         self.wait_on_exit = wait
         self.entries: list[tuple[Any, ...]] = []  # see _KERNEL.._KEEP
-        self.gpu_ms: float | None = None
+        self._last: DispatchRecord | None = None  # the record of the last submission
         self.host_ms = 0.0
         self.record_ms = 0.0
         self.closed = False
@@ -102,6 +102,7 @@ class Batch:
         self._bits: dict[int, int] = {}  # buffer serial -> its bit
         self._masks: dict[int, tuple[list[int], int]] = {}  # id(serials) -> (serials, mask)
         self._buffers: dict[int, Buffer] = {}  # every buffer recorded, by serial
+        self._last_keep: list[Buffer] | None = None  # the buffers of the last add()
         self._recording = False
         self._recorded = False
         self._sub: Submission | None = None
@@ -219,6 +220,7 @@ class Batch:
         self._bits = {}
         self._masks = {}
         self._buffers = {}
+        self._last_keep = None
         self._rec.reset_hazards()
         self._add_pipe = self._add_pool = None
         self._name = None
@@ -255,17 +257,25 @@ class Batch:
         ``cpush`` is the push-constant data as cdata (see ``core.commands.push_cdata``);
         ``keep`` (the buffers bound) is held alive as long as the batch.
         """
+        if not self._recording:
+            raise RuntimeError("this batch is not recording (use `with vknb.batch() as b:`)")
         pool = pipe.current_pool()
         if pipe is not self._add_pipe or pool is not self._add_pool:
             self._pin(kernel, pipe, pool)  # (a pipeline's pool changes when its cache fills)
+        if keep is not self._last_keep:  # (a bound call brings the same list every time)
+            registry = self._buffers
+            for buf in keep:
+                registry[buf.serial] = buf
+            self._last_keep = keep
         mask = self._mask
-        return self._record(
-            (
-                self._item(
-                    kernel, pipe, sets, cpush, groups, mask(reads), mask(writes), keep, writeback
-                ),
-            )
+        barrier = self._rec.emit_checked(
+            self._cmd, pipe, sets, cpush, groups, mask(reads), mask(writes)
         )
+        entries = self.entries
+        entries.append((kernel, pipe, sets, cpush, groups, barrier, keep))
+        if writeback:
+            self._writeback.extend(writeback)
+        return len(entries) - 1
 
     def _item(
         self,
@@ -388,7 +398,12 @@ class Batch:
                 )
 
     def submit(self, wait: bool = True) -> Submission | None:
-        """Submit the recorded command buffer once more (``replay`` without changes)."""
+        """Submit the recorded command buffer once more (``replay`` without changes).
+
+        A synchronous submission (``wait=True``) waits on the fence itself, holding the batch's
+        lock, and builds a :class:`Submission` only if the wait does not end normally (Ctrl-C,
+        a lost device): the batch then stays in use until the GPU is done, and the next wait
+        writes its outputs back."""
         with self._lock:
             if self._recording:
                 raise RuntimeError("the batch is still recording; leave the `with` block first")
@@ -397,45 +412,58 @@ class Batch:
             self._check_open()
             self._wait_previous()
             dev = self.device
-            lib = _vk.lib
             t0 = time.perf_counter()
-            with dev.lock:
-                self._check_recorded_objects()  # under the lock: no close can slip in
-                _vk.check(lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch")
-                if self._ts is not None and self._ts.host_reset:
-                    self._ts.reset(0)
-                try:
-                    serial = dev.queue_submit(
-                        dev.compute_queue, self._submit_info, self._fence, "batch"
+            serial: int | None = None  # submitted and not yet owned by a Submission
+            try:
+                with dev.lock:
+                    self._check_recorded_objects()  # under the lock: no close can slip in
+                    lib = _vk.lib
+                    _vk.check(
+                        lib.vkResetFences(dev.handle, 1, self._pfence), "vkResetFences", "batch"
                     )
-                except BaseException as e:
-                    late = _vk.submitted_serial(e)
-                    if late is not None:  # interrupted as it was submitted: running all the same
-                        self._sub = dev.submission(
-                            late,
-                            self._fence,
-                            f"batch of {len(self.entries)}",
-                            keep=(self, list(self.entries)),
-                            on_gpu_done=self._gpu_released,
+                    if self._ts is not None and self._ts.host_reset:
+                        self._ts.reset(0)
+                    try:
+                        serial = dev.queue_submit(
+                            dev.compute_queue, self._submit_info, self._fence, "batch"
                         )
-                        self._idle = False
-                        dev.track(self._sub)
-                    raise
-                sub = dev.submission(
-                    serial,
-                    self._fence,
-                    f"batch of {len(self.entries)}",
-                    keep=(self, list(self.entries)),
-                    on_gpu_done=self._gpu_released,
-                    on_done=lambda: self._finish(t0),
-                )
-                self._sub = sub
-                self._idle = False
-        if wait:
-            sub.wait()
-            return None
+                    except BaseException as e:
+                        serial = _vk.submitted_serial(e)  # running all the same, if not None
+                        raise
+                    self._idle = False
+                    if not wait:
+                        sub = self._sub = self._submission(serial, t0)
+                        serial = None
+                if serial is not None:
+                    dev.wait_fence(serial, self._fence, "batch", None, self._pfence, self._ran)
+                    serial = None
+            except BaseException:
+                if serial is not None:  # the GPU may still run it: the next wait finishes it
+                    self._idle = False  # (until the Submission sees the fence signalled)
+                    self._sub = self._submission(serial, t0)
+                    dev.track(self._sub)
+                raise
+            if wait:
+                self._sub = None
+                self._finish(t0)
+                return None
         dev.track(sub)
         return sub
+
+    def _submission(self, serial: int, t0: float) -> Submission:
+        """The Submission that owns the running ``serial`` (its waiters write outputs back)."""
+        return self.device.submission(
+            serial,
+            self._fence,
+            f"batch of {len(self.entries)}",
+            keep=(self, list(self.entries)),
+            on_gpu_done=self._gpu_released,
+            on_done=lambda: self._finish(t0),
+        )
+
+    def _ran(self) -> None:
+        """A synchronous submission's fence signalled (under the device's lock)."""
+        self._idle = True
 
     def _gpu_released(self) -> None:
         """The GPU is done with the last submission and nobody waits on its fence."""
@@ -446,10 +474,8 @@ class Batch:
     def _finish(self, t0: float) -> DispatchRecord:
         for arr, res in self._writeback:
             read_back(arr, res)
-        interval = self._ts.interval(0) if self._ts is not None else (None, None, None)
-        gpu = interval[0]
-        self.gpu_ms = gpu
-        self.host_ms = (time.perf_counter() - t0) * 1e3
+        ts = self._ts
+        self.host_ms = host_ms = (time.perf_counter() - t0) * 1e3
         name = self._name
         if name is None:
             names = sorted({e[_KERNEL].name for e in self.entries})
@@ -458,15 +484,27 @@ class Batch:
             kernel=name,
             groups=(0, 0, 0),
             local_size=(0, 0, 0),
-            gpu_ms=gpu,
-            host_ms=self.host_ms,
+            gpu_ms=None,
+            host_ms=host_ms,
             device=self.device.info.name,
             dispatches=len(self.entries),
         )
-        rec.set_gpu(*interval)
+        if ts is not None:
+            # Under the device's lock, where a close() meanwhile destroys the queries (see
+            # _gpu_released): a closed batch's last record has no GPU time.
+            with self.device.lock:
+                ticks = ts.ticks(0) if ts.pool is not None else None
+            rec.set_ticks(ticks, ts)  # (converted when first read)
+        self._last = rec
         record(rec)
         self.device.instance.flush_printf()  # what its kernels printed with debugPrintfEXT
         return rec
+
+    @property
+    def gpu_ms(self) -> float | None:
+        """GPU time of the last submission in ms (None before one, or without timestamps)."""
+        rec = self._last
+        return rec.gpu_ms if rec is not None else None
 
     def wait(self) -> None:
         """Wait for the last submission (and write numpy arrays back)."""

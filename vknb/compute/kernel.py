@@ -119,17 +119,20 @@ class _Fast:
 
     def match(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], grid: Any, groups: Any
-    ) -> list[Array] | None:
-        """The call's Arrays if it repeats this one exactly (identity, type and value)."""
+    ) -> list[Buffer] | None:
+        """The buffers of the call's Arrays if it repeats this one exactly (identity, type and
+        value) and they are all still open."""
         refs = self.refs
         if len(refs) != len(args):
             return None
-        arrays: list[Array] = []
+        bufs: list[Buffer] = []
         for r, a in zip(refs, args, strict=True):  # the Arrays first: they differ most often
-            held = r()
-            if held is None or held is not a:
+            if r() is not a or a is None:
                 return None
-            arrays.append(held)
+            buf = a.buffer
+            if buf.allocation is None:
+                return None
+            bufs.append(buf)
         g, gr = self.grid_arg, self.groups_arg
         if (
             type(grid) is not type(g)
@@ -150,10 +153,13 @@ class _Fast:
             if t is Array:
                 if v() is not x:
                     return None
-                arrays.append(x)
+                buf = x.buffer
+                if buf.allocation is None:
+                    return None
+                bufs.append(buf)
             elif x != v:
                 return None
-        return arrays
+        return bufs
 
 
 class Kernel:
@@ -528,15 +534,16 @@ class Kernel:
         grid: Any,
         groups: Any,
         pipe: ComputePipeline,
-    ) -> tuple[_Fast, list[Array]] | None:
-        """The remembered call this call repeats, if any, and its Arrays (still alive)."""
+    ) -> tuple[_Fast, list[Buffer]] | None:
+        """The remembered call this call repeats, if any, and the buffers of its Arrays (all
+        still open)."""
         last = self._last_fast  # the call before, checked first: loops repeat one call
-        arrays = last.match(args, kwargs, grid, groups) if last is not None else None
+        bufs = last.match(args, kwargs, grid, groups) if last is not None else None
         f = last
-        if arrays is None:
+        if bufs is None:
             for f in self._fast.get(tuple(map(id, args)), ()):
-                arrays = f.match(args, kwargs, grid, groups)
-                if arrays is not None:
+                bufs = f.match(args, kwargs, grid, groups)
+                if bufs is not None:
                     break
             else:
                 return None
@@ -548,10 +555,7 @@ class Kernel:
             self._fast = {}
             self._last_fast = None
             return None
-        for a in arrays:
-            if a.buffer.allocation is None:
-                return None
-        return f, arrays
+        return f, bufs
 
     def _fast_store(
         self,
@@ -584,7 +588,7 @@ class Kernel:
                 return
         key = tuple(map(id, args))
         fast = self._fast
-        if len(fast) >= 64 and key not in fast:
+        if len(fast) >= 256 and key not in fast:
             fast.clear()
         cands = fast.setdefault(key, [])
         cands.insert(0, _Fast(pipe, args, kw, grid, groups, prep, sets, push, grp))
@@ -649,6 +653,27 @@ class Kernel:
         in the batch.
         """
         b = current_batch()
+        if b is not None:  # recorded, not run
+            with self._lock:
+                pipe = self.pipeline
+                fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
+                if fast is not None:  # the hottest path: recording a repeated call
+                    f, bufs = fast
+                    return b.add(self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
+                prep, sets, push_bytes, grp = self._resolve(
+                    args, kwargs, grid, groups, pipe, private=True
+                )
+                return b.add(
+                    self,
+                    pipe,
+                    sets,
+                    push_cdata(push_bytes),
+                    grp,
+                    prep.reads,
+                    prep.writes,
+                    prep.buffers,
+                    prep.writeback,
+                )
         rslot: Slot | None = None  # the call's slot, once submitted, until someone owns it
         claimed: list[Slot] = []  # the slot, from its submission (see ComputePipeline.dispatch)
         serial = 0
@@ -658,12 +683,7 @@ class Kernel:
                 pipe = self.pipeline
                 fast = self._fast_lookup(args, kwargs, grid, groups, pipe)
                 if fast is not None:
-                    f, arrays = fast
-                    bufs = [a.buffer for a in arrays]
-                    if b is not None:  # the hottest path: recording a repeated call
-                        return b.add(
-                            self, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ()
-                        )
+                    f, bufs = fast
                     if wait:  # a repeated synchronous call: no scratch buffers, no write-back
                         t0 = time.perf_counter()
                         rslot = pipe.submit_repeated(f.sets, f.push, f.groups, bufs, claimed)
@@ -680,22 +700,8 @@ class Kernel:
                 else:
                     repeated = None
                     t0 = time.perf_counter()
-                    prep, sets, push_bytes, grp = self._resolve(
-                        args, kwargs, grid, groups, pipe, private=b is not None
-                    )
+                    prep, sets, push_bytes, grp = self._resolve(args, kwargs, grid, groups, pipe)
                 if repeated is None:
-                    if b is not None:
-                        return b.add(
-                            self,
-                            pipe,
-                            sets,
-                            push_cdata(push_bytes),
-                            grp,
-                            prep.reads,
-                            prep.writes,
-                            prep.buffers,
-                            prep.writeback,
-                        )
                     try:
                         slot = pipe.dispatch(sets, push_bytes, grp, prep.buffers, claimed)
                     except BaseException:
@@ -977,10 +983,16 @@ class BoundCall:
     def __call__(self, *, wait: bool = True) -> Any:
         """Dispatch the call (see the class docstring for what it returns)."""
         b = current_batch()
-        if b is not None:
-            return b.add(*self.batch_item())
+        k = self.kernel
+        if b is not None:  # recorded (batch_item, inline: the hot path of a batch of steps)
+            with k._lock:
+                pipe, f = self._current()
+                bufs = self._buffers
+                for buf in bufs:
+                    if buf.allocation is None:
+                        raise self._closed_error(buf.label)
+                return b.add(k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
         if wait:
-            k = self.kernel
             slot: Slot | None = None
             claimed: list[Slot] = []
             serial = 0

@@ -206,6 +206,30 @@ class Recorder:
             self.last_push = cpush
         lib.vkCmdDispatch(cmd, groups[0], groups[1], groups[2])
 
+    def emit_checked(
+        self,
+        cmd: Any,
+        pipe: Any,
+        sets: Any,
+        cpush: Any,
+        groups: tuple[int, int, int],
+        rmask: int,
+        wmask: int,
+    ) -> bool:
+        """Record one dispatch that reads the buffers of ``rmask`` and writes those of
+        ``wmask``, with a barrier before it where a hazard needs one; return whether it got one
+        (the single-dispatch form of :meth:`emit_many`)."""
+        wm_all, rm_all = self.wmask, self.rmask
+        barrier = bool(wm_all & (rmask | wmask) or rm_all & wmask)
+        if barrier:
+            self.barriers += 1
+            self.compute_barrier(cmd)
+            self.wmask, self.rmask = wmask, rmask
+        else:
+            self.wmask, self.rmask = wm_all | wmask, rm_all | rmask
+        self.emit(cmd, pipe, sets, cpush, groups)
+        return barrier
+
     def emit_many(self, cmd: Any, items: Iterable[DispatchItem], entries: list[Any]) -> list[Any]:
         """Record dispatches with barriers where hazards need them; append each one's entry
         (after a barrier or not) to ``entries``; return the extras of the items that have one.

@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("vknb")
 
-DESCRIPTOR_CACHE = 64  # cached descriptor-set tuples per pool
+DESCRIPTOR_CACHE = 256  # cached descriptor-set tuples per pool
 
 
 LAYOUT_GENERAL = 1  # VK_IMAGE_LAYOUT_GENERAL: where vknb keeps every image
