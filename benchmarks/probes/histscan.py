@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     hist_log2, scan_log2 = args.hist_log2, [int(v) for v in args.scan_log2.split(",")]
     if args.quick:
         caps, shapes, hist_log2, scan_log2 = caps[:3], shapes[:2], 20, [18]
-    histogram(hist_log2, caps)
+    if hist_log2 > 0:  # (0: the scan only)
+        histogram(hist_log2, caps)
     for log2 in scan_log2:
         scan(log2, shapes)
     return 0
