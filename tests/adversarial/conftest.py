@@ -197,6 +197,58 @@ def random_interrupts(rounds, body, max_delay, seconds, seed):
     return hits
 
 
+def _vknb_profiler(on_point):
+    """A sys.setprofile function that calls ``on_point(frame)`` wherever vknb's code can be
+    interrupted: as one of its functions starts, and as a C function it called returns (where
+    CPython runs pending signal handlers; never between two plain statements)."""
+    def profile(frame, event, arg):
+        if event in ("call", "c_return") and "/vknb/" in frame.f_code.co_filename:
+            on_point(frame)
+    return profile
+
+
+def interrupt_at_every_point(body, after, limit=3000):
+    """Run ``body()`` once for every point of vknb's code where it can be interrupted (counted
+    on a clean run, after a first run that takes the long way), with Ctrl-C at that point (the
+    SIGINT handler in force there is run, as CPython would: KeyboardInterrupt, or held back by
+    vknb), then ``after()``, which checks that nothing was lost; return (points, how many runs
+    a KeyboardInterrupt ended).  Random moments reach narrow windows by chance; this reaches
+    every one, in order."""
+    body()
+    after()
+    count = [0]
+    sys.setprofile(_vknb_profiler(lambda frame: count.__setitem__(0, count[0] + 1)))
+    try:
+        body()
+    finally:
+        sys.setprofile(None)
+    after()
+    points, hits = min(count[0], limit), 0
+    for target in range(1, points + 1):
+        seen, where = [0], []
+        def on_point(frame, target=target):
+            seen[0] += 1
+            if seen[0] == target:
+                where.append(f"{frame.f_code.co_filename.split('/vknb/')[-1]}:{frame.f_lineno}")
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+        try:
+            try:
+                sys.setprofile(_vknb_profiler(on_point))
+                body()
+            finally:
+                sys.setprofile(None)
+            time.sleep(0)  # (a Ctrl-C still held back fires here at the latest)
+        except KeyboardInterrupt:
+            hits += 1
+        try:
+            after()
+        except Exception as e:
+            raise AssertionError(
+                f"Ctrl-C at point {target} of {points} ({where}): {type(e).__name__}: {e}"
+            ) from None
+    return points, hits
+
+
 # Shaders used by many scenarios.
 ADD = """
 layout(local_size_x = 64) in;

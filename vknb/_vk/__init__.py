@@ -147,10 +147,11 @@ class deferred_interrupt:
 
     __slots__ = ("_got", "_old")
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> deferred_interrupt:
         self._old: Any = None
+        self._got: list[int] = []
         if threading.current_thread() is not threading.main_thread():
-            return
+            return self
         try:
             old = _sig.getsignal(_SIGINT)
             if callable(old):
@@ -161,8 +162,9 @@ class deferred_interrupt:
                 self._old = old
         except (ValueError, OSError):  # not the main interpreter
             pass
+        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         old = self._old
         if old is None:
             return
@@ -170,7 +172,22 @@ class deferred_interrupt:
         _sig.signal(_SIGINT, old)
         if self._got:
             self._got = []
-            old(_SIGINT, None)  # the deferred Ctrl-C, now (default: KeyboardInterrupt)
+            if not (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)):
+                old(_SIGINT, None)  # the deferred Ctrl-C, now (default: KeyboardInterrupt)
+
+    def deliver(self) -> None:
+        """Inside the block: run a Ctrl-C held back so far now, at a point the caller chose
+        (where its handler's KeyboardInterrupt leaves nothing half done); else nothing.
+
+        Example
+        -------
+        >>> with deferred_interrupt() as held:
+        ...     held.deliver()
+        """
+        got = self._got
+        if got and self._old is not None:
+            got.clear()
+            self._old(_SIGINT, None)
 
 
 def submitted_serial(exc: BaseException) -> int | None:

@@ -176,29 +176,39 @@ class Submission:
         if self._finished.is_set():
             return self._finish_result()
         dev = self.device
-        with self._lock:
-            self._waiters += 1
-        try:
-            if not self._gpu_done:
-                dev.wait_fence(self.serial, self.fence, self.label, timeout)
-        finally:
+        # Ctrl-C is held back for the whole wait and delivered only inside the fence wait
+        # (every 50 ms at most): the waiter count, the release it guards and the host part are
+        # never cut halfway.  A count left too high would keep the slot for good; a host part
+        # taken and never finished would leave every other waiter waiting for ever.
+        with _vk.deferred_interrupt() as held:
             with self._lock:
-                self._waiters -= 1
-                release = self._on_gpu_done if self._waiters == 0 and self._gpu_done else None
+                self._waiters += 1
+            try:
+                if not self._gpu_done:
+                    dev.wait_fence(
+                        self.serial, self.fence, self.label, timeout, deliver=held.deliver
+                    )
+            finally:
+                with self._lock:
+                    self._waiters -= 1
+                    release = self._on_gpu_done if self._waiters == 0 and self._gpu_done else None
+                    if release is not None:
+                        self._on_gpu_done = None
                 if release is not None:
-                    self._on_gpu_done = None
-            if release is not None:
-                with dev.lock:
-                    release()
-        self._run_host_part()
+                    with dev.lock:
+                        release()
+            self._run_host_part(held)
         return self._finish_result()
 
-    def _run_host_part(self) -> None:
+    def _run_host_part(self, held: _vk.deferred_interrupt) -> None:
+        """Run the host part once (Ctrl-C held back by the caller: outputs are written back
+        whole, which takes milliseconds even for hundreds of MiB)."""
         with self._lock:
             claimed, self._claimed = self._claimed, True
             on_done, self._on_done = self._on_done, None
         if claimed:  # another waiter runs it (or it failed): wait for its outcome
-            self._finished.wait()
+            while not self._finished.wait(WAIT_SLICE_S):
+                held.deliver()
             return
         try:
             if on_done is not None:
@@ -296,8 +306,10 @@ class Device:
         # a release run under it may close other objects.
         self.lock = threading.RLock()
         self._serial = 0  # the last serial handed to a submission
-        self._inflight: dict[int, Callable[[], None] | None] = {}  # serial -> on GPU completion
-        self._fences: dict[int, Any] = {}  # serial -> fence, for polling
+        # serial -> (fence, what runs once the GPU is done with it, or None).  One entry per
+        # submission, added and removed by single dict operations, so that a Ctrl-C between
+        # two statements never leaves half of a submission's bookkeeping behind.
+        self._inflight: dict[int, tuple[Any, Callable[[], None] | None]] = {}
         self._retiring: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
         self._orphans: collections.deque[Callable[[], None]] = collections.deque()
         self._pending: list[Submission] = []  # asynchronous calls not yet finished on the host
@@ -716,35 +728,36 @@ class Device:
             raise self.unusable_error(label)
         serial = self._serial + 1
         self._serial = serial
-        self._inflight[serial] = None
-        self._fences[serial] = fence
+        self._inflight[serial] = (fence, None)
+        res = None
         try:
             res = _vk.lib.vkQueueSubmit(queue, 1, submit_info, fence)
+            if res == 0:
+                _vk.after_void("vkQueueSubmit", label)  # a validation error the call caused
+                return serial
         except BaseException as e:
-            # Ctrl-C raised as the call returned: the work is on the queue all the same (its
-            # result is lost; a failed submission is all but unheard of).  The exception says
-            # which submission, so that the caller treats its command buffer, fence and slot
-            # as in use until the GPU is done (see submitted_serial).
-            e.vknb_submitted = serial  # type: ignore[attr-defined]
+            if res is None or res == 0:
+                # Ctrl-C raised as the call returned (res never stored) or after it: the work
+                # is on the queue all the same (a failed submission is all but unheard of).
+                # The exception says which submission, so that the caller treats its command
+                # buffer, fence and slot as in use until the GPU is done (submitted_serial).
+                e.vknb_submitted = serial  # type: ignore[attr-defined]
             raise
-        if res != 0:
-            self._inflight.pop(serial, None)
-            self._fences.pop(serial, None)
-            if res == -4:
-                self.mark_lost(f"vkQueueSubmit for {label} returned VK_ERROR_DEVICE_LOST")
-                raise self.unusable_error(label)
-            _vk.check(res, "vkQueueSubmit", label)
-        else:
-            _vk.after_void("vkQueueSubmit", label)  # a validation error the call caused
-        return serial
+        self._inflight.pop(serial, None)
+        if res == -4:
+            self.mark_lost(f"vkQueueSubmit for {label} returned VK_ERROR_DEVICE_LOST")
+            raise self.unusable_error(label)
+        _vk.check(res, "vkQueueSubmit", label)
+        return serial  # (not reached: check raised)
 
     def set_on_gpu_done(self, serial: int, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the submission ``serial`` is seen finished (now, if it is)."""
         with self.lock:
-            if serial in self._inflight:
-                self._inflight[serial] = fn
+            entry = self._inflight.get(serial)
+            if entry is not None:
+                self._inflight[serial] = (entry[0], fn)
                 return
-        with self.lock:
+        with self.lock, _vk.deferred_interrupt():
             fn()
 
     def wait_fence(
@@ -755,6 +768,7 @@ class Device:
         timeout: float | None = None,
         pfence: Any = None,
         then: Callable[[], None] | None = None,
+        deliver: Callable[[], None] | None = None,
     ) -> None:
         """Wait until the submission ``serial`` (guarded by ``fence``) has finished.
 
@@ -763,6 +777,8 @@ class Device:
         slices of 50 ms so that Ctrl-C raises KeyboardInterrupt promptly.  Past the timeout
         (``VKNB_TIMEOUT_S``) the device is marked lost and DeviceLost raised.  ``then`` runs
         under the device's lock once the fence is seen signalled (see :meth:`complete`).
+        ``deliver`` (a caller that holds Ctrl-C back: ``deferred_interrupt.deliver``) is called
+        between the blocking slices, where a KeyboardInterrupt leaves nothing half done.
         """
         if self.state is not OPEN or self.epoch != _vk.epoch:
             raise self.unusable_error(label)
@@ -785,7 +801,7 @@ class Device:
                         self._wait_failed(r, "vkGetFenceStatus", label)
                     if clock() > end:
                         break
-            self._block_on_fence(serial, fence, label, timeout, pfence, then)
+            self._block_on_fence(serial, fence, label, timeout, pfence, then, deliver)
         finally:
             busy.discard(token)
 
@@ -797,6 +813,7 @@ class Device:
         timeout: float | None,
         pfence: Any,
         then: Callable[[], None] | None,
+        deliver: Callable[[], None] | None = None,
     ) -> None:
         """The blocking part of :meth:`wait_fence`, once spinning has not seen it finish."""
         lib = _vk.lib
@@ -805,6 +822,8 @@ class Device:
         pf = pfence if pfence is not None else _vk.ffi.new("VkFence*", fence)
         deadline = time.monotonic() + t
         while True:
+            if deliver is not None:
+                deliver()
             left = deadline - time.monotonic()
             ns = int(max(0.0, min(left, WAIT_SLICE_S)) * 1e9)
             res = lib.vkWaitForFences(h, 1, pf, 1, ns)
@@ -839,14 +858,26 @@ class Device:
         """Record that submission ``serial`` finished; run what waited for it (and ``then``,
         in the same hold of the lock)."""
         with self.lock:
-            self._fences.pop(serial, None)
-            cb = self._inflight.pop(serial, None)
-            if cb is not None:
-                cb()
+            inflight = self._inflight
+            entry = inflight.get(serial)
+            if entry is not None:
+                if entry[1] is None:
+                    inflight.pop(serial, None)  # (one step: a Ctrl-C before it changes nothing)
+                else:
+                    self._run_callback(serial)
             if then is not None:
                 then()
             if self._retiring or self._orphans:
                 self._run_retired()
+
+    def _run_callback(self, serial: int) -> None:
+        """Forget submission ``serial`` and run what waited for it, with Ctrl-C held back (a
+        callback cut short, or forgotten and never run, would keep what it frees for good).
+        Under the lock."""
+        with _vk.deferred_interrupt():
+            entry = self._inflight.pop(serial, None)
+            if entry is not None and entry[1] is not None:
+                entry[1]()
 
     def poll(self) -> None:
         """Check every in-flight submission's fence (never blocks) and retire what is done."""
@@ -854,13 +885,14 @@ class Device:
             return
         status = _vk.lib.vkGetFenceStatus
         with self.lock:
-            for serial, fence in list(self._fences.items()):
+            inflight = self._inflight
+            for serial, (fence, cb) in list(inflight.items()):
                 r = status(self.handle, fence)
                 if r == 0:
-                    self._fences.pop(serial, None)
-                    cb = self._inflight.pop(serial, None)
-                    if cb is not None:
-                        cb()
+                    if cb is None:
+                        inflight.pop(serial, None)
+                    else:
+                        self._run_callback(serial)
                 elif r == -4:
                     self.mark_lost("a fence reported VK_ERROR_DEVICE_LOST")
                     return
@@ -897,15 +929,16 @@ class Device:
     def _run_retired(self) -> None:
         """Run the releases whose submissions have all finished (under the lock)."""
         orphans = self._orphans
-        while orphans:
-            self._retiring.append((self._serial, orphans.popleft()))
         oldest = min(self._inflight) if self._inflight else self._serial + 1
         retiring = self._retiring
-        if not (retiring and retiring[0][0] < oldest):
+        if not (orphans or (retiring and retiring[0][0] < oldest)):
             return
         # A release destroys several handles in turn: Ctrl-C waits until it is done (else the
-        # handles after the one it interrupted would never be destroyed).
+        # handles after the one it interrupted would never be destroyed); an orphan is moved
+        # in one step too (taken from one queue and not yet in the other, it would be lost).
         with _vk.deferred_interrupt():
+            while orphans:
+                retiring.append((self._serial, orphans.popleft()))
             while retiring and retiring[0][0] < oldest:
                 _, release = retiring.popleft()
                 try:
@@ -1011,6 +1044,12 @@ class Device:
             else:
                 pool = self.transfer_pool if use_transfer else self.compute_pool
                 cmd, fence = self.allocate_command_buffer(pool), self.new_fence()
+
+            def recycle() -> None:  # the command buffer and fence go back once the GPU is done
+                if self.state is OPEN:
+                    free.append((cmd, fence))
+
+            submitted = False
             try:
                 begin = _vk.new(
                     "VkCommandBufferBeginInfo",
@@ -1033,8 +1072,21 @@ class Device:
                         "pCommandBuffers": pc,
                     },
                 )
-                serial = self.queue_submit(queue, info, fence, label)
+                # Submitted and handed to its Submission in one step (Ctrl-C held back): an
+                # interrupt in between would leave the work running with nobody keeping what
+                # it reads and writes alive.
+                with _vk.deferred_interrupt():
+                    serial = self.queue_submit(queue, info, fence, label)
+                    sub = Submission(
+                        self, serial, fence, label, keep=keep, on_gpu_done=recycle, on_done=on_done
+                    )
+                    self._inflight[serial] = (fence, sub._gpu_finished)
+                    if not wait:
+                        self._pending.append(sub)
+                    submitted = True
             except BaseException as e:
+                if submitted:  # the Ctrl-C held back above: the Submission owns the work
+                    raise
                 late = _vk.submitted_serial(e)
                 if late is not None:  # interrupted as it was submitted: in use until done
                     self._track_interrupted(late, fence, label, keep, (cmd, fence), free)
@@ -1042,17 +1094,6 @@ class Device:
                     lib.vkResetCommandBuffer(cmd, 0)
                     free.append((cmd, fence))
                 raise
-
-            def recycle() -> None:  # the command buffer and fence go back once the GPU is done
-                if self.state is OPEN:
-                    free.append((cmd, fence))
-
-            sub = Submission(
-                self, serial, fence, label, keep=keep, on_gpu_done=recycle, on_done=on_done
-            )
-            self._inflight[serial] = sub._gpu_finished
-            if not wait:
-                self._pending.append(sub)
         if wait:
             sub.wait()
         return sub
@@ -1092,7 +1133,7 @@ class Device:
                 free.append(cmd_fence)
 
         sub = Submission(self, serial, fence, label, keep=keep, on_gpu_done=recycle)
-        self._inflight[serial] = sub._gpu_finished
+        self._inflight[serial] = (fence, sub._gpu_finished)
         self._pending.append(sub)
 
     def track(self, sub: Submission) -> None:
@@ -1234,7 +1275,8 @@ class Device:
 
     def synchronize(self) -> None:
         """Wait for every pending asynchronous call on this device (and write numpy outputs
-        back).
+        back), then for anything else still running there (work whose caller Ctrl-C stopped:
+        what it holds is given back as it finishes).
 
         Example
         -------
@@ -1243,6 +1285,7 @@ class Device:
         self.check_usable()
         for sub in self.pending():
             sub.wait()
+        self.wait_gpu()
 
     def wait_gpu(self, timeout: float | None = None) -> None:
         """Wait until every submission made so far has finished on the GPU (not the host part
@@ -1252,7 +1295,7 @@ class Device:
         little longer each round, so that Ctrl-C interrupts it.
         """
         self.check_usable()
-        if not self._fences:
+        if not self._inflight:
             return
         with self.lock:
             last = self._serial
@@ -1264,7 +1307,7 @@ class Device:
             if self.state is not OPEN:
                 raise self.unusable_error(self.label)
             with self.lock:
-                if not self._fences or min(self._fences) > last:
+                if not self._inflight or min(self._inflight) > last:
                     return
             if time.monotonic() > deadline:
                 self.mark_lost(f"work submitted to {self.label} did not finish within {t:g} s")
@@ -1467,9 +1510,9 @@ class Device:
                 pass  # the call's own error is its waiter's to see
         while self.state is OPEN:
             with self.lock:
-                if not self._fences:
+                if not self._inflight:
                     return
-                serial, fence = next(iter(self._fences.items()))
+                serial, (fence, _) = next(iter(self._inflight.items()))
             left = deadline - time.monotonic()
             try:
                 self.wait_fence(serial, fence, self.label, max(left, 0.001))

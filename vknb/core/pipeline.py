@@ -596,15 +596,18 @@ class ComputePipeline:
     def _free_slot(self, taken: list[Slot]) -> bool:
         """Take a free slot, or a new one while there are fewer than MAX_SLOTS, into ``taken``
         (call under the device lock); False if every slot is taken."""
+        # Into ``taken`` first, then marked taken: Python may raise a pending Ctrl-C at any
+        # call (the append), never between two plain stores, so a slot marked taken is always
+        # in the caller's hands (one in ``taken`` but not marked is given back harmlessly).
         for s in self._slots:
             if not s.busy:
-                s.busy = True
                 taken.append(s)
+                s.busy = True
                 return True
         if len(self._slots) < self.MAX_SLOTS:
             s = self._new_slot()
-            s.busy = True
             taken.append(s)
+            s.busy = True
             return True
         return False
 
@@ -780,9 +783,9 @@ class ComputePipeline:
                 slot, other = slots[self._flip], slots[self._flip ^ 1]
                 if not slot.busy:  # else taken by another call: any free slot below
                     before = slot.serial
+                    taken.append(slot)  # (first: see _free_slot)
                     slot.busy = True
                     slot.finishing = _CLAIMED
-                    taken.append(slot)
                     self._submit(slot, sets, push, groups, buffers)
                     if claimed is not None:
                         claimed.append(slot)  # from here on the caller owns it
