@@ -199,10 +199,14 @@ def random_interrupts(rounds, body, max_delay, seconds, seed):
 
 def _vknb_profiler(on_point):
     """A sys.setprofile function that calls ``on_point(frame)`` wherever vknb's code can be
-    interrupted: as one of its functions starts, and as a C function it called returns (where
-    CPython runs pending signal handlers; never between two plain statements)."""
+    interrupted: as a Python function that vknb has or calls starts, and as a C function it
+    called returns (where CPython runs pending signal handlers; never between two plain
+    statements)."""
+    def ours(frame):
+        return frame is not None and "/vknb/" in frame.f_code.co_filename
     def profile(frame, event, arg):
-        if event in ("call", "c_return") and "/vknb/" in frame.f_code.co_filename:
+        if event == "c_return" and ours(frame) or event == "call" and (
+                ours(frame) or ours(frame.f_back)):
             on_point(frame)
     return profile
 
