@@ -94,7 +94,7 @@ def histogram(log2: int, caps: list[int]) -> None:
     print(f"  library.histogram takes {lib} groups here", flush=True)
 
 
-def scan(log2: int, shapes: list[tuple[int, int, bool, bool]]) -> None:
+def scan(log2: int, shapes: list[tuple[int, int, bool]]) -> None:
     n = 1 << log2
     rng = np.random.default_rng(2)
     host = rng.integers(0, 4, n, dtype=np.uint32)
@@ -107,8 +107,8 @@ def scan(log2: int, shapes: list[tuple[int, int, bool, bool]]) -> None:
         return
     x, y = vknb.asarray(host), vknb.empty(n, np.uint32)
     try:
-        for local, items, striped, wide in shapes:
-            t = dataclasses.replace(base, local_size=local, items=items, striped=striped, wide=wide)
+        for local, items, striped in shapes:
+            t = dataclasses.replace(base, local_size=local, items=items, striped=striped)
             k = sr.load_tuned(library.load, t, np.dtype(np.uint32))
             tiles, g = -(-n // t.tile), sr.scan_groups(t, n)
             status, state = vknb.zeros(tiles, np.uint64), vknb.zeros(4, np.uint32)
@@ -118,7 +118,6 @@ def scan(log2: int, shapes: list[tuple[int, int, bool, bool]]) -> None:
                 assert np.array_equal(y.numpy(), ref), f"scan {t}"
                 gbs = 8 * n / gpu_ms(step) / 1e6
                 what = f"{local} x {items}{' striped' if striped else ''}"
-                what += " wide look-back" if wide else ""
                 print(f"  {what}: {gbs:,.4g} GB/s = {100 * gbs / ceiling:.1f} %", flush=True)
             finally:
                 status.close()
@@ -137,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(vknb.device().info.name, flush=True)
     caps = [128, 256, 512, 1024, 2048, 4096, 8192, 32768]
-    shapes = [(256, 16, True, False), (256, 16, True, True), (256, 16, False, True),
-              (256, 8, True, True), (512, 8, True, True), (512, 16, True, True),
-              (1024, 4, True, True), (1024, 8, True, True), (128, 16, True, True)]  # fmt: skip
+    shapes = [(256, 16, False), (256, 16, True), (256, 32, False), (256, 32, True),
+              (512, 16, True), (128, 16, True), (256, 8, True), (1024, 8, True),
+              (512, 32, True)]  # fmt: skip
     hist_log2, scan_log2 = args.hist_log2, [int(v) for v in args.scan_log2.split(",")]
     if args.quick:
         caps, shapes, hist_log2, scan_log2 = caps[:3], shapes[:2], 20, [18]

@@ -92,9 +92,6 @@ class Tuning:
         The scan's subgroup-striped loads and stores (``STRIPED``): each subgroup reads a
         contiguous run, one block per load instruction, instead of each invocation reading its
         own ``items`` consecutive elements.
-    wide : bool
-        The scan's look-back by the whole workgroup (``WIDE``): one round reads as many
-        predecessors' status words as the workgroup has invocations, not a subgroup's worth.
 
     Example
     -------
@@ -113,7 +110,6 @@ class Tuning:
     spins: int
     reason: str
     striped: bool = False
-    wide: bool = False
 
     @property
     def tile(self) -> int:
@@ -255,7 +251,6 @@ def load_tuned(load: Loader, t: Tuning, dtype: np.dtype, kernel: str | None = No
     else:
         constants["SPINS"] = t.spins
         constants["STRIPED"] = t.striped and t.subgroups
-        constants["WIDE"] = t.wide and t.subgroups
     return load(name, defines=defines, constants=constants, local_size=t.local_size)
 
 

@@ -59,8 +59,6 @@
 //   id 3  STRIPED = false     subgroup-striped loads and stores (with SUBGROUPS=1, ITEMS a
 //                             multiple of 4 and local_size_x a multiple of the subgroup size;
 //                             ignored otherwise)
-//   id 4  WIDE = false        look back with the whole workgroup (one predecessor per
-//                             invocation per round) instead of subgroup 0 (with SUBGROUPS=1)
 // Defines:
 //   T = float (default), int or uint (integer scans wrap around mod 2^32)
 //   SUBGROUPS = 1 (default): subgroup scan and look-back; 0: shared memory, one invocation
@@ -102,17 +100,11 @@ layout(local_size_x = 256, local_size_x_id = 0) in;
 layout(constant_id = 1) const uint ITEMS = 8u;
 layout(constant_id = 2) const uint SPINS = 1024u;
 layout(constant_id = 3) const bool STRIPED = false;
-layout(constant_id = 4) const bool WIDE = false;
 #if SUBGROUPS
 // (where ITEMS or the workgroup does not fit the striped layout, the per-invocation one runs)
 #define STRIPE (STRIPED && ITEMS % 4u == 0u && gl_WorkGroupSize.x % gl_SubgroupSize == 0u)
 #else
 #define STRIPE false
-#endif
-#if SUBGROUPS
-#define WIDE_LOOKBACK WIDE
-#else
-#define WIDE_LOOKBACK false
 #endif
 
 layout(set = 0, binding = 0) readonly buffer XBuf { T x[]; };
@@ -178,11 +170,6 @@ shared T s_prefix;
 shared T s_total;
 // One slot per subgroup (SUBGROUPS=1) or per invocation (SUBGROUPS=0).
 shared T s_scan[gl_WorkGroupSize.x];
-// The wide look-back's round: the first lane still to wait for, the first lane with an
-// inclusive prefix.  (Its partial sums per subgroup go to s_scan, which every invocation has
-// read by then.)
-shared uint s_first_wait;
-shared uint s_first_done;
 
 #if SUBGROUPS
 // Exclusive scan across the workgroup of one value per subgroup (`sum`, the same in all its
@@ -287,66 +274,6 @@ T look_back(uint tile, uint epoch) {
     return prefix;
 }
 
-#if SUBGROUPS
-// Sum across the workgroup of one value per invocation (every invocation gets it).
-T workgroup_sum(T v) {
-    T part = subgroupAdd(v);
-    if (subgroupElect()) {
-        s_scan[gl_SubgroupID] = part;
-    }
-    barrier();
-    T sum = T(0);
-    for (uint s = 0u; s < gl_NumSubgroups; ++s) {
-        sum += s_scan[s];
-    }
-    barrier();  // (s_scan is written again by the next call)
-    return sum;
-}
-
-// look_back with the whole workgroup (WIDE): invocation k reads tile top - k, so one round
-// looks at as many predecessors as the workgroup has invocations (the subgroup form: as many
-// as a subgroup has), at the cost of a few barriers per round.  Called by every invocation.
-T look_back_wide(uint tile, uint epoch) {
-    uint lid = gl_LocalInvocationID.x;
-    uint lanes = gl_WorkGroupSize.x;
-    T prefix = T(0);
-    int top = int(tile) - 1;  // the nearest predecessor not yet added (the same in all)
-    uint spins = 0u;
-    while (top >= 0) {
-        int idx = top - int(lid);
-        T value = T(0);
-        uint flag = FLAG_P;  // before tile 0: an inclusive prefix of 0
-        if (idx >= 0) {
-            flag = read_status(uint(idx), epoch, value);
-        }
-        if (lid == 0u) {
-            s_first_wait = lanes;
-            s_first_done = lanes;
-        }
-        barrier();
-        if (flag == 0u) {
-            atomicMin(s_first_wait, lid);
-        } else if (flag == FLAG_P) {
-            atomicMin(s_first_done, lid);
-        }
-        barrier();
-        uint first_wait = s_first_wait;
-        uint first_done = s_first_done;
-        bool complete = first_done < first_wait;
-        uint take = complete ? first_done + 1u : first_wait;
-        prefix += workgroup_sum(lid < take ? value : T(0));
-        top = complete ? -1 : top - int(take);
-        spins = take > 0u ? 0u : spins + 1u;
-        if (top >= 0 && spins >= SPINS) {
-            prefix += workgroup_sum(tile_input_sum(uint(top), lid, lanes));
-            top -= 1;
-            spins = 0u;
-        }
-    }
-    return prefix;
-}
-#endif
-
 // lavapipe ends every loop once an invocation has run 65535 loop iterations in all (its guard
 // against endless loops), which can cut a long look-back short.  Then this loop of two
 // iterations (a trip count the compiler cannot know) stops after one, and the call is reported
@@ -433,19 +360,7 @@ uint scan_tile(uint tile, uint epoch, bool claim) {
 
     // 3. Publish the aggregate, look back, publish the inclusive prefix.
 #if SUBGROUPS
-    if (WIDE_LOOKBACK) {
-        if (lid == 0u) {
-            publish(tile, tile == 0u ? FLAG_P : FLAG_A, epoch, aggregate);
-        }
-        T prefix = tile == 0u ? T(0) : look_back_wide(tile, epoch);
-        if (lid == 0u) {
-            if (tile != 0u) {
-                publish(tile, FLAG_P, epoch, prefix + aggregate);
-            }
-            s_prefix = prefix;
-            s_tile = claim ? atomicAdd(state[0], 1u) : 0xFFFFFFFFu;
-        }
-    } else if (gl_SubgroupID == 0u) {
+    if (gl_SubgroupID == 0u) {
         bool leader = subgroupElect();
 #else
     if (lid == 0u) {
