@@ -983,15 +983,9 @@ class BoundCall:
     def __call__(self, *, wait: bool = True) -> Any:
         """Dispatch the call (see the class docstring for what it returns)."""
         b = current_batch()
+        if b is not None:
+            return b.add(*self.batch_item())
         k = self.kernel
-        if b is not None:  # recorded (batch_item, inline: the hot path of a batch of steps)
-            with k._lock:
-                pipe, f = self._current()
-                bufs = self._buffers
-                for buf in bufs:
-                    if buf.allocation is None:
-                        raise self._closed_error(buf.label)
-                return b.add(k, pipe, f.sets, f.cpush, f.groups, f.reads, f.writes, bufs, ())
         if wait:
             slot: Slot | None = None
             claimed: list[Slot] = []
