@@ -480,9 +480,9 @@ def test_matmul_kernel_choice():
     assert library._matmul_choice(64, 64, 64)[0] == "matmul"
     assert library._matmul_choice(64, 64, 64, "cpu")[0] == "matmul_128"
     assert library._matmul_choice(1450, 1420, 37, "integrated") == ("matmul_128", None, (12, 12))
-    assert library._matmul_choice(1408, 1420, 36)[1] == {"VEC4": 1, "GROUP_ROWS": 8}
+    assert library._matmul_choice(1408, 1420, 36)[1] == {"VEC4": 1}
     assert library._matmul_choice(1408, 1420, 36, "cpu")[1] == {"VEC4": 1}
-    assert library._matmul_choice(1450, 1420, 37, "discrete")[1] == {"GROUP_ROWS": 8}
+    assert library._matmul_choice(1450, 1420, 37, "discrete")[1] is None
     assert library._matmul_choice(4000, 3000, 500)[0] == "matmul_128"
 
 

@@ -589,10 +589,6 @@ def _histogram_groups(k: Kernel, n: int) -> int:
 # 128 x 128 kernel wins at every size (lavapipe: 4x at 100³, 5x at 1024³).  docs/performance.md
 # (fp32 matmul), benchmarks/probes/matmul32.py.
 _MATMUL_128_MIN_TILES = 128
-# Bands of 8 tile rows on discrete GPUs: on the H100 (vec4, % of cuBLAS fp32 in one run)
-# 4096³ 78.3 against 77.1 in row order, 4000³ 79.6 / 78.4, 2048³ 86.0 / 84.8, 1000×3000×500
-# 89.9 / 89.7; bands of 16 were as good at 4096³ and worse at 2048³ (83.5).
-_MATMUL_GROUP_ROWS = 8
 
 
 def _matmul_choice(
@@ -602,10 +598,8 @@ def _matmul_choice(
     on a device of this type (``DeviceInfo.type``)."""
     tiles = _ceil_div(M, 128) * _ceil_div(N, 128)
     if device_type == "cpu" or tiles >= _MATMUL_128_MIN_TILES:
-        defines: dict[str, int] = {"VEC4": 1} if K % 4 == 0 and N % 4 == 0 else {}
-        if device_type == "discrete":
-            defines["GROUP_ROWS"] = _MATMUL_GROUP_ROWS
-        return "matmul_128", defines or None, (_ceil_div(N, 128), _ceil_div(M, 128))
+        defines = {"VEC4": 1} if K % 4 == 0 and N % 4 == 0 else None
+        return "matmul_128", defines, (_ceil_div(N, 128), _ceil_div(M, 128))
     return "matmul", None, (_ceil_div(N, 64), _ceil_div(M, 64))
 
 
@@ -613,8 +607,7 @@ def matmul(A: ArrayLike, B: ArrayLike) -> np.ndarray:
     """``A @ B`` for 2-D float32 matrices.
 
     Large products, and every product on a CPU driver, run ``matmul_128.comp`` (128 x 128
-    tiles, 8 x 8 per invocation, vec4 access where K and N are multiples of 4, tiles in bands
-    of 8 rows on discrete GPUs); smaller ones on
+    tiles, 8 x 8 per invocation, vec4 access where K and N are multiples of 4); smaller ones on
     a GPU ``matmul.comp`` (64 x 64 tiles, 4 x 4 per invocation), which spreads them over more
     workgroups.
 
