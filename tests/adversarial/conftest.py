@@ -52,7 +52,7 @@ def _cache_dir() -> str:
 
 
 PRELUDE = r'''
-import gc, os, sys, time, threading, signal, textwrap
+import gc, os, sys, time, threading, signal, textwrap, weakref
 import numpy as np
 import vknb
 
@@ -204,9 +204,15 @@ def _vknb_profiler(on_point):
     statements)."""
     def ours(frame):
         return frame is not None and "/vknb/" in frame.f_code.co_filename
+    def in_finalizer(frame):  # (a Ctrl-C there loses the release: see docs/reliability.md)
+        while frame is not None:
+            if frame.f_code.co_filename == weakref.__file__:
+                return True
+            frame = frame.f_back
+        return False
     def profile(frame, event, arg):
-        if event == "c_return" and ours(frame) or event == "call" and (
-                ours(frame) or ours(frame.f_back)):
+        if (event == "c_return" and ours(frame) or event == "call" and (
+                ours(frame) or ours(frame.f_back))) and not in_finalizer(frame):
             on_point(frame)
     return profile
 

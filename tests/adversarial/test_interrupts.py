@@ -492,6 +492,8 @@ def settled():
     check(not dev.pending(), f"{len(dev.pending())} submissions still pending")
     check(not dev._inflight, f"submissions {sorted(dev._inflight)} still in flight")
     check(b._idle, "the batch is still in use")
+    check(vknb.compute.batch.current() is None, "a batch block is still recording")
+    check(not dev.busy, f"{len(dev.busy)} waits still registered on the device")
 
 bodies = {
     "repeated call": lambda: k(X, Y, a=1.0, n=n, grid=n),
@@ -503,6 +505,7 @@ bodies = {
     "batch replay": lambda: b.replay(),
     "batch replay, wait=False, wait()": lambda: b.replay(wait=False).wait(),
     "asarray and numpy()": lambda: vknb.asarray(x).numpy(),
+    "batch replay with new push constants": lambda: b.replay({0: {"a": 1.0}}),
 }
 for name, body in bodies.items():
     points, hits = interrupt_at_every_point(body, settled)

@@ -283,3 +283,40 @@ def test_extend_records_bound_calls_like_calls_in_the_block(axpy, scale, rng, no
     b3.close()
     for a in (X, *outs):
         a.close()
+
+
+def test_batch_block_through_exitstack_helpers_and_one_left_without_exit(axpy, rng):
+    """Calls record wherever the with statement of the batch is on the stack (through
+    contextlib.ExitStack, from a helper function); a block whose __exit__ never ran (a Ctrl-C
+    as it began) records nothing more: the next call runs, and a new block opens."""
+    import contextlib
+
+    n = 256
+    x = rng.random(n, dtype=np.float32)
+    X, Y = vknb.asarray(x), vknb.zeros(n, np.float32)
+
+    def helper():
+        return axpy(X, Y, a=1.0, n=n, grid=n)
+
+    with contextlib.ExitStack() as stack:
+        b = stack.enter_context(vknb.batch())
+        assert helper() == 0 and axpy(X, Y, a=1.0, n=n, grid=n) == 1
+    assert len(b) == 2
+    np.testing.assert_allclose(Y.numpy(), 2 * x, rtol=1e-6)
+
+    def left_open():  # __enter__ without __exit__: what a Ctrl-C at __exit__'s start leaves
+        b2 = vknb.batch()
+        b2.__enter__()
+        axpy(X, Y, a=1.0, n=n, grid=n)
+        return b2
+
+    b2 = left_open()
+    rec = axpy(X, Y, a=1.0, n=n, grid=n)  # runs: the abandoned block records nothing more
+    assert rec.kernel == "b_axpy"
+    np.testing.assert_allclose(Y.numpy(), 3 * x, rtol=1e-6)
+    assert len(b2) == 0 and not b2._lock._is_owned()
+    with vknb.batch() as b3:
+        axpy(X, Y, a=1.0, n=n, grid=n)
+    np.testing.assert_allclose(Y.numpy(), 4 * x, rtol=1e-6)
+    for o in (b, b2, b3, X, Y):
+        o.close()

@@ -29,6 +29,8 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 import time
 import weakref
@@ -52,10 +54,24 @@ _local = threading.local()
 
 
 def current() -> Batch | None:
-    """The batch being recorded on this thread, if any."""
+    """The batch being recorded on this thread, if any (called by the functions that record:
+    the with statement of the batch is then their caller or one of its callers)."""
     # (getattr with a default raises and catches AttributeError outside a batch: 0.4-0.8 µs
     # of every call; the thread's own dict answers in a tenth of that)
-    return _local.__dict__.get("batch")
+    b: Batch | None = _local.__dict__.get("batch")
+    if b is None:
+        return None
+    # A Ctrl-C can land as __exit__ starts, before its first line: the with statement is over,
+    # and nothing cleared the batch.  It is recording only while its with statement's frame is
+    # still running, which is checked here (one or two frames up: well under a microsecond).
+    target = b._frame
+    f: Any = sys._getframe(2)
+    while f is not None:
+        if f is target:
+            return b
+        f = f.f_back
+    b._abandon_block()
+    return None
 
 
 # A recorded dispatch: (kernel, pipeline, sets, push-constant cdata, groups, barrier before it,
@@ -103,6 +119,7 @@ class Batch:
         self._masks: dict[int, tuple[list[int], int]] = {}  # id(serials) -> (serials, mask)
         self._buffers: dict[int, Buffer] = {}  # every buffer recorded, by serial
         self._last_keep: list[Buffer] | None = None  # the buffers of the last add()
+        self._frame: Any = None  # the frame of the with statement recording (see current())
         self._recording = False
         self._recorded = False
         self._sub: Submission | None = None
@@ -115,8 +132,10 @@ class Batch:
         self._name: str | None = None  # the record's kernel name, once known
         self._rec = Recorder(dev)
         self._handles: dict[str, Any] = {}
-        # Ctrl-C is held back until the handles made here are in self._handles.
+        # Ctrl-C is held back until the handles made here are in self._handles, whose
+        # finalizer is registered first: a batch cut short in here is freed when collected.
         with dev.lock, _vk.deferred_interrupt():
+            self._finalizer = weakref.finalize(self, _collected, dev, self._handles, self._pins)
             pool = dev.create_command_pool()
             self._handles["pool"] = pool
             try:
@@ -139,7 +158,6 @@ class Batch:
             },
         )
         dev.adopt(self)
-        self._finalizer = weakref.finalize(self, _collected, dev, self._handles, self._pins)
 
     @property
     def barriers(self) -> int:
@@ -151,6 +169,10 @@ class Batch:
     def __enter__(self) -> Batch:
         if current() is not None:
             raise RuntimeError("vknb.batch blocks do not nest")
+        # The frame of the with statement (past contextlib's helpers, such as ExitStack)
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == contextlib.__file__:
+            frame = frame.f_back
         self._check_open()
         self._lock.acquire()
         try:
@@ -160,11 +182,13 @@ class Batch:
         except BaseException:
             self._lock.release()
             raise
+        self._frame = frame
         _local.batch = self
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         _local.batch = None
+        self._frame = None
         if self.closed or self.device.state != "open":
             # Closed (or its device closed, reset or lost) while it was recording: nothing of
             # what it recorded can run.
@@ -189,6 +213,12 @@ class Batch:
         finally:
             self._lock.release()
         self.submit(wait=self.wait_on_exit)
+
+    def _abandon_block(self) -> None:
+        """The with statement ended without running __exit__ (a Ctrl-C as it began): drop
+        what was recorded, as for an exception in the block, and give the lock back."""
+        with contextlib.suppress(Exception):
+            self.__exit__(KeyboardInterrupt, None, None)
 
     def _check_open(self) -> None:
         if self.closed:

@@ -352,18 +352,24 @@ class Buffer:
     def _using(self) -> Iterator[Allocation]:
         """Pin the buffer for a host copy: closing it meanwhile waits for the copy to end."""
         dev = self.device
-        with dev.lock:
-            a = self.check()
-            self._users += 1
         token = next(_tokens)
-        dev.busy.add(token)
+        counted = False  # (a Ctrl-C can land at any call below: each step is undone only if done)
         try:
+            with dev.lock:
+                a = self.check()
+                self._users += 1
+                counted = True
+            dev.busy.add(token)
             yield a
         finally:
-            dev.busy.discard(token)
-            with dev.lock:
-                self._users -= 1
-                idle = self.allocation is None and self._users == 0 and not self._views
+            idle = False
+            try:
+                if counted:
+                    with dev.lock:
+                        self._users -= 1
+                        idle = self.allocation is None and self._users == 0 and not self._views
+            finally:
+                dev.busy.discard(token)
             if idle:
                 self._retire()
 

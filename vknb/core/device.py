@@ -784,8 +784,8 @@ class Device:
             raise self.unusable_error(label)
         token = next(_tokens)
         busy = self.busy
-        busy.add(token)  # (close() and reset() wait for the waiters to leave the device)
         try:
+            busy.add(token)  # (close() and reset() wait for the waiters to leave the device)
             if self.spin_s > 0:
                 status = _vk.lib.vkGetFenceStatus
                 h = self.handle
