@@ -312,6 +312,7 @@ class Device:
         self._inflight: dict[int, tuple[Any, Callable[[], None] | None]] = {}
         self._retiring: collections.deque[tuple[int, Callable[[], None]]] = collections.deque()
         self._orphans: collections.deque[Callable[[], None]] = collections.deque()
+        self._retiring_now = False  # _run_retired's loop is running (on the lock's thread)
         self._pending: list[Submission] = []  # asynchronous calls not yet finished on the host
         # Threads inside a driver call outside the lock (a fence wait, a copy through mapped
         # memory): close() lets them leave before it destroys anything.  Set operations are
@@ -914,6 +915,16 @@ class Device:
         with self.lock:
             if self.state == LOST:
                 return
+            if self._retiring_now and not self._inflight:
+                # Retired by a release that _run_retired's loop is running (SIGINT held back
+                # there): run it now, inside that release, which may rely on it being done (a
+                # buffer it closes and then drops).  The queue itself is the loop's: each
+                # release running the rest of it would nest as deep as the queue is long.
+                try:
+                    release()
+                except Exception:  # pragma: no cover - never raise from cleanup
+                    log.exception("releasing an object of %s failed", self.label)
+                return
             # Queued, then run at once where nothing is in flight: Ctrl-C can neither lose a
             # release nor stop one halfway (_run_retired holds it back).
             self._retiring.append((self._serial, release))
@@ -929,22 +940,32 @@ class Device:
     def _run_retired(self) -> None:
         """Run the releases whose submissions have all finished (under the lock)."""
         orphans = self._orphans
-        oldest = min(self._inflight) if self._inflight else self._serial + 1
         retiring = self._retiring
+        if self._retiring_now:  # (called from a release of the loop below, which goes on)
+            return
+        oldest = min(self._inflight) if self._inflight else self._serial + 1
         if not (orphans or (retiring and retiring[0][0] < oldest)):
             return
         # A release destroys several handles in turn: Ctrl-C waits until it is done (else the
         # handles after the one it interrupted would never be destroyed); an orphan is moved
         # in one step too (taken from one queue and not yet in the other, it would be lost).
+        # One loop runs the queue, orphans that releases make included.
         with _vk.deferred_interrupt():
-            while orphans:
-                retiring.append((self._serial, orphans.popleft()))
-            while retiring and retiring[0][0] < oldest:
-                _, release = retiring.popleft()
-                try:
-                    release()
-                except Exception:  # pragma: no cover - never raise from cleanup
-                    log.exception("releasing an object of %s failed", self.label)
+            self._retiring_now = True
+            try:
+                while True:
+                    while orphans:
+                        retiring.append((self._serial, orphans.popleft()))
+                    oldest = min(self._inflight) if self._inflight else self._serial + 1
+                    if not (retiring and retiring[0][0] < oldest):
+                        break
+                    _, release = retiring.popleft()
+                    try:
+                        release()
+                    except Exception:  # pragma: no cover - never raise from cleanup
+                        log.exception("releasing an object of %s failed", self.label)
+            finally:
+                self._retiring_now = False
 
     def collect(self) -> None:
         """Poll the fences and run every release that can run now.
