@@ -145,3 +145,31 @@ sys.exit(3)
         expect_rc=3,
     )
     assert "atexit ran" in res.stdout and "buffered to the end" in res.stdout, res.stdout
+
+
+def test_runaway_kernel_in_a_synchronous_batch_replay_then_reset() -> None:
+    """A synchronous replay waits on the batch's own fence: a kernel that never ends there
+    raises DeviceLost at the timeout, the batch refuses later replays at once, and reset()
+    gives a usable device."""
+    run_scenario(
+        """
+k_run = vknb.compile(RUNAWAY, name="runaway")
+old = vknb.device()
+flag = vknb.zeros(4, np.uint32)
+out = vknb.zeros(4, np.uint32)
+with vknb.batch(wait=False) as b:
+    k_run(flag, out, groups=RUNAWAY_GROUPS)
+with raises(vknb.DeviceLost, within=3.0):
+    b.wait()
+with raises((vknb.DeviceLost, vknb.ObjectClosed), within=0.5):
+    b.replay()
+_, t = timed(vknb.reset)
+print(f"reset() took {t:.2f} s")
+check(t < reset_limit(old), f"vknb.reset() took {t:.2f} s (limit {reset_limit(old):g} s)")
+check_usable("after reset")
+print("OK")
+""",
+        env=TIMEOUT_1S,
+        timeout=15,
+        exit_within=exit_limit_after_runaway(),
+    )

@@ -316,3 +316,53 @@ def test_library_scans_histograms_and_sums_from_8_threads() -> None:
         validation=True,
         timeout=180,
     )
+
+
+def test_batch_closed_while_8_threads_replay_it() -> None:
+    """Synchronous replays wait on the batch's fence holding its lock, asynchronous ones hand
+    it to a Submission: closed by the main thread meanwhile, every replay either runs whole or
+    raises ObjectClosed, nothing is freed while in use (validation layer on), and the numpy
+    output gets exactly the replays that ran."""
+    run_scenario(
+        _with_threads(
+            """
+            k = vknb.compile(ADD, name="add")
+            n = 4096
+            x = rng.random(n, dtype=np.float32)
+            X = vknb.asarray(x)
+            z = np.zeros(n, np.float32)
+            with vknb.batch() as b:  # z: a numpy output, written back after every replay
+                k(X, z, a=1.0, n=n, grid=n)
+            ran, refused = [0], [0]
+            lock = threading.Lock()
+            def work(t, r):
+                for i in range(200):
+                    try:
+                        if (t + i) % 2:
+                            b.replay()
+                        else:
+                            b.replay(wait=False).wait()
+                    except vknb.ObjectClosed:
+                        with lock:
+                            refused[0] += 1
+                        return
+                    with lock:
+                        ran[0] += 1
+            closer = threading.Timer(0.05, b.close)
+            closer.start()
+            on_threads(work, n=8)
+            closer.join()
+            vknb.synchronize()
+            print(ran[0], "replays ran,", refused[0], "refused after close()")
+            check(refused[0] >= 1 or ran[0] == 1600, "no replay saw the batch closed")
+            check(np.allclose(z, (1 + ran[0]) * x, rtol=1e-4),
+                  f"z holds {np.median(z / x):.0f} x, expected {1 + ran[0]} x")
+            with raises(vknb.ObjectClosed):
+                b.replay()
+            check_usable()
+            print("OK")
+            """
+        ),
+        validation=True,
+        timeout=60,
+    )

@@ -475,20 +475,22 @@ class Batch:
                 raise
             if wait:
                 self._sub = None
-                self._finish(t0)
+                self._finish(t0, self._writeback)
                 return None
         dev.track(sub)
         return sub
 
     def _submission(self, serial: int, t0: float) -> Submission:
-        """The Submission that owns the running ``serial`` (its waiters write outputs back)."""
+        """The Submission that owns the running ``serial`` (its waiters write outputs back,
+        those of this submission: a close() meanwhile empties the batch's own list)."""
+        writeback = self._writeback
         return self.device.submission(
             serial,
             self._fence,
             f"batch of {len(self.entries)}",
             keep=(self, list(self.entries)),
             on_gpu_done=self._gpu_released,
-            on_done=lambda: self._finish(t0),
+            on_done=lambda: self._finish(t0, writeback),
         )
 
     def _ran(self) -> None:
@@ -501,8 +503,8 @@ class Batch:
         if self.closed:
             self._destroy()
 
-    def _finish(self, t0: float) -> DispatchRecord:
-        for arr, res in self._writeback:
+    def _finish(self, t0: float, writeback: list[tuple[np.ndarray, Buffer]]) -> DispatchRecord:
+        for arr, res in writeback:
             read_back(arr, res)
         ts = self._ts
         self.host_ms = host_ms = (time.perf_counter() - t0) * 1e3
