@@ -46,7 +46,7 @@ PKG = REPO / "vknb"
 # __init__), which may import the whole layer.  Listed modules need not exist yet.
 LAYERS: dict[str, list[str]] = {
     "base": ["vknb.errors", "vknb.config"],
-    "vk": ["vknb._vk.constants", "vknb._vk"],
+    "vk": ["vknb._vk.constants", "vknb._vk.interrupts", "vknb._vk.finalizer", "vknb._vk"],
     "shader": ["vknb.shader.spirv", "vknb.shader.compiler", "vknb.shader"],
     "core": [
         "vknb.core.instance",

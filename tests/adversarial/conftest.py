@@ -204,15 +204,9 @@ def _vknb_profiler(on_point):
     statements)."""
     def ours(frame):
         return frame is not None and "/vknb/" in frame.f_code.co_filename
-    def in_finalizer(frame):  # (a Ctrl-C there loses the release: see docs/reliability.md)
-        while frame is not None:
-            if frame.f_code.co_filename == weakref.__file__:
-                return True
-            frame = frame.f_back
-        return False
     def profile(frame, event, arg):
-        if (event == "c_return" and ours(frame) or event == "call" and (
-                ours(frame) or ours(frame.f_back))) and not in_finalizer(frame):
+        if event == "c_return" and ours(frame) or event == "call" and (
+                ours(frame) or ours(frame.f_back)):
             on_point(frame)
     return profile
 
@@ -247,6 +241,8 @@ def interrupt_at_every_point(body, after, limit=3000):
                 body()
             finally:
                 sys.setprofile(None)
+            while vknb._vk.rearming():  # (held back in a callback: on its way again)
+                time.sleep(0.001)
             time.sleep(0)  # (a Ctrl-C still held back fires here at the latest)
         except KeyboardInterrupt:
             hits += 1

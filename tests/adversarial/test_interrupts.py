@@ -529,3 +529,138 @@ print("OK")
 """,
         timeout=300,
     )
+
+
+def test_ctrl_c_in_the_validation_callback_is_neither_lost_nor_cuts_the_message() -> None:
+    """A Ctrl-C that lands while the validation layer's messenger (Python that C calls back)
+    runs: the message is still counted and raised at the call, and the KeyboardInterrupt still
+    reaches the user's code once the driver's call has returned (cffi would print and drop an
+    exception raised in the callback)."""
+    run_scenario(
+        """
+from vknb import _vk
+dev = vknb.device()
+ffi, lib, vk = _vk.ffi, _vk.lib, _vk.vk
+info = _vk.new("VkBufferCreateInfo", {"sType": vk.VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                                       "size": 0, "usage": 0x20})  # invalid: size 0
+def interrupt_in_callback(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "_message":
+        sys.setprofile(None)
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # as CPython would, there
+for attempt in range(5):
+    p = ffi.new("VkBuffer*")
+    before = _vk.validation_counts["error"]
+    got = None
+    sys.setprofile(interrupt_in_callback)
+    try:
+        try:
+            res = lib.vkCreateBuffer(dev.handle, info, ffi.NULL, p)
+        finally:
+            sys.setprofile(None)
+        for _ in range(2000):  # it lands at the next point where CPython runs handlers
+            time.sleep(0.001)
+    except KeyboardInterrupt:
+        got = "KeyboardInterrupt"
+    check(got == "KeyboardInterrupt", f"attempt {attempt}: the Ctrl-C was lost")
+    check(_vk.validation_counts["error"] == before + 1, "the message was not counted")
+    with raises(vknb.ValidationError, "VUID-VkBufferCreateInfo-size-00912"):
+        _vk.check(0, "vkCreateBuffer", "zero-size buffer")
+    if p[0]:
+        lib.vkDestroyBuffer(dev.handle, p[0], ffi.NULL)
+check(not _vk.rearming(), "a Ctrl-C is still on its way")
+check_usable()
+print("OK")
+""",
+        validation=True,
+        timeout=120,
+    )
+
+
+def test_ctrl_c_at_every_point_of_objects_dropped_batches_recorded_and_library_calls() -> None:
+    """Ctrl-C at each point, in turn, of code that makes and drops objects without close()
+    (an Array, a mapped Buffer and its view, a batch, an image: their finalizers), records,
+    replays and closes batches, updates and reads Arrays, closes an Array right after a
+    ``wait=False`` call, and runs library reductions and scans: after each, nothing is in
+    flight, no release is queued, and the device holds no more buffers, bytes or objects than
+    before (fewer is fine: a cached scratch buffer that Ctrl-C dropped is freed); at exit the
+    validation layer reports no object left."""
+    run_leaving_nothing(
+        CALLS_SETUP.format(name="add_more")
+        + """
+dev = vknb.device()
+A = vknb.asarray(x)
+out = np.empty_like(x)
+u32 = (x * 1000).astype(np.uint32)
+img = rng.random((16, 16, 4), dtype=np.float32)
+with vknb.batch() as b:
+    k(X, Y, a=1.0, n=n, grid=n)
+    k(x, z, a=1.0, n=n, grid=n)
+
+def counts():
+    s = dev.memory_stats()
+    return s.buffers, s.used, dict(dev.live_objects())
+
+def settled():
+    vknb.synchronize()
+    dev.collect()
+    busy = [s for s in k.pipeline._slots if s.busy]
+    check(not busy, f"{len(busy)} of {len(k.pipeline._slots)} slots still taken")
+    check(not dev.pending(), f"{len(dev.pending())} submissions still pending")
+    check(not dev._inflight, f"submissions {sorted(dev._inflight)} still in flight")
+    check(b._idle, "the batch is still in use")
+    check(vknb.compute.batch.current() is None, "a batch block is still recording")
+    check(not dev.busy, f"{len(dev.busy)} waits still registered on the device")
+    check(not dev._retiring and not dev._orphans, "releases still queued")
+    # (fewer is fine: a cached scratch buffer that Ctrl-C dropped is freed, not leaked)
+    now, was = counts(), base[0]
+    more = now[0] > was[0] or now[1] > was[1] or any(
+        n > was[2].get(c, 0) for c, n in now[2].items())
+    check(not more, f"objects left: {now} after, {was} before")
+
+def record_batch():
+    with vknb.batch() as bb:
+        k(X, Y, a=1.0, n=n, grid=n)
+        step()
+        k(x, z, a=1.0, n=n, grid=n)
+    bb.replay()
+    bb.close()
+
+def dropped():
+    # Objects made and dropped without close(): their finalizers run wherever Ctrl-C may be.
+    a = vknb.asarray(x)
+    m = vknb.Buffer(4096, memory="upload")
+    with m.mapped(np.float32) as v:
+        v[:] = 1.0
+    del v
+    with vknb.batch() as bb:
+        k(a, Y, a=1.0, n=n, grid=n)
+    bb.replay()
+    i = vknb.asimage(img)
+    del a, m, bb, i
+
+bodies = {
+    "record, replay and close a batch": record_batch,
+    "objects made and dropped": dropped,
+    "update and numpy(out)": lambda: (A.update(x), A.numpy(out=out)),
+    "Array closed after a wait=False call": lambda: (lambda W: (
+        k(X, W, a=1.0, n=n, grid=n, wait=False), W.close()))(vknb.zeros(n, np.float32)),
+    "library reduce_sum": lambda: vknb.library.reduce_sum(x),
+    "library scan": lambda: vknb.library.scan(u32),
+}
+for name, body in bodies.items():
+    body()
+    gc.collect()
+    vknb.synchronize()
+    dev.collect()
+    base = [counts()]
+    points, hits = interrupt_at_every_point(body, settled)
+    print(f"{name}: {points} points, {hits} interrupted", flush=True)
+    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+b.close()
+k.close()
+check_usable()
+check_pools()
+print("OK")
+""",
+        timeout=600,
+    )

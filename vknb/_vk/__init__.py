@@ -13,13 +13,13 @@ must be kept referenced by the caller until the call returns (see :class:`Keep`)
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from .. import errors as E
 from . import constants as C
+from .interrupts import deferred_interrupt, held_in_callback, rearming  # noqa: F401
 
 _lock = threading.Lock()
 _mod: Any = None
@@ -118,76 +118,6 @@ def exit_past_the_driver() -> bool:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-try:  # the C module: signal.signal's enum conversions cost microseconds a call
-    import _signal as _sig
-except ImportError:  # pragma: no cover - other Pythons
-    _sig = signal
-_SIGINT = int(signal.SIGINT)
-
-
-class deferred_interrupt:
-    """Hold Ctrl-C back while Vulkan objects are made and handed to their owner.
-
-    Python raises ``KeyboardInterrupt`` in the main thread as soon as a C call returns: a
-    ``vkCreate*`` that was running when Ctrl-C came returns its new handle, and the exception
-    fires before any Python line can record it, so the object leaks (and the validation layer
-    names it at ``vkDestroyDevice``); a release that destroys several handles stops halfway.
-    Inside this block, SIGINT is only noted; on leaving, the previous handler runs
-    (``KeyboardInterrupt`` by default), once the owner holds its handles.  Outside the main
-    thread, or where SIGINT has no Python handler, it does nothing.  Costs two handler swaps
-    (well under a microsecond).
-
-    Example
-    -------
-    >>> with deferred_interrupt():
-    ...     pass
-    """
-
-    __slots__ = ("_got", "_old")
-
-    def __enter__(self) -> deferred_interrupt:
-        self._old: Any = None
-        self._got: list[int] = []
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        try:
-            old = _sig.getsignal(_SIGINT)
-            if callable(old):
-                got: list[int] = []
-                self._got = got
-                # (the frame is not kept: it would hold the objects being made alive)
-                _sig.signal(_SIGINT, lambda s, f: got.append(s))
-                self._old = old
-        except (ValueError, OSError):  # not the main interpreter
-            pass
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        old = self._old
-        if old is None:
-            return
-        self._old = None
-        _sig.signal(_SIGINT, old)
-        if self._got:
-            self._got = []
-            if not (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)):
-                old(_SIGINT, None)  # the deferred Ctrl-C, now (default: KeyboardInterrupt)
-
-    def deliver(self) -> None:
-        """Inside the block: run a Ctrl-C held back so far now, at a point the caller chose
-        (where its handler's KeyboardInterrupt leaves nothing half done); else nothing.
-
-        Example
-        -------
-        >>> with deferred_interrupt() as held:
-        ...     held.deliver()
-        """
-        got = self._got
-        if got and self._old is not None:
-            got.clear()
-            self._old(_SIGINT, None)
 
 
 def submitted_serial(exc: BaseException) -> int | None:

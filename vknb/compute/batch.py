@@ -33,7 +33,6 @@ import contextlib
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from .. import _vk
 from .. import errors as E
+from .._vk.finalizer import Finalizer
 from ..core.commands import Recorder, Timestamps, dispatch_item, push_cdata
 from ..core.device import Device, Submission
 from .bind import read_back
@@ -135,7 +135,7 @@ class Batch:
         # Ctrl-C is held back until the handles made here are in self._handles, whose
         # finalizer is registered first: a batch cut short in here is freed when collected.
         with dev.lock, _vk.deferred_interrupt():
-            self._finalizer = weakref.finalize(self, _collected, dev, self._handles, self._pins)
+            self._finalizer = Finalizer(self, _collected, dev, self._handles, self._pins)
             pool = dev.create_command_pool()
             self._handles["pool"] = pool
             try:
@@ -591,7 +591,8 @@ class Batch:
 
         A submission still running finishes first (its ``wait()`` still works)."""
         with self._lock:
-            if self.closed:
+            again = self.closed  # closed before: queue again a release Ctrl-C lost
+            if again and not self._finalizer.alive:
                 return
             self.closed = True
             self._writeback = []
@@ -603,10 +604,10 @@ class Batch:
             self._destroy()
 
     def _destroy(self) -> None:
-        info = self._finalizer.detach()
-        if info is not None:
-            dev, handles, pins = info[2]
-            dev.retire(lambda: _destroy_batch(dev, handles, pins))
+        # Queued first, the finalizer's arguments taken when it runs (see Buffer._retire).
+        fin = self._finalizer
+        if fin.alive:
+            self.device.retire(lambda: _destroy_once(fin))
 
     def __repr__(self) -> str:
         return (
@@ -614,6 +615,13 @@ class Batch:
             + (f", gpu {self.gpu_ms:.3f} ms" if self.gpu_ms is not None else "")
             + ">"
         )
+
+
+def _destroy_once(fin: Finalizer) -> None:
+    """Destroy what a batch's finalizer would, unless it (or this) ran already."""
+    info = fin.detach()
+    if info is not None:
+        _destroy_batch(*info[2])
 
 
 def _collected(dev: Device, handles: dict[str, Any], pins: list[Any]) -> None:

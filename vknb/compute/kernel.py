@@ -167,7 +167,9 @@ class Kernel:
 
     Create with :func:`vknb.compile`.  Attributes: ``name``, ``source``, ``spirv``,
     ``reflection``, ``constants``, ``local_size``, ``device``, ``compile_info``, ``slots``
-    (the arguments a call takes, see :class:`~vknb.compute.args.BindingSlot`).
+    (the arguments a call takes, see :class:`~vknb.compute.args.BindingSlot`), ``extras`` (a
+    dict for state that code built on the kernel keeps with it, such as the library's scratch
+    buffers: it goes with the kernel, and :meth:`close` closes what in it has a ``close()``).
 
     Example
     -------
@@ -230,6 +232,9 @@ class Kernel:
         self._push_memo: dict[Any, bytes] = {}
         self._fast: dict[tuple[int, ...], list[_Fast]] = {}  # see _fast_lookup
         self._last_fast: _Fast | None = None
+        # What library code keeps with this kernel (vknb.library's scratch buffers): it lives
+        # and goes with the kernel, and close() closes what has a close().
+        self.extras: dict[str, Any] = {}
         self._pipeline: ComputePipeline | None = None
         self._generation = -1
         dev = device if device is not None else session_device()
@@ -874,6 +879,10 @@ class Kernel:
             self.binder.drop()
             self._fast = {}
             self._last_fast = None
+            extras = list(self.extras.values())
+        for x in extras:
+            if hasattr(x, "close"):
+                x.close()
         if p is not None:
             p.close()
 

@@ -48,6 +48,7 @@ import numpy as np
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
+from .._vk.finalizer import Finalizer
 from .device import OPEN, sharing_fields
 from .hostimport import HOST_IMPORT_MIN_BYTES, host_imports_for, policy
 
@@ -209,6 +210,7 @@ class Buffer:
             raise ValueError(f"buffer size must be a non-negative int, got {nbytes!r}")
         dev = device if device is not None else session_device()
         dev.check_usable()
+        dev.collect()  # (memory of objects dropped since the last safe point comes back first)
         self.device = dev
         self.nbytes = int(nbytes)
         self.serial = next_serial()
@@ -273,9 +275,11 @@ class Buffer:
         handle = p[0]
         req = ffi.new("VkMemoryRequirements*")
         lib.vkGetBufferMemoryRequirements(dev.handle, handle, req)
-        made["alloc"] = alloc = dev.allocator.allocate(
-            int(req.size), int(req.alignment), int(req.memoryTypeBits), memory, self.label
-        )
+        with _vk.deferred_interrupt():  # (the allocation is noted before Ctrl-C can land)
+            made["alloc"] = dev.allocator.allocate(
+                int(req.size), int(req.alignment), int(req.memoryTypeBits), memory, self.label
+            )
+        alloc = made["alloc"]
         res = lib.vkBindBufferMemory(dev.handle, handle, alloc.memory, alloc.offset)
         _vk.check(res, "vkBindBufferMemory", self.label)
         self.handle = handle
@@ -300,7 +304,7 @@ class Buffer:
             made["counted"] = True
         made["adopted"] = True
         dev.adopt(self)
-        self._finalizer = weakref.finalize(self, _collected, dev, handle, alloc, self.texel_views)
+        self._finalizer = Finalizer(self, _collected, dev, handle, alloc, self.texel_views)
 
     # -- lifetime --------------------------------------------------------------------------
 
@@ -438,7 +442,7 @@ class Buffer:
             self._views.add(token)
             dev.mapped_views.add(token)
         holder = _MappedView(self, int(_vk.ffi.cast("uintptr_t", a.mapped)), n, dt)
-        weakref.finalize(holder, _view_gone, weakref.ref(self), dev, token)
+        Finalizer(holder, _view_gone, weakref.ref(self), dev, token)
         view = np.asarray(holder)
         del holder
         self._invalidate(a)
@@ -699,7 +703,7 @@ def _free_buffer(
         log.exception("releasing a buffer failed")
 
 
-def _release_once(fin: weakref.finalize) -> None:
+def _release_once(fin: Finalizer) -> None:
     """Free what a buffer's finalizer would free, unless it (or this) ran already."""
     info = fin.detach()
     if info is not None:
@@ -709,7 +713,7 @@ def _release_once(fin: weakref.finalize) -> None:
 def _collected(dev: Device, handle: Any, alloc: Allocation, texel_views: dict[int, Any]) -> None:
     """Finalizer of a Buffer collected without close(): retire it at the device's next safe
     point (the garbage collector may run this anywhere, with the device lock held)."""
-    if dev.state is OPEN and dev.usable_here():
+    if dev.handle_alive():  # (a device being closed runs its queue before it is destroyed)
         dev.retire_later(lambda: _free_buffer(dev, handle, alloc, texel_views))
     elif dev.usable_here():
         dev.buffers -= 1

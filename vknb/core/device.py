@@ -41,6 +41,7 @@ from typing import Any
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
+from .._vk.finalizer import WeakSet, collected, reap
 from .instance import DeviceInfo, Instance, get_instance, select_device_index
 from .memory import Allocator, MemoryStats
 
@@ -321,7 +322,7 @@ class Device:
         # Zero-copy views of mapped memory alive (Buffer.mapped): the memory stays mapped (and
         # the device alive) while any exists.
         self.mapped_views: set[int] = set()
-        self._children: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._children = WeakSet()  # (no Python code runs as a child goes: see _vk.finalizer)
         self._free_cmds: list[tuple[Any, Any]] = []  # (command buffer, fence) ready for reuse
         self._transfer_free: list[tuple[Any, Any]] = []
         self.robust = bool(config.get("VKNB_ROBUST"))
@@ -868,7 +869,7 @@ class Device:
                     self._run_callback(serial)
             if then is not None:
                 then()
-            if self._retiring or self._orphans:
+            if self._retiring or self._orphans or collected:
                 self._run_retired()
 
     def _run_callback(self, serial: int) -> None:
@@ -932,17 +933,20 @@ class Device:
                 self._run_retired()
 
     def retire_later(self, release: Callable[[], None]) -> None:
-        """:meth:`retire` for finalizers: takes no lock (the garbage collector may run one while
-        this thread holds it); the release is queued and run at the device's next safe point
-        (a wait, a poll, a submission)."""
+        """:meth:`retire` for finalizers: takes no lock (a finalizer runs at any device's safe
+        point, with that device's lock held); the release is queued and run at this device's
+        next safe point (a wait, a poll, a submission)."""
         self._orphans.append(release)
 
     def _run_retired(self) -> None:
-        """Run the releases whose submissions have all finished (under the lock)."""
-        orphans = self._orphans
-        retiring = self._retiring
+        """Run the releases whose submissions have all finished (under the lock); first the
+        finalizers of objects collected since (see vknb._vk.finalizer), which queue orphans."""
         if self._retiring_now:  # (called from a release of the loop below, which goes on)
             return
+        if collected:
+            reap()
+        orphans = self._orphans
+        retiring = self._retiring
         oldest = min(self._inflight) if self._inflight else self._serial + 1
         if not (orphans or (retiring and retiring[0][0] < oldest)):
             return
@@ -954,6 +958,8 @@ class Device:
             self._retiring_now = True
             try:
                 while True:
+                    if collected:  # (objects that the releases run so far dropped)
+                        reap()
                     while orphans:
                         retiring.append((self._serial, orphans.popleft()))
                     oldest = min(self._inflight) if self._inflight else self._serial + 1
@@ -974,7 +980,7 @@ class Device:
         -------
         >>> vknb.device().collect()
         """
-        if self._retiring or self._orphans:
+        if self._retiring or self._orphans or collected:
             self.poll()
 
     # -- one-shot command buffers --------------------------------------------------------
@@ -1436,6 +1442,7 @@ class Device:
         (the driver may still be using them), and asynchronous calls still pending raise on
         ``wait()``.  Idempotent; never raises (problems are logged).
         """
+        reap()  # (the releases of objects collected so far, queued while the device is open)
         with self.lock:
             if self._closing:
                 return
@@ -1640,6 +1647,7 @@ def _close_all_at_exit() -> None:
     # Objects dropped in reference cycles (a traceback's frames, say) are collected first:
     # their finalizers queue their releases, which closing the device then runs.
     gc.collect()
+    reap()
     for d in list(_live_devices):
         if d.state is OPEN and d.usable_here():
             try:

@@ -31,8 +31,9 @@ Which bytes are imported
 Why keeping an import is safe
     Only memory that a numpy array allocated itself (``OWNDATA``) is kept, keyed by that array
     and watched through a weak reference: numpy refuses to resize (move) an array that has weak
-    references, so its memory stays where it is until the array is freed, and the weak
-    reference's callback drops the import before the memory goes back.  A kept import is used
+    references, so its memory stays where it is until the array is freed; the array's
+    finalizer then drops the import (freed at the device's next safe point; no copy uses it
+    any more, and the driver's pin keeps the pages until then).  A kept import is used
     only for a range it contains, and never after a ``fork()`` (the pages of a forked parent may
     be copied on write, leaving the import pointing at the child's copy).
 
@@ -68,6 +69,7 @@ import numpy as np
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
+from .._vk.finalizer import Finalizer
 from .device import OPEN, sharing_fields
 from .instance import HOST_CACHED, HOST_COHERENT
 
@@ -200,8 +202,8 @@ class _Owner:
 
     __slots__ = ("failed", "records", "ref")
 
-    def __init__(self, ref: weakref.ref[np.ndarray]) -> None:
-        self.ref = ref
+    def __init__(self, ref: weakref.ref[np.ndarray] | None) -> None:
+        self.ref: Any = ref
         self.records: list[HostImport] = []
         self.failed = False
 
@@ -232,9 +234,9 @@ class HostImports:
         self.families = [device.compute_family]
         if device.transfer_family is not None:
             self.families.append(device.transfer_family)
-        # Never taken by a weak-reference callback (those run wherever the garbage collector
-        # does, maybe under this lock, maybe amid an iteration of these dicts): a callback only
-        # queues its key in _gone and its imports for retirement; _sweep forgets the entry.
+        # Never taken by an array's finalizer (it runs at any device's safe point, maybe under
+        # this lock, maybe amid an iteration of these dicts): it only queues the array's key in
+        # _gone and its imports for retirement; _sweep forgets the entry.
         self._lock = threading.Lock()
         self._owners: collections.OrderedDict[int, _Owner] = collections.OrderedDict()
         self._gone: collections.deque[int] = collections.deque()
@@ -416,7 +418,9 @@ class HostImports:
         if stale is not None and dev is not None:  # an array gone unnoticed: drop its imports
             for rec in list(stale.records):
                 self._evict(stale, rec, dev)
-        entry = _Owner(weakref.ref(owner, lambda r: _owner_gone(me, key, r)))
+        entry = _Owner(None)
+        # (a finalizer, not a weak-reference callback in Python: see vknb._vk.finalizer)
+        entry.ref = Finalizer(owner, _owner_gone, me, key, entry).ref
         self._owners[key] = entry
         # Bound the arrays remembered without imports (least recently used first).
         bare = [k for k, e in list(self._owners.items()) if not e.records and k != key]
@@ -626,14 +630,11 @@ class HostImports:
         self.free_all()
 
 
-def _owner_gone(me: weakref.ref[HostImports], key: int, ref: weakref.ref[Any]) -> None:
-    """Weak-reference callback of an array whose memory vknb remembers or keeps imported: runs
-    before the memory goes back (anywhere the garbage collector runs: no locks)."""
+def _owner_gone(me: weakref.ref[HostImports], key: int, entry: _Owner) -> None:
+    """Finalizer of an array whose memory vknb remembers or keeps imported (run at a device's
+    safe point, after the array went: no locks)."""
     hi = me()
-    if hi is None:
-        return
-    entry = hi._owners.get(key)
-    if entry is None or entry.ref is not ref:
+    if hi is None or hi._owners.get(key) is not entry:
         return
     hi._gone.append(key)
     dev = hi.device_ref()

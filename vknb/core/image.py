@@ -41,6 +41,7 @@ import numpy as np
 from .. import _vk
 from .. import errors as E
 from .._vk import constants as C
+from .._vk.finalizer import Finalizer
 from .buffer import Buffer, flat_bytes, host_read_barrier, next_serial, staging_for
 from .device import OPEN, sharing_fields
 
@@ -274,6 +275,7 @@ class Image:
             raise ValueError("3-D images have no layers (arrayed=True needs '1d', '2d' or 'cube')")
         dev = device if device is not None else session_device()
         dev.check_usable()
+        dev.collect()  # (memory of objects dropped since the last safe point comes back first)
         self.device = dev
         self.serial = next_serial()
         self.label = label or f"Image#{self.serial}"
@@ -308,19 +310,18 @@ class Image:
             raise E.NotAvailable(f"{dev.info.name} cannot make mipmaps of format {format}")
         self._handles: dict[str, Any] = {}
         self.allocation: Allocation | None = None
-        try:
-            self._create(usage)
-        except BaseException:
-            _destroy_image(dev, self._handles, None)
-            raise
         self._users = 0
         # Level 0 and the levels made from it change together: two threads updating one image
         # leave one's data with its own mip levels (the host-made levels are uploaded apart).
         self._levels_lock = threading.Lock()
-        with dev.lock:
-            dev.images += 1
+        try:
+            self._create(usage)
+            self._finalizer = Finalizer(self, _collected, dev, self._handles, self.allocation)
+        except BaseException:  # (Ctrl-C included) before the finalizer owns the handles
+            if not hasattr(self, "_finalizer"):
+                _destroy_image(dev, self._handles, None)
+            raise
         dev.adopt(self)
-        self._finalizer = weakref.finalize(self, _collected, dev, self._handles, self.allocation)
         self._to_general()
 
     # -- creation ------------------------------------------------------------------------
@@ -360,15 +361,18 @@ class Image:
         )
         req = ffi.new("VkMemoryRequirements*")
         lib.vkGetImageMemoryRequirements(dev.handle, handle, req)
-        alloc = dev.allocator.allocate(
-            int(req.size),
-            int(req.alignment),
-            int(req.memoryTypeBits),
-            "device",
-            self.label,
-            optimal=True,
-        )
-        self._handles["allocation"] = alloc
+        with _vk.deferred_interrupt():  # (the allocation is noted before Ctrl-C can land)
+            alloc = dev.allocator.allocate(
+                int(req.size),
+                int(req.alignment),
+                int(req.memoryTypeBits),
+                "device",
+                self.label,
+                optimal=True,
+            )
+            self._handles["allocation"] = alloc  # (counted as long as it is there)
+            with dev.lock:
+                dev.images += 1
         self.allocation = alloc
         _vk.check(
             lib.vkBindImageMemory(dev.handle, handle, alloc.memory, alloc.offset),
@@ -477,18 +481,18 @@ class Image:
     def close(self) -> None:
         """Close the image now (idempotent); its memory goes once the GPU no longer uses it."""
         with self.device.lock:
-            if self.allocation is None:
-                return
-            self.allocation = None
             idle = self._users == 0
+            if self.allocation is None:  # closed before: queue again a release Ctrl-C lost
+                idle = idle and self._finalizer.alive
+            self.allocation = None
         if idle:
             self._retire()
 
     def _retire(self) -> None:
-        info = self._finalizer.detach()
-        if info is not None:
-            dev, handles, alloc = info[2]
-            dev.retire(lambda: _destroy_image(dev, handles, alloc))
+        # Queued first, the finalizer's arguments taken when it runs (see Buffer._retire).
+        fin = self._finalizer
+        if fin.alive:
+            self.device.retire(lambda: _destroy_once(fin))
 
     def __enter__(self) -> Image:
         return self
@@ -848,6 +852,13 @@ def _destroy_image(dev: Device, handles: dict[str, Any], alloc: Allocation | Non
     a = handles.pop("allocation", None)
     if a is not None:
         dev.allocator.free(a)
+
+
+def _destroy_once(fin: Finalizer) -> None:
+    """Destroy what an image's finalizer would, unless it (or this) ran already."""
+    info = fin.detach()
+    if info is not None:
+        _destroy_image(*info[2])
 
 
 def _collected(dev: Device, handles: dict[str, Any], alloc: Allocation | None) -> None:

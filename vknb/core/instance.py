@@ -412,16 +412,21 @@ class Instance:
 
         @ffi.callback("PFN_vkDebugUtilsMessengerCallbackEXT")
         def callback(severity: int, types: int, data: Any, user: Any) -> int:
+            with _vk.held_in_callback():  # (a Ctrl-C would cut it short and be lost)
+                _message(severity, data)
+            return 0
+
+        def _message(severity: int, data: Any) -> None:
             try:
                 msg = _vk.to_str(data.pMessage) if data.pMessage != ffi.NULL else "?"
                 ident = int(data.messageIdNumber)
                 if ident in _SILENCED:
-                    return 0
+                    return
                 if data.pMessageIdName != ffi.NULL and b"DEBUG-PRINTF" in ffi.string(
                     data.pMessageIdName
                 ):
                     self.printf_messages.append(msg)
-                    return 0
+                    return
                 seen[ident] = seen.get(ident, 0) + 1
                 if severity >= 0x1000:
                     _vk.validation_counts["error"] += 1
@@ -437,7 +442,6 @@ class Instance:
                     vlog.debug(msg)
             except Exception:  # never raise through C
                 pass
-            return 0
 
         self._callback = callback
         info = _vk.new(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .. import _vk
 from .. import errors as E
 from .._vk import constants as C
+from .._vk.finalizer import Finalizer
 from .commands import Recorder, Timestamps, push_cdata
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -259,7 +259,7 @@ class ComputePipeline:
             self.sets_epoch = 0  # bumped when the cached descriptor sets are given up
             self._recorder = Recorder(device)
             device.adopt(self)
-            self._finalizer = weakref.finalize(
+            self._finalizer = Finalizer(
                 self,
                 _collected,
                 device,
@@ -864,7 +864,7 @@ class ComputePipeline:
         return f"<vknb.ComputePipeline {self.label}{' closed' if self.closed else ''}>"
 
 
-def _destroy_once(fin: weakref.finalize) -> None:
+def _destroy_once(fin: Finalizer) -> None:
     """Destroy what a pipeline's finalizer would, unless it (or this) ran already."""
     info = fin.detach()
     if info is not None:

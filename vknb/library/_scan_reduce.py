@@ -278,24 +278,24 @@ class Scratch:
         return a
 
     def close(self) -> None:
-        """Free the buffers now."""
-        for a in self.arrays.values():
-            a.close()
-        self.arrays.clear()
+        """Free the buffers (after a call using them ends)."""
+        with self.lock:
+            for a in self.arrays.values():
+                a.close()
+            self.arrays.clear()
 
 
-_scratch: weakref.WeakKeyDictionary[Kernel, Scratch] = weakref.WeakKeyDictionary()
 _scratch_lock = threading.Lock()
 
 
 @contextmanager
 def scratch(k: Kernel) -> Iterator[Scratch]:
-    """The kernel's scratch buffers, held for one call."""
+    """The kernel's scratch buffers, held for one call (kept in ``k.extras``: they go with
+    the kernel, through its Arrays' own finalizers, and ``k.close()`` frees them)."""
     with _scratch_lock:
-        s = _scratch.get(k)
+        s = k.extras.get("scratch")
         if s is None:
-            s = _scratch[k] = Scratch()
-            weakref.finalize(k, s.close)
+            s = k.extras["scratch"] = Scratch()
     with s.lock:
         yield s
 
