@@ -664,3 +664,51 @@ print("OK")
 """,
         timeout=600,
     )
+
+
+def test_ctrl_c_at_every_point_of_a_first_call_and_of_reset() -> None:
+    """Ctrl-C at each point, in turn, of making a kernel and its first call (the slow path:
+    pipeline, descriptor sets, scratch buffers, then close()), and of ``vknb.reset()``
+    followed by a call that rebuilds the kernel's pipeline on the new device: after each,
+    nothing is in flight or queued and no slot stays taken; no device is destroyed with
+    objects still alive (which also fails the next ``vkCreateDevice``: the validation layer's
+    error is raised there), and none twice (which aborted the process: the device's
+    finalizer destroyed it again after a Ctrl-C at the end of its close())."""
+    run_leaving_nothing(
+        CALLS_SETUP.format(name="add_reset")
+        + """
+def compile_new():  # (the compiler's output comes from its cache after the first)
+    kk = vknb.compile(ADD, name="fresh")
+    kk(x, z, a=1.0, n=n, grid=n)
+    kk.close()
+
+def reset_and_call():
+    vknb.reset()
+    k(x, z, a=1.0, n=n, grid=n)
+
+def settled():
+    d = vknb.device()
+    vknb.synchronize()
+    d.collect()
+    check(not d.pending() and not d._inflight, "work still in flight")
+    check(not d._retiring and not d._orphans, "releases still queued")
+    if k.pipeline is not None and k.pipeline.device is d:
+        busy = [s for s in k.pipeline._slots if s.busy]
+        check(not busy, f"{len(busy)} of {len(k.pipeline._slots)} slots still taken")
+
+for name, body in {"compile, first call and close of a new kernel": compile_new,
+                   "reset() and a call": reset_and_call}.items():
+    points, hits = interrupt_at_every_point(body, settled)
+    print(f"{name}: {points} points, {hits} interrupted", flush=True)
+    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+y0 = rng.random(n, dtype=np.float32)
+Y = vknb.asarray(y0)
+X = vknb.asarray(x)
+k(X, Y, a=2.0, n=n, grid=n)
+check(np.allclose(Y.numpy(), y0 + 2 * x, rtol=1e-5), "the kernel is wrong afterwards")
+k.close()
+check_usable()
+print("OK")
+""",
+        timeout=600,
+    )

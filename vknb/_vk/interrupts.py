@@ -4,6 +4,7 @@ handed to their owner, while releases run, and in code that C calls back."""
 from __future__ import annotations
 
 import _thread
+import os
 import signal
 import threading
 from typing import Any
@@ -13,6 +14,16 @@ try:  # the C module: signal.signal's enum conversions cost microseconds a call
 except ImportError:  # pragma: no cover - other Pythons
     _sig = signal
 _SIGINT = int(signal.SIGINT)
+# The ident of the thread that runs signal handlers (a C call to compare with: the Python
+# calls of threading.current_thread() are points where Ctrl-C can land, before it is held).
+_main = [threading.main_thread().ident]
+
+
+def _after_fork_in_child() -> None:
+    _main[0] = threading.main_thread().ident  # (the thread that forked)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class deferred_interrupt:
@@ -38,7 +49,7 @@ class deferred_interrupt:
     def __enter__(self) -> deferred_interrupt:
         self._old: Any = None
         self._got: list[int] = []
-        if threading.current_thread() is not threading.main_thread():
+        if _thread.get_ident() != _main[0]:
             return self
         try:
             old = _sig.getsignal(_SIGINT)

@@ -790,7 +790,11 @@ class Kernel:
         try:
             gpu = slot.gpu_interval()
         finally:
-            pipe.release(slot)
+            try:
+                pipe.release(slot)
+            except KeyboardInterrupt:  # (as it started: Python runs handlers at every call)
+                pipe.release(slot)
+                raise
         return self._write_back(prep, grp, gpu, t0, pipe.device)
 
     def _write_back(

@@ -330,8 +330,6 @@ class Device:
         self._calibrate_fn: Any = None  # None: not tried yet; False: not available
         self._calibrate_infos: Any = None
         self.spin_s = float(config.get("VKNB_SPIN_US")) * 1e-6
-        self._create()
-        self.allocator = Allocator(self.handle, self.info, self.label)
         self.buffers = 0  # live vknb buffers (for memory_stats)
         self.images = 0  # live vknb images
         self.staging: Any = None  # made by the first transfer through staging (core.buffer)
@@ -341,23 +339,36 @@ class Device:
         self.release_with_device: list[Callable[[], None]] = []
         # Transfers between numpy and the device by the path they took (see transfer_stats).
         self.transfer_counts: dict[str, int] = dict.fromkeys(_TRANSFER_PATHS, 0)
-        # Collected without close(): by then every child is gone (children hold the device), so
-        # only the device's own handles remain; the callback gets them, not the dead object.
-        inst.devices_alive.add(id(self))
-        self._finalizer = weakref.finalize(
-            self,
-            _release_device,
-            self.handle,
-            self.allocator,
-            self._free_cmds,
-            self._transfer_free,
-            [p for p in (self.compute_pool, self.transfer_pool) if p],
-            self.pipeline_cache,
-            self.epoch,
-            inst.devices_alive,
-            id(self),
-            self.release_with_device,
-        )
+        # From the driver's device to the finalizer that owns its handles, Ctrl-C is held back
+        # (its KeyboardInterrupt would leave a device that nothing destroys); an error on the
+        # way destroys what was made.
+        self.handle: Any = None
+        try:
+            with _vk.deferred_interrupt():
+                self._create()
+                self.allocator = Allocator(self.handle, self.info, self.label)
+                # Collected without close(): by then every child is gone (children hold the
+                # device), so only the device's own handles remain; the callback gets them.
+                inst.devices_alive.add(id(self))
+                self._finalizer = weakref.finalize(
+                    self,
+                    _release_device,
+                    self.handle,
+                    self.allocator,
+                    self._free_cmds,
+                    self._transfer_free,
+                    [p for p in (self.compute_pool, self.transfer_pool) if p],
+                    self.pipeline_cache,
+                    self.epoch,
+                    inst.devices_alive,
+                    id(self),
+                    self.release_with_device,
+                )
+        except BaseException:
+            if not hasattr(self, "_finalizer"):
+                inst.devices_alive.discard(id(self))
+                self._destroy_partial()
+            raise
         _live_devices.add(self)
         _install_exit_hook()
 
@@ -507,6 +518,23 @@ class Device:
             else None
         )
         self.pipeline_cache = self._load_pipeline_cache()
+
+    def _destroy_partial(self) -> None:
+        """Destroy what a Device that failed to be made made (never raises)."""
+        if self.handle is None:
+            return
+        ffi, lib = _vk.ffi, _vk.lib
+        try:
+            cache = getattr(self, "pipeline_cache", None)
+            if cache is not None:
+                lib.vkDestroyPipelineCache(self.handle, cache, ffi.NULL)
+            for pool in (getattr(self, "compute_pool", None), getattr(self, "transfer_pool", None)):
+                if pool is not None:
+                    lib.vkDestroyCommandPool(self.handle, pool, ffi.NULL)
+            lib.vkDestroyDevice(self.handle, ffi.NULL)
+        except Exception:  # pragma: no cover - never raise from cleanup
+            log.exception("destroying a device that failed to be made failed")
+        self.handle = None
 
     def _probe_features(self, features: Any, keep: _vk.Keep) -> None:
         """Fill an extension's features struct from the driver."""
@@ -1470,6 +1498,13 @@ class Device:
         if self.state is not OPEN:  # lost while waiting
             self._abandon()
             return
+        # From here on, nothing runs on the GPU: the teardown runs whole, with Ctrl-C held back
+        # (cut short, the device would stay closed and never destroyed, or be destroyed and
+        # still owned by its finalizer, which would destroy it again).
+        with _vk.deferred_interrupt():
+            self._teardown(budget)
+
+    def _teardown(self, budget: float) -> None:
         ffi, lib = _vk.ffi, _vk.lib
         with self.lock:
             self.state = CLOSED
@@ -1506,6 +1541,7 @@ class Device:
                 self._finalizer.detach()
                 _zombies.append(self)
                 return
+            self._finalizer.detach()  # (first: nothing may destroy the device twice)
             self.allocator.close()
             for cmd_fence in self._free_cmds + self._transfer_free:
                 lib.vkDestroyFence(self.handle, cmd_fence[1], ffi.NULL)

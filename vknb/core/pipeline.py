@@ -649,7 +649,9 @@ class ComputePipeline:
         return s
 
     def release(self, slot: Slot) -> None:
-        """The owner is done with ``slot`` (waited for it, or gave up on it)."""
+        """The owner is done with ``slot`` (waited for it, or gave up on it).  Idempotent: a
+        caller that a Ctrl-C stopped as this started (CPython runs signal handlers as any
+        Python function starts) calls it again."""
         with self.device.lock:
             slot.busy = False
             last = self.closed and not any(s.busy for s in self._slots)
@@ -811,7 +813,11 @@ class ComputePipeline:
         slot.finishing = rec
         self.device.wait_fence(slot.serial, slot.fence, self.label, None, slot.pfence, slot.finish)
         if self.closed:  # closed meanwhile: the last slot given back retires the pipeline
-            self.release(slot)
+            try:
+                self.release(slot)
+            except KeyboardInterrupt:  # (as it started: give it back all the same)
+                self.release(slot)
+                raise
 
     def give_up(self, slot: Slot, serial: int) -> bool:
         """The synchronous call that submitted ``serial`` on ``slot`` stopped (Ctrl-C, a
@@ -839,7 +845,11 @@ class ComputePipeline:
     def wait(self, slot: Slot) -> None:
         """Wait for a slot's submission and give the slot back."""
         self.wait_slot(slot)
-        self.release(slot)
+        try:
+            self.release(slot)
+        except KeyboardInterrupt:  # (as it started: give it back all the same)
+            self.release(slot)
+            raise
 
     # -- teardown ------------------------------------------------------------------------
 
