@@ -712,3 +712,72 @@ print("OK")
 """,
         timeout=600,
     )
+
+
+def test_ctrl_c_at_every_point_of_image_calls_and_a_sort() -> None:
+    """Ctrl-C at each point, in turn, of an image's update and read-back, a kernel call that
+    samples one image and stores into another, an image made and dropped, and the library's
+    radix sort (passes recorded in a batch, temporaries closed as the exception leaves it):
+    after each, nothing is in flight or queued and the device holds no more buffers, images,
+    bytes or objects than before; at exit nothing is left.  It found an image's user count
+    left raised (a with statement's exit is a call, where Ctrl-C lands), a one-shot command
+    buffer and fence lost as they were taken from the free list, an image created and
+    recorded nowhere, and a batch block dropped by Ctrl-C that took more commands into a
+    command buffer whose buffers were gone (now reset instead)."""
+    run_leaving_nothing(
+        CALLS_SETUP.format(name="add_images")
+        + """
+dev = vknb.device()
+img0 = rng.random((32, 32, 4), dtype=np.float32)
+IM = vknb.asimage(img0)
+OUT = vknb.zeros_image((32, 32, 4), "rgba32f")
+kf = vknb.compile('''
+layout(local_size_x = 8, local_size_y = 8) in;
+layout(binding = 0) uniform sampler2D src;
+layout(binding = 1, rgba32f) writeonly uniform image2D dst;
+void main() {
+    ivec2 p = ivec2(gl_GlobalInvocationID.xy);
+    imageStore(dst, p, texelFetch(src, p, 0) * 2.0);
+}''', name="img_twice")
+keys = (rng.random(3000) * 1e6).astype(np.uint32)
+
+def counts():
+    s = dev.memory_stats()
+    return s.buffers, s.used, s.images, dict(dev.live_objects())
+
+def settled():
+    check(vknb.compute.batch.current() is None, "a batch block is still recording")
+    vknb.synchronize()
+    dev.collect()
+    check(not dev.pending() and not dev._inflight, "work still in flight")
+    check(not dev._retiring and not dev._orphans, "releases still queued")
+    now, was = counts(), base[0]
+    more = now[0] > was[0] or now[1] > was[1] or now[2] > was[2] or any(
+        n > was[3].get(c, 0) for c, n in now[3].items())
+    check(not more, f"objects left: {now} after, {was} before")
+
+bodies = {
+    "image update and numpy()": lambda: (IM.update(img0), IM.numpy()),
+    "image kernel call": lambda: kf(IM, OUT, grid=(32, 32)),
+    "image made and dropped": lambda: vknb.asimage(img0).numpy(),
+    "library sort": lambda: vknb.library.sort(keys),
+}
+for name, body in bodies.items():
+    body()
+    gc.collect()
+    vknb.synchronize()
+    dev.collect()
+    base = [counts()]
+    points, hits = interrupt_at_every_point(body, settled, limit=5000)
+    print(f"{name}: {points} points, {hits} interrupted", flush=True)
+    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+kf(IM, OUT, grid=(32, 32))
+check(np.allclose(OUT.numpy(), 2 * img0), "the image kernel is wrong afterwards")
+check(np.array_equal(vknb.library.sort(keys), np.sort(keys)), "sort is wrong afterwards")
+for o in (IM, OUT, kf, k):
+    o.close()
+check_usable()
+print("OK")
+""",
+        timeout=600,
+    )

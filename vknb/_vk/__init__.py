@@ -344,17 +344,15 @@ def create(
     """Call ``vkCreateXxx(device, info, NULL, &handle)``; return the handle.
 
     ``keep(handle)`` records the new handle with its owner *before* the result is checked, so
-    that a validation error raised for a call that did create the object cannot leak it.
+    that a validation error raised for a call that did create the object cannot leak it; a
+    Ctrl-C is held back until it has (Python cannot stop the driver's call anyway: it would
+    be raised as the call returns, or as ``keep`` starts, with the handle recorded nowhere).
     """
     p = ffi.new(handle_type + "*")
-    try:
+    with deferred_interrupt():
         res = getattr(lib, function)(device, info, ffi.NULL, p)
-    except BaseException:  # Ctrl-C raised as the call returned: the object exists all the same
-        if p[0]:
+        if res == 0:
             keep(p[0])
-        raise
-    if res == 0:
-        keep(p[0])
     check(res, function, label)
     return p[0]
 

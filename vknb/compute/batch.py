@@ -203,12 +203,17 @@ class Batch:
                 raise self.device.unusable_error("the batch being recorded")
             return
         try:
-            self._end()
             if exc_type is not None:
+                # Dropped unended: a buffer it binds may be gone already (a library call's
+                # temporaries, closed as the exception left it), and a command buffer that
+                # binds a destroyed buffer takes no more commands; a reset takes it back.
+                _vk.lib.vkResetCommandBuffer(self._cmd, 0)
+                self._recording = False
                 self.entries.clear()
                 self._writeback.clear()
                 self._recorded = False
                 return
+            self._end()
             self.record_ms = (time.perf_counter() - self._t_record) * 1e3
         finally:
             self._lock.release()

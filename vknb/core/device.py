@@ -1094,18 +1094,24 @@ class Device:
         queue = self.transfer_queue if use_transfer else self.compute_queue
         free = self._transfer_free if use_transfer else self._free_cmds
         with self.lock:
-            if free:
-                cmd, fence = free.pop()
-            else:
-                pool = self.transfer_pool if use_transfer else self.compute_pool
-                cmd, fence = self.allocate_command_buffer(pool), self.new_fence()
-
-            def recycle() -> None:  # the command buffer and fence go back once the GPU is done
-                if self.state is OPEN:
-                    free.append((cmd, fence))
-
+            pair: tuple[Any, Any] | None = None
             submitted = False
             try:
+                # Taken from the free list without a call (a call's return is where Ctrl-C
+                # lands: the pair would be in neither place), or made whole with Ctrl-C held.
+                if free:
+                    pair = free[-1]
+                    del free[-1]
+                else:
+                    pool = self.transfer_pool if use_transfer else self.compute_pool
+                    with _vk.deferred_interrupt():
+                        pair = (self.allocate_command_buffer(pool), self.new_fence())
+                cmd, fence = pair
+
+                def recycle() -> None:  # the command buffer and fence go back once GPU is done
+                    if self.state is OPEN:
+                        free.append((cmd, fence))
+
                 begin = _vk.new(
                     "VkCommandBufferBeginInfo",
                     {
@@ -1140,14 +1146,14 @@ class Device:
                         self._pending.append(sub)
                     submitted = True
             except BaseException as e:
-                if submitted:  # the Ctrl-C held back above: the Submission owns the work
+                if submitted or pair is None:  # the Submission owns the work, or none was taken
                     raise
                 late = _vk.submitted_serial(e)
                 if late is not None:  # interrupted as it was submitted: in use until done
-                    self._track_interrupted(late, fence, label, keep, (cmd, fence), free)
+                    self._track_interrupted(late, pair[1], label, keep, pair, free)
                 elif self.state is OPEN:
-                    lib.vkResetCommandBuffer(cmd, 0)
-                    free.append((cmd, fence))
+                    lib.vkResetCommandBuffer(pair[0], 0)
+                    free.append(pair)
                 raise
         if wait:
             sub.wait()

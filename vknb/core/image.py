@@ -626,17 +626,27 @@ class Image:
 
     def _submit_with(self, record: Any, what: str, keep: Any) -> None:
         dev = self.device
-        with dev.lock:
-            self.check()
-            self._users += 1
+        # (a with statement's exit is a call, where Ctrl-C can land: the count is undone only
+        # if it was made, whatever the point)
+        counted = False
+        idle = False
         try:
+            with dev.lock:
+                self.check()
+                self._users += 1
+                counted = True
             dev.submit(record, label=f"{what} {self.label}", keep=(self, keep))
         finally:
-            with dev.lock:
-                self._users -= 1
-                idle = self.allocation is None and self._users == 0
+            if counted:
+                with dev.lock:
+                    self._users -= 1
+                    idle = self.allocation is None and self._users == 0
             if idle:
-                self._retire()
+                try:
+                    self._retire()
+                except KeyboardInterrupt:  # (as it started: retire it all the same)
+                    self._retire()
+                    raise
 
     def generate_mipmaps(self) -> None:
         """Make every mip level from level 0 by successive linear blits (``vkCmdBlitImage``).
