@@ -781,3 +781,66 @@ print("OK")
 """,
         timeout=600,
     )
+
+
+def test_ctrl_c_at_every_point_of_imported_transfers_copies_between_devices_and_more() -> None:
+    """Ctrl-C at each point, in turn, of transfers straight from and into numpy's imported
+    pages (``VKNB_HOST_IMPORT=1``), ``asarray`` of such an array, ``Array.to`` another
+    device, a bound call made and run, the library's histogram and softmax: after each,
+    nothing is in flight or queued on either device, and neither holds more buffers, bytes
+    or imports than before."""
+    run_leaving_nothing(
+        CALLS_SETUP.format(name="add_more_kinds")
+        + """
+os.environ["VKNB_HOST_IMPORT"] = "1"
+dev = vknb.device()
+big = rng.random(4 << 20, dtype=np.float32)  # 16 MiB: imported
+outb = np.empty_like(big)
+BIG = vknb.asarray(big)
+other = vknb.Device(0)
+v = rng.random(4096, dtype=np.float32)
+def counts():
+    s = dev.memory_stats()
+    o = other.memory_stats()
+    return (s.buffers, s.used, s.images, s.imports, o.buffers, o.used), dict(dev.live_objects())
+
+def settled():
+    check(vknb.compute.batch.current() is None, "a batch block is still recording")
+    vknb.synchronize()
+    other.synchronize()
+    dev.collect(); other.collect()
+    for d in (dev, other):
+        check(not d.pending() and not d._inflight, "work still in flight")
+        check(not d._retiring and not d._orphans, "releases still queued")
+        check(not d.busy, "waits still registered")
+    now, was = counts(), base[0]
+    more = any(a > b for a, b in zip(now[0], was[0])) or any(
+        n > was[1].get(c, 0) for c, n in now[1].items())
+    check(not more, f"objects left: {now} after, {was} before")
+
+bodies = {
+    "imported upload and download": lambda: (BIG.update(big), BIG.numpy(out=outb)),
+    "asarray of an imported array": lambda: vknb.asarray(big).close(),
+    "Array.to another device": lambda: vknb.asarray(v).to(other).numpy(),
+    "bind and call": lambda: k.bind(X, Y, a=1.0, n=n, grid=n)(),
+    "histogram": lambda: vknb.library.histogram((v * 16).astype(np.uint32), 16),
+    "softmax": lambda: vknb.library.softmax(v.reshape(64, 64)),
+}
+for name, body in bodies.items():
+    body()
+    gc.collect(); vknb.synchronize(); dev.collect()
+    base = [counts()]
+    points, hits = interrupt_at_every_point(body, settled, limit=5000)
+    print(f"{name}: {points} points, {hits} interrupted", flush=True)
+    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+stats = dev.transfer_stats()
+check(stats["import"] > 0 and stats["import_reused"] > 0, f"no imported transfer: {stats}")
+check(np.array_equal(BIG.numpy(), big), "the imported array is wrong afterwards")
+BIG.close()
+other.close()
+k.close()
+check_usable()
+print("OK")
+""",
+        timeout=600,
+    )
