@@ -844,3 +844,71 @@ print("OK")
 """,
         timeout=600,
     )
+
+
+def test_ctrl_c_at_every_point_of_main_thread_calls_while_4_threads_call_the_kernel() -> None:
+    """Ctrl-C at each point, in turn, of calls in the main thread (synchronous, ``wait=False``
+    with numpy arguments, batch replays, transfers) while 4 threads call the same kernel and
+    check every result against numpy: no thread ever sees a wrong result or an error, and
+    afterwards no slot is taken and nothing is in flight."""
+    run_leaving_nothing(
+        CALLS_SETUP.format(name="add_threads")
+        + """
+dev = vknb.device()
+stop = threading.Event()
+errors = []
+done = [0]
+def worker(seed):
+    r = np.random.default_rng(seed)
+    xs = r.random(n, dtype=np.float32)
+    XS = vknb.asarray(xs)
+    while not stop.is_set():
+        try:
+            ys = r.random(n, dtype=np.float32)
+            YS = vknb.asarray(ys)
+            k(XS, YS, a=2.0, n=n, grid=n)
+            if not np.allclose(YS.numpy(), ys + 2 * xs, rtol=1e-5):
+                errors.append("wrong result in a thread")
+            zs = ys.copy()
+            k(xs, zs, a=1.0, n=n, grid=n, wait=False).wait()
+            if not np.allclose(zs, ys + xs, rtol=1e-5):
+                errors.append("wrong numpy result in a thread")
+            YS.close()
+            done[0] += 1
+        except Exception as e:
+            errors.append(repr(e))
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+for t in threads:
+    t.start()
+with vknb.batch() as b:
+    k(X, Y, a=1.0, n=n, grid=n)
+    k(x, z, a=1.0, n=n, grid=n)
+def settled():
+    check(vknb.compute.batch.current() is None, "a batch block is still recording")
+    check(not errors, f"thread errors: {errors[:3]}")
+bodies = {
+    "repeated call": lambda: k(X, Y, a=1.0, n=n, grid=n),
+    "numpy call, wait=False, wait()": lambda: k(x, z, a=1.0, n=n, grid=n, wait=False).wait(),
+    "batch replay": lambda: b.replay(),
+    "asarray and numpy()": lambda: vknb.asarray(x).numpy(),
+}
+for name, body in bodies.items():
+    points, hits = interrupt_at_every_point(body, settled, limit=1500)
+    print(f"{name}: {points} points, {hits} interrupted", flush=True)
+    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+stop.set()
+for t in threads:
+    t.join()
+check(not errors, f"thread errors: {errors[:3]}")
+vknb.synchronize()
+busy = [s for s in k.pipeline._slots if s.busy]
+check(not busy, f"{len(busy)} of {len(k.pipeline._slots)} slots still taken")
+check(not dev.pending() and not dev._inflight, "work still in flight")
+b.close()
+k.close()
+check_usable()
+check(done[0] > 0, "the threads ran no call")
+print("OK")
+""",
+        timeout=600,
+    )
