@@ -255,6 +255,54 @@ def interrupt_at_every_point(body, after, limit=3000):
     return points, hits
 
 
+def holdings(devs):
+    """Per device: buffers, bytes used, images, imports of host memory, live vknb objects."""
+    out = []
+    for d in devs:
+        s = d.memory_stats()
+        out.append((s.buffers, s.used, s.images, s.imports, dict(d.live_objects())))
+    return out
+
+
+def check_settled(devs):
+    """After an interrupted call (and what the user does next: a call, synchronize()): no batch
+    block recording, nothing in flight or pending, no wait registered, no release queued."""
+    check(vknb.compute.batch.current() is None, "a batch block is still recording")
+    vknb.synchronize()
+    for d in devs:
+        d.synchronize()
+        d.collect()
+        check(not d.pending(), f"{len(d.pending())} submissions still pending")
+        check(not d._inflight, f"submissions {sorted(d._inflight)} still in flight")
+        check(not d.busy, f"{len(d.busy)} waits still registered on the device")
+        check(not d._retiring and not d._orphans, "releases still queued")
+
+
+def interrupt_every_body(bodies, devs, also=None, limit=3000):
+    """For each named body, ``interrupt_at_every_point``; after each run, ``check_settled``,
+    ``also()``, and that the devices hold no more than before the body (fewer is fine: a
+    cached scratch buffer that Ctrl-C dropped is freed, not leaked)."""
+    for name, body in bodies.items():
+        body()
+        gc.collect()
+        check_settled(devs)
+        base = holdings(devs)
+
+        def after():
+            check_settled(devs)
+            if also is not None:
+                also()
+            now = holdings(devs)
+            for (*nums, objs), (*was, was_objs) in zip(now, base):
+                more = any(a > b for a, b in zip(nums, was)) or any(
+                    c > was_objs.get(cls, 0) for cls, c in objs.items())
+                check(not more, f"objects left: {now} after, {base} before")
+
+        points, hits = interrupt_at_every_point(body, after, limit)
+        print(f"{name}: {points} points, {hits} interrupted", flush=True)
+        check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+
+
 # Shaders used by many scenarios.
 ADD = """
 layout(local_size_x = 64) in;

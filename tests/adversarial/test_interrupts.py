@@ -596,26 +596,10 @@ with vknb.batch() as b:
     k(X, Y, a=1.0, n=n, grid=n)
     k(x, z, a=1.0, n=n, grid=n)
 
-def counts():
-    s = dev.memory_stats()
-    return s.buffers, s.used, dict(dev.live_objects())
-
-def settled():
-    vknb.synchronize()
-    dev.collect()
+def slots_and_batch_free():
     busy = [s for s in k.pipeline._slots if s.busy]
     check(not busy, f"{len(busy)} of {len(k.pipeline._slots)} slots still taken")
-    check(not dev.pending(), f"{len(dev.pending())} submissions still pending")
-    check(not dev._inflight, f"submissions {sorted(dev._inflight)} still in flight")
     check(b._idle, "the batch is still in use")
-    check(vknb.compute.batch.current() is None, "a batch block is still recording")
-    check(not dev.busy, f"{len(dev.busy)} waits still registered on the device")
-    check(not dev._retiring and not dev._orphans, "releases still queued")
-    # (fewer is fine: a cached scratch buffer that Ctrl-C dropped is freed, not leaked)
-    now, was = counts(), base[0]
-    more = now[0] > was[0] or now[1] > was[1] or any(
-        n > was[2].get(c, 0) for c, n in now[2].items())
-    check(not more, f"objects left: {now} after, {was} before")
 
 def record_batch():
     with vknb.batch() as bb:
@@ -647,15 +631,7 @@ bodies = {
     "library reduce_sum": lambda: vknb.library.reduce_sum(x),
     "library scan": lambda: vknb.library.scan(u32),
 }
-for name, body in bodies.items():
-    body()
-    gc.collect()
-    vknb.synchronize()
-    dev.collect()
-    base = [counts()]
-    points, hits = interrupt_at_every_point(body, settled)
-    print(f"{name}: {points} points, {hits} interrupted", flush=True)
-    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+interrupt_every_body(bodies, [dev], also=slots_and_batch_free)
 b.close()
 k.close()
 check_usable()
@@ -741,36 +717,13 @@ void main() {
 }''', name="img_twice")
 keys = (rng.random(3000) * 1e6).astype(np.uint32)
 
-def counts():
-    s = dev.memory_stats()
-    return s.buffers, s.used, s.images, dict(dev.live_objects())
-
-def settled():
-    check(vknb.compute.batch.current() is None, "a batch block is still recording")
-    vknb.synchronize()
-    dev.collect()
-    check(not dev.pending() and not dev._inflight, "work still in flight")
-    check(not dev._retiring and not dev._orphans, "releases still queued")
-    now, was = counts(), base[0]
-    more = now[0] > was[0] or now[1] > was[1] or now[2] > was[2] or any(
-        n > was[3].get(c, 0) for c, n in now[3].items())
-    check(not more, f"objects left: {now} after, {was} before")
-
 bodies = {
     "image update and numpy()": lambda: (IM.update(img0), IM.numpy()),
     "image kernel call": lambda: kf(IM, OUT, grid=(32, 32)),
     "image made and dropped": lambda: vknb.asimage(img0).numpy(),
     "library sort": lambda: vknb.library.sort(keys),
 }
-for name, body in bodies.items():
-    body()
-    gc.collect()
-    vknb.synchronize()
-    dev.collect()
-    base = [counts()]
-    points, hits = interrupt_at_every_point(body, settled, limit=5000)
-    print(f"{name}: {points} points, {hits} interrupted", flush=True)
-    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+interrupt_every_body(bodies, [dev], limit=5000)
 kf(IM, OUT, grid=(32, 32))
 check(np.allclose(OUT.numpy(), 2 * img0), "the image kernel is wrong afterwards")
 check(np.array_equal(vknb.library.sort(keys), np.sort(keys)), "sort is wrong afterwards")
@@ -799,25 +752,6 @@ outb = np.empty_like(big)
 BIG = vknb.asarray(big)
 other = vknb.Device(0)
 v = rng.random(4096, dtype=np.float32)
-def counts():
-    s = dev.memory_stats()
-    o = other.memory_stats()
-    return (s.buffers, s.used, s.images, s.imports, o.buffers, o.used), dict(dev.live_objects())
-
-def settled():
-    check(vknb.compute.batch.current() is None, "a batch block is still recording")
-    vknb.synchronize()
-    other.synchronize()
-    dev.collect(); other.collect()
-    for d in (dev, other):
-        check(not d.pending() and not d._inflight, "work still in flight")
-        check(not d._retiring and not d._orphans, "releases still queued")
-        check(not d.busy, "waits still registered")
-    now, was = counts(), base[0]
-    more = any(a > b for a, b in zip(now[0], was[0])) or any(
-        n > was[1].get(c, 0) for c, n in now[1].items())
-    check(not more, f"objects left: {now} after, {was} before")
-
 bodies = {
     "imported upload and download": lambda: (BIG.update(big), BIG.numpy(out=outb)),
     "asarray of an imported array": lambda: vknb.asarray(big).close(),
@@ -826,13 +760,7 @@ bodies = {
     "histogram": lambda: vknb.library.histogram((v * 16).astype(np.uint32), 16),
     "softmax": lambda: vknb.library.softmax(v.reshape(64, 64)),
 }
-for name, body in bodies.items():
-    body()
-    gc.collect(); vknb.synchronize(); dev.collect()
-    base = [counts()]
-    points, hits = interrupt_at_every_point(body, settled, limit=5000)
-    print(f"{name}: {points} points, {hits} interrupted", flush=True)
-    check(hits >= points // 2, f"{name}: only {hits} of {points} interrupts landed")
+interrupt_every_body(bodies, [dev, other], limit=5000)
 stats = dev.transfer_stats()
 check(stats["import"] > 0 and stats["import_reused"] > 0, f"no imported transfer: {stats}")
 check(np.array_equal(BIG.numpy(), big), "the imported array is wrong afterwards")

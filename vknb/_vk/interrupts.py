@@ -64,15 +64,23 @@ class deferred_interrupt:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        old = self._restore()
+        if old is not None and not (
+            exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        ):
+            old(_SIGINT, None)  # the deferred Ctrl-C, now (default: KeyboardInterrupt)
+
+    def _restore(self) -> Any:
+        """Put the previous handler back; return it if a Ctrl-C was held back meanwhile."""
         old = self._old
         if old is None:
-            return
+            return None
         self._old = None
         _sig.signal(_SIGINT, old)
-        if self._got:
-            self._got = []
-            if not (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)):
-                old(_SIGINT, None)  # the deferred Ctrl-C, now (default: KeyboardInterrupt)
+        if not self._got:
+            return None
+        self._got = []
+        return old
 
     def deliver(self) -> None:
         """Inside the block: run a Ctrl-C held back so far now, at a point the caller chose
@@ -107,13 +115,7 @@ class held_in_callback(deferred_interrupt):
     __slots__ = ()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        old = self._old
-        if old is None:
-            return
-        self._old = None
-        _sig.signal(_SIGINT, old)
-        if self._got:
-            self._got = []
+        if self._restore() is not None:
             _rearming.append(1)
             _thread.start_new_thread(_rearm, ())
 
