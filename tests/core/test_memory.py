@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -398,3 +399,29 @@ def test_filling_the_heap_in_pieces_fails_cleanly(dev, rng, record_property):
     assert error is not None, "4 pieces of 30% of the heap were all allocated"
     msg = str(error)
     assert "heap" in msg and ("GiB" in msg or "MiB" in msg or str(piece) in msg), msg
+
+
+def test_an_emptied_block_is_kept_for_the_next_allocation(dev, monkeypatch, no_leaks):
+    """A loop that makes and closes small buffers gets at most one new VkDeviceMemory: the
+    block its last buffer empties goes to the recycle cache (``cached``), not to the driver,
+    and trim() gives it back."""
+    made: list[int] = []
+    real = dev.allocator._allocate_memory
+
+    def counted(size: int, memory_type: int, label: str) -> Any:
+        made.append(size)
+        return real(size, memory_type, label)
+
+    monkeypatch.setattr(dev.allocator, "_allocate_memory", counted)
+    dev.trim()
+    for _ in range(50):
+        b = vknb.Buffer(4096, device=dev)
+        b.write(np.arange(1024, dtype=np.float32))
+        b.close()
+        dev.collect()
+    assert len(made) <= 1, made
+    s = dev.memory_stats()
+    if made:  # (else an existing block had room)
+        assert s.cached >= dev.allocator.block_size
+    dev.trim()
+    assert dev.memory_stats().cached == 0

@@ -2,10 +2,10 @@
 
 Small allocations (up to a quarter of the block size) are carved out of 64 MiB blocks (smaller on
 small heaps) with a first-fit free list that coalesces on free; larger ones get a dedicated
-``VkDeviceMemory``.  Host-visible memory is mapped once, persistently, per block.  A block is
-released as soon as its last sub-allocation is freed.
+``VkDeviceMemory``.  Host-visible memory is mapped once, persistently, per block.
 
-Freed dedicated allocations are kept in a small recycle cache (``VKNB_RECYCLE_MB``, default the
+Freed dedicated allocations, and shared blocks whose last sub-allocation is freed, are kept in a
+small recycle cache (``VKNB_RECYCLE_MB``, default the
 smaller of 1 GiB and an eighth of the largest heap; 0 turns it off) and handed to the next request
 of the same memory type and about the same size: allocating and freeing large device memory costs
 milliseconds, a large share of an upload's time (docs/performance.md).  The cache is
@@ -63,7 +63,7 @@ class MemoryStats:
     allocations: int = 0  # live sub-allocations + dedicated allocations
     images: int = 0  # live vknb images
     by_type: dict[int, int] = field(default_factory=dict)
-    cached: int = 0  # bytes of freed dedicated allocations kept for reuse (part of allocated)
+    cached: int = 0  # bytes of freed allocations and empty blocks kept for reuse (in allocated)
     imported: int = 0  # bytes of host (numpy) memory imported for transfers, not in allocated
     imports: int = 0  # imports of host memory alive
     staging: int = 0  # bytes of vknb's own transfer staging buffers (part of used)
@@ -336,6 +336,8 @@ class Allocator:
         with self._lock:
             if size > self.block_size // 4:
                 block = self._reuse(size, memory_type)
+                if block is not None:
+                    block.dedicated, block.free = True, []
                 if block is None:
                     with _vk.deferred_interrupt():  # the memory has its block before Ctrl-C
                         mem, mapped = self._allocate_memory(size, memory_type, label)
@@ -352,10 +354,16 @@ class Allocator:
                 if off is not None:
                     self.allocations += 1
                     return Allocation(block, off, size, memory_type)
-            with _vk.deferred_interrupt():  # the memory is in the block list before Ctrl-C
-                mem, mapped = self._allocate_memory(self.block_size, memory_type, label)
-                block = _Block(mem, self.block_size, memory_type, mapped, False, optimal)
+            block = self._reuse_shared(memory_type)
+            if block is not None:  # an empty shared block kept in the cache
+                block.dedicated, block.optimal = False, optimal
+                block.free, block.used = [[0, block.size]], 0
                 blocks.append(block)
+            else:
+                with _vk.deferred_interrupt():  # the memory is in the block list before Ctrl-C
+                    mem, mapped = self._allocate_memory(self.block_size, memory_type, label)
+                    block = _Block(mem, self.block_size, memory_type, mapped, False, optimal)
+                    blocks.append(block)
             off = block.carve(size, alignment)
             assert off is not None
             self.allocations += 1
@@ -388,7 +396,11 @@ class Allocator:
         block.release(a.offset, a.size)
         if block.used == 0:
             self._blocks[(block.memory_type, block.optimal)].remove(block)
-            self._free_block(block)
+            if block.size <= self.recycle_limit:  # kept: a loop that makes and frees
+                self._recycle.append(block)  # arrays would allocate a block each time
+                self._trim_to(self.recycle_limit)
+            else:
+                self._free_block(block)
 
     def _reuse(self, size: int, memory_type: int) -> _Block | None:
         """The smallest cached block of ``memory_type`` holding ``size`` with < 1/8 to spare."""
@@ -400,6 +412,14 @@ class Allocator:
         if best is not None:
             self._recycle.remove(best)
         return best
+
+    def _reuse_shared(self, memory_type: int) -> _Block | None:
+        """A cached block of ``memory_type`` of the shared blocks' size (the newest), or None."""
+        for b in reversed(self._recycle):
+            if b.memory_type == memory_type and b.size == self.block_size:
+                self._recycle.remove(b)
+                return b
+        return None
 
     def _trim_to(self, limit: int, heap: int | None = None) -> None:
         """Free cached blocks, oldest first, until the cache holds at most ``limit`` bytes."""
