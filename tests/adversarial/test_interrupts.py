@@ -646,9 +646,10 @@ def test_ctrl_c_at_every_point_of_a_first_call_and_of_reset() -> None:
     """Ctrl-C at each point, in turn, of making a kernel and its first call (the slow path:
     pipeline, descriptor sets, scratch buffers, then close()), and of ``vknb.reset()``
     followed by a call that rebuilds the kernel's pipeline on the new device: after each,
-    nothing is in flight or queued and no slot stays taken; no device is destroyed with
-    objects still alive (which also fails the next ``vkCreateDevice``: the validation layer's
-    error is raised there), and none twice (which aborted the process: the device's
+    nothing is in flight or queued and no slot stays taken; every old device is destroyed (a
+    Ctrl-C while close() waited abandoned an idle device, keeping its memory for good), none
+    with objects still alive (which also fails the next ``vkCreateDevice``: the validation
+    layer's error is raised there), and none twice (which aborted the process: the device's
     finalizer destroyed it again after a Ctrl-C at the end of its close())."""
     run_leaving_nothing(
         CALLS_SETUP.format(name="add_reset")
@@ -663,6 +664,7 @@ def reset_and_call():
     k(x, z, a=1.0, n=n, grid=n)
 
 def settled():
+    gc.collect()
     d = vknb.device()
     vknb.synchronize()
     d.collect()
@@ -671,6 +673,11 @@ def settled():
     if k.pipeline is not None and k.pipeline.device is d:
         busy = [s for s in k.pipeline._slots if s.busy]
         check(not busy, f"{len(busy)} of {len(k.pipeline._slots)} slots still taken")
+    # Every device neither open nor lost is destroyed (a Ctrl-C in a close() or in a device's
+    # finalizer left devices that nothing would destroy).
+    alive = set(d.instance.devices_alive)
+    live = {id(o) for o in vknb.core.device.live_devices() if o.state == "open"}
+    check(alive <= live, f"{len(alive - live)} devices neither open nor destroyed")
 
 for name, body in {"compile, first call and close of a new kernel": compile_new,
                    "reset() and a call": reset_and_call}.items():

@@ -41,7 +41,7 @@ from typing import Any
 from .. import _vk, config
 from .. import errors as E
 from .._vk import constants as C
-from .._vk.finalizer import WeakSet, collected, reap
+from .._vk.finalizer import Finalizer, WeakSet, collected, reap
 from .instance import DeviceInfo, Instance, get_instance, select_device_index
 from .memory import Allocator, MemoryStats
 
@@ -350,7 +350,7 @@ class Device:
                 # Collected without close(): by then every child is gone (children hold the
                 # device), so only the device's own handles remain; the callback gets them.
                 inst.devices_alive.add(id(self))
-                self._finalizer = weakref.finalize(
+                self._finalizer = Finalizer(
                     self,
                     _release_device,
                     self.handle,
@@ -1477,38 +1477,56 @@ class Device:
         ``wait()``.  Idempotent; never raises (problems are logged).
         """
         reap()  # (the releases of objects collected so far, queued while the device is open)
-        with self.lock:
-            if self._closing:
-                return
-            self._closing = True
-        if self.state is not OPEN:
-            if self.state == LOST:
-                self._abandon()
-            return
-        if not self.usable_here():
-            self.state = CLOSED
-            self._finalizer.detach()
-            return
+        claimed = False  # this call closes the device (a Ctrl-C before it does: see below)
         try:
-            budget = timeout_s() if wait_s is None else wait_s
-        except ValueError:
-            budget = 60.0
-        try:
-            self._finish_pending(budget)
-        except BaseException:  # Ctrl-C or a lost device: do not destroy what may be in use
             with self.lock:
-                if self.state is OPEN:
-                    self.state = CLOSED
-            self._abandon()
+                if self._closing:
+                    return
+                self._closing = True
+                claimed = True
+            if self.state is not OPEN:
+                if self.state == LOST:
+                    self._abandon()
+                return
+            if not self.usable_here():
+                self.state = CLOSED
+                self._finalizer.detach()
+                return
+            try:
+                budget = timeout_s() if wait_s is None else wait_s
+            except ValueError:
+                budget = 60.0
+            try:
+                self._finish_pending(budget)
+            except BaseException as e:  # Ctrl-C or a lost device: destroy nothing in use
+                if isinstance(e, KeyboardInterrupt) and self.state is OPEN and self.idle():
+                    # Nothing runs on the GPU any more: close it all the same, then raise
+                    # (abandoned, an idle device would keep its memory for good).
+                    with _vk.deferred_interrupt():
+                        claimed = False
+                        self._teardown(budget)
+                    raise
+                claimed = False
+                with self.lock:
+                    if self.state is OPEN:
+                        self.state = CLOSED
+                self._abandon()
+                raise
+            if self.state is not OPEN:  # lost while waiting
+                self._abandon()
+                return
+            # From here on, nothing runs on the GPU: the teardown runs whole, with Ctrl-C held
+            # back (cut short, the device would stay closed and never destroyed, or be
+            # destroyed and still owned by its finalizer, which would destroy it again).
+            with _vk.deferred_interrupt():
+                claimed = False
+                self._teardown(budget)
+        except BaseException:
+            if claimed and self.state is OPEN:
+                # A Ctrl-C before anything was closed or abandoned: the device stays open, and
+                # a later close() (at exit, say) starts over instead of returning at once.
+                self._closing = False
             raise
-        if self.state is not OPEN:  # lost while waiting
-            self._abandon()
-            return
-        # From here on, nothing runs on the GPU: the teardown runs whole, with Ctrl-C held back
-        # (cut short, the device would stay closed and never destroyed, or be destroyed and
-        # still owned by its finalizer, which would destroy it again).
-        with _vk.deferred_interrupt():
-            self._teardown(budget)
 
     def _teardown(self, budget: float) -> None:
         ffi, lib = _vk.ffi, _vk.lib
