@@ -33,7 +33,6 @@ import struct
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -1678,7 +1677,7 @@ def _release_device(
 
 _tokens = itertools.count(1)
 _device_numbers = itertools.count(1)
-_live_devices: weakref.WeakSet[Device] = weakref.WeakSet()
+_live_devices = WeakSet()  # (no Python callback as a device goes: see _vk.finalizer)
 _zombies: list[Device] = []  # closed with mapped views alive: kept until the process ends
 # What the pending releases of lost devices held (numpy memory a copy may still write into):
 # kept until the process ends.
@@ -1689,7 +1688,7 @@ _exit_hook_installed = False
 def _device_label(index: int, name: str, number: int) -> str:
     """``Device(0: name)``; a second logical device of the same GPU gets its number too, so
     that errors tell them apart."""
-    same = any(d.index == index and d.state is OPEN for d in list(_live_devices))
+    same = any([d.index == index and d.state is OPEN for d in _live_devices])
     return f"Device({index}: {name})" + (f" #{number}" if same else "")
 
 
@@ -1721,7 +1720,7 @@ def _close_all_at_exit() -> None:
 def _install_exit_hook() -> None:
     # atexit runs handlers last-in first-out, and weakref.finalize registers its own handler
     # when the first finalizer is made (the instance's): registering here, later, makes devices
-    # close (children first) before any buffer finalizer runs.
+    # close (children first) before the instance is destroyed.
     global _exit_hook_installed
     if not _exit_hook_installed:
         _exit_hook_installed = True
