@@ -228,8 +228,9 @@ VARIABLES: dict[str, Variable] = {
             _whole(0, "MiB"),
             None,
             "when a device is created",
-            "freed large allocations kept for reuse (default: the smaller of 1 GiB and an "
-            "eighth of the largest heap; Device.trim() frees them; 0 turns it off)",
+            "freed large allocations and emptied blocks kept for reuse (default: the smaller "
+            "of 1 GiB and an eighth of the largest heap; Device.trim() frees them; 0 turns it "
+            "off)",
         ),
         Variable(
             "VKNB_ROBUST",
