@@ -630,9 +630,9 @@ def _destroy_once(fin: Finalizer) -> None:
 
 
 def _collected(dev: Device, handles: dict[str, Any], pins: list[Any]) -> None:
-    """Finalizer of a batch collected without close() (no locks: see Device.retire_later)."""
+    """Finalizer of a batch collected without close() (see Device.retire_collected)."""
     if dev.handle_alive():
-        dev.retire_later(lambda: _destroy_batch(dev, handles, pins))
+        dev.retire_collected(lambda: _destroy_batch(dev, handles, pins))
 
 
 def _destroy_batch(dev: Device, handles: dict[str, Any], pins: list[Any]) -> None:

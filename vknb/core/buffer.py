@@ -711,10 +711,9 @@ def _release_once(fin: Finalizer) -> None:
 
 
 def _collected(dev: Device, handle: Any, alloc: Allocation, texel_views: dict[int, Any]) -> None:
-    """Finalizer of a Buffer collected without close(): retire it at the device's next safe
-    point (the garbage collector may run this anywhere, with the device lock held)."""
+    """Finalizer of a Buffer collected without close() (see Device.retire_collected)."""
     if dev.handle_alive():  # (a device being closed runs its queue before it is destroyed)
-        dev.retire_later(lambda: _free_buffer(dev, handle, alloc, texel_views))
+        dev.retire_collected(lambda: _free_buffer(dev, handle, alloc, texel_views))
     elif dev.usable_here():
         dev.buffers -= 1
 

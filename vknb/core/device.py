@@ -965,6 +965,22 @@ class Device:
         next safe point (a wait, a poll, a submission)."""
         self._orphans.append(release)
 
+    def retire_collected(self, release: Callable[[], None]) -> None:
+        """:meth:`retire_later` for the finalizer of an object collected without close(): the
+        release is queued, then run at once if this device's lock is free (never waited for:
+        the finalizer runs at a safe point of any device, maybe under another's lock).  A
+        device that nobody uses any more has no safe point of its own: its children's
+        releases would wait for ever, and it would be destroyed with them alive."""
+        self._orphans.append(release)
+        if self.lock.acquire(blocking=False):
+            try:
+                if self.state is OPEN:
+                    self.poll()
+                else:
+                    self._run_retired()
+            finally:
+                self.lock.release()
+
     def _run_retired(self) -> None:
         """Run the releases whose submissions have all finished (under the lock); first the
         finalizers of objects collected since (see vknb._vk.finalizer), which queue orphans."""

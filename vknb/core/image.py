@@ -872,9 +872,9 @@ def _destroy_once(fin: Finalizer) -> None:
 
 
 def _collected(dev: Device, handles: dict[str, Any], alloc: Allocation | None) -> None:
-    """Finalizer of an Image collected without close() (see Device.retire_later)."""
+    """Finalizer of an Image collected without close() (see Device.retire_collected)."""
     if dev.handle_alive():
-        dev.retire_later(lambda: _destroy_image(dev, handles, alloc))
+        dev.retire_collected(lambda: _destroy_image(dev, handles, alloc))
 
 
 # --- samplers --------------------------------------------------------------------------------

@@ -888,9 +888,11 @@ def _collected(
     slots: list[Slot],
     timestamps: Timestamps | None,
 ) -> None:
-    """Finalizer of a pipeline collected without close() (no locks: see Device.retire_later)."""
+    """Finalizer of a pipeline collected without close() (see Device.retire_collected)."""
     if device.handle_alive():
-        device.retire_later(lambda: _destroy_pipeline(device, handles, pools, slots, timestamps))
+        device.retire_collected(
+            lambda: _destroy_pipeline(device, handles, pools, slots, timestamps)
+        )
 
 
 def _destroy_pipeline(
