@@ -366,3 +366,52 @@ def test_batch_closed_while_8_threads_replay_it() -> None:
         validation=True,
         timeout=60,
     )
+
+
+def test_8_threads_make_and_drop_arrays_on_two_devices() -> None:
+    """8 threads make Arrays on two devices in turn, run a kernel on each, check it, and drop
+    them without close(): the finalizers run at any device's safe point and release on the
+    other device under a try-lock, so no thread ever waits for another's device lock (no
+    deadlock), every result is right, and every buffer is freed."""
+    run_scenario(
+        _with_threads(
+            """
+            d1, d2 = vknb.device(), vknb.Device(0)
+            INC = '''
+            layout(local_size_x = 64) in;
+            layout(binding = 0) buffer Y { float y[]; };
+            void main() { y[gl_GlobalInvocationID.x] += 1.0; }'''
+            k1 = vknb.compile(INC, name="inc1")
+            k2 = vknb.compile(INC, name="inc2", device=d2)
+            for d in (d1, d2):  # (a first transfer may make the staging buffers: before base)
+                vknb.asarray(np.zeros(4096, np.float32), device=d).numpy()
+            gc.collect()
+            d1.collect()
+            d2.collect()
+            base = (d1.memory_stats().buffers, d2.memory_stats().buffers)
+            def work(t, r):
+                for it in range(120):
+                    x = r.random(4096, dtype=np.float32)
+                    first = it % 2 == 0
+                    a = vknb.asarray(x, device=d1 if first else d2)
+                    b = vknb.asarray(x, device=d2 if first else d1)
+                    (k1 if first else k2)(a, grid=4096)
+                    (k2 if first else k1)(b, grid=4096)
+                    check(np.allclose(a.numpy(), x + 1) and np.allclose(b.numpy(), x + 1),
+                          f"call {it}: wrong result")
+                    del a, b
+            on_threads(work)
+            gc.collect()
+            d1.collect()
+            d2.collect()
+            check(vknb._vk.finalizer.pending() == 0, "finalizers still queued")
+            now = (d1.memory_stats().buffers, d2.memory_stats().buffers)
+            check(now == base, f"buffers {now}, {base} before")
+            k2.close()
+            d2.close()
+            print("OK")
+            """
+        ),
+        validation=True,
+        timeout=120,
+    )
