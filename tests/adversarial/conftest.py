@@ -339,6 +339,15 @@ def reset_limit(dev):
     return 2.0 if dev.info.type == "cpu" else 8.0
 
 
+def prompt_reset(old):
+    """``vknb.reset()`` after a runaway kernel on ``old``: the fresh device, checked to come
+    within ``reset_limit(old)``."""
+    new, t = timed(vknb.reset)
+    print(f"reset() took {t:.2f} s")
+    check(t < reset_limit(old), f"vknb.reset() took {t:.2f} s (limit {reset_limit(old):g} s)")
+    return new
+
+
 def busy_iters(kb, seconds=5.0):
     """``iters`` for a BUSY dispatch of BUSY_N invocations that runs about ``seconds``.
 

@@ -596,8 +596,7 @@ class Batch:
 
         A submission still running finishes first (its ``wait()`` still works)."""
         with self._lock:
-            again = self.closed  # closed before: queue again a release Ctrl-C lost
-            if again and not self._finalizer.alive:
+            if self.closed and not self._finalizer.alive:  # (else: a release Ctrl-C lost)
                 return
             self.closed = True
             self._writeback = []

@@ -986,12 +986,10 @@ class Device:
         finalizers of objects collected since (see vknb._vk.finalizer), which queue orphans."""
         if self._retiring_now:  # (called from a release of the loop below, which goes on)
             return
-        if collected:
-            reap()
         orphans = self._orphans
         retiring = self._retiring
         oldest = min(self._inflight) if self._inflight else self._serial + 1
-        if not (orphans or (retiring and retiring[0][0] < oldest)):
+        if not (collected or orphans or (retiring and retiring[0][0] < oldest)):
             return
         # A release destroys several handles in turn: Ctrl-C waits until it is done (else the
         # handles after the one it interrupted would never be destroyed); an orphan is moved
@@ -1001,7 +999,7 @@ class Device:
             self._retiring_now = True
             try:
                 while True:
-                    if collected:  # (objects that the releases run so far dropped)
+                    if collected:  # (objects collected since, and those releases dropped)
                         reap()
                     while orphans:
                         retiring.append((self._serial, orphans.popleft()))
